@@ -1,0 +1,37 @@
+"""Exceptions that say which file, which record, what was expected and what was found."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class NishardError(Exception):
+    """Base class of every error nishard raises on purpose."""
+
+
+class SpecError(NishardError, ValueError):
+    """A pipeline spec (YAML or Python) is invalid: unknown key, bad value, missing input."""
+
+
+class RecordError(NishardError):
+    """One record cannot be processed; the run quarantines it and goes on.
+
+    Parameters
+    ----------
+    record : str
+        The record's identifier, e.g. ``sub-01_task-rest_run-1``.
+    path : str or Path or None
+        The file at fault, when there is one.
+    expected : str
+        What nishard expected to find.
+    found : str
+        What it found instead.
+    """
+
+    def __init__(self, record: str, path: str | Path | None, expected: str, found: str):
+        self.record = record
+        self.path = None if path is None else str(path)
+        self.expected = expected
+        self.found = found
+        where = f" in {self.path}" if self.path else ""
+        super().__init__(f"record {record}{where}: expected {expected}, found {found}")

@@ -1,0 +1,48 @@
+"""build(): one pipeline spec run through locate, assemble and write."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .archives import write
+from .records import locate
+from .spec import Pipeline, load_spec
+from .workflow import assemble
+
+
+def build(pipeline: Pipeline | str | Path, *, progress: bool = True) -> dict:
+    """Run a pipeline: the same three calls a user makes from Python.
+
+    Parameters
+    ----------
+    pipeline : Pipeline or path
+        A parsed spec, or the path of a YAML spec.
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    dict
+        The manifest written beside the shards.
+    """
+    if not isinstance(pipeline, Pipeline):
+        pipeline = load_spec(pipeline)
+    records = locate(
+        pipeline.root,
+        schema=pipeline.schema,
+        stage=pipeline.stage,
+        variables=pipeline.variables,
+        filters=pipeline.filters,
+    )
+    plan = assemble(pipeline.transforms)
+    return write(
+        records,
+        plan,
+        pipeline.output,
+        formats=pipeline.formats,
+        shards=pipeline.shards,
+        executor=pipeline.executor,
+        split=pipeline.split,
+        spec=pipeline.spec,
+        progress=progress,
+    )

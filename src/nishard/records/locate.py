@@ -1,0 +1,95 @@
+"""locate(): find a dataset's records by a schema and collate them with tabular variables."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from ..errors import SpecError
+from .filters import Complete
+from .schemas import Fmriprep
+from .table import RecordTable
+from .tables import Participants
+
+
+def locate(
+    root: str | Path,
+    schema: Fmriprep | None = None,
+    stage: Sequence[str] = ("bold", "mask", "confounds"),
+    variables: Participants | None = None,
+    filters: Sequence[Complete] = (Complete(),),
+) -> RecordTable:
+    """Find every record of a dataset and join its tabular variables.
+
+    Parameters
+    ----------
+    root : str or Path
+        The dataset's root folder (for fMRIPrep, the derivatives folder).
+    schema : schema primitive, optional
+        How the dataset is laid out; default ``fmriprep()`` in MNI152NLin2009cAsym.
+    stage : sequence of str
+        The file kinds each record carries (a subset of ``schema.kinds``).
+    variables : tables primitive, optional
+        Tabular variables to join, e.g. ``participants(["age", "diagnosis"])``.
+    filters : sequence of filter primitives
+        Applied in order; every dropped record and its reason lands in ``dropped``.
+
+    Returns
+    -------
+    RecordTable
+        One row per record, sorted by record id.
+
+    Raises
+    ------
+    SpecError
+        When the root folder is missing, a staged kind is unknown to the schema, or no
+        record matches.
+    """
+    schema = schema or Fmriprep()
+    stage = tuple(stage)
+    root_path = Path(root)
+    if not root_path.is_dir():
+        raise SpecError(f"input folder not found: {root_path}")
+    unknown = [kind for kind in stage if kind not in schema.kinds]
+    if unknown:
+        raise SpecError(f"stage {unknown} unknown to schema {schema.name}; it knows {schema.kinds}")
+    if "bold" not in stage:
+        raise SpecError("stage must include 'bold'")
+    try:
+        runs = schema.scan(root_path)
+    except ValueError as err:
+        raise SpecError(str(err)) from err
+    if not runs:
+        raise SpecError(f"no {schema.name} records under {root_path} for {schema.to_dict()}")
+
+    rows = [{"record": r["record"], **r["entities"], "t_r": r["t_r"]} for r in runs]
+    frame = pd.DataFrame(rows).set_index("record")
+    for kind in stage:
+        frame[kind] = pd.Series([r.get(kind) for r in runs], index=frame.index, dtype=object)
+
+    names: tuple[str, ...] = ()
+    if variables is not None:
+        table = variables.load(root_path)
+        names = tuple(table.columns)
+        frame = frame.join(table, on="subject")
+
+    spec: dict = {"path": str(root), "schema": schema.to_dict(), "stage": list(stage)}
+    if variables is not None:
+        spec["variables"] = variables.to_dict()
+    spec["filters"] = [f.to_dict() for f in filters]
+
+    dropped = []
+    for primitive in filters:
+        reasons = primitive.reasons(frame, stage, names)
+        drop = reasons != ""
+        dropped += [{"record": k, "reason": v} for k, v in reasons[drop].items()]
+        frame = frame[~drop]
+    return RecordTable(
+        frame=frame,
+        files=stage,
+        variables=names,
+        spec=spec,
+        dropped=pd.DataFrame(dropped, columns=["record", "reason"], dtype=str),
+    )

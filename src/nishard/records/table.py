@@ -1,0 +1,138 @@
+"""RecordTable: one row per record, with its files, metadata and variables."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class Record:
+    """One record as a processing step sees it.
+
+    Attributes
+    ----------
+    id : str
+        Unique identifier, usable as a WebDataset key (no dots).
+    files : dict
+        Staged file kind to path (only the kinds present).
+    metadata : dict
+        Entities (subject, session, task, run, ...), ``t_r`` and the joined variables,
+        as plain JSON-able Python values (missing values are None).
+    """
+
+    id: str
+    files: dict[str, str]
+    metadata: dict[str, object]
+
+
+@dataclass
+class RecordTable:
+    """Records located in a dataset: a pandas frame plus what made it.
+
+    Attributes
+    ----------
+    frame : pandas.DataFrame
+        One row per record, indexed by record id. Columns: entities (``subject``,
+        ``session``, ``task``, ``run``...), one column per staged file kind holding a path
+        or None, ``t_r``, then the variables.
+    files : tuple of str
+        The staged file kinds (columns of ``frame`` that hold paths).
+    variables : tuple of str
+        The joined variables (columns of ``frame``).
+    spec : dict
+        The input section of a pipeline spec that reproduces this table.
+    dropped : pandas.DataFrame
+        Records removed by filters, with the reason (columns ``record``, ``reason``).
+    """
+
+    frame: pd.DataFrame
+    files: tuple[str, ...]
+    variables: tuple[str, ...] = ()
+    spec: dict = field(default_factory=dict)
+    dropped: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame({"record": [], "reason": []}, dtype=str)
+    )
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    def __iter__(self) -> Iterator[Record]:
+        for record_id, row in self.frame.iterrows():
+            yield self._record(str(record_id), row)
+
+    def __getitem__(self, record_id: str) -> Record:
+        return self._record(record_id, self.frame.loc[record_id])
+
+    def _record(self, record_id: str, row: pd.Series) -> Record:
+        files = {kind: row[kind] for kind in self.files if isinstance(row[kind], str)}
+        metadata = {key: _plain(value) for key, value in row.items() if key not in self.files}
+        return Record(id=record_id, files=files, metadata=metadata)
+
+    def summary(self) -> str:
+        """A few lines: records, subjects, sessions, missing files, variables, dropped."""
+        frame = self.frame
+        lines = [f"{len(frame)} records"]
+        if "subject" in frame:
+            lines[0] += f" from {frame['subject'].nunique()} subjects"
+        if "session" in frame:
+            lines[0] += f", {frame['session'].nunique()} sessions"
+        missing = {kind: int(frame[kind].isna().sum()) for kind in self.files}
+        lines.append(
+            "files: " + ", ".join(f"{k} ({len(frame) - n} found)" for k, n in missing.items())
+        )
+        if self.variables:
+            lines.append("variables: " + ", ".join(self.variables))
+        if len(self.dropped):
+            lines.append(f"dropped {len(self.dropped)} records:")
+            lines += [f"  {r.record}: {r.reason}" for r in self.dropped.itertuples()]
+        return "\n".join(lines)
+
+    def to_parquet(self, path: str | Path) -> None:
+        """Save the table, with its files, variables, spec and dropped records, to Parquet."""
+        frame = self.frame.reset_index()
+        frame.attrs = {}
+        meta = {
+            "files": list(self.files),
+            "variables": list(self.variables),
+            "spec": self.spec,
+            "dropped": self.dropped.to_dict(orient="records"),
+        }
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        merged = {**(table.schema.metadata or {}), b"nishard": json.dumps(meta).encode()}
+        pq.write_table(table.replace_schema_metadata(merged), path)
+
+    @classmethod
+    def from_parquet(cls, path: str | Path) -> RecordTable:
+        """Load a table saved by :meth:`to_parquet`."""
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(path)
+        meta = json.loads(table.schema.metadata[b"nishard"])
+        frame = table.to_pandas().set_index("record")
+        return cls(
+            frame=frame,
+            files=tuple(meta["files"]),
+            variables=tuple(meta["variables"]),
+            spec=meta["spec"],
+            dropped=pd.DataFrame(meta["dropped"], columns=["record", "reason"], dtype=str),
+        )
+
+
+def _plain(value: object) -> object:
+    """A JSON-able Python value: numpy scalars unwrapped, NaN and NA as None."""
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if hasattr(value, "item"):
+        value = value.item()
+        if isinstance(value, float) and math.isnan(value):
+            return None
+    return value

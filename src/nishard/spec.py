@@ -1,0 +1,252 @@
+"""Pipeline specs: the YAML file that says input, transforms, output and execution.
+
+A spec is parsed into the same primitives the Python API takes, so ``nishard build
+spec.yaml`` and ``locate(...); assemble(...); write(...)`` are the same run. Every key is
+checked: an unknown one stops the run with an error that names it and where it stands.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .archives import FORMATS, ShardSpec, parse_bytes
+from .errors import SpecError
+from .records import FILTERS, SCHEMAS, Participants
+from .transforms import TRANSFORMS, Transform
+from .workflow import EXECUTORS
+
+_SECTIONS = {
+    "input": ("path", "schema", "stage", "variables", "filters"),
+    "output": ("path", "formats", "shards", "split"),
+    "execution": ("executor", "jobs"),
+}
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """A parsed spec: the primitives of one build, and the spec as written.
+
+    Attributes
+    ----------
+    root, output : Path
+        The input and output folders, resolved against the spec file's folder.
+    spec : dict
+        The normalized spec with paths as written; it is what the manifest records and
+        what :meth:`to_yaml` writes back.
+    """
+
+    root: Path
+    schema: Any
+    stage: tuple[str, ...]
+    variables: Participants | None
+    filters: tuple
+    transforms: tuple[Transform, ...]
+    output: Path
+    formats: tuple
+    shards: ShardSpec
+    split: str
+    executor: Any
+    spec: dict
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.spec, sort_keys=False)
+
+    def with_overrides(self, output: str | None = None, executor: Any = None) -> Pipeline:
+        """The same pipeline writing elsewhere or run by another executor."""
+        spec = {**self.spec}
+        changes: dict[str, Any] = {}
+        if output is not None:
+            changes["output"] = Path(output)
+            spec["output"] = {**spec["output"], "path": str(output)}
+        if executor is not None:
+            changes["executor"] = executor
+            spec["execution"] = executor.to_dict()
+        return dataclasses.replace(self, spec=spec, **changes)
+
+
+def load_spec(path: str | Path) -> Pipeline:
+    """Read and check a YAML pipeline spec; relative paths are relative to its folder."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(f"spec file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise SpecError(f"{path}: not valid YAML: {err}") from err
+    try:
+        return parse_spec(raw, base=path.parent)
+    except SpecError as err:
+        raise SpecError(f"{path}: {err}") from err
+
+
+def parse_spec(raw: Any, base: str | Path = ".") -> Pipeline:
+    """Check a spec given as a dict (the YAML's content) and build its primitives."""
+    base = Path(base)
+    _mapping(raw, "the spec")
+    _known(raw, ("input", "transforms", "output", "execution"), "the spec")
+    for section in ("input", "transforms", "output"):
+        if section not in raw:
+            raise SpecError(f"missing section '{section}'")
+
+    inp = _mapping(raw["input"], "input")
+    _known(inp, _SECTIONS["input"], "input")
+    root_text = _required(inp, "path", "input")
+    schema = _primitive(inp.get("schema", "fmriprep"), SCHEMAS, "input.schema")
+    stage = tuple(_list(inp.get("stage", ["bold", "mask", "confounds"]), "input.stage"))
+    variables = _variables(inp.get("variables"))
+    filters = tuple(
+        _primitive(item, FILTERS, f"input.filters[{i}]")
+        for i, item in enumerate(_list(inp.get("filters", ["complete"]), "input.filters"))
+    )
+    transforms = tuple(
+        _transform(item, f"transforms[{i}]")
+        for i, item in enumerate(_list(raw["transforms"], "transforms"))
+    )
+
+    out = _mapping(raw["output"], "output")
+    _known(out, _SECTIONS["output"], "output")
+    out_text = _required(out, "path", "output")
+    formats = tuple(
+        _primitive(item, FORMATS, f"output.formats[{i}]")
+        for i, item in enumerate(_list(out.get("formats", ["webdataset"]), "output.formats"))
+    )
+    shards = _shards(out.get("shards", {}))
+    split = str(out.get("split", "all"))
+
+    execution = _mapping(raw.get("execution", {}), "execution")
+    _known(execution, _SECTIONS["execution"], "execution")
+    executor = executor_from(execution.get("executor", "serial"), execution.get("jobs"))
+
+    spec = {
+        "input": {
+            "path": str(root_text),
+            "schema": schema.to_dict(),
+            "stage": list(stage),
+            **({"variables": variables.to_dict()} if variables else {}),
+            "filters": [f.to_dict() for f in filters],
+        },
+        "transforms": [t.to_dict() for t in transforms],
+        "output": {
+            "path": str(out_text),
+            "formats": [f.to_dict() for f in formats],
+            "shards": shards.to_dict(),
+            "split": split,
+        },
+        "execution": executor.to_dict(),
+    }
+    return Pipeline(
+        root=base / str(root_text), schema=schema, stage=stage, variables=variables,
+        filters=filters, transforms=transforms, output=base / str(out_text), formats=formats,
+        shards=shards, split=split, executor=executor, spec=spec,
+    )  # fmt: skip
+
+
+def executor_from(name: str, jobs: int | None = None):
+    """An executor primitive from its name (and ``jobs`` for ``local``)."""
+    if name not in EXECUTORS:
+        raise SpecError(_unknown_name(name, EXECUTORS, "execution.executor"))
+    if jobs is not None:
+        if name != "local":
+            raise SpecError(f"execution.jobs is for the local executor, not {name}")
+        return EXECUTORS[name](n_jobs=int(jobs))
+    return EXECUTORS[name]()
+
+
+def _mapping(value: Any, where: str) -> dict:
+    if not isinstance(value, dict):
+        raise SpecError(f"{where} must be a mapping, got {type(value).__name__}: {value!r}")
+    return value
+
+
+def _list(value: Any, where: str) -> list:
+    if not isinstance(value, list):
+        raise SpecError(f"{where} must be a list, got {type(value).__name__}: {value!r}")
+    return value
+
+
+def _required(section: dict, key: str, where: str) -> Any:
+    if section.get(key) in (None, ""):
+        raise SpecError(f"missing key '{key}' in {where}")
+    return section[key]
+
+
+def _known(section: dict, allowed: tuple[str, ...], where: str) -> None:
+    for key in section:
+        if key not in allowed:
+            hint = difflib.get_close_matches(str(key), allowed, n=1)
+            maybe = f" (did you mean '{hint[0]}'?)" if hint else ""
+            raise SpecError(
+                f"unknown key '{key}' in {where}{maybe}; expected one of {', '.join(allowed)}"
+            )
+
+
+def _unknown_name(name: str, registry: dict, where: str) -> str:
+    hint = difflib.get_close_matches(str(name), list(registry), n=1)
+    maybe = f" (did you mean '{hint[0]}'?)" if hint else ""
+    return f"unknown {where} '{name}'{maybe}; known: {', '.join(sorted(registry))}"
+
+
+def _build(cls: type, options: dict, where: str):
+    allowed = tuple(f.name for f in dataclasses.fields(cls))
+    _known(options, allowed, where)
+    options = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
+    try:
+        return cls(**options)
+    except (TypeError, ValueError) as err:
+        raise SpecError(f"{where}: {err}") from err
+
+
+def _primitive(entry: Any, registry: dict, where: str):
+    """``name`` or ``{name: NAME, option: value}`` -> the registered primitive."""
+    if isinstance(entry, str):
+        entry = {"name": entry}
+    entry = dict(_mapping(entry, where))
+    name = entry.pop("name", None)
+    if name not in registry:
+        raise SpecError(_unknown_name(name, registry, where))
+    return _build(registry[name], entry, where)
+
+
+def _transform(entry: Any, where: str) -> Transform:
+    """``name`` or ``{name: {option: value}}`` -> a transform."""
+    if isinstance(entry, str):
+        entry = {entry: {}}
+    entry = _mapping(entry, where)
+    if len(entry) != 1:
+        raise SpecError(f"{where} must name one transform, got {list(entry)}")
+    [(name, options)] = entry.items()
+    if name not in TRANSFORMS:
+        raise SpecError(_unknown_name(name, TRANSFORMS, f"transform at {where}"))
+    return _build(TRANSFORMS[name], _mapping(options or {}, f"{where}.{name}"), f"{where}.{name}")
+
+
+def _variables(entry: Any) -> Participants | None:
+    """``[age, sex]`` (from participants.tsv) or ``{table: participants, columns: [...]}``."""
+    if entry is None:
+        return None
+    if isinstance(entry, list):
+        return Participants(columns=tuple(entry))
+    entry = dict(_mapping(entry, "input.variables"))
+    table = entry.pop("table", "participants")
+    if table != "participants":
+        raise SpecError(f"unknown input.variables table '{table}'; known: participants")
+    return _build(Participants, entry, "input.variables")
+
+
+def _shards(entry: Any) -> ShardSpec:
+    entry = _mapping(entry, "output.shards")
+    _known(entry, ("max_samples", "max_bytes"), "output.shards")
+    try:
+        max_bytes = entry.get("max_bytes", ShardSpec.max_bytes)
+        return ShardSpec(
+            max_samples=entry.get("max_samples"),
+            max_bytes=None if max_bytes is None else parse_bytes(max_bytes),
+        )
+    except ValueError as err:
+        raise SpecError(f"output.shards: {err}") from err

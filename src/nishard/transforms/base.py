@@ -1,0 +1,73 @@
+"""What every transform is: a frozen spec, a pure function on a sample, declared demands."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any, ClassVar
+
+import numpy as np
+
+#: A sample flowing through a plan: named arrays (``bold``, ``mask``...) and the record's
+#: metadata under ``"meta"``.
+Sample = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Demands:
+    """What a transform needs, so that fusion and executors can reason about it.
+
+    Attributes
+    ----------
+    memory_factor : float
+        Peak working memory as a multiple of the bytes of the array it reads.
+    whole_time_axis : bool
+        Needs every time point at once (a filter, a z-score over time); False when it can
+        stream over blocks of time points.
+    voxel_blocks : bool
+        Can run on blocks of voxels independently.
+    backend : str
+        ``"numpy"`` or ``"jax"``.
+    """
+
+    memory_factor: float
+    whole_time_axis: bool
+    voxel_blocks: bool
+    backend: str = "numpy"
+
+
+@dataclass(frozen=True)
+class Transform:
+    """Base of every transform: subclasses are frozen dataclasses of their options.
+
+    A subclass sets ``name`` (its key in a YAML spec), ``reads`` (sample keys it needs;
+    file kinds of a record or products of earlier steps), ``writes`` (the keys it
+    produces) and ``demands``, and implements :meth:`__call__` as a pure function of the
+    sample: it returns a new sample and never modifies the one it was given.
+    """
+
+    name: ClassVar[str]
+    demands: ClassVar[Demands]
+
+    @property
+    def reads(self) -> tuple[str, ...]:
+        raise NotImplementedError
+
+    @property
+    def writes(self) -> tuple[str, ...]:
+        raise NotImplementedError
+
+    def __call__(self, sample: Sample) -> Sample:
+        raise NotImplementedError
+
+    def to_dict(self) -> dict:
+        """The transform as it appears in a YAML spec: ``{name: {option: value}}``."""
+        return {self.name: asdict(self)}
+
+    @classmethod
+    def options(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
+
+
+def as_float32(array: np.ndarray) -> np.ndarray:
+    """float32 without a copy when the array already is."""
+    return np.asarray(array, dtype=np.float32)

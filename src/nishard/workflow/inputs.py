@@ -1,0 +1,108 @@
+"""Load a record's staged files into a sample; errors name file, record and expectation."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from ..checksums import sha256_file
+from ..errors import RecordError
+from ..records.table import Record
+from ..transforms.base import Sample
+
+
+def _nifti(record: Record, path: str, ndim: int, what: str):
+    """Open a NIfTI header, turning every way a file can be broken into a RecordError."""
+    import nibabel as nib
+
+    file = Path(path)
+    if not file.is_file():
+        raise RecordError(record.id, path, what, "no such file")
+    if file.stat().st_size == 0:
+        raise RecordError(record.id, path, what, "an empty file (0 bytes)")
+    try:
+        img = nib.load(path)
+    except Exception as err:
+        raise RecordError(record.id, path, what, f"an unreadable file ({_why(err)})") from err
+    if len(img.shape) != ndim:
+        raise RecordError(record.id, path, what, f"a {len(img.shape)}D image of shape {img.shape}")
+    return img
+
+
+def _read(record: Record, path: str, img, what: str, dtype) -> np.ndarray:
+    try:
+        return np.asarray(img.dataobj, dtype=dtype)
+    except Exception as err:  # truncated or corrupt gzip stream, short file
+        raise RecordError(record.id, path, what, f"unreadable data ({_why(err)})") from err
+
+
+def _why(err: BaseException) -> str:
+    return f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+
+
+def load_bold(record: Record, path: str, sample: Sample) -> np.ndarray:
+    what = "a 4D NIfTI image (x, y, z, time)"
+    img = _nifti(record, path, 4, what)
+    sample["affine"] = img.affine
+    data = _read(record, path, img, what, np.float32)
+    if not np.isfinite(data).all():
+        raise RecordError(record.id, path, "finite values", "NaN or infinite values")
+    return data
+
+
+def load_mask(record: Record, path: str, sample: Sample) -> np.ndarray:
+    what = "a 3D NIfTI brain mask"
+    img = _nifti(record, path, 3, what)
+    mask = _read(record, path, img, what, np.float32) > 0
+    if "bold" in sample:
+        grid = sample["bold"].shape[:3]
+        if mask.shape != grid or not np.allclose(img.affine, sample["affine"], atol=1e-3):
+            raise RecordError(
+                record.id,
+                path,
+                f"a mask on the BOLD grid {grid}",
+                f"shape {mask.shape} with affine\n{np.round(img.affine, 3)}",
+            )
+    if not mask.any():
+        raise RecordError(record.id, path, what, "an empty mask (no voxel above 0)")
+    return mask
+
+
+def load_confounds(record: Record, path: str, sample: Sample):
+    import pandas as pd
+
+    try:
+        return pd.read_csv(path, sep="\t", na_values=["n/a"])
+    except Exception as err:
+        raise RecordError(record.id, path, "a tab-separated confounds table", _why(err)) from err
+
+
+#: Loader of each staged file kind; bold loads first so that the others can check its grid.
+LOADERS: dict[str, Callable[[Record, str, Sample], object]] = {
+    "bold": load_bold,
+    "mask": load_mask,
+    "confounds": load_confounds,
+}
+
+
+def load_inputs(record: Record, kinds: tuple[str, ...]) -> tuple[Sample, dict[str, str]]:
+    """Read the files a plan needs.
+
+    Returns
+    -------
+    sample : dict
+        Kind to loaded data, plus ``meta`` (the record's metadata) and ``affine``.
+    checksums : dict
+        sha256 of each file read, by path, for the manifest's provenance.
+    """
+    sample: Sample = {"meta": record.metadata}
+    checksums: dict[str, str] = {}
+    for kind in sorted(kinds, key=lambda k: (k != "bold", k)):
+        path = record.files.get(kind)
+        if path is None:
+            raise RecordError(record.id, None, f"a staged {kind} file", "none")
+        sample[kind] = LOADERS[kind](record, path, sample)
+        checksums[path] = sha256_file(path)
+    return sample, checksums

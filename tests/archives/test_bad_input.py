@@ -1,0 +1,93 @@
+"""A broken input file quarantines its record with a reason naming it; the rest is written."""
+
+import gzip
+
+import nibabel as nib
+import numpy as np
+import pytest
+import webdataset as wds
+
+import nishard as ns
+from tests.helpers import TINY_RES, bold_files
+
+
+def _write(root, out):
+    records = ns.locate(root, schema=ns.schemas.fmriprep(res=TINY_RES))
+    plan = ns.assemble([ns.t.Mask(), ns.t.Standardize()])
+    return records, ns.write(records, plan, out, shards=ns.shards.by_count(2), progress=False)
+
+
+def _written_keys(out, manifest):
+    urls = [str(out / s["name"]) for s in manifest["shards"]]
+    return sorted(s["__key__"] for s in wds.WebDataset(urls, shardshuffle=False))
+
+
+def _break_empty(path):
+    path.write_bytes(b"")
+
+
+def _break_garbage(path):
+    path.write_bytes(np.random.default_rng(0).bytes(4096))
+
+
+def _break_truncated(path):
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _break_not_4d(path):
+    img = nib.load(path)
+    nib.save(nib.Nifti1Image(np.asarray(img.dataobj)[..., 0], img.affine), path)
+
+
+def _break_nan(path):
+    img = nib.load(path)
+    data = np.asarray(img.dataobj).copy()
+    data[data.shape[0] // 2, data.shape[1] // 2, data.shape[2] // 2, 0] = np.nan
+    nib.save(nib.Nifti1Image(data, img.affine, img.header), path)
+
+
+@pytest.mark.parametrize(
+    ("damage", "found"),
+    [
+        (_break_empty, "an empty file (0 bytes)"),
+        (_break_garbage, "an unreadable file"),
+        (_break_truncated, "unreadable"),
+        (_break_not_4d, "a 3D image of shape"),
+        (_break_nan, "NaN or infinite values"),
+    ],
+)
+def test_a_broken_bold_is_quarantined_and_the_rest_written(tiny_copy, tmp_path, damage, found):
+    bad = bold_files(tiny_copy)[1]
+    damage(bad)
+    records, manifest = _write(tiny_copy, tmp_path)
+    [entry] = manifest["quarantine"]
+    assert entry["record"] in bad.name
+    assert entry["file"] == str(bad.relative_to(tiny_copy))
+    assert found in entry["found"]
+    assert "4D NIfTI" in entry["expected"] or entry["expected"] == "finite values"
+    good = sorted(r.id for r in records if r.id != entry["record"])
+    assert _written_keys(tmp_path, manifest) == good
+    assert manifest["records"]["written"] == len(good)
+
+
+def test_a_mask_on_another_grid_is_quarantined(tiny_copy, tmp_path):
+    bold = bold_files(tiny_copy)[0]
+    mask = bold.with_name(bold.name.replace("_desc-preproc_bold", "_desc-brain_mask"))
+    img = nib.load(mask)
+    nib.save(nib.Nifti1Image(np.asarray(img.dataobj)[1:], img.affine, img.header), mask)
+    _, manifest = _write(tiny_copy, tmp_path)
+    [entry] = manifest["quarantine"]
+    assert entry["file"] == str(mask.relative_to(tiny_copy))
+    assert entry["expected"].startswith("a mask on the BOLD grid")
+
+
+def test_when_every_record_is_broken_the_build_fails_but_says_why(tiny_copy, tmp_path):
+    for bold in bold_files(tiny_copy):
+        with gzip.open(bold, "wb") as handle:
+            handle.write(b"not a nifti")
+    with pytest.raises(ns.NishardError, match=r"every one of the .* records was quarantined"):
+        _write(tiny_copy, tmp_path)
+    manifest = ns.read_manifest(tmp_path)
+    assert len(manifest["quarantine"]) == len(bold_files(tiny_copy))
+    assert manifest["shards"] == []

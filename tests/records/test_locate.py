@@ -1,0 +1,90 @@
+import json
+
+import nibabel as nib
+import pandas as pd
+import pytest
+
+import nishard as ns
+from nishard.records import RecordTable
+from tests.helpers import TINY_RES, bold_files
+
+
+def _locate(root, **kwargs):
+    kwargs.setdefault("schema", ns.schemas.fmriprep(res=TINY_RES))
+    kwargs.setdefault("variables", ns.tables.participants(["age", "sex", "diagnosis", "site"]))
+    return ns.locate(root, **kwargs)
+
+
+def test_finds_every_run_with_its_files_tr_and_variables(tiny):
+    records = _locate(tiny)
+    bolds = bold_files(tiny)
+    assert len(records) == len(bolds) > 0
+    participants = pd.read_csv(tiny / "participants.tsv", sep="\t")
+    for record in records:
+        bold = record.files["bold"]
+        assert record.id in bold and bold.endswith("_desc-preproc_bold.nii.gz")
+        assert record.files["mask"].endswith("_desc-brain_mask.nii.gz")
+        assert record.files["confounds"].endswith("_desc-confounds_timeseries.tsv")
+        sidecar = json.loads(open(bold.replace(".nii.gz", ".json")).read())
+        assert record.metadata["t_r"] == sidecar["RepetitionTime"]
+        row = participants.set_index("participant_id").loc[f"sub-{record.metadata['subject']}"]
+        assert record.metadata["diagnosis"] == row["diagnosis"]
+        assert record.metadata["age"] == pytest.approx(row["age"])
+    assert list(records.frame.index) == sorted(records.frame.index)
+    assert records.frame["age"].dtype.kind == "f"  # numeric column typed as numbers
+
+
+def test_sessions_become_a_column(tiny):
+    records = _locate(tiny)
+    has_sessions = any("ses-" in str(p) for p in bold_files(tiny))
+    assert ("session" in records.frame) == has_sessions
+
+
+def test_tr_falls_back_to_the_header_when_the_sidecar_is_missing(tiny_copy):
+    bold = bold_files(tiny_copy)[0]
+    expected = float(nib.load(bold).header.get_zooms()[3])
+    bold.with_name(bold.name.replace(".nii.gz", ".json")).unlink()
+    records = _locate(tiny_copy)
+    assert records.frame["t_r"].iloc[0] == pytest.approx(expected)
+
+
+def test_incomplete_records_are_dropped_with_a_reason(tiny_copy):
+    masks = sorted(tiny_copy.glob("sub-*/**/func/*_desc-brain_mask.nii.gz"))
+    masks[0].unlink()
+    records = _locate(tiny_copy)
+    assert len(records) == len(bold_files(tiny_copy)) - 1
+    assert list(records.dropped["reason"]) == ["no mask file"]
+    assert records.dropped["record"].iloc[0] in masks[0].name
+    assert "dropped 1 records" in records.summary()
+
+
+def test_missing_variable_values_are_kept_unless_asked(tiny_copy):
+    table = pd.read_csv(tiny_copy / "participants.tsv", sep="\t", dtype=str)
+    table.loc[0, "age"] = "n/a"
+    table.to_csv(tiny_copy / "participants.tsv", sep="\t", index=False)
+    kept = _locate(tiny_copy)
+    assert kept.frame["age"].isna().sum() > 0
+    strict = _locate(tiny_copy, filters=[ns.filters.complete(variables=True)])
+    assert len(strict) < len(kept)
+    assert set(strict.dropped["reason"]) == {"no value for age"}
+
+
+def test_a_missing_root_or_unknown_column_is_a_clear_error(tiny, tmp_path):
+    with pytest.raises(ns.SpecError, match=r"input folder not found: .*nowhere"):
+        _locate(tmp_path / "nowhere")
+    with pytest.raises(ns.SpecError, match="no column \\['handedness'\\]"):
+        _locate(tiny, variables=ns.tables.participants(["handedness"]))
+    with pytest.raises(ns.SpecError, match="no fmriprep records"):
+        _locate(tiny, schema=ns.schemas.fmriprep(space="fsLR"))
+
+
+def test_parquet_round_trip_keeps_everything(tiny_copy, tmp_path):
+    next(tiny_copy.glob("sub-*/**/func/*_desc-confounds_timeseries.tsv")).unlink()
+    records = _locate(tiny_copy)
+    records.to_parquet(tmp_path / "records.parquet")
+    again = RecordTable.from_parquet(tmp_path / "records.parquet")
+    pd.testing.assert_frame_equal(again.frame, records.frame)
+    assert again.files == records.files and again.variables == records.variables
+    assert again.spec == records.spec
+    pd.testing.assert_frame_equal(again.dropped, records.dropped)
+    assert [r.id for r in again] == [r.id for r in records]
