@@ -17,7 +17,7 @@ def _synth(args: argparse.Namespace) -> None:
         sessions=args.sessions, runs=args.runs, timepoints=args.timepoints,
     )  # fmt: skip
     print(
-        f"wrote {len(dataset.runs)} runs to {dataset.root} (ground truth in {dataset.root}/truth)"
+        f"wrote {len(dataset.run_ids)} runs to {dataset.root}, ground truth in {dataset.truth_dir}"
     )
 
 

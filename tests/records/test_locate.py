@@ -74,7 +74,7 @@ def test_a_missing_root_or_unknown_column_is_a_clear_error(tiny, tmp_path):
         _locate(tmp_path / "nowhere")
     with pytest.raises(ns.SpecError, match="no column \\['handedness'\\]"):
         _locate(tiny, variables=ns.tables.participants(["handedness"]))
-    with pytest.raises(ns.SpecError, match="no fmriprep records"):
+    with pytest.raises(ns.SpecError, match=f"in: MNI152NLin2009cAsym res-{TINY_RES}"):
         _locate(tiny, schema=ns.schemas.fmriprep(space="fsLR"))
 
 

@@ -61,13 +61,16 @@ def locate(
         runs = schema.scan(root_path)
     except ValueError as err:
         raise SpecError(str(err)) from err
-    if not runs:
-        raise SpecError(f"no {schema.name} records under {root_path} for {schema.to_dict()}")
+    if not any("bold" in run for run in runs):
+        raise SpecError(
+            f"no {schema.name} records under {root_path} for {schema.to_dict()}; "
+            f"BOLD runs there are in: {', '.join(schema.spaces(root_path)) or 'none'}"
+        )
 
     rows = [{"record": r["record"], **r["entities"], "t_r": r["t_r"]} for r in runs]
     frame = pd.DataFrame(rows).set_index("record")
     for kind in stage:
-        frame[kind] = pd.Series([r.get(kind) for r in runs], index=frame.index, dtype=object)
+        frame[kind] = pd.Series([r.get(kind) for r in runs], index=frame.index, dtype="str")
 
     names: tuple[str, ...] = ()
     if variables is not None:

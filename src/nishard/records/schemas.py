@@ -86,6 +86,16 @@ class Fmriprep:
             run["t_r"] = _repetition_time(run.get("bold"))
         return [runs[key] for key in sorted(runs)]
 
+    def spaces(self, root: Path) -> list[str]:
+        """The ``space``/``res`` pairs of the preprocessed BOLD runs under ``root``."""
+        found = set()
+        for path in root.glob("sub-*/**/func/sub-*_desc-preproc_bold.nii*"):
+            bids = parse_bids_name(path.name)
+            if bids is not None and "space" in bids.entities:
+                res = bids.get("res")
+                found.add(bids.entities["space"] + (f" res-{res}" if res else ""))
+        return sorted(found)
+
 
 def _run_entities(bids: BidsName) -> dict[str, str]:
     return {ENTITY_COLUMNS[k]: v for k, v in bids.entities.items() if k in RUN_ENTITIES}

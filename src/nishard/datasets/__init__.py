@@ -1,0 +1,10 @@
+"""Synthetic datasets with known ground truth.
+
+``generate(out, size="tiny", seed=0)`` writes fMRIPrep-style derivatives (BOLD, brain masks,
+confounds with fMRIPrep's columns and metadata) plus a ``truth/`` folder; see
+:mod:`nishard.datasets.synth`.
+"""
+
+from nishard.datasets.synth import SIZES, SynthConfig, SynthDataset, generate
+
+__all__ = ["SIZES", "SynthConfig", "SynthDataset", "generate"]
