@@ -1,5 +1,7 @@
 """YAML specs: strict keys, clear errors, and the same run as the Python calls."""
 
+import re
+
 import pytest
 import yaml
 
@@ -42,7 +44,7 @@ def test_a_missing_input_folder_is_named(tmp_path):
         ns.build(spec, progress=False)
 
 
-def test_yaml_and_python_give_the_same_shards(tiny, tmp_path):
+def test_yaml_and_python_give_the_same_shards_and_spec(tiny, tmp_path):
     from_yaml = ns.build(write_spec(tmp_path, tiny), progress=False)
     records = ns.locate(
         tiny,
@@ -50,15 +52,28 @@ def test_yaml_and_python_give_the_same_shards(tiny, tmp_path):
         variables=ns.tables.participants(["age", "sex", "diagnosis", "site"]),
     )
     plan = ns.assemble([ns.t.Mask(), ns.t.Standardize(method="zscore_sample")])
-    from_python = ns.write(
-        records, plan, tmp_path / "python", shards=ns.shards.by_count(3), progress=False
-    )
-    assert [s["sha256"] for s in from_python["shards"]] == [
-        s["sha256"] for s in from_yaml["shards"]
-    ]
-    # The manifests differ only by the paths as the user wrote them.
-    assert from_python["spec"]["transforms"] == from_yaml["spec"]["transforms"]
-    assert from_python["spec"]["input"]["schema"] == from_yaml["spec"]["input"]["schema"]
+    shards = ns.shards.ShardSpec(max_samples=3)
+    out = tmp_path / "shards"
+    from_python = ns.write(records, plan, out, shards=shards, progress=False)
+    assert from_python["shards"] == from_yaml["shards"]
+    # The specs differ only by the output path, which YAML writes relative to its file.
+    assert from_yaml["spec"]["output"]["path"] == "shards"
+    from_yaml["spec"]["output"]["path"] = str(out)
+    assert from_python["spec"] == from_yaml["spec"]
+
+
+def test_yaml_types_are_checked_or_coerced(tiny, tmp_path):
+    numeric_res = write_spec(tmp_path, tiny, input={"path": str(tiny), "schema": {
+        "name": "fmriprep", "res": int(TINY_RES)}})  # fmt: skip
+    assert ns.load_spec(numeric_res).schema.res == TINY_RES
+    for section, bad, message in [
+        ("output", {"path": "s", "shards": {"max_samples": "3"}}, "max_samples must be a"),
+        ("execution", {"executor": "local", "jobs": "many"}, "execution.jobs must be an int"),
+        ("execution", {"executor": "serial", "jobs": 2}, "unknown key 'jobs' in execution"),
+        ("output", {"path": "s", "split": "../x"}, "output.split '../x'"),
+    ]:
+        with pytest.raises(ns.SpecError, match=re.escape(message)):
+            ns.load_spec(write_spec(tmp_path, tiny, **{section: bad}))
 
 
 def test_the_normalized_spec_reads_back_as_itself(tiny, tmp_path):
@@ -67,3 +82,8 @@ def test_the_normalized_spec_reads_back_as_itself(tiny, tmp_path):
     again.write_text(pipeline.to_yaml())
     assert ns.load_spec(again).spec == pipeline.spec
     assert pipeline.spec["output"]["shards"] == {"max_samples": 3, "max_bytes": 512_000_000}
+    unlimited = write_spec(tmp_path, tiny, output={"path": "s", "shards": {
+        "max_samples": 3, "max_bytes": None}})  # fmt: skip
+    spec = ns.load_spec(unlimited).spec
+    again.write_text(yaml.safe_dump(spec))
+    assert ns.load_spec(again).shards == ns.shards.by_count(3)

@@ -13,26 +13,26 @@ The three core routines, each taking small primitives::
 from types import SimpleNamespace
 
 from . import transforms as t
-from .archives import ShardSpec, by_count, by_size, read_manifest, webdataset, write
+from .archives import ShardSpec, WebDataset, by_count, by_size, read_manifest, write
 from .errors import NishardError, RecordError, SpecError
 from .pipeline import build
-from .records import Complete, Participants, RecordTable, complete, fmriprep, locate, participants
+from .records import Complete, Fmriprep, Participants, RecordTable, locate
 from .spec import Pipeline, load_spec, parse_spec
-from .workflow import Plan, assemble, local, serial
+from .workflow import Local, Plan, Serial, assemble
 
 __version__ = "0.1.0"
 
-#: Namespaces of primitives, as the core routines take them.
-schemas = SimpleNamespace(fmriprep=fmriprep)
-tables = SimpleNamespace(participants=participants)
-filters = SimpleNamespace(complete=complete)
-formats = SimpleNamespace(webdataset=webdataset)
+#: Namespaces of primitives, as the core routines take them: ``ns.schemas.fmriprep(res="2")``
+#: builds the frozen dataclass :class:`~nishard.records.Fmriprep`, and so on.
+schemas = SimpleNamespace(fmriprep=Fmriprep)
+tables = SimpleNamespace(participants=Participants)
+filters = SimpleNamespace(complete=Complete)
+formats = SimpleNamespace(webdataset=WebDataset)
 shards = SimpleNamespace(by_count=by_count, by_size=by_size, ShardSpec=ShardSpec)
-executors = SimpleNamespace(serial=serial, local=local)
+executors = SimpleNamespace(serial=Serial, local=Local)
 
 __all__ = [
-    "Complete", "NishardError", "Participants", "Pipeline", "Plan", "RecordError",
-    "RecordTable", "SpecError", "assemble", "build", "executors", "filters", "formats",
-    "load_spec", "locate", "parse_spec", "read_manifest", "schemas", "shards", "t", "tables",
-    "write",
+    "NishardError", "Pipeline", "Plan", "RecordError", "RecordTable", "SpecError",
+    "assemble", "build", "executors", "filters", "formats", "load_spec", "locate",
+    "parse_spec", "read_manifest", "schemas", "shards", "t", "tables", "write",
 ]  # fmt: skip

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from .datasets import SIZES, generate
+from .errors import NishardError
 from .pipeline import build
 from .spec import load_spec
 
@@ -50,7 +51,8 @@ def read_back(folder: Path, manifest: dict) -> dict:
         # z-scored over time: every voxel has mean 0 and sd 1 (ddof=1)
         worst = max(worst, float(np.abs(bold.mean(axis=0)).max()),
                     float(np.abs(bold.std(axis=0, ddof=1) - 1).max()))  # fmt: skip
-        assert meta["subject"] and "diagnosis" in meta
+        if not meta.get("subject") or "diagnosis" not in meta:
+            raise NishardError(f"sample {sample['__key__']}: metadata lacks subject/diagnosis")
         count += 1
     return {"samples": count, "shapes": sorted(shapes), "max_deviation_from_zscore": worst}
 

@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from .archives import FORMATS, ShardSpec, parse_bytes
+from .archives import FORMATS, Format, ShardSpec, output_spec, parse_bytes
 from .errors import SpecError
-from .records import FILTERS, SCHEMAS, Participants
+from .records import FILTERS, SCHEMAS, Complete, Fmriprep, Participants, input_spec
 from .transforms import TRANSFORMS, Transform
-from .workflow import EXECUTORS
+from .workflow import EXECUTORS, Executor
 
 _SECTIONS = {
     "input": ("path", "schema", "stage", "variables", "filters"),
@@ -34,36 +35,46 @@ class Pipeline:
 
     Attributes
     ----------
+    base : Path
+        The spec file's folder: relative paths in the spec are relative to it.
     root, output : Path
-        The input and output folders, resolved against the spec file's folder.
+        The input and output folders, resolved against ``base``.
     spec : dict
         The normalized spec with paths as written; it is what the manifest records and
         what :meth:`to_yaml` writes back.
     """
 
+    base: Path
     root: Path
-    schema: Any
+    schema: Fmriprep
     stage: tuple[str, ...]
     variables: Participants | None
-    filters: tuple
+    filters: tuple[Complete, ...]
     transforms: tuple[Transform, ...]
     output: Path
-    formats: tuple
+    formats: tuple[Format, ...]
     shards: ShardSpec
     split: str
-    executor: Any
+    executor: Executor
     spec: dict
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.spec, sort_keys=False)
 
-    def with_overrides(self, output: str | None = None, executor: Any = None) -> Pipeline:
-        """The same pipeline writing elsewhere or run by another executor."""
+    def with_overrides(
+        self, output: str | Path | None = None, executor: Executor | None = None
+    ) -> Pipeline:
+        """The same pipeline writing elsewhere or run by another executor.
+
+        ``output`` is taken as the user typed it, relative to the current folder; the
+        spec records it relative to the spec file, as its other paths are.
+        """
         spec = {**self.spec}
         changes: dict[str, Any] = {}
         if output is not None:
-            changes["output"] = Path(output)
-            spec["output"] = {**spec["output"], "path": str(output)}
+            changes["output"] = Path(output).absolute()
+            relative = os.path.relpath(changes["output"], self.base.absolute())
+            spec["output"] = {**spec["output"], "path": relative}
         if executor is not None:
             changes["executor"] = executor
             spec["execution"] = executor.to_dict()
@@ -118,44 +129,33 @@ def parse_spec(raw: Any, base: str | Path = ".") -> Pipeline:
     )
     shards = _shards(out.get("shards", {}))
     split = str(out.get("split", "all"))
+    if not split.replace("_", "").isalnum():
+        raise SpecError(f"output.split {split!r}: use letters, digits and _")
 
     execution = _mapping(raw.get("execution", {}), "execution")
     _known(execution, _SECTIONS["execution"], "execution")
     executor = executor_from(execution.get("executor", "serial"), execution.get("jobs"))
 
     spec = {
-        "input": {
-            "path": str(root_text),
-            "schema": schema.to_dict(),
-            "stage": list(stage),
-            **({"variables": variables.to_dict()} if variables else {}),
-            "filters": [f.to_dict() for f in filters],
-        },
+        "input": input_spec(root_text, schema, stage, variables, filters),
         "transforms": [t.to_dict() for t in transforms],
-        "output": {
-            "path": str(out_text),
-            "formats": [f.to_dict() for f in formats],
-            "shards": shards.to_dict(),
-            "split": split,
-        },
+        "output": output_spec(out_text, formats, shards, split),
         "execution": executor.to_dict(),
     }
     return Pipeline(
-        root=base / str(root_text), schema=schema, stage=stage, variables=variables,
-        filters=filters, transforms=transforms, output=base / str(out_text), formats=formats,
-        shards=shards, split=split, executor=executor, spec=spec,
+        base=base, root=base / str(root_text), schema=schema, stage=stage,
+        variables=variables, filters=filters, transforms=transforms,
+        output=base / str(out_text), formats=formats, shards=shards, split=split,
+        executor=executor, spec=spec,
     )  # fmt: skip
 
 
-def executor_from(name: str, jobs: int | None = None):
-    """An executor primitive from its name (and ``jobs`` for ``local``)."""
+def executor_from(name: str, jobs: int | None = None) -> Executor:
+    """An executor primitive from its name, and ``jobs`` for ``local``."""
     if name not in EXECUTORS:
         raise SpecError(_unknown_name(name, EXECUTORS, "execution.executor"))
-    if jobs is not None:
-        if name != "local":
-            raise SpecError(f"execution.jobs is for the local executor, not {name}")
-        return EXECUTORS[name](n_jobs=int(jobs))
-    return EXECUTORS[name]()
+    options = {} if jobs is None else {"jobs": jobs}
+    return _build(EXECUTORS[name], options, "execution")
 
 
 def _mapping(value: Any, where: str) -> dict:
@@ -181,9 +181,8 @@ def _known(section: dict, allowed: tuple[str, ...], where: str) -> None:
         if key not in allowed:
             hint = difflib.get_close_matches(str(key), allowed, n=1)
             maybe = f" (did you mean '{hint[0]}'?)" if hint else ""
-            raise SpecError(
-                f"unknown key '{key}' in {where}{maybe}; expected one of {', '.join(allowed)}"
-            )
+            expected = f"expected one of {', '.join(allowed)}" if allowed else "it takes none"
+            raise SpecError(f"unknown key '{key}' in {where}{maybe}; {expected}")
 
 
 def _unknown_name(name: str, registry: dict, where: str) -> str:
@@ -197,9 +196,22 @@ def _build(cls: type, options: dict, where: str):
     _known(options, allowed, where)
     options = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
     try:
-        return cls(**options)
+        instance = cls(**options)
     except (TypeError, ValueError) as err:
         raise SpecError(f"{where}: {err}") from err
+    for option in dataclasses.fields(cls):
+        _check_type(getattr(instance, option.name), option.type, f"{where}.{option.name}")
+    return instance
+
+
+def _check_type(value: Any, annotation: str, where: str) -> None:
+    """Catch the YAML slips that dataclasses let through: a string where a number goes."""
+    if value is None or not isinstance(annotation, str):
+        return
+    if annotation.startswith("int") and (not isinstance(value, int) or isinstance(value, bool)):
+        raise SpecError(f"{where} must be an integer, got {value!r}")
+    if annotation.startswith("bool") and not isinstance(value, bool):
+        raise SpecError(f"{where} must be true or false, got {value!r}")
 
 
 def _primitive(entry: Any, registry: dict, where: str):
@@ -248,5 +260,5 @@ def _shards(entry: Any) -> ShardSpec:
             max_samples=entry.get("max_samples"),
             max_bytes=None if max_bytes is None else parse_bytes(max_bytes),
         )
-    except ValueError as err:
+    except (TypeError, ValueError) as err:
         raise SpecError(f"output.shards: {err}") from err

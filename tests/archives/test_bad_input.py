@@ -47,33 +47,51 @@ def _break_nan(path):
     nib.save(nib.Nifti1Image(data, img.affine, img.header), path)
 
 
+def _break_zero_mask(path):
+    img = nib.load(path)
+    nib.save(nib.Nifti1Image(np.zeros(img.shape, np.uint8), img.affine), path)
+
+
+BOLD = "a 4D NIfTI image (x, y, z, time)"
+MASK = "a 3D NIfTI brain mask"
+
+
 @pytest.mark.parametrize(
-    ("damage", "found"),
+    ("kind", "damage", "expected", "found"),
     [
-        (_break_empty, "an empty file (0 bytes)"),
-        (_break_garbage, "an unreadable file"),
-        (_break_truncated, "unreadable"),
-        (_break_not_4d, "a 3D image of shape"),
-        (_break_nan, "NaN or infinite values"),
+        ("bold", _break_empty, BOLD, "an empty file (0 bytes)"),
+        ("bold", _break_garbage, BOLD, "an unreadable file"),
+        ("bold", _break_truncated, BOLD, "unreadable data (EOFError"),
+        ("bold", _break_not_4d, BOLD, "a 3D image of shape"),
+        ("bold", _break_nan, "finite values", "NaN or infinite values"),
+        ("mask", _break_empty, MASK, "an empty file (0 bytes)"),
+        ("mask", _break_garbage, MASK, "an unreadable file"),
+        ("mask", _break_zero_mask, MASK, "an empty mask (no voxel above 0)"),
     ],
 )
-def test_a_broken_bold_is_quarantined_and_the_rest_written(tiny_copy, tmp_path, damage, found):
-    bad = bold_files(tiny_copy)[1]
+def test_a_broken_file_is_quarantined_and_the_rest_written(
+    tiny_copy, tmp_path, kind, damage, expected, found
+):
+    bold = bold_files(tiny_copy)[1]
+    bad = bold if kind == "bold" else _mask_of(bold)
     damage(bad)
     records, manifest = _write(tiny_copy, tmp_path)
     [entry] = manifest["quarantine"]
     assert entry["record"] in bad.name
     assert entry["file"] == str(bad.relative_to(tiny_copy))
-    assert found in entry["found"]
-    assert "4D NIfTI" in entry["expected"] or entry["expected"] == "finite values"
+    assert entry["expected"] == expected
+    assert entry["found"].startswith(found)
     good = sorted(r.id for r in records if r.id != entry["record"])
     assert _written_keys(tmp_path, manifest) == good
     assert manifest["records"]["written"] == len(good)
 
 
+def _mask_of(bold):
+    return bold.with_name(bold.name.replace("_desc-preproc_bold", "_desc-brain_mask"))
+
+
 def test_a_mask_on_another_grid_is_quarantined(tiny_copy, tmp_path):
-    bold = bold_files(tiny_copy)[0]
-    mask = bold.with_name(bold.name.replace("_desc-preproc_bold", "_desc-brain_mask"))
+    mask = _mask_of(bold_files(tiny_copy)[0])
     img = nib.load(mask)
     nib.save(nib.Nifti1Image(np.asarray(img.dataobj)[1:], img.affine, img.header), mask)
     _, manifest = _write(tiny_copy, tmp_path)

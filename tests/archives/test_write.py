@@ -2,7 +2,9 @@
 
 import hashlib
 import json
+import re
 import tarfile
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -11,6 +13,7 @@ import torch
 import webdataset as wds
 
 import nishard as ns
+from nishard.archives import WebDataset
 from nishard.transforms import apply_mask, standardize
 from tests.helpers import TINY_RES
 
@@ -120,11 +123,12 @@ def test_local_processes_write_the_same_bytes_as_serial(tiny, built, tmp_path):
     assert [s["sha256"] for s in parallel["shards"]] == [s["sha256"] for s in manifest["shards"]]
 
 
-def test_shards_roll_over_by_bytes(tiny, built, tmp_path):
+def test_shards_roll_over_by_bytes_and_never_pass_the_limit(tiny, built, tmp_path):
     _, manifest, _ = built
     one_sample = manifest["shards"][0]["bytes"] // manifest["shards"][0]["samples"]
-    by_bytes = _build(tiny, tmp_path, shards=ns.shards.by_size(int(2.5 * one_sample)))
-    assert all(s["bytes"] <= 2.5 * one_sample for s in by_bytes["shards"])
+    limit = int(2.5 * one_sample)
+    by_bytes = _build(tiny, tmp_path, shards=ns.shards.by_size(limit))
+    assert all(s["bytes"] <= limit for s in by_bytes["shards"])
     assert max(s["samples"] for s in by_bytes["shards"]) == 2
 
 
@@ -134,3 +138,69 @@ def test_a_rebuild_with_fewer_shards_removes_the_stale_ones(tiny, tmp_path):
     assert len(first["shards"]) > 1 and len(second["shards"]) == 1
     assert sorted(p.name for p in tmp_path.glob("*.tar")) == ["all-000000.tar"]
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_a_build_that_dies_leaves_no_partial_shard_and_no_stale_manifest(
+    tiny, tmp_path, monkeypatch
+):
+    _build(tiny, tmp_path)
+    calls = {"n": 0}
+    encode = WebDataset.encode
+
+    def dying(self, key, products, meta):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt  # the user presses Ctrl-C mid-shard
+        return encode(self, key, products, meta)
+
+    monkeypatch.setattr(WebDataset, "encode", dying)
+    with pytest.raises(KeyboardInterrupt):
+        _build(tiny, tmp_path, shards=ns.shards.by_count(2))
+    assert not list(tmp_path.glob("*.tmp"))
+    # The finished shards of the dead build replaced the old ones: no manifest may claim
+    # the old checksums for them.
+    assert not (tmp_path / "manifest.json").exists()
+    assert (tmp_path / "all-000000.tar").is_file()
+
+
+def test_a_rebuild_touches_only_its_own_split_and_shards(tiny, tmp_path):
+    _build(tiny, tmp_path, split="train", shards=ns.shards.by_count(1))
+    (tmp_path / "notes.txt").write_text("mine")
+    second = _build(tiny, tmp_path, split="val", shards=ns.shards.by_count(100))
+    assert [s["name"] for s in second["shards"]] == ["val-000000.tar"]
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+    assert len(list(tmp_path.glob("train-*.tar"))) == len(_records(tiny))
+    with pytest.raises(ns.SpecError, match=re.escape("split name '../evil'")):
+        _build(tiny, tmp_path, split="../evil")
+
+
+def test_relative_root_survives_a_change_of_folder(tiny, tmp_path, monkeypatch):
+    monkeypatch.chdir(tiny.parent)
+    records = _records(tiny.name)
+    monkeypatch.chdir(tmp_path)
+    manifest = ns.write(records, ns.assemble(TRANSFORMS), "out", progress=False)
+    assert manifest["records"]["written"] == len(records)
+    assert manifest["spec"]["input"]["path"] == tiny.name
+    assert all(not Path(p).is_absolute() for p in manifest["inputs"])
+
+
+def test_non_finite_variables_are_written_as_null(tiny_copy, tmp_path):
+    table = (tiny_copy / "participants.tsv").read_text().splitlines()
+    header, first = table[0].split("\t"), table[1].split("\t")
+    first[header.index("age")] = "inf"
+    table[1] = "\t".join(first)
+    (tiny_copy / "participants.tsv").write_text("\n".join(table) + "\n")
+    manifest = _build(tiny_copy, tmp_path)
+    assert manifest["quarantine"] == []
+    ages = {
+        sample["__key__"]: sample["json"]["age"]
+        for sample in wds.WebDataset(_urls(tmp_path, manifest), shardshuffle=False).decode()
+    }
+    assert sum(age is None for age in ages.values()) == sum("sub-01" in k for k in ages)
+
+
+def test_a_plan_reading_an_unstaged_file_is_refused_before_any_work(tiny, tmp_path):
+    records = ns.locate(tiny, schema=ns.schemas.fmriprep(res=TINY_RES), stage=["bold"])
+    with pytest.raises(ns.SpecError, match=r"the plan reads \['mask'\]"):
+        ns.write(records, ns.assemble(TRANSFORMS), tmp_path, progress=False)
+    assert not list(tmp_path.iterdir())

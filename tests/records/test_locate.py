@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 import nishard as ns
+from nishard.datasets import generate
 from nishard.records import RecordTable
 from tests.helpers import TINY_RES, bold_files
 
@@ -34,10 +35,23 @@ def test_finds_every_run_with_its_files_tr_and_variables(tiny):
     assert records.frame["age"].dtype.kind == "f"  # numeric column typed as numbers
 
 
-def test_sessions_become_a_column(tiny):
-    records = _locate(tiny)
-    has_sessions = any("ses-" in str(p) for p in bold_files(tiny))
-    assert ("session" in records.frame) == has_sessions
+def test_sessions_are_a_column_only_where_the_dataset_has_them(tiny, tmp_path):
+    with_sessions = _locate(tiny)
+    assert with_sessions.frame["session"].notna().all()
+    assert "from 6 subjects, 12 sessions" in with_sessions.summary()  # per subject, not labels
+    generate(tmp_path / "flat", "tiny", seed=0, subjects=2, sessions=0, runs=2, timepoints=40)
+    flat = _locate(tmp_path / "flat")
+    assert "session" not in flat.frame
+    assert list(flat.frame["run"]) == ["1", "2", "1", "2"]
+    assert "session" not in next(iter(flat)).metadata
+
+
+def test_a_variable_named_like_a_record_column_is_refused(tiny_copy):
+    table = (tiny_copy / "participants.tsv").read_text().splitlines()
+    table = [line + ("\trun" if i == 0 else "\t1") for i, line in enumerate(table)]
+    (tiny_copy / "participants.tsv").write_text("\n".join(table) + "\n")
+    with pytest.raises(ns.SpecError, match=r"participants.tsv: columns \['run'\] clash"):
+        _locate(tiny_copy, variables=ns.tables.participants())
 
 
 def test_tr_falls_back_to_the_header_when_the_sidecar_is_missing(tiny_copy):

@@ -31,7 +31,11 @@ def versions() -> dict[str, str]:
 
 
 class KeyStats:
-    """dtype and shape of each product over the samples written; varying axes become None."""
+    """dtype and shape of each product over the samples written.
+
+    An axis whose length varies between samples (run lengths, say) becomes None; a key
+    whose dtype varies becomes ``"mixed"``.
+    """
 
     def __init__(self) -> None:
         self._seen: dict[str, tuple[str, list[int | None]]] = {}
@@ -75,7 +79,7 @@ def build_manifest(
             "written": n_records - len(quarantine),
         },
         "keys": keys.to_dict(),
-        "shards": [asdict(shard) for shard in shards],
+        "shards": [{**asdict(shard), "keys": list(shard.keys)} for shard in shards],
         "inputs": dict(sorted(inputs.items())),
         "quarantine": quarantine,
         "dropped": dropped,
@@ -86,7 +90,7 @@ def write_manifest(folder: Path, manifest: dict) -> Path:
     """Write ``manifest.json`` atomically, with sorted keys so equal content gives equal bytes."""
     path = folder / MANIFEST
     temporary = folder / (MANIFEST + ".tmp")
-    temporary.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    temporary.write_text(json.dumps(manifest, indent=2, sort_keys=True, allow_nan=False) + "\n")
     os.replace(temporary, path)
     return path
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar, Protocol
 
 from ..checksums import sha256_file
 
@@ -15,7 +16,7 @@ _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
 
 def parse_bytes(value: int | str) -> int:
     """``512MB`` -> 512_000_000, ``1GiB`` -> 1_073_741_824; integers pass through."""
-    if isinstance(value, int):
+    if isinstance(value, int) and not isinstance(value, bool):
         return value
     match = re.fullmatch(r"\s*([0-9.]+)\s*([A-Za-z]*)\s*", str(value))
     if match is None or match.group(2).upper() not in _UNITS:
@@ -25,9 +26,10 @@ def parse_bytes(value: int | str) -> int:
 
 @dataclass(frozen=True)
 class ShardSpec:
-    """When to start a new shard: after ``max_samples`` or before passing ``max_bytes``.
+    """When to start a new shard: after ``max_samples``, or before passing ``max_bytes``.
 
-    A sample larger than ``max_bytes`` gets a shard of its own rather than an error.
+    ``max_bytes`` bounds the finished file, format overhead included. A sample that alone
+    exceeds it gets a shard of its own rather than an error.
     """
 
     max_samples: int | None = None
@@ -38,19 +40,13 @@ class ShardSpec:
             raise ValueError("a shard limit: max_samples, max_bytes or both")
         for name in ("max_samples", "max_bytes"):
             value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"{name} must be positive, got {value}")
+            if value is None:
+                continue
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
     def to_dict(self) -> dict:
-        return {k: v for k, v in (("max_samples", self.max_samples),
-                                  ("max_bytes", self.max_bytes)) if v is not None}  # fmt: skip
-
-    def full(self, samples: int, size: int, incoming: int) -> bool:
-        if samples == 0:
-            return False
-        if self.max_samples is not None and samples >= self.max_samples:
-            return True
-        return self.max_bytes is not None and size + incoming > self.max_bytes
+        return {"max_samples": self.max_samples, "max_bytes": self.max_bytes}
 
 
 def by_count(n: int) -> ShardSpec:
@@ -63,7 +59,30 @@ def by_size(size: int | str) -> ShardSpec:
     return ShardSpec(max_samples=None, max_bytes=parse_bytes(size))
 
 
-@dataclass
+class ShardFile(Protocol):
+    def add(self, key: str, fields: dict[str, bytes]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class Format(Protocol):
+    """What a format gives the shard writer; see :class:`~nishard.archives.WebDataset`."""
+
+    name: ClassVar[str]
+    extension: ClassVar[str]
+
+    def to_dict(self) -> dict: ...
+
+    def open(self, path: str) -> ShardFile: ...
+
+    def encode(self, key: str, products: dict, meta: dict) -> dict[str, bytes]: ...
+
+    def sample_size(self, key: str, fields: dict[str, bytes]) -> int: ...
+
+    def file_size(self, content: int) -> int: ...
+
+
+@dataclass(frozen=True)
 class ShardInfo:
     """One finished shard, as the manifest lists it."""
 
@@ -73,53 +92,83 @@ class ShardInfo:
     samples: int
     bytes: int
     sha256: str
-    keys: list[str] = field(default_factory=list)
+    keys: tuple[str, ...]
+
+
+def shard_name(split: str, index: int, fmt: Format) -> str:
+    return f"{split}-{index:06d}{fmt.extension}"
 
 
 class ShardWriter:
     """Writes the samples of one split in one format to ``<split>-000000<ext>``, ...
 
     A shard is written under a temporary name and renamed when complete, so a reader (or
-    a crash) never sees half a shard under a final name.
+    a crash) never sees half a shard under a final name; :meth:`abort` removes the
+    unfinished one.
+
+    Parameters
+    ----------
+    folder : Path
+    split : str
+    fmt : Format
+    spec : ShardSpec
     """
 
-    def __init__(self, folder: Path, split: str, fmt, spec: ShardSpec):
+    def __init__(self, folder: Path, split: str, fmt: Format, spec: ShardSpec):
         self.folder, self.split, self.fmt, self.spec = folder, split, fmt, spec
         self.shards: list[ShardInfo] = []
-        self._open = None
+        self._open: ShardFile | None = None
         self._keys: list[str] = []
-        self._size = 0
+        self._content = 0
 
     def add(self, key: str, fields: dict[str, bytes]) -> None:
-        incoming = self.fmt.size(fields)
-        if self._open is not None and self.spec.full(len(self._keys), self._size, incoming):
+        incoming = self.fmt.sample_size(key, fields)
+        if self._open is not None and self._full(incoming):
             self._finish()
         if self._open is None:
-            self._start()
+            self._open = self.fmt.open(str(self._temporary()))
+            self._keys, self._content = [], 0
         self._open.add(key, fields)
         self._keys.append(key)
-        self._size += incoming
+        self._content += incoming
 
     def close(self) -> list[ShardInfo]:
+        """Finish the last shard; the list of every shard written."""
         if self._open is not None:
             self._finish()
         return self.shards
 
-    def _name(self) -> str:
-        return f"{self.split}-{len(self.shards):06d}{self.fmt.extension}"
+    def abort(self) -> None:
+        """Drop the unfinished shard; finished ones stay."""
+        if self._open is not None:
+            self._open.close()
+            self._open = None
+            self._temporary().unlink(missing_ok=True)
 
-    def _start(self) -> None:
-        self._open = self.fmt.open(str(self.folder / (self._name() + ".tmp")))
-        self._keys, self._size = [], 0
+    def _full(self, incoming: int) -> bool:
+        spec = self.spec
+        if spec.max_samples is not None and len(self._keys) >= spec.max_samples:
+            return True
+        if spec.max_bytes is None:
+            return False
+        return self.fmt.file_size(self._content + incoming) > spec.max_bytes
+
+    def _temporary(self) -> Path:
+        return self.folder / (shard_name(self.split, len(self.shards), self.fmt) + ".tmp")
 
     def _finish(self) -> None:
         self._open.close()
         self._open = None
-        name = self._name()
-        temporary = self.folder / (name + ".tmp")
-        digest = sha256_file(temporary)
-        size = temporary.stat().st_size
-        os.replace(temporary, self.folder / name)
-        self.shards.append(
-            ShardInfo(name, self.split, self.fmt.name, len(self._keys), size, digest, self._keys)
+        temporary = self._temporary()
+        name = temporary.name.removesuffix(".tmp")
+        info = ShardInfo(
+            name=name,
+            split=self.split,
+            format=self.fmt.name,
+            samples=len(self._keys),
+            bytes=temporary.stat().st_size,
+            sha256=sha256_file(temporary),
+            keys=tuple(self._keys),
         )
+        os.replace(temporary, self.folder / name)
+        self.shards.append(info)

@@ -66,7 +66,20 @@ class WebDataset:
         fields["json"] = encode_json(meta)
         return fields
 
+    def sample_size(self, key: str, fields: dict[str, bytes]) -> int:
+        """Bytes the sample adds to a tar: a header per member, data padded to 512 bytes,
+        and a PAX header pair for member names over 100 characters."""
+        size = 0
+        for field, data in fields.items():
+            long_name = len(f"{key}.{field}") > 100
+            size += 512 + _padded(len(data)) + (1024 if long_name else 0)
+        return size
+
     @staticmethod
-    def size(fields: dict[str, bytes]) -> int:
-        """Bytes the sample takes in the tar: a 512-byte header per member, data padded to 512."""
-        return sum(512 + -(-len(data) // 512) * 512 for data in fields.values())
+    def file_size(content: int) -> int:
+        """The finished tar: content, two zero blocks, padded to tarfile's 10240-byte records."""
+        return -(-(content + 1024) // tarfile.RECORDSIZE) * tarfile.RECORDSIZE
+
+
+def _padded(n: int) -> int:
+    return -(-n // 512) * 512

@@ -3,18 +3,31 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from ..errors import NishardError
+from ..errors import NishardError, RecordError, SpecError
 from ..records.table import RecordTable
-from ..workflow.executors import Serial
-from ..workflow.plan import Plan
+from ..workflow.executors import Executor, Serial
+from ..workflow.plan import Outcome, Plan
 from .manifest import MANIFEST, KeyStats, build_manifest, read_manifest, write_manifest
-from .shards import ShardSpec, ShardWriter
+from .shards import Format, ShardSpec, ShardWriter
 from .webdataset import WebDataset
+
+_SPLIT = re.compile(r"^[A-Za-z0-9_]+$")
+
+
+def output_spec(out: str | Path, formats: Sequence[Format], shards: ShardSpec, split: str) -> dict:
+    """The output section of a pipeline spec, with the path as the user wrote it."""
+    return {
+        "path": str(out),
+        "formats": [fmt.to_dict() for fmt in formats],
+        "shards": shards.to_dict(),
+        "split": split,
+    }
 
 
 def write(
@@ -22,9 +35,9 @@ def write(
     plan: Plan,
     out: str | Path,
     *,
-    formats: Sequence = (WebDataset(),),
+    formats: Sequence[Format] = (WebDataset(),),
     shards: ShardSpec | None = None,
-    executor=None,
+    executor: Executor | None = None,
     split: str = "all",
     spec: dict | None = None,
     progress: bool = True,
@@ -39,14 +52,14 @@ def write(
         From :func:`nishard.assemble`.
     out : str or Path
         Output folder; created if missing. Shards are named ``<split>-000000.tar``, ...
-    formats : sequence of format primitives
+    formats : sequence of Format
         Each gets its own shards of every sample (default: WebDataset tar).
     shards : ShardSpec, optional
         Shard limits (default: 512 MB per shard).
-    executor : executor primitive, optional
-        ``serial()`` (default) or ``local(n_jobs)``.
+    executor : Executor, optional
+        ``Serial()`` (default) or ``Local(jobs)``.
     split : str
-        Name of the split the samples go to.
+        Name of the split the samples go to (letters, digits, ``_``).
     spec : dict, optional
         The pipeline spec to record in the manifest; by default it is composed from the
         records', plan's and these arguments' own specs.
@@ -56,60 +69,61 @@ def write(
     Returns
     -------
     dict
-        The manifest, also written to ``out/manifest.json``. A record that cannot be read
-        or processed is listed under ``quarantine`` with its reason; the others are written.
+        The manifest, also written to ``out/manifest.json``. A record that cannot be read,
+        processed or encoded is listed under ``quarantine`` with its reason; the others
+        are written.
 
     Raises
     ------
+    SpecError
+        When the split name is invalid or the plan needs a file kind the records lack.
     NishardError
         When no record at all could be written (the manifest is still written first).
     """
     shards = shards or ShardSpec()
     executor = executor or Serial()
+    if not _SPLIT.match(split):
+        raise SpecError(f"split name {split!r}: use letters, digits and _")
+    missing = [kind for kind in plan.inputs if kind not in records.files]
+    if missing:
+        raise SpecError(f"the plan reads {missing}, which the records do not stage")
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
-    previous = _previous_shards(folder)
-    root = Path(records.spec.get("path", "."))
+    previous = _previous_shards(folder, split, formats)
+    # The old manifest goes first: from the first renamed shard on it would describe
+    # bytes that are no longer on disk.
+    (folder / MANIFEST).unlink(missing_ok=True)
 
     writers = [ShardWriter(folder, split, fmt, shards) for fmt in formats]
     keys = KeyStats()
     inputs: dict[str, str] = {}
     quarantine: list[dict] = []
     bar = tqdm(total=len(records), unit="record", desc="build", disable=not progress)
-    for outcome in executor.map(plan, records):
-        inputs.update({_relative(p, root): h for p, h in outcome.checksums.items()})
-        if outcome.error is not None:
-            err = outcome.error
-            quarantine.append({
-                "record": err.record,
-                "file": None if err.path is None else _relative(err.path, root),
-                "expected": err.expected,
-                "found": err.found,
-            })  # fmt: skip
-            bar.write(f"quarantined: {err}")
-        else:
-            keys.update(outcome.products)
-            for writer in writers:
-                fields = writer.fmt.encode(
-                    outcome.record.id, outcome.products, outcome.record.metadata
-                )
-                writer.add(outcome.record.id, fields)
-        bar.update()
-        bar.set_postfix(quarantined=len(quarantine), refresh=False)
-    bar.close()
-    written = [info for writer in writers for info in writer.close()]
+    try:
+        for outcome in executor.map(plan, records):
+            inputs.update({_relative(p, records.root): h for p, h in outcome.checksums.items()})
+            error = outcome.error
+            if error is None:
+                error = _write_sample(outcome, writers, keys)
+            if error is not None:
+                quarantine.append(_quarantine_entry(error, records.root))
+                bar.write(f"quarantined: {error}")
+            bar.update()
+            bar.set_postfix(quarantined=len(quarantine), refresh=False)
+        written = [info for writer in writers for info in writer.close()]
+    except BaseException:
+        for writer in writers:
+            writer.abort()
+        raise
+    finally:
+        bar.close()
 
     manifest = build_manifest(
         spec=spec
         or {
             "input": records.spec,
             "transforms": plan.to_list(),
-            "output": {
-                "path": str(out),
-                "formats": [fmt.to_dict() for fmt in formats],
-                "shards": shards.to_dict(),
-                "split": split,
-            },
+            "output": output_spec(out, formats, shards, split),
             "execution": executor.to_dict(),
         },
         shards=written,
@@ -129,17 +143,47 @@ def write(
     return manifest
 
 
-def _previous_shards(folder: Path) -> set[str]:
-    """Shards a previous build listed here: replaced by this build, removed if not rewritten."""
+def _write_sample(
+    outcome: Outcome, writers: list[ShardWriter], keys: KeyStats
+) -> RecordError | None:
+    """Encode and write one sample; an encoding failure quarantines it, as bad data does."""
+    record = outcome.record
+    try:
+        encoded = [w.fmt.encode(record.id, outcome.products, record.metadata) for w in writers]
+    except (ValueError, TypeError) as err:
+        found = f"{type(err).__name__}: {err}"
+        return RecordError(record.id, None, "products and metadata the format can encode", found)
+    keys.update(outcome.products)
+    for writer, fields in zip(writers, encoded, strict=True):
+        writer.add(record.id, fields)
+    return None
+
+
+def _quarantine_entry(error: RecordError, root: str) -> dict:
+    return {
+        "record": error.record,
+        "file": None if error.path is None else _relative(error.path, root),
+        "expected": error.expected,
+        "found": error.found,
+    }
+
+
+def _previous_shards(folder: Path, split: str, formats: Sequence[Format]) -> set[str]:
+    """Shards of this split that a previous build listed here: replaced, or removed if this
+    build writes fewer. Only names this build itself could write are considered."""
     if not (folder / MANIFEST).is_file():
         return set()
     try:
-        return {shard["name"] for shard in read_manifest(folder).get("shards", [])}
-    except (ValueError, KeyError, TypeError):
+        listed = {shard["name"] for shard in read_manifest(folder).get("shards", [])}
+    except (ValueError, KeyError, TypeError, AttributeError):
         return set()
+    pattern = re.compile(
+        "|".join(rf"{re.escape(split)}-\d{{6}}{re.escape(fmt.extension)}" for fmt in formats)
+    )
+    return {name for name in listed if isinstance(name, str) and pattern.fullmatch(name)}
 
 
-def _relative(path: str, root: Path) -> str:
+def _relative(path: str, root: str) -> str:
     """A path relative to the dataset root, so manifests compare across machines."""
     try:
         return os.path.relpath(path, root)

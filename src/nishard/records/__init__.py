@@ -1,12 +1,12 @@
 """Locate: find a dataset's records and collate them with tabular variables."""
 
-from .filters import FILTERS, Complete, complete
-from .locate import locate
-from .schemas import SCHEMAS, Fmriprep, fmriprep
+from .filters import FILTERS, Complete
+from .locate import input_spec, locate
+from .schemas import SCHEMAS, Fmriprep, Run
 from .table import Record, RecordTable
-from .tables import Participants, participants
+from .tables import Participants
 
 __all__ = [
     "FILTERS", "SCHEMAS", "Complete", "Fmriprep", "Participants", "Record", "RecordTable",
-    "complete", "fmriprep", "locate", "participants",
+    "Run", "input_spec", "locate",
 ]  # fmt: skip

@@ -25,7 +25,9 @@ class Complete:
     def to_dict(self) -> dict:
         return {"name": self.name, "variables": self.variables}
 
-    def reasons(self, frame: pd.DataFrame, stage: tuple[str, ...], variables: tuple[str, ...]):
+    def reasons(
+        self, frame: pd.DataFrame, stage: tuple[str, ...], variables: tuple[str, ...]
+    ) -> pd.Series:
         """One string per record: empty to keep it, else why it is dropped."""
         checks = [(kind, f"no {kind} file") for kind in stage]
         checks.append(("t_r", "no RepetitionTime in sidecar or header"))
@@ -40,8 +42,3 @@ class Complete:
 
 #: Filters by the name a YAML spec gives them.
 FILTERS: dict[str, type] = {Complete.name: Complete}
-
-
-def complete(variables: bool = False) -> Complete:
-    """Drop incomplete records; see :class:`Complete`."""
-    return Complete(variables=variables)

@@ -61,27 +61,28 @@ def locate(
         runs = schema.scan(root_path)
     except ValueError as err:
         raise SpecError(str(err)) from err
-    if not any("bold" in run for run in runs):
+    if not any("bold" in run.files for run in runs):
         raise SpecError(
             f"no {schema.name} records under {root_path} for {schema.to_dict()}; "
             f"BOLD runs there are in: {', '.join(schema.spaces(root_path)) or 'none'}"
         )
 
-    rows = [{"record": r["record"], **r["entities"], "t_r": r["t_r"]} for r in runs]
+    rows = [{"record": r.record, **r.entities, "t_r": r.t_r} for r in runs]
     frame = pd.DataFrame(rows).set_index("record")
     for kind in stage:
-        frame[kind] = pd.Series([r.get(kind) for r in runs], index=frame.index, dtype="str")
+        frame[kind] = pd.Series([r.files.get(kind) for r in runs], index=frame.index, dtype="str")
 
     names: tuple[str, ...] = ()
     if variables is not None:
         table = variables.load(root_path)
+        clash = sorted(set(table.columns) & set(frame.columns))
+        if clash:
+            raise SpecError(
+                f"{variables.find(root_path)}: columns {clash} clash with the record table's "
+                f"own (entities, files, t_r); leave them out of the variables' columns"
+            )
         names = tuple(table.columns)
         frame = frame.join(table, on="subject")
-
-    spec: dict = {"path": str(root), "schema": schema.to_dict(), "stage": list(stage)}
-    if variables is not None:
-        spec["variables"] = variables.to_dict()
-    spec["filters"] = [f.to_dict() for f in filters]
 
     dropped = []
     for primitive in filters:
@@ -92,7 +93,23 @@ def locate(
     return RecordTable(
         frame=frame,
         files=stage,
+        root=str(root_path.absolute()),
         variables=names,
-        spec=spec,
+        spec=input_spec(root, schema, stage, variables, filters),
         dropped=pd.DataFrame(dropped, columns=["record", "reason"], dtype=str),
     )
+
+
+def input_spec(
+    root: str | Path,
+    schema: Fmriprep,
+    stage: Sequence[str],
+    variables: Participants | None,
+    filters: Sequence[Complete],
+) -> dict:
+    """The input section of a pipeline spec, with the root as the user wrote it."""
+    spec: dict = {"path": str(root), "schema": schema.to_dict(), "stage": list(stage)}
+    if variables is not None:
+        spec["variables"] = variables.to_dict()
+    spec["filters"] = [f.to_dict() for f in filters]
+    return spec

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass
+import numbers
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
@@ -17,6 +18,16 @@ ENTITY_COLUMNS: dict[str, str] = {
 }  # fmt: skip
 
 _NIFTI = (".nii.gz", ".nii")
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run found by a schema: its id, entities (long names), files by kind and TR."""
+
+    record: str
+    entities: dict[str, str]
+    files: dict[str, str] = field(default_factory=dict)
+    t_r: float = math.nan
 
 
 @dataclass(frozen=True)
@@ -48,14 +59,20 @@ class Fmriprep:
     name: ClassVar[str] = "fmriprep"
     kinds: ClassVar[tuple[str, ...]] = ("bold", "mask", "confounds")
 
+    def __post_init__(self) -> None:
+        # YAML reads `res: 2` as an int; entity labels are strings.
+        for attr in ("space", "res", "task"):
+            value = getattr(self, attr)
+            if value is not None:
+                object.__setattr__(self, attr, str(value))
+
     def to_dict(self) -> dict:
         return {"name": self.name, **{k: v for k, v in asdict(self).items() if v is not None}}
 
     def _kind(self, bids: BidsName) -> str | None:
         ent = bids.entities
-        in_space = ent.get("space") == self.space and (
-            self.res is None or ent.get("res") == self.res
-        )
+        in_res = self.res is None or ent.get("res") == self.res
+        in_space = ent.get("space") == self.space and in_res
         if bids.suffix == "bold" and ent.get("desc") == "preproc" and bids.extension in _NIFTI:
             return "bold" if in_space else None
         if bids.suffix == "mask" and ent.get("desc") == "brain" and bids.extension in _NIFTI:
@@ -64,10 +81,26 @@ class Fmriprep:
             return "confounds" if bids.extension == ".tsv" and "space" not in ent else None
         return None
 
-    def scan(self, root: Path) -> list[dict]:
-        """Find the runs under ``root``: one dict per run with entities, files and ``t_r``."""
-        runs: dict[str, dict] = {}
-        for path in sorted(root.glob("sub-*/**/func/sub-*")):
+    def scan(self, root: Path) -> list[Run]:
+        """Find the runs under ``root``.
+
+        Parameters
+        ----------
+        root : Path
+            The derivatives folder; file paths in the result are absolute.
+
+        Returns
+        -------
+        list of Run
+            Sorted by record id; a run may lack some kinds (``complete()`` drops it later).
+
+        Raises
+        ------
+        ValueError
+            When one run has two files of one kind (e.g. two resolutions).
+        """
+        runs: dict[str, Run] = {}
+        for path in sorted(root.absolute().glob("sub-*/**/func/sub-*")):
             bids = parse_bids_name(path.name)
             if bids is None or (self.task and bids.get("task") != self.task):
                 continue
@@ -75,16 +108,17 @@ class Fmriprep:
             if kind is None:
                 continue
             key = record_id(bids.entities)
-            run = runs.setdefault(key, {"record": key, "entities": _run_entities(bids)})
-            if kind in run:
+            run = runs.setdefault(key, Run(key, _run_entities(bids)))
+            if kind in run.files:
                 raise ValueError(
-                    f"run {key} has two {kind} files, {run[kind]} and {path}: "
-                    f"set the schema's res= to choose one"
+                    f"run {key} has two {kind} files, {run.files[kind]} and {path}: "
+                    f"select one with the schema's options (res=, task=)"
                 )
-            run[kind] = str(path)
-        for run in runs.values():
-            run["t_r"] = _repetition_time(run.get("bold"))
-        return [runs[key] for key in sorted(runs)]
+            run.files[kind] = str(path)
+        return [
+            Run(key, run.entities, run.files, _repetition_time(run.files.get("bold")))
+            for key, run in sorted(runs.items())
+        ]
 
     def spaces(self, root: Path) -> list[str]:
         """The ``space``/``res`` pairs of the preprocessed BOLD runs under ``root``."""
@@ -102,16 +136,16 @@ def _run_entities(bids: BidsName) -> dict[str, str]:
 
 
 def _repetition_time(bold: str | None) -> float:
-    """RepetitionTime from the sidecar, else the header's 4th zoom; NaN when neither is readable."""
+    """RepetitionTime from the sidecar, else the header's 4th zoom; NaN when neither is usable."""
     if bold is None:
         return math.nan
     sidecar = Path(bold.removesuffix(".gz").removesuffix(".nii") + ".json")
     if sidecar.is_file():
         try:
             value = json.loads(sidecar.read_text()).get("RepetitionTime")
-        except (OSError, ValueError):
+        except (OSError, ValueError, AttributeError):
             value = None
-        if isinstance(value, int | float) and value > 0:
+        if _usable_tr(value):
             return float(value)
     try:
         import nibabel as nib
@@ -121,15 +155,16 @@ def _repetition_time(bold: str | None) -> float:
         units = header.get_xyzt_units()[1] if hasattr(header, "get_xyzt_units") else "sec"
     except Exception:
         return math.nan  # unreadable: the record is quarantined when its data is loaded
-    if len(zooms) < 4 or zooms[3] <= 0:
+    if len(zooms) < 4 or not _usable_tr(zooms[3]):
         return math.nan
     return float(zooms[3]) / 1000.0 if units == "msec" else float(zooms[3])
 
 
+def _usable_tr(value: object) -> bool:
+    # numbers.Real: a header zoom is a numpy float32, which is no Python float.
+    real = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    return real and math.isfinite(value) and value > 0
+
+
 #: Schemas by the name a YAML spec gives them.
 SCHEMAS: dict[str, type] = {Fmriprep.name: Fmriprep}
-
-
-def fmriprep(space: str = "MNI152NLin2009cAsym", res: str | None = None, task: str | None = None):
-    """fMRIPrep derivatives schema; see :class:`Fmriprep`."""
-    return Fmriprep(space=space, res=res, task=task)

@@ -31,7 +31,7 @@ class Record:
     metadata: dict[str, object]
 
 
-@dataclass
+@dataclass(frozen=True)
 class RecordTable:
     """Records located in a dataset: a pandas frame plus what made it.
 
@@ -42,7 +42,9 @@ class RecordTable:
         ``session``, ``task``, ``run``...), one column per staged file kind holding a path
         or None, ``t_r``, then the variables.
     files : tuple of str
-        The staged file kinds (columns of ``frame`` that hold paths).
+        The staged file kinds (columns of ``frame`` that hold absolute paths).
+    root : str
+        The dataset's root folder, absolute.
     variables : tuple of str
         The joined variables (columns of ``frame``).
     spec : dict
@@ -53,6 +55,7 @@ class RecordTable:
 
     frame: pd.DataFrame
     files: tuple[str, ...]
+    root: str = "."
     variables: tuple[str, ...] = ()
     spec: dict = field(default_factory=dict)
     dropped: pd.DataFrame = field(
@@ -81,7 +84,8 @@ class RecordTable:
         if "subject" in frame:
             lines[0] += f" from {frame['subject'].nunique()} subjects"
         if "session" in frame:
-            lines[0] += f", {frame['session'].nunique()} sessions"
+            sessions = frame[["subject", "session"]].dropna().drop_duplicates()
+            lines[0] += f", {len(sessions)} sessions"
         missing = {kind: int(frame[kind].isna().sum()) for kind in self.files}
         lines.append(
             "files: " + ", ".join(f"{k} ({len(frame) - n} found)" for k, n in missing.items())
@@ -99,6 +103,7 @@ class RecordTable:
         frame.attrs = {}
         meta = {
             "files": list(self.files),
+            "root": self.root,
             "variables": list(self.variables),
             "spec": self.spec,
             "dropped": self.dropped.to_dict(orient="records"),
@@ -121,6 +126,7 @@ class RecordTable:
         return cls(
             frame=frame,
             files=tuple(meta["files"]),
+            root=meta["root"],
             variables=tuple(meta["variables"]),
             spec=meta["spec"],
             dropped=pd.DataFrame(meta["dropped"], columns=["record", "reason"], dtype=str),
@@ -128,11 +134,11 @@ class RecordTable:
 
 
 def _plain(value: object) -> object:
-    """A JSON-able Python value: numpy scalars unwrapped, NaN and NA as None."""
-    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+    """A JSON-able Python value: numpy scalars unwrapped; NA, NaN and infinities as None."""
+    if value is None or value is pd.NA:
         return None
     if hasattr(value, "item"):
         value = value.item()
-        if isinstance(value, float) and math.isnan(value):
-            return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
     return value

@@ -26,6 +26,10 @@ class Participants:
     columns: tuple[str, ...] | None = None
     path: str | None = None
 
+    def __post_init__(self) -> None:
+        if self.columns is not None:
+            object.__setattr__(self, "columns", tuple(self.columns))
+
     def to_dict(self) -> dict:
         out: dict = {"table": "participants"}
         if self.columns is not None:
@@ -70,8 +74,3 @@ def _infer_type(column: pd.Series) -> pd.Series:
     if numeric.notna().sum() == column.notna().sum():
         return numeric
     return column
-
-
-def participants(columns: list[str] | tuple[str, ...] | None = None, path: str | None = None):
-    """Join columns of ``participants.tsv``; see :class:`Participants`."""
-    return Participants(columns=None if columns is None else tuple(columns), path=path)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
-
-import numpy as np
 
 #: A sample flowing through a plan: named arrays (``bold``, ``mask``...) and the record's
 #: metadata under ``"meta"``.
@@ -62,12 +60,3 @@ class Transform:
     def to_dict(self) -> dict:
         """The transform as it appears in a YAML spec: ``{name: {option: value}}``."""
         return {self.name: asdict(self)}
-
-    @classmethod
-    def options(cls) -> tuple[str, ...]:
-        return tuple(f.name for f in fields(cls))
-
-
-def as_float32(array: np.ndarray) -> np.ndarray:
-    """float32 without a copy when the array already is."""
-    return np.asarray(array, dtype=np.float32)

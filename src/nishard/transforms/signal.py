@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, get_args
 
 import numpy as np
 
 from .base import Demands, Sample, Transform
 
 StandardizeMethod = Literal["zscore_sample", "zscore", "psc"]
+METHODS: tuple[str, ...] = get_args(StandardizeMethod)
 
 
 def standardize(signals: np.ndarray, method: StandardizeMethod = "zscore_sample") -> np.ndarray:
@@ -39,12 +40,12 @@ def standardize(signals: np.ndarray, method: StandardizeMethod = "zscore_sample"
     if method == "psc":
         valid = np.abs(mean) >= eps
         scale = np.abs(mean) / 100.0
-    elif method in ("zscore_sample", "zscore"):
+    elif method in METHODS:
         ddof = 1 if method == "zscore_sample" else 0
         scale = signals.std(axis=0, dtype=np.float64, ddof=ddof)
         valid = scale >= eps
     else:
-        raise ValueError(f"method one of zscore_sample, zscore, psc; got {method!r}")
+        raise ValueError(f"method one of {', '.join(METHODS)}; got {method!r}")
     scale = np.where(valid, scale, 1.0)
     out = (signals - mean.astype(signals.dtype)) / scale.astype(signals.dtype)
     out[:, ~valid] = 0.0
@@ -69,8 +70,8 @@ class Standardize(Transform):
     demands: ClassVar[Demands] = Demands(memory_factor=2.0, whole_time_axis=True, voxel_blocks=True)
 
     def __post_init__(self) -> None:
-        if self.method not in ("zscore_sample", "zscore", "psc"):
-            raise ValueError(f"method one of zscore_sample, zscore, psc; got {self.method!r}")
+        if self.method not in METHODS:
+            raise ValueError(f"method one of {', '.join(METHODS)}; got {self.method!r}")
 
     @property
     def reads(self) -> tuple[str, ...]:

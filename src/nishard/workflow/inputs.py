@@ -87,22 +87,43 @@ LOADERS: dict[str, Callable[[Record, str, Sample], object]] = {
 }
 
 
-def load_inputs(record: Record, kinds: tuple[str, ...]) -> tuple[Sample, dict[str, str]]:
+def load_inputs(record: Record, kinds: tuple[str, ...]) -> Sample:
     """Read the files a plan needs.
 
     Returns
     -------
-    sample : dict
+    dict
         Kind to loaded data, plus ``meta`` (the record's metadata) and ``affine``.
-    checksums : dict
-        sha256 of each file read, by path, for the manifest's provenance.
+
+    Raises
+    ------
+    RecordError
+        When a file is missing, empty, unreadable or not what its kind requires.
     """
     sample: Sample = {"meta": record.metadata}
-    checksums: dict[str, str] = {}
     for kind in sorted(kinds, key=lambda k: (k != "bold", k)):
         path = record.files.get(kind)
         if path is None:
             raise RecordError(record.id, None, f"a staged {kind} file", "none")
         sample[kind] = LOADERS[kind](record, path, sample)
-        checksums[path] = sha256_file(path)
-    return sample, checksums
+    return sample
+
+
+def input_checksums(record: Record, kinds: tuple[str, ...]) -> dict[str, str]:
+    """sha256 of each file of ``kinds`` that exists, for the manifest's provenance.
+
+    Raises
+    ------
+    RecordError
+        When a file exists but cannot be read (permissions, I/O error).
+    """
+    checksums = {}
+    for kind in kinds:
+        path = record.files.get(kind)
+        if path is None or not Path(path).is_file():
+            continue  # the loader names what is missing
+        try:
+            checksums[path] = sha256_file(path)
+        except OSError as err:
+            raise RecordError(record.id, path, "a readable file", _why(err)) from err
+    return checksums

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from ..errors import RecordError, SpecError
 from ..records.table import Record
 from ..transforms.base import Sample, Transform
-from .inputs import LOADERS, load_inputs
+from .inputs import LOADERS, input_checksums, load_inputs
 
 
 @dataclass(frozen=True)
@@ -54,10 +54,13 @@ class Plan:
     Build one with :func:`assemble`.
     """
 
-    steps: tuple[Transform, ...]
     nodes: tuple[Node, ...]
     inputs: tuple[str, ...]
     products: tuple[str, ...]
+
+    @property
+    def steps(self) -> tuple[Transform, ...]:
+        return tuple(step for node in self.nodes for step in node.steps)
 
     def to_list(self) -> list[dict]:
         """The transforms section of a YAML spec."""
@@ -84,22 +87,26 @@ class Plan:
         return "\n".join(lines)
 
     def apply(self, sample: Sample, record_id: str = "<array>") -> Sample:
-        """Run the steps on a loaded sample (pure: the input sample is not modified)."""
+        """Run the steps on a loaded sample (pure: the input sample is not modified).
+
+        Any exception a step raises becomes a :class:`RecordError` naming the step, so
+        that one record the math cannot handle (or cannot fit in memory) is quarantined
+        rather than ending the build.
+        """
         for step in self.steps:
             try:
                 sample = step(sample)
-            except (ValueError, ArithmeticError) as err:
-                raise RecordError(
-                    record_id, None, f"data that {step.name} can process", str(err)
-                ) from err
+            except Exception as err:
+                found = f"{type(err).__name__}: {err}"
+                raise RecordError(record_id, None, f"data {step.name} can process", found) from err
         return sample
 
     def run(self, record: Record) -> Outcome:
         """Load a record, run every step, keep the products; a bad record gives an error."""
         checksums: dict[str, str] = {}
         try:
-            sample, checksums = load_inputs(record, self.inputs)
-            sample = self.apply(sample, record.id)
+            checksums = input_checksums(record, self.inputs)
+            sample = self.apply(load_inputs(record, self.inputs), record.id)
         except RecordError as err:
             return Outcome(record, None, err, checksums)
         return Outcome(record, {key: sample[key] for key in self.products}, None, checksums)
@@ -138,7 +145,6 @@ def assemble(transforms: Sequence[Transform]) -> Plan:
             inputs.append(key)
         produced += [key for key in step.writes if key not in produced]
     return Plan(
-        steps=steps,
         nodes=fuse_by_backend(steps),
         inputs=tuple(inputs),
         products=tuple(produced) or ("bold",),
