@@ -18,12 +18,21 @@ import yaml
 
 from .archives import FORMATS, Format, ShardSpec, output_spec, parse_bytes
 from .errors import SpecError
-from .records import FILTERS, SCHEMAS, Complete, Fmriprep, Participants, input_spec
+from .records import (
+    FILTERS,
+    SCHEMAS,
+    SOURCES,
+    Complete,
+    Fmriprep,
+    Participants,
+    Source,
+    input_spec,
+)  # fmt: skip
 from .transforms import TRANSFORMS, Transform
 from .workflow import EXECUTORS, Executor
 
 _SECTIONS = {
-    "input": ("path", "schema", "stage", "variables", "filters"),
+    "input": ("path", "schema", "stage", "variables", "filters", "source"),
     "output": ("path", "formats", "shards", "split"),
     "execution": ("executor", "jobs"),
 }
@@ -50,6 +59,7 @@ class Pipeline:
     stage: tuple[str, ...]
     variables: Participants | None
     filters: tuple[Complete, ...]
+    source: Source
     transforms: tuple[Transform, ...]
     output: Path
     formats: tuple[Format, ...]
@@ -115,6 +125,7 @@ def parse_spec(raw: Any, base: str | Path = ".") -> Pipeline:
         _primitive(item, FILTERS, f"input.filters[{i}]")
         for i, item in enumerate(_list(inp.get("filters", ["complete"]), "input.filters"))
     )
+    source = _primitive(inp.get("source", "local"), SOURCES, "input.source")
     transforms = tuple(
         _transform(item, f"transforms[{i}]")
         for i, item in enumerate(_list(raw["transforms"], "transforms"))
@@ -137,14 +148,14 @@ def parse_spec(raw: Any, base: str | Path = ".") -> Pipeline:
     executor = executor_from(execution.get("executor", "serial"), execution.get("jobs"))
 
     spec = {
-        "input": input_spec(root_text, schema, stage, variables, filters),
+        "input": input_spec(root_text, schema, stage, variables, filters, source),
         "transforms": [t.to_dict() for t in transforms],
         "output": output_spec(out_text, formats, shards, split),
         "execution": executor.to_dict(),
     }
     return Pipeline(
         base=base, root=base / str(root_text), schema=schema, stage=stage,
-        variables=variables, filters=filters, transforms=transforms,
+        variables=variables, filters=filters, source=source, transforms=transforms,
         output=base / str(out_text), formats=formats, shards=shards, split=split,
         executor=executor, spec=spec,
     )  # fmt: skip

@@ -3,10 +3,11 @@
 from .filters import FILTERS, Complete
 from .locate import input_spec, locate
 from .schemas import SCHEMAS, Fmriprep, Run
+from .sources import SOURCES, Local, Source
 from .table import Record, RecordTable
 from .tables import Participants
 
 __all__ = [
-    "FILTERS", "SCHEMAS", "Complete", "Fmriprep", "Participants", "Record", "RecordTable",
-    "Run", "input_spec", "locate",
+    "FILTERS", "SCHEMAS", "SOURCES", "Complete", "Fmriprep", "Local", "Participants", "Record",
+    "RecordTable", "Run", "Source", "input_spec", "locate",
 ]  # fmt: skip

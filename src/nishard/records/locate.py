@@ -10,6 +10,7 @@ import pandas as pd
 from ..errors import SpecError
 from .filters import Complete
 from .schemas import Fmriprep
+from .sources import Local, Source
 from .table import RecordTable
 from .tables import Participants
 
@@ -20,6 +21,7 @@ def locate(
     stage: Sequence[str] = ("bold", "mask", "confounds"),
     variables: Participants | None = None,
     filters: Sequence[Complete] = (Complete(),),
+    source: Source | None = None,
 ) -> RecordTable:
     """Find every record of a dataset and join its tabular variables.
 
@@ -35,6 +37,9 @@ def locate(
         Tabular variables to join, e.g. ``participants(["age", "diagnosis"])``.
     filters : sequence of filter primitives
         Applied in order; every dropped record and its reason lands in ``dropped``.
+    source : source primitive, optional
+        Where the files come from (default: local disk). The staged files of the records
+        kept by the filters are fetched; a record whose file cannot be is dropped.
 
     Returns
     -------
@@ -48,8 +53,9 @@ def locate(
         record matches.
     """
     schema = schema or Fmriprep()
+    source = source or Local()
     stage = tuple(stage)
-    root_path = Path(root)
+    root_path = source.prepare(root)
     if not root_path.is_dir():
         raise SpecError(f"input folder not found: {root_path}")
     unknown = [kind for kind in stage if kind not in schema.kinds]
@@ -90,12 +96,14 @@ def locate(
         drop = reasons != ""
         dropped += [{"record": k, "reason": v} for k, v in reasons[drop].items()]
         frame = frame[~drop]
+    frame, unfetched = _fetch(frame, stage, source)
+    dropped += unfetched
     return RecordTable(
         frame=frame,
         files=stage,
         root=str(root_path.absolute()),
         variables=names,
-        spec=input_spec(root, schema, stage, variables, filters),
+        spec=input_spec(root, schema, stage, variables, filters, source),
         dropped=pd.DataFrame(dropped, columns=["record", "reason"], dtype=str),
     )
 
@@ -106,10 +114,31 @@ def input_spec(
     stage: Sequence[str],
     variables: Participants | None,
     filters: Sequence[Complete],
+    source: Source | None = None,
 ) -> dict:
     """The input section of a pipeline spec, with the root as the user wrote it."""
     spec: dict = {"path": str(root), "schema": schema.to_dict(), "stage": list(stage)}
     if variables is not None:
         spec["variables"] = variables.to_dict()
     spec["filters"] = [f.to_dict() for f in filters]
+    if source is not None and not isinstance(source, Local):
+        spec["source"] = source.to_dict()
     return spec
+
+
+def _fetch(
+    frame: pd.DataFrame, stage: tuple[str, ...], source: Source
+) -> tuple[pd.DataFrame, list[dict]]:
+    """Fetch the staged files of the kept records; drop those with a file that failed."""
+    paths = [p for kind in stage for p in frame[kind].dropna()]
+    failures = source.fetch(paths) if paths else {}
+    if not failures:
+        return frame, []
+    reasons = pd.Series("", index=frame.index)
+    for kind in stage:
+        for record, path in frame[kind].dropna().items():
+            if path in failures:
+                why = f"could not fetch {kind} {path}: {failures[path]}"
+                reasons[record] = f"{reasons[record]}; {why}" if reasons[record] else why
+    drop = reasons != ""
+    return frame[~drop], [{"record": k, "reason": v} for k, v in reasons[drop].items()]
