@@ -16,7 +16,20 @@ from . import transforms as t
 from .archives import ShardSpec, WebDataset, by_count, by_size, read_manifest, write
 from .errors import NishardError, RecordError, SpecError
 from .pipeline import build
-from .records import Complete, Fmriprep, Participants, RecordTable, locate
+from .records import (
+    Bids,
+    Complete,
+    Entities,
+    Fmriprep,
+    Hcp,
+    Participants,
+    Phenotype,
+    RecordTable,
+    Regex,
+    Table,
+    Where,
+    locate,
+)  # fmt: skip
 from .spec import Pipeline, load_spec, parse_spec
 from .workflow import Local, Plan, Serial, assemble
 
@@ -24,9 +37,9 @@ __version__ = "0.1.0"
 
 #: Namespaces of primitives, as the core routines take them: ``ns.schemas.fmriprep(res="2")``
 #: builds the frozen dataclass :class:`~nishard.records.Fmriprep`, and so on.
-schemas = SimpleNamespace(fmriprep=Fmriprep)
-tables = SimpleNamespace(participants=Participants)
-filters = SimpleNamespace(complete=Complete)
+schemas = SimpleNamespace(fmriprep=Fmriprep, bids=Bids, hcp=Hcp, regex=Regex)
+tables = SimpleNamespace(participants=Participants, phenotype=Phenotype, table=Table)
+filters = SimpleNamespace(complete=Complete, entities=Entities, where=Where)
 formats = SimpleNamespace(webdataset=WebDataset)
 shards = SimpleNamespace(by_count=by_count, by_size=by_size, ShardSpec=ShardSpec)
 executors = SimpleNamespace(serial=Serial, local=Local)

@@ -33,6 +33,7 @@ def build(pipeline: Pipeline | str | Path, *, progress: bool = True) -> dict:
         stage=pipeline.stage,
         variables=pipeline.variables,
         filters=pipeline.filters,
+        level=pipeline.level,
         source=pipeline.source,
     )
     plan = assemble(pipeline.transforms)

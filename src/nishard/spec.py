@@ -18,21 +18,12 @@ import yaml
 
 from .archives import FORMATS, Format, ShardSpec, output_spec, parse_bytes
 from .errors import SpecError
-from .records import (
-    FILTERS,
-    SCHEMAS,
-    SOURCES,
-    Complete,
-    Fmriprep,
-    Participants,
-    Source,
-    input_spec,
-)  # fmt: skip
+from .records import FILTERS, LEVELS, SCHEMAS, SOURCES, TABLES, Complete, Source, input_spec
 from .transforms import TRANSFORMS, Transform
 from .workflow import EXECUTORS, Executor
 
 _SECTIONS = {
-    "input": ("path", "schema", "stage", "variables", "filters", "source"),
+    "input": ("path", "schema", "stage", "variables", "filters", "level", "source"),
     "output": ("path", "formats", "shards", "split"),
     "execution": ("executor", "jobs"),
 }
@@ -55,9 +46,10 @@ class Pipeline:
 
     base: Path
     root: Path
-    schema: Fmriprep
+    schema: Any
     stage: tuple[str, ...]
-    variables: Participants | None
+    variables: tuple
+    level: str
     filters: tuple[Complete, ...]
     source: Source
     transforms: tuple[Transform, ...]
@@ -121,6 +113,9 @@ def parse_spec(raw: Any, base: str | Path = ".") -> Pipeline:
     schema = _primitive(inp.get("schema", "fmriprep"), SCHEMAS, "input.schema")
     stage = tuple(_list(inp.get("stage", ["bold", "mask", "confounds"]), "input.stage"))
     variables = _variables(inp.get("variables"))
+    level = str(inp.get("level", "run"))
+    if level not in LEVELS:
+        raise SpecError(f"input.level {level!r}: one of {', '.join(LEVELS)}")
     filters = tuple(
         _primitive(item, FILTERS, f"input.filters[{i}]")
         for i, item in enumerate(_list(inp.get("filters", ["complete"]), "input.filters"))
@@ -148,14 +143,15 @@ def parse_spec(raw: Any, base: str | Path = ".") -> Pipeline:
     executor = executor_from(execution.get("executor", "serial"), execution.get("jobs"))
 
     spec = {
-        "input": input_spec(root_text, schema, stage, variables, filters, source),
+        "input": input_spec(root_text, schema, stage, variables, filters, source, level),
         "transforms": [t.to_dict() for t in transforms],
         "output": output_spec(out_text, formats, shards, split),
         "execution": executor.to_dict(),
     }
     return Pipeline(
         base=base, root=base / str(root_text), schema=schema, stage=stage,
-        variables=variables, filters=filters, source=source, transforms=transforms,
+        variables=variables, level=level, filters=filters, source=source,
+        transforms=transforms,
         output=base / str(out_text), formats=formats, shards=shards, split=split,
         executor=executor, spec=spec,
     )  # fmt: skip
@@ -249,17 +245,22 @@ def _transform(entry: Any, where: str) -> Transform:
     return _build(TRANSFORMS[name], _mapping(options or {}, f"{where}.{name}"), f"{where}.{name}")
 
 
-def _variables(entry: Any) -> Participants | None:
-    """``[age, sex]`` (from participants.tsv) or ``{table: participants, columns: [...]}``."""
+def _variables(entry: Any) -> tuple:
+    """``[age, sex]`` (columns of participants.tsv), or tables: ``{table: NAME, option: value}``
+    or a list of them."""
     if entry is None:
-        return None
-    if isinstance(entry, list):
-        return Participants(columns=tuple(entry))
-    entry = dict(_mapping(entry, "input.variables"))
-    table = entry.pop("table", "participants")
-    if table != "participants":
-        raise SpecError(f"unknown input.variables table '{table}'; known: participants")
-    return _build(Participants, entry, "input.variables")
+        return ()
+    if isinstance(entry, list) and all(isinstance(item, str) for item in entry):
+        return (TABLES["participants"](columns=tuple(entry)),)
+    items = entry if isinstance(entry, list) else [entry]
+    tables = []
+    for i, item in enumerate(items):
+        item = dict(_mapping(item, f"input.variables[{i}]"))
+        name = item.pop("table", "participants")
+        if name not in TABLES:
+            raise SpecError(_unknown_name(name, TABLES, f"input.variables[{i}].table"))
+        tables.append(_build(TABLES[name], item, f"input.variables[{i}]"))
+    return tuple(tables)
 
 
 def _shards(entry: Any) -> ShardSpec:

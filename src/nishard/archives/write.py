@@ -82,6 +82,11 @@ def write(
     """
     shards = shards or ShardSpec()
     executor = executor or Serial()
+    if records.level != "run":
+        raise SpecError(
+            f"records are at {records.level} level; writing needs one record per run for now "
+            "(a plan loads one run at a time)"
+        )
     if not _SPLIT.match(split):
         raise SpecError(f"split name {split!r}: use letters, digits and _")
     missing = [kind for kind in plan.inputs if kind not in records.files]

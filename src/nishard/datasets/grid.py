@@ -205,6 +205,70 @@ def tissue_labels(brain: np.ndarray, gm: np.ndarray, wm: np.ndarray) -> np.ndarr
     return labels[brain]
 
 
+@dataclass(frozen=True, eq=False)
+class SmoothField:
+    """A smooth random spatial field: a sum of plane waves, defined at any point in mm.
+
+    Normalised to zero mean and unit variance over the reference points it was drawn for (the
+    brain voxels), so evaluating it elsewhere (e.g. at surface vertices) gives the same field.
+
+    Attributes
+    ----------
+    wavevectors : numpy.ndarray
+        Shape (n_waves, 3), radians per mm.
+    phase, weight : numpy.ndarray
+        Shape (n_waves,).
+    mean, sd : float
+        Mean and standard deviation of the raw sum over the reference points.
+    """
+
+    wavevectors: np.ndarray
+    phase: np.ndarray
+    weight: np.ndarray
+    mean: float
+    sd: float
+
+    @classmethod
+    def draw(
+        cls,
+        rng: np.random.Generator,
+        reference: np.ndarray,
+        n_waves: int = 8,
+        wavelength_mm: tuple[float, float] = (60.0, 160.0),
+    ) -> SmoothField:
+        """Draw random directions, wavelengths, phases and weights.
+
+        Parameters
+        ----------
+        rng : numpy.random.Generator
+        reference : numpy.ndarray
+            Points (mm) over which the field has zero mean and unit variance, shape (V, 3).
+        n_waves : int
+            Number of plane waves.
+        wavelength_mm : tuple of float
+            Range of wavelengths.
+
+        Returns
+        -------
+        SmoothField
+        """
+        direction = rng.standard_normal((n_waves, 3))
+        direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+        wavelength = rng.uniform(*wavelength_mm, size=n_waves)
+        phase = rng.uniform(0.0, 2.0 * np.pi, size=n_waves)
+        weight = rng.standard_normal(n_waves)
+        k = direction * (2.0 * np.pi / wavelength)[:, None]
+        raw = np.cos(reference @ k.T + phase) @ weight
+        mean = float(raw.mean())
+        return cls(k, phase, weight, mean, float((raw - mean).std()))
+
+    def __call__(self, coords: np.ndarray) -> np.ndarray:
+        """The field at points ``coords`` (mm), shape (N, 3); float64, shape (N,)."""
+        field = np.cos(coords @ self.wavevectors.T + self.phase) @ self.weight
+        field -= self.mean
+        return field / self.sd if self.sd > 0 else field
+
+
 def smooth_field(
     rng: np.random.Generator,
     coords: np.ndarray,
@@ -214,7 +278,8 @@ def smooth_field(
     """A smooth random spatial field with zero mean and unit variance (over the brain).
 
     A sum of plane waves of random direction, phase and long wavelength: smooth at any
-    resolution and defined in millimetres, so the field does not depend on the grid.
+    resolution and defined in millimetres, so the field does not depend on the grid. The
+    values of ``SmoothField.draw(rng, coords, ...)`` at ``coords``.
 
     Parameters
     ----------
@@ -231,16 +296,7 @@ def smooth_field(
     numpy.ndarray
         float64, shape (V,).
     """
-    direction = rng.standard_normal((n_waves, 3))
-    direction /= np.linalg.norm(direction, axis=1, keepdims=True)
-    wavelength = rng.uniform(*wavelength_mm, size=n_waves)
-    phase = rng.uniform(0.0, 2.0 * np.pi, size=n_waves)
-    weight = rng.standard_normal(n_waves)
-    k = direction * (2.0 * np.pi / wavelength)[:, None]
-    field = np.cos(coords @ k.T + phase) @ weight
-    field -= field.mean()
-    sd = field.std()
-    return field / sd if sd > 0 else field
+    return SmoothField.draw(rng, coords, n_waves, wavelength_mm)(coords)
 
 
 def _nilearn_masks(resolution_mm: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

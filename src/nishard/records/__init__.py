@@ -1,13 +1,15 @@
 """Locate: find a dataset's records and collate them with tabular variables."""
 
-from .filters import FILTERS, Complete
+from .filters import FILTERS, Complete, Entities, Where
 from .locate import input_spec, locate
-from .schemas import SCHEMAS, Fmriprep, Run
+from .pivot import LEVELS, pivot
+from .schemas import SCHEMAS, Bids, Fmriprep, Hcp, Regex, Run, Scan
 from .sources import SOURCES, Local, Source
 from .table import Record, RecordTable
-from .tables import Participants
+from .tables import TABLES, Participants, Phenotype, Table
 
 __all__ = [
-    "FILTERS", "SCHEMAS", "SOURCES", "Complete", "Fmriprep", "Local", "Participants", "Record",
-    "RecordTable", "Run", "Source", "input_spec", "locate",
+    "FILTERS", "LEVELS", "SCHEMAS", "SOURCES", "TABLES", "Bids", "Complete", "Entities",
+    "Fmriprep", "Hcp", "Local", "Participants", "Phenotype", "Record", "RecordTable", "Regex",
+    "Run", "Scan", "Source", "Table", "Where", "input_spec", "locate", "pivot",
 ]  # fmt: skip

@@ -40,13 +40,15 @@ class BidsName:
         return self.entities.get(entity, default)
 
 
-def parse_bids_name(name: str) -> BidsName | None:
+def parse_bids_name(name: str, require_subject: bool = True) -> BidsName | None:
     """Parse a BIDS file name into entities, suffix and extension.
 
     Parameters
     ----------
     name : str
         A file name (no directory), e.g. ``sub-01_task-rest_desc-preproc_bold.nii.gz``.
+    require_subject : bool
+        Refuse names without ``sub-``; False for dataset-level sidecars (``task-rest_bold.json``).
 
     Returns
     -------
@@ -56,7 +58,7 @@ def parse_bids_name(name: str) -> BidsName | None:
     """
     stem, dot, rest = name.partition(".")
     parts = stem.split("_")
-    if len(parts) < 2:
+    if len(parts) < (2 if require_subject else 1):
         return None
     suffix = parts[-1]
     if not _SUFFIX.match(suffix):
@@ -67,7 +69,7 @@ def parse_bids_name(name: str) -> BidsName | None:
         if match is None or match.group(1) in entities:
             return None
         entities[match.group(1)] = match.group(2)
-    if "sub" not in entities:
+    if require_subject and "sub" not in entities:
         return None
     return BidsName(entities=entities, suffix=suffix, extension=dot + rest)
 

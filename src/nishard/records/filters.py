@@ -1,11 +1,27 @@
-"""Filters: primitives that keep or drop records, and say why they dropped one."""
+"""Filters: primitives that keep or drop records, each saying why it dropped one.
+
+A filter has ``reasons(frame, files, variables) -> Series``: one string per record, empty
+to keep it, else the reason it is dropped. ``locate`` applies filters in order and lists
+every dropped record with its reason.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import pandas as pd
+
+from ..errors import SpecError
+
+
+def _join(flags: list[tuple[pd.Series, str]], index: pd.Index) -> pd.Series:
+    """Per record, the reasons whose flag is set, joined with ``; ``."""
+    arrays = [(series.to_numpy(), why) for series, why in flags]
+    return pd.Series(
+        ["; ".join(why for values, why in arrays if values[i]) for i in range(len(index))],
+        index=index,
+    )
 
 
 @dataclass(frozen=True)
@@ -26,19 +42,99 @@ class Complete:
         return {"name": self.name, "variables": self.variables}
 
     def reasons(
-        self, frame: pd.DataFrame, stage: tuple[str, ...], variables: tuple[str, ...]
+        self, frame: pd.DataFrame, files: tuple[str, ...], variables: tuple[str, ...]
     ) -> pd.Series:
-        """One string per record: empty to keep it, else why it is dropped."""
-        checks = [(kind, f"no {kind} file") for kind in stage]
-        checks.append(("t_r", "no RepetitionTime in sidecar or header"))
+        checks = [(frame[c].isna(), f"no {c} file") for c in files]
+        checks.append((frame["t_r"].isna(), "no RepetitionTime in sidecar or header"))
         if self.variables:
-            checks += [(col, f"no value for {col}") for col in variables]
-        missing = [(frame[column].isna().to_numpy(), why) for column, why in checks]
-        return pd.Series(
-            ["; ".join(why for flags, why in missing if flags[i]) for i in range(len(frame))],
-            index=frame.index,
-        )
+            checks += [(frame[c].isna(), f"no value for {c}") for c in variables]
+        return _join(checks, frame.index)
+
+
+@dataclass(frozen=True)
+class Entities:
+    """Keep records by their entities (or any column): an include and an exclude list.
+
+    Parameters
+    ----------
+    include : dict
+        Column to the labels to keep, e.g. ``{"task": ["rest"], "run": ["1", "2"]}``.
+    exclude : dict
+        Column to the labels to drop, e.g. ``{"subject": ["07"]}``.
+    """
+
+    include: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    exclude: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    name: ClassVar[str] = "entities"
+
+    def __post_init__(self) -> None:
+        for attr in ("include", "exclude"):
+            rules = {
+                k: tuple(str(v) for v in _as_list(vs)) for k, vs in getattr(self, attr).items()
+            }
+            object.__setattr__(self, attr, rules)
+
+    def to_dict(self) -> dict:
+        out: dict = {"name": self.name}
+        for attr in ("include", "exclude"):
+            if getattr(self, attr):
+                out[attr] = {k: list(v) for k, v in getattr(self, attr).items()}
+        return out
+
+    def reasons(
+        self, frame: pd.DataFrame, files: tuple[str, ...], variables: tuple[str, ...]
+    ) -> pd.Series:
+        checks = []
+        for column, labels in self.include.items():
+            values = self._column(frame, column)
+            checks.append((~values.isin(labels), f"{column} not in {list(labels)}"))
+        for column, labels in self.exclude.items():
+            values = self._column(frame, column)
+            checks.append((values.isin(labels), f"{column} excluded ({', '.join(labels)})"))
+        return _join(checks, frame.index)
+
+    @staticmethod
+    def _column(frame: pd.DataFrame, column: str) -> pd.Series:
+        if column not in frame.columns:
+            raise SpecError(f"filter entities: no column {column!r}; records have {list(frame)}")
+        return frame[column].astype(str)
+
+
+@dataclass(frozen=True)
+class Where:
+    """Keep records for which a pandas query on their columns holds.
+
+    Parameters
+    ----------
+    query : str
+        A :meth:`pandas.DataFrame.query` expression over entities and variables, e.g.
+        ``"age >= 18 and diagnosis in ['control', 'patient']"``. A record with a missing
+        value in a compared column does not satisfy it.
+    """
+
+    query: str
+
+    name: ClassVar[str] = "where"
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "query": self.query}
+
+    def reasons(
+        self, frame: pd.DataFrame, files: tuple[str, ...], variables: tuple[str, ...]
+    ) -> pd.Series:
+        try:
+            kept = frame.eval(self.query)
+        except Exception as err:
+            raise SpecError(f"filter where {self.query!r}: {type(err).__name__}: {err}") from err
+        if not isinstance(kept, pd.Series) or kept.dtype != bool:
+            raise SpecError(f"filter where {self.query!r}: not a true/false condition")
+        return _join([(~kept, f"not {self.query}")], frame.index)
+
+
+def _as_list(values: object) -> list:
+    return list(values) if isinstance(values, list | tuple | set) else [values]
 
 
 #: Filters by the name a YAML spec gives them.
-FILTERS: dict[str, type] = {Complete.name: Complete}
+FILTERS: dict[str, type] = {cls.name: cls for cls in (Complete, Entities, Where)}

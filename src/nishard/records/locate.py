@@ -9,18 +9,19 @@ import pandas as pd
 
 from ..errors import SpecError
 from .filters import Complete
+from .pivot import pivot
 from .schemas import Fmriprep
 from .sources import Local, Source
 from .table import RecordTable
-from .tables import Participants
 
 
 def locate(
     root: str | Path,
-    schema: Fmriprep | None = None,
+    schema=None,
     stage: Sequence[str] = ("bold", "mask", "confounds"),
-    variables: Participants | None = None,
-    filters: Sequence[Complete] = (Complete(),),
+    variables=None,
+    filters: Sequence = (Complete(),),
+    level: str = "run",
     source: Source | None = None,
 ) -> RecordTable:
     """Find every record of a dataset and join its tabular variables.
@@ -28,15 +29,22 @@ def locate(
     Parameters
     ----------
     root : str or Path
-        The dataset's root folder (for fMRIPrep, the derivatives folder).
+        The dataset's root folder (for fMRIPrep, the derivatives folder), or what the
+        source understands (a URL).
     schema : schema primitive, optional
-        How the dataset is laid out; default ``fmriprep()`` in MNI152NLin2009cAsym.
+        How the dataset is laid out: ``Fmriprep`` (default, MNI152NLin2009cAsym),
+        ``Bids``, ``Hcp`` or ``Regex``.
     stage : sequence of str
-        The file kinds each record carries (a subset of ``schema.kinds``).
-    variables : tables primitive, optional
-        Tabular variables to join, e.g. ``participants(["age", "diagnosis"])``.
+        The file kinds each record carries (keys of ``schema.kinds``); a kind may give
+        several file columns (``surface``: ``surface_L`` and ``surface_R``).
+    variables : table primitive or sequence of them, optional
+        Tabular variables to join on subject (and session), e.g.
+        ``Participants(["age", "diagnosis"])``, ``Phenotype("cognition")``, ``Table(df)``.
     filters : sequence of filter primitives
-        Applied in order; every dropped record and its reason lands in ``dropped``.
+        Applied in order, at run level; every dropped record and its reason lands in
+        ``dropped``.
+    level : {"run", "session", "subject"}
+        One record per run, or per session or subject with its runs as lists.
     source : source primitive, optional
         Where the files come from (default: local disk). The staged files of the records
         kept by the filters are fetched; a record whose file cannot be is dropped.
@@ -44,101 +52,131 @@ def locate(
     Returns
     -------
     RecordTable
-        One row per record, sorted by record id.
+        Sorted by record id; ``unparsed`` lists files under subject folders whose names
+        the schema could not read, ``unmatched`` the subjects without a row in a table.
 
     Raises
     ------
     SpecError
-        When the root folder is missing, a staged kind is unknown to the schema, or no
-        record matches.
+        When the root folder is missing, a staged kind is unknown to the schema, two
+        files claim one record's place, a table is unusable, or no record matches.
     """
     schema = schema or Fmriprep()
     source = source or Local()
     stage = tuple(stage)
+    tables = _as_tables(variables)
     root_path = source.prepare(root)
     if not root_path.is_dir():
         raise SpecError(f"input folder not found: {root_path}")
     unknown = [kind for kind in stage if kind not in schema.kinds]
     if unknown:
-        raise SpecError(f"stage {unknown} unknown to schema {schema.name}; it knows {schema.kinds}")
-    if "bold" not in stage:
-        raise SpecError("stage must include 'bold'")
+        known = ", ".join(schema.kinds)
+        raise SpecError(f"stage {unknown} unknown to schema {schema.name}; it knows {known}")
+    columns = tuple(column for kind in stage for column in schema.kinds[kind])
     try:
-        runs = schema.scan(root_path)
+        scan = schema.scan(root_path)
     except ValueError as err:
         raise SpecError(str(err)) from err
-    if not any("bold" in run.files for run in runs):
+    if not scan.runs:
         raise SpecError(
             f"no {schema.name} records under {root_path} for {schema.to_dict()}; "
-            f"BOLD runs there are in: {', '.join(schema.spaces(root_path)) or 'none'}"
+            f"{schema.hint(root_path)}"
         )
 
-    rows = [{"record": r.record, **r.entities, "t_r": r.t_r} for r in runs]
+    rows = [{"record": r.record, **r.entities, "t_r": r.t_r, **r.metadata} for r in scan.runs]
     frame = pd.DataFrame(rows).set_index("record")
-    for kind in stage:
-        frame[kind] = pd.Series([r.files.get(kind) for r in runs], index=frame.index, dtype="str")
+    for column in columns:
+        paths = [r.files.get(column) for r in scan.runs]
+        frame[column] = pd.Series(paths, index=frame.index, dtype="str")
 
-    names: tuple[str, ...] = ()
-    if variables is not None:
-        table = variables.load(root_path)
-        clash = sorted(set(table.columns) & set(frame.columns))
-        if clash:
-            raise SpecError(
-                f"{variables.find(root_path)}: columns {clash} clash with the record table's "
-                f"own (entities, files, t_r); leave them out of the variables' columns"
-            )
-        names = tuple(table.columns)
-        frame = frame.join(table, on="subject")
+    names: list[str] = []
+    unmatched: set[str] = set()
+    for table in tables:
+        frame, added, missing = _join(frame, table, root_path)
+        names += added
+        unmatched |= missing
 
-    dropped = []
+    dropped: list[dict] = []
     for primitive in filters:
-        reasons = primitive.reasons(frame, stage, names)
+        reasons = primitive.reasons(frame, columns, tuple(names))
         drop = reasons != ""
         dropped += [{"record": k, "reason": v} for k, v in reasons[drop].items()]
         frame = frame[~drop]
-    frame, unfetched = _fetch(frame, stage, source)
+    frame, unfetched = _fetch(frame, columns, source)
     dropped += unfetched
     return RecordTable(
-        frame=frame,
-        files=stage,
+        frame=pivot(frame, columns, tuple(names), level),
+        files=columns,
         root=str(root_path.absolute()),
-        variables=names,
-        spec=input_spec(root, schema, stage, variables, filters, source),
+        variables=tuple(names),
+        level=level,
+        spec=input_spec(root, schema, stage, variables, filters, source, level),
         dropped=pd.DataFrame(dropped, columns=["record", "reason"], dtype=str),
+        unparsed=scan.unparsed,
+        unmatched=tuple(sorted(unmatched)),
     )
 
 
-def input_spec(
-    root: str | Path,
-    schema: Fmriprep,
-    stage: Sequence[str],
-    variables: Participants | None,
-    filters: Sequence[Complete],
-    source: Source | None = None,
-) -> dict:
-    """The input section of a pipeline spec, with the root as the user wrote it."""
-    spec: dict = {"path": str(root), "schema": schema.to_dict(), "stage": list(stage)}
-    if variables is not None:
-        spec["variables"] = variables.to_dict()
-    spec["filters"] = [f.to_dict() for f in filters]
-    if source is not None and not isinstance(source, Local):
-        spec["source"] = source.to_dict()
-    return spec
+def _as_tables(variables) -> list:
+    if variables is None:
+        return []
+    return list(variables) if isinstance(variables, list | tuple) else [variables]
+
+
+def _join(frame: pd.DataFrame, table, root: Path) -> tuple[pd.DataFrame, list[str], set[str]]:
+    """Left-join one table; its new columns, and the subjects it has no row for."""
+    if "subject" not in frame.columns:
+        raise SpecError(f"{table.describe(root)}: the records have no subject column to join on")
+    values = table.load(root)
+    clash = sorted(set(values.columns) & set(frame.columns))
+    if clash:
+        raise SpecError(
+            f"{table.describe(root)}: columns {clash} clash with the record table's own "
+            f"(entities, files, t_r, earlier tables); leave them out of its columns"
+        )
+    keys = list(values.index.names)
+    if "session" in keys and "session" not in frame.columns:
+        raise SpecError(f"{table.describe(root)}: keyed by session, but the records have none")
+    joined = frame.join(values, on=keys)
+    known = set(values.index.get_level_values("subject"))
+    return joined, list(values.columns), set(frame["subject"]) - known
 
 
 def _fetch(
-    frame: pd.DataFrame, stage: tuple[str, ...], source: Source
+    frame: pd.DataFrame, columns: tuple[str, ...], source: Source
 ) -> tuple[pd.DataFrame, list[dict]]:
     """Fetch the staged files of the kept records; drop those with a file that failed."""
-    paths = [p for kind in stage for p in frame[kind].dropna()]
+    paths = [p for column in columns for p in frame[column].dropna()]
     failures = source.fetch(paths) if paths else {}
     if not failures:
         return frame, []
     reasons = pd.Series("", index=frame.index)
-    for kind in stage:
-        for record, path in frame[kind].dropna().items():
+    for column in columns:
+        for record, path in frame[column].dropna().items():
             if path in failures:
-                why = f"could not fetch {kind} {path}: {failures[path]}"
+                why = f"could not fetch {column} {path}: {failures[path]}"
                 reasons[record] = f"{reasons[record]}; {why}" if reasons[record] else why
     drop = reasons != ""
     return frame[~drop], [{"record": k, "reason": v} for k, v in reasons[drop].items()]
+
+
+def input_spec(
+    root: str | Path,
+    schema,
+    stage: Sequence[str],
+    variables=None,
+    filters: Sequence = (),
+    source: Source | None = None,
+    level: str = "run",
+) -> dict:
+    """The input section of a pipeline spec, with the root as the user wrote it."""
+    spec: dict = {"path": str(root), "schema": schema.to_dict(), "stage": list(stage)}
+    tables = _as_tables(variables)
+    if tables:
+        spec["variables"] = [t.to_dict() for t in tables]
+    spec["filters"] = [f.to_dict() for f in filters]
+    if level != "run":
+        spec["level"] = level
+    if source is not None and not isinstance(source, Local):
+        spec["source"] = source.to_dict()
+    return spec

@@ -20,14 +20,15 @@ class Record:
     id : str
         Unique identifier, usable as a WebDataset key (no dots).
     files : dict
-        Staged file kind to path (only the kinds present).
+        File column to path (only those present); a list of paths, one per run, for
+        session- or subject-level records.
     metadata : dict
         Entities (subject, session, task, run, ...), ``t_r`` and the joined variables,
         as plain JSON-able Python values (missing values are None).
     """
 
     id: str
-    files: dict[str, str]
+    files: dict[str, str | list[str]]
     metadata: dict[str, object]
 
 
@@ -45,22 +46,31 @@ class RecordTable:
         The staged file kinds (columns of ``frame`` that hold absolute paths).
     root : str
         The dataset's root folder, absolute.
+    level : str
+        ``run``, ``session`` or ``subject``: what one row is.
     variables : tuple of str
         The joined variables (columns of ``frame``).
     spec : dict
         The input section of a pipeline spec that reproduces this table.
     dropped : pandas.DataFrame
         Records removed by filters, with the reason (columns ``record``, ``reason``).
+    unparsed : tuple of str
+        Files under subject folders whose names the schema could not read.
+    unmatched : tuple of str
+        Subjects that a variables table has no row for.
     """
 
     frame: pd.DataFrame
     files: tuple[str, ...]
     root: str = "."
+    level: str = "run"
     variables: tuple[str, ...] = ()
     spec: dict = field(default_factory=dict)
     dropped: pd.DataFrame = field(
         default_factory=lambda: pd.DataFrame({"record": [], "reason": []}, dtype=str)
     )
+    unparsed: tuple[str, ...] = ()
+    unmatched: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return len(self.frame)
@@ -73,7 +83,7 @@ class RecordTable:
         return self._record(record_id, self.frame.loc[record_id])
 
     def _record(self, record_id: str, row: pd.Series) -> Record:
-        files = {kind: row[kind] for kind in self.files if isinstance(row[kind], str)}
+        files = {c: _paths(row[c]) for c in self.files if _paths(row[c]) is not None}
         metadata = {key: _plain(value) for key, value in row.items() if key not in self.files}
         return Record(id=record_id, files=files, metadata=metadata)
 
@@ -92,9 +102,17 @@ class RecordTable:
         )
         if self.variables:
             lines.append("variables: " + ", ".join(self.variables))
+        if self.level != "run":
+            lines[0] = lines[0].replace("records", f"{self.level} records", 1)
         if len(self.dropped):
             lines.append(f"dropped {len(self.dropped)} records:")
             lines += [f"  {r.record}: {r.reason}" for r in self.dropped.itertuples()]
+        if self.unmatched:
+            lines.append(f"no variables for {len(self.unmatched)} subjects: "
+                         + ", ".join(self.unmatched))  # fmt: skip
+        if self.unparsed:
+            shown = ", ".join(self.unparsed[:5]) + (" ..." if len(self.unparsed) > 5 else "")
+            lines.append(f"{len(self.unparsed)} files with names that are not BIDS: {shown}")
         return "\n".join(lines)
 
     def to_parquet(self, path: str | Path) -> None:
@@ -104,6 +122,9 @@ class RecordTable:
         meta = {
             "files": list(self.files),
             "root": self.root,
+            "level": self.level,
+            "unparsed": list(self.unparsed),
+            "unmatched": list(self.unmatched),
             "variables": list(self.variables),
             "spec": self.spec,
             "dropped": self.dropped.to_dict(orient="records"),
@@ -123,20 +144,39 @@ class RecordTable:
         table = pq.read_table(path)
         meta = json.loads(table.schema.metadata[b"nishard"])
         frame = table.to_pandas().set_index("record")
+        for column in frame.columns:  # Arrow lists come back as arrays: make them lists again
+            if frame[column].map(lambda v: hasattr(v, "tolist")).any():
+                frame[column] = frame[column].map(
+                    lambda v: v.tolist() if hasattr(v, "tolist") else v
+                )
         return cls(
             frame=frame,
             files=tuple(meta["files"]),
             root=meta["root"],
+            level=meta["level"],
+            unparsed=tuple(meta["unparsed"]),
+            unmatched=tuple(meta["unmatched"]),
             variables=tuple(meta["variables"]),
             spec=meta["spec"],
             dropped=pd.DataFrame(meta["dropped"], columns=["record", "reason"], dtype=str),
         )
 
 
+def _paths(value: object) -> str | list[str] | None:
+    """A file cell: a path, a list of paths (coarser levels), or None when missing."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return value
+    return None
+
+
 def _plain(value: object) -> object:
     """A JSON-able Python value: numpy scalars unwrapped; NA, NaN and infinities as None."""
     if value is None or value is pd.NA:
         return None
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
     if hasattr(value, "item"):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):

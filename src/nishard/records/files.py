@@ -1,0 +1,39 @@
+"""Listing a dataset's files fast: one ``os.scandir`` pass, no stat of regular files."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+
+def walk(root: str, prefix: str = "") -> Iterator[str]:
+    """Relative paths (``/``-separated) of every file and symlink under ``root``, unordered.
+
+    Parameters
+    ----------
+    root : str
+        Folder to list.
+    prefix : str
+        Only descend into top-level folders whose name starts with it (``"sub-"``), so
+        that derivatives, code and source folders beside the subjects are skipped; files
+        at the top level (dataset-level sidecars, participants.tsv) are always listed.
+
+    Notes
+    -----
+    Symlinks are listed whether or not they resolve: in a DataLad dataset, files whose
+    content is not fetched yet are broken symlinks, and they are still records.
+    """
+    stack = [("", root)]
+    while stack:
+        relative, folder = stack.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except (FileNotFoundError, NotADirectoryError, PermissionError):
+            continue
+        for entry in entries:
+            name = f"{relative}{entry.name}"
+            if entry.is_dir(follow_symlinks=False):
+                if relative or entry.name.startswith(prefix):
+                    stack.append((name + "/", entry.path))
+            else:
+                yield name

@@ -1,0 +1,137 @@
+"""What every schema returns, and the scan that BIDS-named layouts share."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..entities import RUN_ENTITIES, BidsName, parse_bids_name, record_id
+from ..files import walk
+
+#: Column names given to BIDS entities in a record table (pybids' long names).
+ENTITY_COLUMNS: dict[str, str] = {
+    "sub": "subject", "ses": "session", "task": "task", "acq": "acquisition",
+    "ce": "ceagent", "rec": "reconstruction", "dir": "direction", "run": "run", "echo": "echo",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run found by a schema.
+
+    Attributes
+    ----------
+    record : str
+        Unique id, BIDS entities joined by ``_`` (no dots: a valid WebDataset key).
+    entities : dict
+        Long entity names (``subject``, ``session``, ``task``, ``run``...) to labels.
+    files : dict
+        File column (``bold``, ``mask``, ``surface_L``...) to absolute path.
+    t_r : float
+        Repetition time in seconds, NaN when unknown.
+    metadata : dict
+        Further sidecar fields a schema was asked for.
+    """
+
+    record: str
+    entities: dict[str, str]
+    files: dict[str, str] = field(default_factory=dict)
+    t_r: float = math.nan
+    metadata: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Scan:
+    """A schema's result: the runs, and the files under subject folders it could not parse."""
+
+    runs: list[Run]
+    unparsed: tuple[str, ...] = ()
+
+
+#: Where a classified file belongs: its file column and ``"run"`` or ``"subject"`` level.
+Match = tuple[str, str]
+
+
+def scan_bids(
+    root: Path, classify: Callable[[BidsName, str], Match | None]
+) -> tuple[dict[str, Run], dict[tuple[str, ...], dict[str, str]], list[str], list[str]]:
+    """Walk ``root`` once and sort BIDS-named files into runs.
+
+    Parameters
+    ----------
+    root : Path
+        Dataset root.
+    classify : callable
+        ``(bids_name, relative_path) -> (column, level) or None``; level ``"subject"``
+        files (an anatomical mask) apply to every run of their subject (and session).
+
+    Returns
+    -------
+    runs : dict
+        Record id to Run (files only: the schema fills in ``t_r`` and metadata).
+    subject_files : dict
+        ``(subject,)`` or ``(subject, session)`` to column to path.
+    unparsed : list of str
+        Files under ``sub-*`` whose names are not BIDS (relative paths).
+    jsons : list of str
+        Every JSON file, relative, for sidecar inheritance.
+
+    Raises
+    ------
+    ValueError
+        When two files claim the same column of one record (naming both).
+    """
+    root = root.absolute()
+    runs: dict[str, Run] = {}
+    subject_files: dict[tuple[str, ...], dict[str, str]] = {}
+    unparsed: list[str] = []
+    jsons: list[str] = []
+    for relative in walk(str(root), prefix="sub-"):
+        name = relative.rsplit("/", 1)[-1]
+        if name.endswith(".json"):
+            jsons.append(relative)
+        if not relative.startswith("sub-") or "/" not in relative:
+            continue
+        bids = parse_bids_name(name)
+        if bids is None:
+            if not name.startswith("."):
+                unparsed.append(relative)
+            continue
+        match = classify(bids, relative)
+        if match is None:
+            continue
+        column, level = match
+        path = str(root / relative)
+        if level == "subject":
+            key = tuple(bids.entities[k] for k in ("sub", "ses") if k in bids.entities)
+            claim(subject_files.setdefault(key, {}), column, path, "-".join(key))
+            continue
+        key = record_id(bids.entities)
+        run = runs.setdefault(key, Run(key, long_entities(bids)))
+        claim(run.files, column, path, key)
+    return runs, subject_files, unparsed, jsons
+
+
+def claim(files: dict[str, str], column: str, path: str, record: str) -> None:
+    """Put ``path`` in ``files[column]``, refusing a second file for the same place."""
+    if column in files:
+        raise ValueError(
+            f"record {record} has two {column} files, {files[column]} and {path}: "
+            f"narrow the schema's options (space=, res=, task=) to choose one"
+        )
+    files[column] = path
+
+
+def long_entities(bids: BidsName) -> dict[str, str]:
+    """The run-identifying entities of a name, under their long names."""
+    return {ENTITY_COLUMNS[k]: v for k, v in bids.entities.items() if k in RUN_ENTITIES}
+
+
+def subject_fallback(run: Run, subject_files: dict[tuple[str, ...], dict[str, str]]) -> None:
+    """Give a run the subject-level files it lacks, session-specific ones first."""
+    subject, session = run.entities["subject"], run.entities.get("session")
+    for key in ([(subject, session)] if session else []) + [(subject,)]:
+        for column, path in subject_files.get(key, {}).items():
+            run.files.setdefault(column, path)

@@ -1,0 +1,144 @@
+"""fMRIPrep derivatives: volumes in any space, surfaces, CIFTI, masks, boldref, confounds."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import ClassVar
+
+from ..entities import BidsName, parse_bids_name
+from ..files import walk
+from ..metadata import header_tr, sidecar_tr
+from .base import Match, Run, Scan, scan_bids, subject_fallback
+
+_NIFTI = (".nii.gz", ".nii")
+
+
+@dataclass(frozen=True)
+class Fmriprep:
+    """fMRIPrep derivatives (20.x and later, and the older naming where it differs).
+
+    Parameters
+    ----------
+    space : str
+        Template space of the volumetric files (``desc-preproc_bold``, masks, boldref).
+    res : str or None
+        The ``res-`` entity to select; None accepts any (and names without ``res-``, as
+        older releases wrote them), but a run found at two resolutions is an error.
+    task : str or None
+        Keep only runs of this task.
+    surface_space : str
+        Space of the ``hemi-L``/``hemi-R`` ``.func.gii`` surface files.
+    cifti_density : str
+        The ``den-`` entity of the ``space-fsLR`` ``.dtseries.nii`` CIFTI files.
+
+    Notes
+    -----
+    Staged kinds and the file columns they give a record:
+
+    - ``bold``: ``desc-preproc_bold`` volume in ``space``;
+    - ``mask``: ``desc-brain_mask`` (or older ``label-brain_mask``) of the run, falling back
+      to the anatomical mask of the subject (session first) in the same space;
+    - ``boldref``: the run's reference volume in ``space``;
+    - ``confounds``: ``desc-confounds_timeseries.tsv`` (or older ``_regressors.tsv``);
+    - ``surface``: both hemispheres, columns ``surface_L`` and ``surface_R``;
+    - ``cifti``: the ``.dtseries.nii`` grayordinates.
+
+    The repetition time comes from a sidecar of the run's data files (BOLD, CIFTI, then
+    surface) and, failing that, from the BOLD or CIFTI header.
+    """
+
+    space: str = "MNI152NLin2009cAsym"
+    res: str | None = None
+    task: str | None = None
+    surface_space: str = "fsaverage5"
+    cifti_density: str = "91k"
+
+    name: ClassVar[str] = "fmriprep"
+    kinds: ClassVar[dict[str, tuple[str, ...]]] = {
+        "bold": ("bold",),
+        "mask": ("mask",),
+        "boldref": ("boldref",),
+        "confounds": ("confounds",),
+        "surface": ("surface_L", "surface_R"),
+        "cifti": ("cifti",),
+    }
+
+    def __post_init__(self) -> None:
+        # YAML reads `res: 2` as an int; entity labels are strings.
+        for attr in ("space", "res", "task", "surface_space", "cifti_density"):
+            value = getattr(self, attr)
+            if value is not None:
+                object.__setattr__(self, attr, str(value))
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, **{k: v for k, v in asdict(self).items() if v is not None}}
+
+    def _in_space(self, ent: dict[str, str]) -> bool:
+        return ent.get("space") == self.space and (self.res is None or ent.get("res") == self.res)
+
+    def classify(self, bids: BidsName, relative: str) -> Match | None:
+        """The file column and level of one file, or None when it is not one of ours."""
+        ent, suffix, ext = bids.entities, bids.suffix, bids.extension
+        if self.task and "task" in ent and ent["task"] != self.task:
+            return None
+        if "/func/" in relative:
+            if suffix == "bold" and ext in _NIFTI and ent.get("desc") == "preproc":
+                return ("bold", "run") if self._in_space(ent) else None
+            if suffix == "bold" and ext == ".func.gii" and ent.get("space") == self.surface_space:
+                hemi = ent.get("hemi")
+                return (f"surface_{hemi}", "run") if hemi in ("L", "R") else None
+            if suffix == "bold" and ext == ".dtseries.nii":
+                fslr = ent.get("space") == "fsLR" and ent.get("den") == self.cifti_density
+                return ("cifti", "run") if fslr else None
+            if (
+                suffix == "mask"
+                and ext in _NIFTI
+                and "brain" in (ent.get("desc"), ent.get("label"))
+            ):
+                return ("mask", "run") if self._in_space(ent) else None
+            if suffix == "boldref" and ext in _NIFTI:
+                return ("boldref", "run") if self._in_space(ent) else None
+            if suffix in ("timeseries", "regressors") and ent.get("desc") == "confounds":
+                return ("confounds", "run") if ext == ".tsv" and "space" not in ent else None
+        elif "/anat/" in relative and suffix == "mask" and ext in _NIFTI and "task" not in ent:
+            brain = "brain" in (ent.get("desc"), ent.get("label"))
+            return ("mask", "subject") if brain and self._in_space(ent) else None
+        return None
+
+    def scan(self, root: Path) -> Scan:
+        """Find the runs under ``root``; see the class notes for the columns."""
+        runs, subject_files, unparsed, _ = scan_bids(root, self.classify)
+        out = []
+        for key in sorted(runs):
+            run = runs[key]
+            if not any(c in run.files for c in ("bold", "cifti", "surface_L", "surface_R")):
+                continue  # a confounds file or mask alone is no run of this space
+            subject_fallback(run, subject_files)
+            out.append(Run(run.record, run.entities, run.files, _repetition_time(run.files)))
+        return Scan(out, tuple(sorted(unparsed)))
+
+    def hint(self, root: Path) -> str:
+        """Where the BOLD runs under ``root`` are, for an error that found none of ours."""
+        found = set()
+        for relative in walk(str(root), prefix="sub-"):
+            bids = parse_bids_name(relative.rsplit("/", 1)[-1])
+            if bids and bids.suffix == "bold" and "space" in bids.entities:
+                res = bids.get("res")
+                found.add(bids.entities["space"] + (f" res-{res}" if res else ""))
+        return f"BOLD runs there are in: {', '.join(sorted(found)) or 'none'}"
+
+
+def _repetition_time(files: dict[str, str]) -> float:
+    for column in ("bold", "cifti", "surface_L"):
+        if column in files:
+            t_r = sidecar_tr(files[column])
+            if not math.isnan(t_r):
+                return t_r
+    for column in ("bold", "cifti"):
+        if column in files:
+            t_r = header_tr(files[column])
+            if not math.isnan(t_r):
+                return t_r
+    return math.nan

@@ -1,0 +1,113 @@
+"""HCP S1200 minimally preprocessed: ``<subject>/MNINonLinear/Results/<run>/``."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import ClassVar
+
+from ..entities import record_id
+from ..metadata import header_tr
+from .base import Run, Scan
+
+#: rfMRI_REST1_LR, tfMRI_WM_RL: the acquisition, its name, the day (rest only), the direction.
+_RUN = re.compile(r"^(rfMRI|tfMRI)_([A-Z]+?)(\d?)_(LR|RL|AP|PA)$")
+
+
+@dataclass(frozen=True)
+class Hcp:
+    """The Human Connectome Project's minimally preprocessed layout.
+
+    Parameters
+    ----------
+    fix : bool
+        Use the ICA-FIX cleaned volume (``<run>_hp2000_clean.nii.gz``) as ``bold`` instead
+        of the minimally preprocessed one (``<run>.nii.gz``).
+    res : str
+        Resolution in the subject mask's name, ``brainmask_fs.<res>.nii.gz``.
+    task : str or None
+        Keep only runs of this task (``rest``, ``wm``, ``motor``...).
+    surface_registration : str
+        The CIFTI variant: ``MSMAll`` reads ``<run>_Atlas_MSMAll.dtseries.nii``; ``""`` reads
+        ``<run>_Atlas.dtseries.nii`` (MSMSulc).
+
+    Notes
+    -----
+    A run ``rfMRI_REST1_LR`` becomes the record ``sub-100307_ses-1_task-rest_dir-LR``
+    (REST1 and REST2 were acquired on two days: sessions ``1`` and ``2``); ``tfMRI_WM_RL``
+    becomes ``sub-100307_task-wm_dir-RL``. Staged kinds: ``bold``, ``mask`` (the subject's
+    ``brainmask_fs``), ``movement`` (``Movement_Regressors.txt``), ``cifti``. The repetition
+    time comes from the BOLD or CIFTI header (HCP ships no sidecars).
+    """
+
+    fix: bool = False
+    res: str = "2"
+    task: str | None = None
+    surface_registration: str = "MSMAll"
+
+    name: ClassVar[str] = "hcp"
+    kinds: ClassVar[dict[str, tuple[str, ...]]] = {
+        "bold": ("bold",),
+        "mask": ("mask",),
+        "movement": ("movement",),
+        "cifti": ("cifti",),
+    }
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "res", str(self.res))
+        if self.task is not None:
+            object.__setattr__(self, "task", str(self.task).lower())
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, **{k: v for k, v in asdict(self).items() if v is not None}}
+
+    def _files(self, run_dir: Path, run: str) -> dict[str, str]:
+        atlas = f"_Atlas_{self.surface_registration}" if self.surface_registration else "_Atlas"
+        wanted = {
+            "bold": f"{run}_hp2000_clean.nii.gz" if self.fix else f"{run}.nii.gz",
+            "movement": "Movement_Regressors.txt",
+            "cifti": f"{run}{atlas}.dtseries.nii",
+        }
+        present = set(os.listdir(run_dir))
+        return {col: str(run_dir / name) for col, name in wanted.items() if name in present}
+
+    def scan(self, root: Path) -> Scan:
+        """Find the runs under ``root``: one folder per subject."""
+        root = root.absolute()
+        runs, unparsed = [], []
+        for subject in sorted(os.listdir(root)):
+            results = root / subject / "MNINonLinear" / "Results"
+            if not results.is_dir():
+                continue
+            mask = root / subject / "MNINonLinear" / f"brainmask_fs.{self.res}.nii.gz"
+            for run in sorted(os.listdir(results)):
+                match = _RUN.match(run)
+                if match is None:
+                    unparsed.append(f"{subject}/MNINonLinear/Results/{run}")
+                    continue
+                kind, label, day, direction = match.groups()
+                task = label.lower()
+                if self.task and task != self.task:
+                    continue
+                entities = {"sub": subject, "task": task, "dir": direction}
+                if kind == "rfMRI" and day:
+                    entities["ses"] = day
+                files = self._files(results / run, run)
+                if "bold" not in files and "cifti" not in files:
+                    continue
+                if mask.exists() or mask.is_symlink():
+                    files["mask"] = str(mask)
+                long = {"subject": subject, "session": entities.get("ses"), "task": task,
+                        "direction": direction}  # fmt: skip
+                t_r = header_tr(files.get("bold") or files["cifti"])
+                runs.append(Run(record_id(entities), _present(long), files, t_r))
+        return Scan(sorted(runs, key=lambda r: r.record), tuple(unparsed))
+
+    def hint(self, root: Path) -> str:
+        return "HCP runs are <subject>/MNINonLinear/Results/<rfMRI|tfMRI>_<NAME>_<LR|RL>/"
+
+
+def _present(entities: dict[str, str | None]) -> dict[str, str]:
+    return {k: v for k, v in entities.items() if v is not None}
