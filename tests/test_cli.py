@@ -58,3 +58,20 @@ def test_demo_writes_a_spec_that_repeats_the_build(tmp_path):
     after = {p.name: p.read_bytes() for p in (out / "shards").iterdir()}
     assert after == before  # every shard and the manifest, byte for byte
     assert "manifest.json" in after and len(after) == len(manifest["shards"]) + 1
+
+
+def test_index_writes_a_record_table(tmp_path, capsys):
+    from nishard.records import RecordTable
+    from tests.records import layouts
+
+    layouts.fmriprep_current(tmp_path / "ds")
+    out = tmp_path / "records.parquet"
+    argv = ["index", str(tmp_path / "ds"), "--res", "2", "--stage", "bold,mask,surface",
+            "--level", "session", "-o", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    records = RecordTable.from_parquet(out)
+    assert list(records.frame.index) == ["sub-01_ses-01", "sub-01_ses-02"]
+    assert records.files == ("bold", "mask", "surface_L", "surface_R")
+    assert "2 session records from 1 subjects" in capsys.readouterr().out
+    assert main(["index", str(tmp_path / "ds"), "--schema", "hcp", "--space", "x"]) == 2
+    assert "--space not for hcp" in capsys.readouterr().err

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from .errors import NishardError, SpecError
 
@@ -36,6 +37,33 @@ def _build(args: argparse.Namespace) -> None:
         f"wrote {counts['written']} samples in {len(manifest['shards'])} shards to "
         f"{pipeline.output}; quarantined {counts['quarantined']}, dropped {counts['dropped']}"
     )
+
+
+def _index(args: argparse.Namespace) -> None:
+    from .records import SCHEMAS, Participants, locate
+
+    options = {"space": args.space, "res": args.res, "task": args.task}
+    schema_cls = SCHEMAS[args.schema]
+    if args.schema == "regex":
+        if not args.pattern:
+            raise SpecError("--schema regex needs at least one --pattern COLUMN=REGEX")
+        patterns = dict(item.split("=", 1) for item in args.pattern)
+        schema = schema_cls(patterns=patterns)
+        stage = tuple(args.stage.split(",")) if args.stage else tuple(patterns)
+    else:
+        allowed = {f for f in options if f in schema_cls.__dataclass_fields__}
+        given = {k: v for k, v in options.items() if v is not None}
+        if set(given) - allowed:
+            raise SpecError(f"--{', --'.join(sorted(set(given) - allowed))} not for {args.schema}")
+        schema = schema_cls(**given)
+        stage = tuple(args.stage.split(",")) if args.stage else tuple(schema.kinds)[:1]
+    variables = None
+    if args.participants:
+        variables = Participants(path=str(Path(args.participants).absolute()))
+    records = locate(args.root, schema=schema, stage=stage, variables=variables, level=args.level)
+    records.to_parquet(args.output)
+    print(records.summary())
+    print(f"wrote {args.output}")
 
 
 def _plan(args: argparse.Namespace) -> None:
@@ -72,6 +100,19 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--executor", choices=["serial", "local"])
     p.add_argument("--jobs", type=int, help="processes for the local executor")
     p.set_defaults(func=_build)
+
+    p = sub.add_parser("index", help="locate a dataset's records into a Parquet record table")
+    p.add_argument("root")
+    p.add_argument("--schema", choices=["fmriprep", "bids", "hcp", "regex"], default="fmriprep")
+    p.add_argument("--space")
+    p.add_argument("--res")
+    p.add_argument("--task")
+    p.add_argument("--stage", help="comma-separated file kinds, e.g. bold,mask,confounds")
+    p.add_argument("--participants", help="a participants table (default: the dataset's)")
+    p.add_argument("--pattern", action="append", help="for --schema regex: COLUMN=REGEX")
+    p.add_argument("--level", choices=["run", "session", "subject"], default="run")
+    p.add_argument("-o", "--output", default="records.parquet")
+    p.set_defaults(func=_index)
 
     p = sub.add_parser("plan", help="print the plan a spec compiles to")
     p.add_argument("spec")

@@ -77,16 +77,20 @@ def locate(
         scan = schema.scan(root_path)
     except ValueError as err:
         raise SpecError(str(err)) from err
-    if not scan.runs:
+    # A run that has none of the staged files (only a CIFTI when BOLD volumes are asked
+    # for) is no record of this query; one with some of them is, and complete() says
+    # what it lacks.
+    runs = [run for run in scan.runs if any(column in run.files for column in columns)]
+    if not runs:
         raise SpecError(
             f"no {schema.name} records under {root_path} for {schema.to_dict()}; "
             f"{schema.hint(root_path)}"
         )
 
-    rows = [{"record": r.record, **r.entities, "t_r": r.t_r, **r.metadata} for r in scan.runs]
+    rows = [{"record": r.record, **r.entities, "t_r": r.t_r, **r.metadata} for r in runs]
     frame = pd.DataFrame(rows).set_index("record")
     for column in columns:
-        paths = [r.files.get(column) for r in scan.runs]
+        paths = [r.files.get(column) for r in runs]
         frame[column] = pd.Series(paths, index=frame.index, dtype="str")
 
     names: list[str] = []
