@@ -87,3 +87,52 @@ def test_the_normalized_spec_reads_back_as_itself(tiny, tmp_path):
     spec = ns.load_spec(unlimited).spec
     again.write_text(yaml.safe_dump(spec))
     assert ns.load_spec(again).shards == ns.shards.by_count(3)
+
+
+def test_every_locate_primitive_is_reachable_from_yaml_and_round_trips(tmp_path):
+    from tests.records import layouts
+
+    layouts.raw_bids(tmp_path / "raw")
+    (tmp_path / "raw" / "phenotype").mkdir()
+    (tmp_path / "raw" / "phenotype" / "mood.tsv").write_text(
+        "participant_id\tmood\nsub-01\t4\nsub-02\t2\n"
+    )
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        yaml.safe_dump(
+            {
+                "input": {
+                    "path": "raw",
+                    "schema": {"name": "bids", "metadata": ["EchoTime"]},
+                    "stage": ["bold"],
+                    "variables": [
+                        {"table": "participants", "columns": ["group"]},
+                        {"table": "phenotype", "measure": "mood"},
+                    ],
+                    "filters": [
+                        {"name": "entities", "include": {"task": ["rest"]}},
+                        {"name": "where", "query": "mood > 3"},
+                    ],
+                    "level": "subject",
+                },
+                "transforms": [],
+                "output": {"path": "out"},
+            }
+        )
+    )
+    pipeline = ns.load_spec(spec)
+    records = ns.locate(
+        pipeline.root,
+        schema=pipeline.schema,
+        stage=pipeline.stage,
+        variables=pipeline.variables,
+        filters=pipeline.filters,
+        level=pipeline.level,
+    )
+    assert list(records.frame.index) == ["sub-01"]
+    assert records.frame.loc["sub-01", "mood"] == 4
+    assert len(records.frame.loc["sub-01", "runs"]) == 2  # the rest runs only
+    again = tmp_path / "again.yaml"
+    again.write_text(pipeline.to_yaml())
+    assert ns.load_spec(again).spec == pipeline.spec
+    assert records.spec == {**pipeline.spec["input"], "path": str(pipeline.root)}
