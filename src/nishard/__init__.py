@@ -30,6 +30,8 @@ from .records import (
     Where,
     locate,
 )  # fmt: skip
+from .records.sources import DataLad, Url
+from .records.sources import Local as LocalFiles
 from .spec import Pipeline, load_spec, parse_spec
 from .workflow import Local, Plan, Serial, assemble
 
@@ -40,6 +42,7 @@ __version__ = "0.1.0"
 schemas = SimpleNamespace(fmriprep=Fmriprep, bids=Bids, hcp=Hcp, regex=Regex)
 tables = SimpleNamespace(participants=Participants, phenotype=Phenotype, table=Table)
 filters = SimpleNamespace(complete=Complete, entities=Entities, where=Where)
+sources = SimpleNamespace(local=LocalFiles, url=Url, datalad=DataLad)
 formats = SimpleNamespace(webdataset=WebDataset)
 shards = SimpleNamespace(by_count=by_count, by_size=by_size, ShardSpec=ShardSpec)
 executors = SimpleNamespace(serial=Serial, local=Local)
@@ -47,5 +50,5 @@ executors = SimpleNamespace(serial=Serial, local=Local)
 __all__ = [
     "NishardError", "Pipeline", "Plan", "RecordError", "RecordTable", "SpecError",
     "assemble", "build", "executors", "filters", "formats", "load_spec", "locate",
-    "parse_spec", "read_manifest", "schemas", "shards", "t", "tables", "write",
+    "parse_spec", "read_manifest", "schemas", "shards", "sources", "t", "tables", "write",
 ]  # fmt: skip

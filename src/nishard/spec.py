@@ -45,7 +45,7 @@ class Pipeline:
     """
 
     base: Path
-    root: Path
+    root: Path | str
     schema: Any
     stage: tuple[str, ...]
     variables: tuple
@@ -149,12 +149,17 @@ def parse_spec(raw: Any, base: str | Path = ".") -> Pipeline:
         "execution": executor.to_dict(),
     }
     return Pipeline(
-        base=base, root=base / str(root_text), schema=schema, stage=stage,
+        base=base, root=_local_or_url(base, str(root_text)), schema=schema, stage=stage,
         variables=variables, level=level, filters=filters, source=source,
         transforms=transforms,
         output=base / str(out_text), formats=formats, shards=shards, split=split,
         executor=executor, spec=spec,
     )  # fmt: skip
+
+
+def _local_or_url(base: Path, root: str) -> Path | str:
+    """A local root resolved against the spec's folder; a URL (``https://``) kept as written."""
+    return root if "://" in root else base / root
 
 
 def executor_from(name: str, jobs: int | None = None) -> Executor:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..entities import RUN_ENTITIES, BidsName, parse_bids_name, record_id
 from ..files import walk
+from ..metadata import _read_json
 
 #: Column names given to BIDS entities in a record table (pybids' long names).
 ENTITY_COLUMNS: dict[str, str] = {
@@ -84,6 +85,7 @@ def scan_bids(
         When two files claim the same column of one record (naming both).
     """
     root = root.absolute()
+    _read_json.cache_clear()  # a sidecar fetched or edited since the last scan is read anew
     runs: dict[str, Run] = {}
     subject_files: dict[tuple[str, ...], dict[str, str]] = {}
     unparsed: list[str] = []
