@@ -75,3 +75,20 @@ def test_index_writes_a_record_table(tmp_path, capsys):
     assert "2 session records from 1 subjects" in capsys.readouterr().out
     assert main(["index", str(tmp_path / "ds"), "--schema", "hcp", "--space", "x"]) == 2
     assert "--space not for hcp" in capsys.readouterr().err
+
+
+def test_synth_hcp_layout_is_located_by_the_hcp_schema(tmp_path):
+    import nishard as ns
+
+    argv = ["synth", str(tmp_path / "hcp"), "--layout", "hcp", "--subjects", "2",
+            "--sessions", "1", "--runs", "2", "--timepoints", "30"]  # fmt: skip
+    assert main(argv) == 0
+    records = ns.locate(
+        tmp_path / "hcp",
+        schema=ns.schemas.hcp(res="8"),
+        stage=["bold", "mask", "movement"],
+        variables=ns.tables.table("unrestricted_behavioral.csv", subject="Subject"),
+    )
+    assert len(records) == 4 and not records.dropped.size and not records.unmatched
+    assert set(records.frame["direction"]) == {"LR", "RL"}
+    assert records.frame["t_r"].eq(2.0).all()

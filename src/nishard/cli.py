@@ -16,6 +16,7 @@ def _synth(args: argparse.Namespace) -> None:
     dataset = generate(
         args.out, size=args.size, seed=args.seed, subjects=args.subjects,
         sessions=args.sessions, runs=args.runs, timepoints=args.timepoints,
+        layout=args.layout, surfaces=args.surfaces,
     )  # fmt: skip
     print(
         f"wrote {len(dataset.run_ids)} runs to {dataset.root}, ground truth in {dataset.truth_dir}"
@@ -92,6 +93,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--sessions", type=int, help="sessions per subject (0: no ses- level)")
     p.add_argument("--runs", type=int, help="runs per session")
     p.add_argument("--timepoints", type=int)
+    p.add_argument("--layout", choices=["fmriprep", "hcp"], default="fmriprep")
+    p.add_argument("--surfaces", action="store_true", help="also GIfTI and CIFTI files")
     p.set_defaults(func=_synth)
 
     p = sub.add_parser("build", help="run a pipeline spec (YAML) and write shards")

@@ -24,11 +24,6 @@ SPACE_RES = "space-MNI152NLin2009cAsym_res-8"
 
 
 @pytest.fixture(scope="session")
-def synth(tmp_path_factory: pytest.TempPathFactory) -> SynthDataset:
-    return generate(tmp_path_factory.mktemp("tiny"), "tiny", seed=0)
-
-
-@pytest.fixture(scope="session")
 def runs(synth: SynthDataset) -> pd.DataFrame:
     return pd.read_csv(synth.truth_dir / "runs.tsv", sep="\t", dtype={"spike_frames": str})
 

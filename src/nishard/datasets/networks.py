@@ -97,18 +97,29 @@ DEFAULT_NETWORKS: tuple[NetworkSpec, ...] = (
 RESTING_BAND_HZ: tuple[float, float] = (0.01, 0.1)
 
 
+def _node_union(coords: np.ndarray, spec: NetworkSpec, sigma_mm: float) -> np.ndarray:
+    # Probabilistic union 1 - prod(1 - g): smooth, and every node peaks near 1 however close
+    # its neighbours are (a sum would let clustered nodes dwarf isolated ones).
+    outside = np.ones(coords.shape[0])
+    for centre in spec.centres:
+        d2 = np.sum((coords - np.asarray(centre)) ** 2, axis=1)
+        outside *= 1.0 - np.exp(-d2 / (2.0 * sigma_mm**2))
+    return 1.0 - outside
+
+
 def network_maps(
     coords: np.ndarray,
     specs: Sequence[NetworkSpec] = DEFAULT_NETWORKS,
     sigma_mm: float = 15.0,
     floor: float = 0.01,
+    reference: np.ndarray | None = None,
 ) -> np.ndarray:
     """Spatially smooth network maps with a peak of 1 inside the brain.
 
     Parameters
     ----------
     coords : numpy.ndarray
-        MNI coordinates (mm) of the in-brain voxels, shape (V, 3).
+        MNI coordinates (mm) of the points to evaluate, shape (V, 3): the in-brain voxels.
     specs : sequence of NetworkSpec
         The networks.
     sigma_mm : float
@@ -116,22 +127,20 @@ def network_maps(
     floor : float
         Values below this fraction of the peak are set to 0, so that each map has a finite
         support and maps of different networks barely overlap.
+    reference : numpy.ndarray, optional
+        Points (mm) whose maximum scales each map to 1, shape (R, 3); default ``coords``.
+        Evaluating at other points (surface vertices) with the voxels as reference gives the
+        same function as the volume maps (which may then slightly exceed 1).
 
     Returns
     -------
     numpy.ndarray
-        float32, shape (K, V), each row with maximum exactly 1.
+        float32, shape (K, V); with the default reference each row has maximum exactly 1.
     """
     maps = np.zeros((len(specs), coords.shape[0]), dtype=np.float64)
     for k, spec in enumerate(specs):
-        # Probabilistic union 1 - prod(1 - g): smooth, and every node peaks near 1 however
-        # close its neighbours are (a sum would let clustered nodes dwarf isolated ones).
-        outside = np.ones(coords.shape[0])
-        for centre in spec.centres:
-            d2 = np.sum((coords - np.asarray(centre)) ** 2, axis=1)
-            outside *= 1.0 - np.exp(-d2 / (2.0 * sigma_mm**2))
-        maps[k] = 1.0 - outside
-        peak = maps[k].max()
+        maps[k] = _node_union(coords, spec, sigma_mm)
+        peak = maps[k].max() if reference is None else _node_union(reference, spec, sigma_mm).max()
         if peak <= 0:
             raise ValueError(f"network {spec.name!r} has no node inside the brain")
         maps[k] /= peak
