@@ -171,3 +171,18 @@ def test_hcp_surfaces_are_cifti_raw_and_clean(tmp_path: Path) -> None:
     assert np.abs(removed - regressors @ beta).max() < 2e-3
     assert np.sqrt(np.mean(removed**2)) > 1.0
     assert not list(ds.bold_paths[0].parent.glob("*.func.gii"))
+
+
+def test_the_fmriprep_schema_locates_every_surface_and_cifti_file(surf: SynthDataset) -> None:
+    import nishard as ns
+
+    records = ns.locate(
+        surf.root,
+        schema=ns.schemas.fmriprep(res=f"{surf.config.resolution_mm:g}"),
+        stage=["bold", "mask", "confounds", "surface", "cifti"],
+    )
+    assert len(records) == len(surf.run_ids) and not records.dropped.size
+    assert not records.unparsed
+    assert sorted(records.frame["surface_L"]) == sorted(map(str, surf.surface_paths("L")))
+    assert sorted(records.frame["cifti"]) == sorted(map(str, surf.cifti_paths))
+    assert records.frame["t_r"].eq(surf.config.t_r).all()
