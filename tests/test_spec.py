@@ -6,6 +6,7 @@ import pytest
 import yaml
 
 import nishard as ns
+from nishard.pipeline import locate_records
 from tests.helpers import TINY_RES, write_spec
 
 
@@ -121,14 +122,7 @@ def test_every_locate_primitive_is_reachable_from_yaml_and_round_trips(tmp_path)
         )
     )
     pipeline = ns.load_spec(spec)
-    records = ns.locate(
-        pipeline.root,
-        schema=pipeline.schema,
-        stage=pipeline.stage,
-        variables=pipeline.variables,
-        filters=pipeline.filters,
-        level=pipeline.level,
-    )
+    records = locate_records(pipeline)
     assert list(records.frame.index) == ["sub-01"]
     assert records.frame.loc["sub-01", "mood"] == 4
     assert len(records.frame.loc["sub-01", "runs"]) == 2  # the rest runs only

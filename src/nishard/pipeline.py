@@ -5,9 +5,22 @@ from __future__ import annotations
 from pathlib import Path
 
 from .archives import write
-from .records import locate
+from .records import RecordTable, locate
 from .spec import Pipeline, load_spec
 from .workflow import assemble
+
+
+def locate_records(pipeline: Pipeline) -> RecordTable:
+    """The records of a pipeline's input section: ``locate`` with its primitives."""
+    return locate(
+        pipeline.root,
+        schema=pipeline.schema,
+        stage=pipeline.stage,
+        variables=pipeline.variables,
+        filters=pipeline.filters,
+        level=pipeline.level,
+        source=pipeline.source,
+    )
 
 
 def build(pipeline: Pipeline | str | Path, *, progress: bool = True) -> dict:
@@ -27,15 +40,7 @@ def build(pipeline: Pipeline | str | Path, *, progress: bool = True) -> dict:
     """
     if not isinstance(pipeline, Pipeline):
         pipeline = load_spec(pipeline)
-    records = locate(
-        pipeline.root,
-        schema=pipeline.schema,
-        stage=pipeline.stage,
-        variables=pipeline.variables,
-        filters=pipeline.filters,
-        level=pipeline.level,
-        source=pipeline.source,
-    )
+    records = locate_records(pipeline)
     plan = assemble(pipeline.transforms)
     return write(
         records,
