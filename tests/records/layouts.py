@@ -100,6 +100,7 @@ def raw_bids(root: Path) -> None:
         "derivatives/fmriprep/sub-01/func/sub-01_task-rest_run-1_desc-preproc_bold.nii.gz",
     )
     write_json(root / "sub-02/sub-02_task-rest_bold.json", {"RepetitionTime": 2.5})
+    write_json(root / "sub-02/ses-b/sub-02_ses-b_task-rest_bold.json", {"RepetitionTime": 2.2})
     write_json(root / "sub-01/func/sub-01_task-rest_run-2_bold.json", {"RepetitionTime": 3.0})
 
 

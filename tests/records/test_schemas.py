@@ -2,6 +2,7 @@
 
 import math
 
+import pandas as pd
 import pytest
 
 import nishard as ns
@@ -94,12 +95,15 @@ def test_raw_bids_with_inherited_metadata(tmp_path):
         "sub-02_ses-a_task-rest",
         "sub-02_ses-b_task-rest",
     ]
-    # dataset level 2.0, run level 3.0 for run-2, subject level 2.5 for sub-02, nback 1.5
-    assert frame["t_r"].tolist() == [1.5, 2.0, 3.0, 2.5, 2.5]
+    # dataset level 2.0 (1.5 for nback), run level 3.0 for run-2, subject level 2.5 for
+    # sub-02, session level 2.2 for its ses-b: the closest sidecar wins
+    assert frame["t_r"].tolist() == [1.5, 2.0, 3.0, 2.5, 2.2]
     assert frame["EchoTime"].tolist()[1:] == [0.03] * 4
     assert math.isnan(frame["EchoTime"].iloc[0])
     assert frame["events"].notna().tolist() == [True, False, False, False, False]
     assert frame["group"].tolist() == ["control"] * 3 + ["patient"] * 2
+    assert isinstance(frame["group"].dtype, pd.CategoricalDtype)
+    assert frame["age"].dtype.kind == "f"
     assert frame["age"].isna().tolist() == [False] * 3 + [True] * 2
     assert records.unparsed == ("sub-02/ses-b/func/notes from the scanner.txt",)
     assert not any("derivatives" in p for p in frame["bold"])

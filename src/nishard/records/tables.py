@@ -150,7 +150,7 @@ class Table(_Joined):
     Notes
     -----
     ``n/a`` and empty cells are missing values. A column whose present values all parse as
-    numbers becomes numeric; any other stays text (categorical).
+    numbers becomes numeric; any other becomes categorical (sorted categories).
     """
 
     path: str | pd.DataFrame
@@ -189,11 +189,12 @@ def _resolve(root: Path, path: str) -> Path:
 
 
 def _infer_type(column: pd.Series) -> pd.Series:
-    """Numeric when every present value parses as a number, text (categorical) otherwise."""
+    """Numeric when every present value parses as a number, categorical otherwise."""
     numeric = pd.to_numeric(column, errors="coerce")
     if numeric.notna().sum() == column.notna().sum():
         return numeric
-    return column
+    # Sorted categories: the same codes whatever order the rows come in.
+    return column.astype(pd.CategoricalDtype(sorted(column.dropna().unique())))
 
 
 #: Tables by the name a YAML spec gives them.
