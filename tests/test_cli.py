@@ -74,7 +74,7 @@ def test_index_writes_a_record_table(tmp_path, capsys):
     assert records.files == ("bold", "mask", "surface_L", "surface_R")
     assert "2 session records from 1 subjects" in capsys.readouterr().out
     assert main(["index", str(tmp_path / "ds"), "--schema", "hcp", "--space", "x"]) == 2
-    assert "--space not for hcp" in capsys.readouterr().err
+    assert "--space not for --schema hcp" in capsys.readouterr().err
 
 
 def test_synth_hcp_layout_is_located_by_the_hcp_schema(tmp_path):

@@ -43,27 +43,32 @@ def _build(args: argparse.Namespace) -> None:
 def _index(args: argparse.Namespace) -> None:
     from .records import SCHEMAS, Participants, locate
 
-    options = {"space": args.space, "res": args.res, "task": args.task}
     schema_cls = SCHEMAS[args.schema]
+    given = {k: v for k, v in (("space", args.space), ("res", args.res), ("task", args.task))
+             if v is not None}  # fmt: skip
+    refused = sorted(set(given) - set(schema_cls.__dataclass_fields__))
+    if refused:
+        raise SpecError(f"--{', --'.join(refused)} not for --schema {args.schema}")
     if args.schema == "regex":
-        if not args.pattern:
-            raise SpecError("--schema regex needs at least one --pattern COLUMN=REGEX")
-        patterns = dict(item.split("=", 1) for item in args.pattern)
-        schema = schema_cls(patterns=patterns)
-        stage = tuple(args.stage.split(",")) if args.stage else tuple(patterns)
-    else:
-        allowed = {f for f in options if f in schema_cls.__dataclass_fields__}
-        given = {k: v for k, v in options.items() if v is not None}
-        if set(given) - allowed:
-            raise SpecError(f"--{', --'.join(sorted(set(given) - allowed))} not for {args.schema}")
+        if not args.pattern or any("=" not in item for item in args.pattern):
+            raise SpecError("--schema regex needs --pattern COLUMN=REGEX (one per file column)")
+        given["patterns"] = dict(item.split("=", 1) for item in args.pattern)
+    try:
         schema = schema_cls(**given)
-        stage = tuple(args.stage.split(",")) if args.stage else tuple(schema.kinds)[:1]
-    variables = None
+    except ValueError as err:
+        raise SpecError(f"--schema {args.schema}: {err}") from err
+    stage = args.stage.split(",") if args.stage else None
     if args.participants:
         variables = Participants(path=str(Path(args.participants).absolute()))
+    else:  # the dataset's own participants.tsv, when it has one
+        try:
+            Participants().find(Path(args.root))
+            variables = Participants()
+        except SpecError:
+            variables = None
     records = locate(args.root, schema=schema, stage=stage, variables=variables, level=args.level)
-    records.to_parquet(args.output)
     print(records.summary())
+    records.to_parquet(args.output)
     print(f"wrote {args.output}")
 
 
@@ -110,7 +115,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--space")
     p.add_argument("--res")
     p.add_argument("--task")
-    p.add_argument("--stage", help="comma-separated file kinds, e.g. bold,mask,confounds")
+    p.add_argument("--stage", help="comma-separated file kinds (default: the schema's)")
     p.add_argument("--participants", help="a participants table (default: the dataset's)")
     p.add_argument("--pattern", action="append", help="for --schema regex: COLUMN=REGEX")
     p.add_argument("--level", choices=["run", "session", "subject"], default="run")

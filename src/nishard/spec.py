@@ -111,7 +111,7 @@ def parse_spec(raw: Any, base: str | Path = ".") -> Pipeline:
     _known(inp, _SECTIONS["input"], "input")
     root_text = _required(inp, "path", "input")
     schema = _primitive(inp.get("schema", "fmriprep"), SCHEMAS, "input.schema")
-    stage = tuple(_list(inp.get("stage", ["bold", "mask", "confounds"]), "input.stage"))
+    stage = tuple(_list(inp.get("stage", list(schema.default_stage)), "input.stage"))
     variables = _variables(inp.get("variables"))
     level = str(inp.get("level", "run"))
     if level not in LEVELS:
@@ -209,7 +209,7 @@ def _build(cls: type, options: dict, where: str):
     options = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
     try:
         instance = cls(**options)
-    except (TypeError, ValueError) as err:
+    except (TypeError, ValueError, AttributeError) as err:
         raise SpecError(f"{where}: {err}") from err
     for option in dataclasses.fields(cls):
         _check_type(getattr(instance, option.name), option.type, f"{where}.{option.name}")

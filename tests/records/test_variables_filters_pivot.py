@@ -72,8 +72,8 @@ def test_entity_and_query_filters_say_why(raw):
     assert reasons == {
         "sub-01_task-nback": "task not in ['rest']",
         "sub-01_task-rest_run-2": "run excluded (2)",
-        "sub-02_ses-a_task-rest": "not age >= 18",
-        "sub-02_ses-b_task-rest": "not age >= 18",
+        "sub-02_ses-a_task-rest": "missing age",
+        "sub-02_ses-b_task-rest": "missing age",
     }
     with pytest.raises(ns.SpecError, match="filter where 'agee > 1'"):
         _locate(raw, variables=ns.tables.participants(), filters=[ns.filters.where("agee > 1")])

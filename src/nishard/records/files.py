@@ -33,6 +33,8 @@ def walk(root: str, prefix: str = "") -> Iterator[str]:
         for entry in entries:
             name = f"{relative}{entry.name}"
             if entry.is_dir(follow_symlinks=False):
+                if entry.name.startswith("."):
+                    continue  # .git, .datalad: tools' own folders, never data
                 if relative or entry.name.startswith(prefix):
                     stack.append((name + "/", entry.path))
             else:

@@ -7,6 +7,7 @@ every dropped record with its reason.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -15,7 +16,7 @@ import pandas as pd
 from ..errors import SpecError
 
 
-def _join(flags: list[tuple[pd.Series, str]], index: pd.Index) -> pd.Series:
+def _combine(flags: list[tuple[pd.Series, str]], index: pd.Index) -> pd.Series:
     """Per record, the reasons whose flag is set, joined with ``; ``."""
     arrays = [(series.to_numpy(), why) for series, why in flags]
     return pd.Series(
@@ -48,7 +49,7 @@ class Complete:
         checks.append((frame["t_r"].isna(), "no RepetitionTime in sidecar or header"))
         if self.variables:
             checks += [(frame[c].isna(), f"no value for {c}") for c in variables]
-        return _join(checks, frame.index)
+        return _combine(checks, frame.index)
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,10 @@ class Entities:
 
     def __post_init__(self) -> None:
         for attr in ("include", "exclude"):
+            if not isinstance(getattr(self, attr), dict):
+                raise TypeError(
+                    f"{attr} must map a column to its labels, got {getattr(self, attr)!r}"
+                )
             rules = {
                 k: tuple(str(v) for v in _as_list(vs)) for k, vs in getattr(self, attr).items()
             }
@@ -87,18 +92,24 @@ class Entities:
     ) -> pd.Series:
         checks = []
         for column, labels in self.include.items():
-            values = self._column(frame, column)
-            checks.append((~values.isin(labels), f"{column} not in {list(labels)}"))
+            found = self._matches(frame, column, labels)
+            checks.append((~found, f"{column} not in {list(labels)}"))
         for column, labels in self.exclude.items():
-            values = self._column(frame, column)
-            checks.append((values.isin(labels), f"{column} excluded ({', '.join(labels)})"))
-        return _join(checks, frame.index)
+            found = self._matches(frame, column, labels)
+            checks.append((found, f"{column} excluded ({', '.join(labels)})"))
+        return _combine(checks, frame.index)
 
     @staticmethod
-    def _column(frame: pd.DataFrame, column: str) -> pd.Series:
+    def _matches(frame: pd.DataFrame, column: str, labels: tuple[str, ...]) -> pd.Series:
+        """Equal as text, or as numbers when both parse (run ``1`` matches ``run-01``)."""
         if column not in frame.columns:
             raise SpecError(f"filter entities: no column {column!r}; records have {list(frame)}")
-        return frame[column].astype(str)
+        values = frame[column]
+        found = values.astype(str).isin(labels)
+        numbers = pd.to_numeric(pd.Series(labels), errors="coerce").dropna()
+        if len(numbers):
+            found |= pd.to_numeric(values.astype(str), errors="coerce").isin(numbers.tolist())
+        return found
 
 
 @dataclass(frozen=True)
@@ -129,7 +140,17 @@ class Where:
             raise SpecError(f"filter where {self.query!r}: {type(err).__name__}: {err}") from err
         if not isinstance(kept, pd.Series) or kept.dtype != bool:
             raise SpecError(f"filter where {self.query!r}: not a true/false condition")
-        return _join([(~kept, f"not {self.query}")], frame.index)
+        # A comparison with a missing value is no evidence: `age != 30` must not keep a
+        # record whose age is unknown.
+        named = [
+            c
+            for c in frame.columns
+            if re.search(rf"(?<![\w.]){re.escape(str(c))}(?!\w)", self.query)
+        ]
+        checks = [(frame[c].isna(), f"missing {c}") for c in named]
+        return _combine(
+            [*checks, (~kept & ~frame[named].isna().any(axis=1), f"not {self.query}")], frame.index
+        )
 
 
 def _as_list(values: object) -> list:

@@ -18,7 +18,7 @@ from .table import RecordTable
 def locate(
     root: str | Path,
     schema=None,
-    stage: Sequence[str] = ("bold", "mask", "confounds"),
+    stage: Sequence[str] | None = None,
     variables=None,
     filters: Sequence = (Complete(),),
     level: str = "run",
@@ -34,9 +34,10 @@ def locate(
     schema : schema primitive, optional
         How the dataset is laid out: ``Fmriprep`` (default, MNI152NLin2009cAsym),
         ``Bids``, ``Hcp`` or ``Regex``.
-    stage : sequence of str
+    stage : sequence of str, optional
         The file kinds each record carries (keys of ``schema.kinds``); a kind may give
-        several file columns (``surface``: ``surface_L`` and ``surface_R``).
+        several file columns (``surface``: ``surface_L`` and ``surface_R``). Default: the
+        schema's ``default_stage`` (fMRIPrep: bold, mask, confounds).
     variables : table primitive or sequence of them, optional
         Tabular variables to join on subject (and session), e.g.
         ``Participants(["age", "diagnosis"])``, ``Phenotype("cognition")``, ``Table(df)``.
@@ -63,7 +64,7 @@ def locate(
     """
     schema = schema or Fmriprep()
     source = source or Local()
-    stage = tuple(stage)
+    stage = tuple(schema.default_stage if stage is None else stage)
     tables = _as_tables(variables)
     root_path = source.prepare(root)
     if not root_path.is_dir():
@@ -87,6 +88,11 @@ def locate(
             f"{schema.hint(root_path)}"
         )
 
+    ids = pd.Series([r.record for r in runs])
+    if ids.duplicated().any():
+        twice = ids[ids.duplicated()].iloc[0]
+        files = [next(iter(r.files.values())) for r in runs if r.record == twice]
+        raise SpecError(f"two runs share the record id {twice}: {' and '.join(files)}")
     rows = [{"record": r.record, **r.entities, "t_r": r.t_r, **r.metadata} for r in runs]
     frame = pd.DataFrame(rows).set_index("record")
     for column in columns:
@@ -132,11 +138,11 @@ def _join(frame: pd.DataFrame, table, root: Path) -> tuple[pd.DataFrame, list[st
     if "subject" not in frame.columns:
         raise SpecError(f"{table.describe(root)}: the records have no subject column to join on")
     values = table.load(root)
-    clash = sorted(set(values.columns) & set(frame.columns))
+    clash = sorted(set(values.columns) & (set(frame.columns) | {"record", "runs"}))
     if clash:
         raise SpecError(
             f"{table.describe(root)}: columns {clash} clash with the record table's own "
-            f"(entities, files, t_r, earlier tables); leave them out of its columns"
+            f"(entities, files, t_r, record, runs, earlier tables); leave them out of its columns"
         )
     keys = list(values.index.names)
     if "session" in keys and "session" not in frame.columns:

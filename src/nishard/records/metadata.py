@@ -60,17 +60,31 @@ def inherited_sidecars(
         Its parsed name.
     sidecars : dict
         Every JSON of the dataset by folder, from :func:`by_folder`.
+
+    Raises
+    ------
+    ValueError
+        When two sidecars apply at one level (the specification forbids it).
     """
     parts = relative.split("/")[:-1]
     found = []
     for depth in range(len(parts) + 1):
         folder = "/".join(parts[:depth])
-        for name in sidecars.get(folder, ()):
-            sidecar = parse_bids_name(name, require_subject=False)
-            if sidecar is None or sidecar.suffix != bids.suffix:
-                continue
-            if all(bids.entities.get(k) == v for k, v in sidecar.entities.items()):
-                found.append(str(root / folder / name))
+        level = [
+            name
+            for name in sidecars.get(folder, ())
+            if (sidecar := parse_bids_name(name, require_subject=False)) is not None
+            and sidecar.suffix == bids.suffix
+            and all(bids.entities.get(k) == v for k, v in sidecar.entities.items())
+        ]
+        if len(level) > 1:
+            # The inheritance principle allows one applicable sidecar per level.
+            raise ValueError(
+                f"{relative}: {len(level)} sidecars apply at one level, "
+                f"{' and '.join(f'{root}/{folder}/{n}'.replace('//', '/') for n in level)}; "
+                "BIDS allows one"
+            )
+        found += [f"{root}/{folder}/{name}" if folder else f"{root}/{name}" for name in level]
     return found
 
 
@@ -105,3 +119,14 @@ def header_tr(path: str) -> float:
     if len(zooms) < 4 or not usable_tr(zooms[3]):
         return math.nan
     return float(zooms[3]) / 1000.0 if units == "msec" else float(zooms[3])
+
+
+def first_tr(sidecar_candidates: list[str | None], header_candidates: list[str | None]) -> float:
+    """The TR from the first file with a usable sidecar, else the first usable header."""
+    for path in sidecar_candidates:
+        if path is not None and not math.isnan(t_r := sidecar_tr(path)):
+            return t_r
+    for path in header_candidates:
+        if path is not None and not math.isnan(t_r := header_tr(path)):
+            return t_r
+    return math.nan

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 
 from ..errors import SpecError
@@ -38,7 +40,7 @@ def pivot(frame: pd.DataFrame, files: tuple[str, ...], variables: tuple[str, ...
     missing = [k for k in keys if k not in frame.columns]
     if missing:
         raise SpecError(f"level {level!r} needs a {missing[0]} column; the records have none")
-    frame = frame.sort_index()
+    frame = frame.loc[sorted(frame.index, key=natural_key)]
     grouped = frame.groupby(keys, sort=True, dropna=False)
     # A variable keyed by session varies within a subject: it becomes a list, like a file.
     constant = [v for v in variables if (grouped[v].nunique(dropna=False) <= 1).all()]
@@ -51,13 +53,22 @@ def pivot(frame: pd.DataFrame, files: tuple[str, ...], variables: tuple[str, ...
         row: dict = {"record": record_id(entities), **dict(zip(keys, values, strict=True))}
         row["runs"] = list(group.index)
         for column in per_run:
-            row[column] = [_plain(v) for v in group[column]]
+            row[column] = [_none_if_nan(v) for v in group[column]]
         for column in constant:
             row[column] = group[column].iloc[0]
         rows.append(row)
+    if not rows:  # every record filtered out: an empty table of the same shape
+        return pd.DataFrame(
+            columns=[*keys, "runs", *per_run, *constant], index=pd.Index([], name="record")
+        )
     out = pd.DataFrame(rows).set_index("record")
     return out[[*keys, "runs", *per_run, *constant]]
 
 
-def _plain(value: object) -> object:
+def natural_key(record: str) -> list:
+    """Sort key that puts ``run-2`` before ``run-10``."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", record)]
+
+
+def _none_if_nan(value: object) -> object:
     return None if isinstance(value, float) and value != value else value

@@ -83,7 +83,7 @@ class RecordTable:
         return self._record(record_id, self.frame.loc[record_id])
 
     def _record(self, record_id: str, row: pd.Series) -> Record:
-        files = {c: _paths(row[c]) for c in self.files if _paths(row[c]) is not None}
+        files = {c: row[c] for c in self.files if _paths(row[c]) is not None}
         metadata = {key: _plain(value) for key, value in row.items() if key not in self.files}
         return Record(id=record_id, files=files, metadata=metadata)
 
@@ -93,13 +93,11 @@ class RecordTable:
         lines = [f"{len(frame)} records"]
         if "subject" in frame:
             lines[0] += f" from {frame['subject'].nunique()} subjects"
-        if "session" in frame:
+        if "session" in frame and self.level != "subject":
             sessions = frame[["subject", "session"]].dropna().drop_duplicates()
             lines[0] += f", {len(sessions)} sessions"
-        missing = {kind: int(frame[kind].isna().sum()) for kind in self.files}
-        lines.append(
-            "files: " + ", ".join(f"{k} ({len(frame) - n} found)" for k, n in missing.items())
-        )
+        found = {column: sum(map(_count_paths, frame[column])) for column in self.files}
+        lines.append("files: " + ", ".join(f"{k} ({n} found)" for k, n in found.items()))
         if self.variables:
             lines.append("variables: " + ", ".join(self.variables))
         if self.level != "run":
@@ -164,11 +162,14 @@ class RecordTable:
 
 def _paths(value: object) -> str | list[str] | None:
     """A file cell: a path, a list of paths (coarser levels), or None when missing."""
-    if isinstance(value, str):
-        return value
+    return value if isinstance(value, str | list) else None
+
+
+def _count_paths(value: object) -> int:
+    """Files present in a cell: 0 or 1, or the paths of a list (coarser levels)."""
     if isinstance(value, list):
-        return value
-    return None
+        return sum(isinstance(v, str) for v in value)
+    return int(isinstance(value, str))
 
 
 def _plain(value: object) -> object:

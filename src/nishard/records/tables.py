@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import ClassVar
@@ -20,7 +21,9 @@ class _Joined:
     name: ClassVar[str]
 
     def __post_init__(self) -> None:
-        if self.columns is not None:
+        if isinstance(self.columns, str):  # `columns: age` in YAML means one column
+            object.__setattr__(self, "columns", (self.columns,))
+        elif self.columns is not None:
             object.__setattr__(self, "columns", tuple(self.columns))
 
     def to_dict(self) -> dict:
@@ -37,7 +40,21 @@ class _Joined:
     def read(self, root: Path) -> pd.DataFrame:
         path = self.find(root)
         sep = "\t" if path.suffix == ".tsv" else ","
-        return pd.read_csv(path, sep=sep, na_values=["n/a", ""], keep_default_na=False, dtype=str)
+        try:
+            with warnings.catch_warnings():
+                # A row longer than the header only warns; it would shift every column.
+                warnings.simplefilter("error", pd.errors.ParserWarning)
+                return pd.read_csv(
+                    path, sep=sep, na_values=["n/a", ""], keep_default_na=False, dtype=str,
+                    index_col=False, on_bad_lines="error", encoding="utf-8",
+                )  # fmt: skip
+        except (
+            pd.errors.ParserError, pd.errors.ParserWarning, pd.errors.EmptyDataError,
+            UnicodeDecodeError,
+        ) as err:  # fmt: skip
+            why = f"{type(err).__name__}: {err}".strip()
+            raise SpecError(f"{path}: expected a {'tab' if sep == chr(9) else 'comma'}-"
+                            f"separated table with a header, found {why}") from err  # fmt: skip
 
     def describe(self, root: Path) -> str:
         return str(self.find(root))
@@ -60,6 +77,10 @@ class _Joined:
             raise SpecError(f"{where}: no session column {session!r}; it has {list(frame)}")
         keys = {self.subject: "subject"} | ({session: "session"} if session else {})
         frame = frame.rename(columns=keys)
+        blank = frame.index[frame["subject"].isna()]
+        if len(blank):
+            rows = ", ".join(str(i + 2) for i in blank)  # + header line, 1-based
+            raise SpecError(f"{where}: no subject in {self.subject!r} on lines {rows}")
         frame["subject"] = frame["subject"].str.removeprefix("sub-")
         if session:
             frame["session"] = frame["session"].str.removeprefix("ses-")
@@ -172,7 +193,8 @@ class Table(_Joined):
 
     def read(self, root: Path) -> pd.DataFrame:
         if isinstance(self.path, pd.DataFrame):
-            return self.path.astype(str).where(self.path.notna())
+            frame = self.path.astype(str).where(self.path.notna())
+            return frame.replace({"n/a": None, "": None}).reset_index(drop=True)
         return super().read(root)
 
     def describe(self, root: Path) -> str:

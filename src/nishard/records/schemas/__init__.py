@@ -1,8 +1,9 @@
 """Schemas: primitives that tell ``locate`` how a dataset lays out its records.
 
 Every schema has a ``name`` (its key in a YAML spec), ``kinds`` (the file kinds a user can
-stage, each giving one or more file columns), ``scan(root) -> Scan`` and ``hint(root)``
-(a line for the error when nothing matched), and is a frozen dataclass of its options.
+stage, each giving one or more file columns), ``default_stage``, ``scan(root) -> Scan`` and
+``hint(root)`` (a line for the error when nothing matched), and is a frozen dataclass of its
+options.
 """
 
 from .base import ENTITY_COLUMNS, Run, Scan

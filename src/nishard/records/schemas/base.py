@@ -51,13 +51,39 @@ class Scan:
     unparsed: tuple[str, ...] = ()
 
 
+#: Extensions of NIfTI images.
+NIFTI = (".nii.gz", ".nii")
+
 #: Where a classified file belongs: its file column and ``"run"`` or ``"subject"`` level.
 Match = tuple[str, str]
 
 
-def scan_bids(
-    root: Path, classify: Callable[[BidsName, str], Match | None]
-) -> tuple[dict[str, Run], dict[tuple[str, ...], dict[str, str]], list[str], list[str]]:
+@dataclass
+class BidsScan:
+    """What one walk of a BIDS-named layout found; see :func:`scan_bids`.
+
+    Attributes
+    ----------
+    runs : dict
+        Record id to Run (files only: the schema fills in ``t_r`` and metadata).
+    names : dict
+        Record id to column to the file's parsed name and relative path.
+    subject_files : dict
+        ``(subject, session or None, res or None)`` to column to path.
+    unparsed : list of str
+        Files under ``sub-*`` whose names are not BIDS (relative paths).
+    jsons : list of str
+        Every JSON file, relative, for sidecar inheritance.
+    """
+
+    runs: dict[str, Run] = field(default_factory=dict)
+    names: dict[str, dict[str, tuple[BidsName, str]]] = field(default_factory=dict)
+    subject_files: dict[tuple, dict[str, str]] = field(default_factory=dict)
+    unparsed: list[str] = field(default_factory=list)
+    jsons: list[str] = field(default_factory=list)
+
+
+def scan_bids(root: Path, classify: Callable[[BidsName, str], Match | None]) -> BidsScan:
     """Walk ``root`` once and sort BIDS-named files into runs.
 
     Parameters
@@ -66,18 +92,8 @@ def scan_bids(
         Dataset root.
     classify : callable
         ``(bids_name, relative_path) -> (column, level) or None``; level ``"subject"``
-        files (an anatomical mask) apply to every run of their subject (and session).
-
-    Returns
-    -------
-    runs : dict
-        Record id to Run (files only: the schema fills in ``t_r`` and metadata).
-    subject_files : dict
-        ``(subject,)`` or ``(subject, session)`` to column to path.
-    unparsed : list of str
-        Files under ``sub-*`` whose names are not BIDS (relative paths).
-    jsons : list of str
-        Every JSON file, relative, for sidecar inheritance.
+        files (an anatomical mask) apply to the runs of their subject (and session) at
+        their resolution.
 
     Raises
     ------
@@ -86,42 +102,42 @@ def scan_bids(
     """
     root = root.absolute()
     _read_json.cache_clear()  # a sidecar fetched or edited since the last scan is read anew
-    runs: dict[str, Run] = {}
-    subject_files: dict[tuple[str, ...], dict[str, str]] = {}
-    unparsed: list[str] = []
-    jsons: list[str] = []
+    found = BidsScan()
     for relative in walk(str(root), prefix="sub-"):
         name = relative.rsplit("/", 1)[-1]
         if name.endswith(".json"):
-            jsons.append(relative)
+            found.jsons.append(relative)
         if not relative.startswith("sub-") or "/" not in relative:
             continue
         bids = parse_bids_name(name)
         if bids is None:
-            if not name.startswith("."):
-                unparsed.append(relative)
+            found.unparsed.append(relative)
             continue
         match = classify(bids, relative)
         if match is None:
             continue
         column, level = match
-        path = str(root / relative)
+        path = f"{root}/{relative}"
         if level == "subject":
-            key = tuple(bids.entities[k] for k in ("sub", "ses") if k in bids.entities)
-            claim(subject_files.setdefault(key, {}), column, path, "-".join(key))
+            key = subject_key(bids.entities.get("sub"), bids.get("ses"), bids.get("res"))
+            where = "_".join(
+                f"{k}-{v}" for k, v in zip(("sub", "ses", "res"), key, strict=True) if v
+            )
+            claim(found.subject_files.setdefault(key, {}), column, path, where)
             continue
         key = record_id(bids.entities)
-        run = runs.setdefault(key, Run(key, long_entities(bids)))
+        run = found.runs.setdefault(key, Run(key, long_entities(bids)))
         claim(run.files, column, path, key)
-    return runs, subject_files, unparsed, jsons
+        found.names.setdefault(key, {})[column] = (bids, relative)
+    return found
 
 
 def claim(files: dict[str, str], column: str, path: str, record: str) -> None:
     """Put ``path`` in ``files[column]``, refusing a second file for the same place."""
     if column in files:
         raise ValueError(
-            f"record {record} has two {column} files, {files[column]} and {path}: "
-            f"narrow the schema's options (space=, res=, task=) to choose one"
+            f"{record} has two {column} files, {files[column]} and {path}: "
+            f"narrow the schema's options to choose one"
         )
     files[column] = path
 
@@ -131,9 +147,16 @@ def long_entities(bids: BidsName) -> dict[str, str]:
     return {ENTITY_COLUMNS[k]: v for k, v in bids.entities.items() if k in RUN_ENTITIES}
 
 
-def subject_fallback(run: Run, subject_files: dict[tuple[str, ...], dict[str, str]]) -> None:
-    """Give a run the subject-level files it lacks, session-specific ones first."""
+def subject_key(subject: str | None, session: str | None, res: str | None) -> tuple:
+    return (subject, session, res)
+
+
+def subject_fallback(
+    run: Run, subject_files: dict[tuple, dict[str, str]], res: str | None = None
+) -> None:
+    """Give a run the subject-level files it lacks: of its resolution, its session's first."""
     subject, session = run.entities["subject"], run.entities.get("session")
-    for key in ([(subject, session)] if session else []) + [(subject,)]:
+    keys = [subject_key(subject, session, res)] if session else []
+    for key in [*keys, subject_key(subject, None, res)]:
         for column, path in subject_files.get(key, {}).items():
             run.files.setdefault(column, path)

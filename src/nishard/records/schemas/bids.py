@@ -6,11 +6,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from ..entities import BidsName, parse_bids_name
+from ..entities import BidsName
 from ..metadata import by_folder, header_tr, inherited_sidecars, merged, usable_tr
+from .base import NIFTI as _NIFTI
 from .base import Match, Run, Scan, scan_bids
-
-_NIFTI = (".nii.gz", ".nii")
 
 
 @dataclass(frozen=True)
@@ -36,6 +35,7 @@ class Bids:
     task: str | None = None
     metadata: tuple[str, ...] = ()
 
+    default_stage: ClassVar[tuple[str, ...]] = ("bold",)
     name: ClassVar[str] = "bids"
     kinds: ClassVar[dict[str, tuple[str, ...]]] = {
         "bold": ("bold",),
@@ -65,21 +65,23 @@ class Bids:
 
     def scan(self, root: Path) -> Scan:
         """Find the runs under ``root`` with their inherited metadata."""
-        runs, _, unparsed, jsons = scan_bids(root, self.classify)
-        sidecars = by_folder(jsons)
+        found = scan_bids(root, self.classify)
+        sidecars = by_folder(found.jsons)
         out = []
-        for key in sorted(runs):
-            run = runs[key]
+        for key in sorted(found.runs):
+            run = found.runs[key]
             if "bold" not in run.files:
                 continue
-            relative = str(Path(run.files["bold"]).relative_to(root.absolute()))
-            bids = parse_bids_name(Path(relative).name)
-            sidecar = merged(inherited_sidecars(root, relative, bids, sidecars))
+            bids, relative = found.names[key]["bold"]
+            try:
+                sidecar = merged(inherited_sidecars(root.absolute(), relative, bids, sidecars))
+            except ValueError as err:
+                raise ValueError(f"record {key}: {err}") from err
             t_r = sidecar.get("RepetitionTime")
             t_r = float(t_r) if usable_tr(t_r) else header_tr(run.files["bold"])
             extra = {field: sidecar.get(field) for field in self.metadata}
             out.append(Run(run.record, run.entities, run.files, t_r, extra))
-        return Scan(out, tuple(sorted(unparsed)))
+        return Scan(out, tuple(sorted(found.unparsed)))
 
     def hint(self, root: Path) -> str:
         return "raw BIDS runs are func/sub-*_bold.nii[.gz]"

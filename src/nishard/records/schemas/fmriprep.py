@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import ClassVar
 
 from ..entities import BidsName, parse_bids_name
 from ..files import walk
-from ..metadata import header_tr, sidecar_tr
+from ..metadata import first_tr
+from .base import NIFTI as _NIFTI
 from .base import Match, Run, Scan, scan_bids, subject_fallback
-
-_NIFTI = (".nii.gz", ".nii")
 
 
 @dataclass(frozen=True)
@@ -55,6 +53,7 @@ class Fmriprep:
     surface_space: str = "fsaverage5"
     cifti_density: str = "91k"
 
+    default_stage: ClassVar[tuple[str, ...]] = ("bold", "mask", "confounds")
     name: ClassVar[str] = "fmriprep"
     kinds: ClassVar[dict[str, tuple[str, ...]]] = {
         "bold": ("bold",),
@@ -109,15 +108,18 @@ class Fmriprep:
 
     def scan(self, root: Path) -> Scan:
         """Find the runs under ``root``; see the class notes for the columns."""
-        runs, subject_files, unparsed, _ = scan_bids(root, self.classify)
+        found = scan_bids(root, self.classify)
         out = []
-        for key in sorted(runs):
-            run = runs[key]
+        for key in sorted(found.runs):
+            run = found.runs[key]
             if not any(c in run.files for c in ("bold", "cifti", "surface_L", "surface_R")):
                 continue  # a confounds file or mask alone is no run of this space
-            subject_fallback(run, subject_files)
-            out.append(Run(run.record, run.entities, run.files, _repetition_time(run.files)))
-        return Scan(out, tuple(sorted(unparsed)))
+            bold = found.names[key].get("bold")
+            subject_fallback(run, found.subject_files, bold[0].get("res") if bold else self.res)
+            t_r = first_tr([run.files.get(c) for c in ("bold", "cifti", "surface_L")],
+                           [run.files.get(c) for c in ("bold", "cifti")])  # fmt: skip
+            out.append(Run(run.record, run.entities, run.files, t_r))
+        return Scan(out, tuple(sorted(found.unparsed)))
 
     def hint(self, root: Path) -> str:
         """Where the BOLD runs under ``root`` are, for an error that found none of ours."""
@@ -128,17 +130,3 @@ class Fmriprep:
                 res = bids.get("res")
                 found.add(bids.entities["space"] + (f" res-{res}" if res else ""))
         return f"BOLD runs there are in: {', '.join(sorted(found)) or 'none'}"
-
-
-def _repetition_time(files: dict[str, str]) -> float:
-    for column in ("bold", "cifti", "surface_L"):
-        if column in files:
-            t_r = sidecar_tr(files[column])
-            if not math.isnan(t_r):
-                return t_r
-    for column in ("bold", "cifti"):
-        if column in files:
-            t_r = header_tr(files[column])
-            if not math.isnan(t_r):
-                return t_r
-    return math.nan

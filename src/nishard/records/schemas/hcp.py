@@ -10,10 +10,11 @@ from typing import ClassVar
 
 from ..entities import record_id
 from ..metadata import header_tr
-from .base import Run, Scan
+from .base import ENTITY_COLUMNS, Run, Scan
 
-#: rfMRI_REST1_LR, tfMRI_WM_RL: the acquisition, its name, the day (rest only), the direction.
-_RUN = re.compile(r"^(rfMRI|tfMRI)_([A-Z]+?)(\d?)_(LR|RL|AP|PA)$")
+#: rfMRI_REST1_LR, tfMRI_WM_RL, tfMRI_RETBAR2_AP, rfMRI_REST1_7T_PA: the acquisition, the
+#: name, its number (the day for rest, the run for tasks), 7T, the phase-encoding direction.
+_RUN = re.compile(r"^(rfMRI|tfMRI)_([A-Za-z]+?)(\d*)(?:_(7T))?_(LR|RL|AP|PA)$")
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,9 @@ class Hcp:
     -----
     A run ``rfMRI_REST1_LR`` becomes the record ``sub-100307_ses-1_task-rest_dir-LR``
     (REST1 and REST2 were acquired on two days: sessions ``1`` and ``2``); ``tfMRI_WM_RL``
-    becomes ``sub-100307_task-wm_dir-RL``. Staged kinds: ``bold``, ``mask`` (the subject's
+    becomes ``sub-100307_task-wm_dir-RL``, ``tfMRI_RETBAR2_AP`` becomes
+    ``..._task-retbar_dir-AP_run-2`` and the 7T ``rfMRI_REST1_7T_PA`` becomes
+    ``..._ses-1_task-rest_acq-7T_dir-PA``. Staged kinds: ``bold``, ``mask`` (the subject's
     ``brainmask_fs``), ``movement`` (``Movement_Regressors.txt``), ``cifti``. The repetition
     time comes from the BOLD or CIFTI header (HCP ships no sidecars).
     """
@@ -47,6 +50,7 @@ class Hcp:
     task: str | None = None
     surface_registration: str = "MSMAll"
 
+    default_stage: ClassVar[tuple[str, ...]] = ("bold", "mask", "movement")
     name: ClassVar[str] = "hcp"
     kinds: ClassVar[dict[str, tuple[str, ...]]] = {
         "bold": ("bold",),
@@ -84,30 +88,27 @@ class Hcp:
             mask = root / subject / "MNINonLinear" / f"brainmask_fs.{self.res}.nii.gz"
             for run in sorted(os.listdir(results)):
                 match = _RUN.match(run)
-                if match is None:
+                if match is None or not (results / run).is_dir():
                     unparsed.append(f"{subject}/MNINonLinear/Results/{run}")
                     continue
-                kind, label, day, direction = match.groups()
+                kind, label, number, field, direction = match.groups()
                 task = label.lower()
                 if self.task and task != self.task:
                     continue
                 entities = {"sub": subject, "task": task, "dir": direction}
-                if kind == "rfMRI" and day:
-                    entities["ses"] = day
+                if field:
+                    entities["acq"] = field
+                if number:  # REST1/REST2 were two days; a task's number is its run
+                    entities["ses" if kind == "rfMRI" else "run"] = number
                 files = self._files(results / run, run)
                 if "bold" not in files and "cifti" not in files:
                     continue
                 if mask.exists() or mask.is_symlink():
                     files["mask"] = str(mask)
-                long = {"subject": subject, "session": entities.get("ses"), "task": task,
-                        "direction": direction}  # fmt: skip
+                long = {ENTITY_COLUMNS[k]: v for k, v in entities.items()}
                 t_r = header_tr(files.get("bold") or files["cifti"])
-                runs.append(Run(record_id(entities), _present(long), files, t_r))
+                runs.append(Run(record_id(entities), long, files, t_r))
         return Scan(sorted(runs, key=lambda r: r.record), tuple(unparsed))
 
     def hint(self, root: Path) -> str:
         return "HCP runs are <subject>/MNINonLinear/Results/<rfMRI|tfMRI>_<NAME>_<LR|RL>/"
-
-
-def _present(entities: dict[str, str | None]) -> dict[str, str]:
-    return {k: v for k, v in entities.items() if v is not None}

@@ -69,6 +69,10 @@ class Regex:
         object.__setattr__(self, "patterns", dict(self.patterns))
 
     @property
+    def default_stage(self) -> tuple[str, ...]:
+        return tuple(self.patterns)
+
+    @property
     def kinds(self) -> dict[str, tuple[str, ...]]:
         return {column: (column,) for column in self.patterns}
 
@@ -79,34 +83,57 @@ class Regex:
         return out
 
     def scan(self, root: Path) -> Scan:
-        """Match every file under ``root`` against the patterns."""
+        """Match every file under ``root`` against the patterns.
+
+        A match of the first pattern is always a record (its optional groups that did not
+        take part are left out of the id); a match of another pattern whose groups are
+        fewer than the first's is shared by the records with the same values, the most
+        specific shared file first. Files in the folders where records were found that no
+        pattern matches are listed as unparsed.
+        """
         root = root.absolute()
         compiled = {column: re.compile(p) for column, p in self.patterns.items()}
         first = next(iter(compiled))
         order = list(compiled[first].groupindex)
-        runs: dict[tuple, Run] = {}
+        shared_columns = {c for c, r in compiled.items() if set(r.groupindex) < set(order)}
+        runs: dict[str, Run] = {}
         shared: dict[tuple, dict[str, str]] = {}
+        unmatched: list[str] = []
         for relative in sorted(walk(str(root))):
+            matched = False
             for column, regex in compiled.items():
                 match = regex.fullmatch(relative)
                 if match is None:
                     continue
-                groups = {k: v for k, v in match.groupdict().items() if v is not None}
+                matched = True
+                groups = {k: _label(k, v) for k, v in match.groupdict().items() if v is not None}
                 key = tuple((k, groups[k]) for k in order if k in groups)
-                if len(key) == len(order):
-                    record = "_".join(f"{_SHORT.get(k, _clean(k))}-{_clean(v)}" for k, v in key)
-                    run = runs.setdefault(key, Run(record, dict(groups)))
-                    claim(run.files, column, str(root / relative), record)
-                else:
-                    claim(shared.setdefault(key, {}), column, str(root / relative), str(key))
+                path = f"{root}/{relative}"
+                if column in shared_columns:
+                    claim(shared.setdefault(key, {}), column, path, _record(key))
+                    continue
+                record = _record(key)
+                run = runs.setdefault(record, Run(record, dict(groups)))
+                if run.entities != groups:
+                    raise ValueError(
+                        f"{run.files.get(first, record)} and {path} give the same record id "
+                        f"{record}; use labels of letters and digits"
+                    )
+                claim(run.files, column, path, record)
+            if not matched:
+                unmatched.append(relative)
+        folders = {f.rsplit("/", 1)[0] for run in runs.values() for f in run.files.values()}
         out = []
-        for key, run in sorted(runs.items(), key=lambda item: item[1].record):
-            for shared_key, files in shared.items():
-                if set(shared_key) <= set(key):
+        for record in sorted(runs):
+            run = runs[record]
+            specific_first = sorted(shared.items(), key=lambda item: -len(item[0]))
+            for shared_key, files in specific_first:
+                if all(run.entities.get(k) == v for k, v in shared_key):
                     for column, path in files.items():
                         run.files.setdefault(column, path)
             out.append(Run(run.record, run.entities, run.files, self._t_r(run.files.get(first))))
-        return Scan(out)
+        unparsed = tuple(u for u in unmatched if f"{root}/{u}".rsplit("/", 1)[0] in folders)
+        return Scan(out, unparsed)
 
     def _t_r(self, path: str | None) -> float:
         if self.t_r is not None:
@@ -118,6 +145,16 @@ class Regex:
 
     def hint(self, root: Path) -> str:
         return f"no path under it matched {next(iter(self.patterns.values()))!r}"
+
+
+def _record(key: tuple) -> str:
+    return "_".join(f"{_SHORT.get(k, _clean(k))}-{_clean(v)}" for k, v in key)
+
+
+def _label(group: str, value: str) -> str:
+    """A group's value; ``sub-01`` captured for ``subject`` is the label ``01``, as in BIDS."""
+    prefix = {"subject": "sub-", "session": "ses-"}.get(group)
+    return value.removeprefix(prefix) if prefix else value
 
 
 def _clean(label: str) -> str:
