@@ -95,6 +95,13 @@ def test_raw_bids_with_inherited_metadata(tmp_path):
         "sub-02_ses-a_task-rest",
         "sub-02_ses-b_task-rest",
     ]
+    entities = frame[["subject", "session", "task", "run"]].astype(object)
+    expected = pd.DataFrame(
+        [["01", None, "nback", None], ["01", None, "rest", "1"], ["01", None, "rest", "2"],
+         ["02", "a", "rest", None], ["02", "b", "rest", None]],
+        index=frame.index, columns=entities.columns, dtype=object,
+    )  # fmt: skip
+    pd.testing.assert_frame_equal(entities.where(entities.notna(), None), expected)
     # dataset level 2.0 (1.5 for nback), run level 3.0 for run-2, subject level 2.5 for
     # sub-02, session level 2.2 for its ses-b: the closest sidecar wins
     assert frame["t_r"].tolist() == [1.5, 2.0, 3.0, 2.5, 2.2]
@@ -131,6 +138,11 @@ def test_hcp_layout(tmp_path):
         "cifti": "rfMRI_REST1_LR_Atlas_MSMAll.dtseries.nii",
     }
     assert records.frame["t_r"].tolist() == pytest.approx([0.72] * 8)  # from the header
+    first = records.frame.iloc[:4]
+    assert first["session"].tolist()[:3] == ["1", "1", "2"] and pd.isna(first["session"].iloc[3])
+    assert first["task"].tolist() == ["rest", "rest", "rest", "wm"]
+    assert first["direction"].tolist() == ["LR", "RL", "LR", "RL"]
+    assert set(records.frame["subject"]) == {"100307", "100408"}
     assert records.unparsed == (
         "100307/MNINonLinear/Results/Some_Other_Folder",
         "100408/MNINonLinear/Results/Some_Other_Folder",
