@@ -35,3 +35,24 @@ class RecordError(NishardError):
         self.found = found
         where = f" in {self.path}" if self.path else ""
         super().__init__(f"record {record}{where}: expected {expected}, found {found}")
+
+
+class SampleError(NishardError, ValueError):
+    """A transform cannot process a record's data; the plan turns it into a RecordError.
+
+    Transforms see arrays, not files: they name the input kind at fault (``bold``,
+    ``confounds``...) and the plan that runs them adds the record and its file path.
+
+    Parameters
+    ----------
+    kind : str or None
+        The staged file kind whose content is at fault, when one is.
+    expected, found : str
+        As in :class:`RecordError`.
+    """
+
+    def __init__(self, kind: str | None, expected: str, found: str):
+        self.kind = kind
+        self.expected = expected
+        self.found = found
+        super().__init__(f"expected {expected}, found {found}")

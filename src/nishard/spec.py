@@ -216,14 +216,28 @@ def _build(cls: type, options: dict, where: str):
     return instance
 
 
+_SCALARS = {"int": int, "float": float, "bool": bool, "str": str, "None": type(None)}
+
+
 def _check_type(value: Any, annotation: str, where: str) -> None:
-    """Catch the YAML slips that dataclasses let through: a string where a number goes."""
-    if value is None or not isinstance(annotation, str):
+    """Catch the YAML slips that dataclasses let through: a string where a number goes.
+
+    Annotations of scalar unions (``float | None``, ``bool | int``) are checked; any other
+    annotation is left to the transform's own validation.
+    """
+    if not isinstance(annotation, str):
         return
-    if annotation.startswith("int") and (not isinstance(value, int) or isinstance(value, bool)):
-        raise SpecError(f"{where} must be an integer, got {value!r}")
-    if annotation.startswith("bool") and not isinstance(value, bool):
-        raise SpecError(f"{where} must be true or false, got {value!r}")
+    parts = [part.strip() for part in annotation.split("|")]
+    if not all(part in _SCALARS for part in parts):
+        return
+    # YAML has no int/float distinction a user can be expected to mind: 1 is a valid float.
+    allowed = tuple(_SCALARS[p] for p in parts) + ((int,) if "float" in parts else ())
+    bool_ok = "bool" in parts
+    if (isinstance(value, bool) and not bool_ok) or not isinstance(value, allowed):
+        kinds = " or ".join("null" if p == "None" else "true/false" if p == "bool" else
+                            {"int": "an integer", "float": "a number", "str": "a string"}[p]
+                            for p in parts)  # fmt: skip
+        raise SpecError(f"{where} must be {kinds}, got {value!r}")
 
 
 def _primitive(entry: Any, registry: dict, where: str):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..errors import RecordError, SpecError
+from ..errors import RecordError, SampleError, SpecError
 from ..records.table import Record
 from ..transforms.base import Sample, Transform
 from .inputs import LOADERS, input_checksums, load_inputs
@@ -86,16 +86,21 @@ class Plan:
         lines.append(f"products: {', '.join(self.products)}")
         return "\n".join(lines)
 
-    def apply(self, sample: Sample, record_id: str = "<array>") -> Sample:
+    def apply(self, sample: Sample, record: Record | None = None) -> Sample:
         """Run the steps on a loaded sample (pure: the input sample is not modified).
 
-        Any exception a step raises becomes a :class:`RecordError` naming the step, so
-        that one record the math cannot handle (or cannot fit in memory) is quarantined
-        rather than ending the build.
+        Any exception a step raises becomes a :class:`RecordError` naming the record, the
+        step and, for a :class:`SampleError`, the file at fault, so that one record the math
+        cannot handle (or cannot fit in memory) is quarantined rather than ending the build.
         """
+        record_id = "<array>" if record is None else record.id
         for step in self.steps:
             try:
                 sample = step(sample)
+            except SampleError as err:
+                path = None if record is None or err.kind is None else record.files.get(err.kind)
+                expected = f"{err.expected} ({step.name})"
+                raise RecordError(record_id, path, expected, err.found) from err
             except Exception as err:
                 found = f"{type(err).__name__}: {err}"
                 raise RecordError(record_id, None, f"data {step.name} can process", found) from err
@@ -106,7 +111,7 @@ class Plan:
         checksums: dict[str, str] = {}
         try:
             checksums = input_checksums(record, self.inputs)
-            sample = self.apply(load_inputs(record, self.inputs), record.id)
+            sample = self.apply(load_inputs(record, self.inputs), record)
         except RecordError as err:
             return Outcome(record, None, err, checksums)
         return Outcome(record, {key: sample[key] for key in self.products}, None, checksums)
