@@ -71,12 +71,24 @@ def load_mask(record: Record, path: str, sample: Sample) -> np.ndarray:
 
 
 def load_confounds(record: Record, path: str, sample: Sample):
-    import pandas as pd
+    """The confounds table (``n/a`` as NaN) and its JSON sidecar (None when absent)."""
+    import json
 
+    from ..transforms.confounds import read_confounds
+
+    if Path(path).is_file() and Path(path).stat().st_size == 0:
+        raise RecordError(record.id, path, "a tab-separated confounds table", "an empty file")
     try:
-        return pd.read_csv(path, sep="\t", na_values=["n/a"])
+        table, metadata = read_confounds(path)
+    except json.JSONDecodeError as err:
+        sidecar = str(Path(path).with_suffix(".json"))
+        raise RecordError(record.id, sidecar, "the confounds JSON sidecar", _why(err)) from err
     except Exception as err:
         raise RecordError(record.id, path, "a tab-separated confounds table", _why(err)) from err
+    if table.shape[1] < 2 or len(table) < 2:
+        raise RecordError(record.id, path, "a confounds table of columns per volume",
+                          f"{len(table)} rows and {table.shape[1]} columns")  # fmt: skip
+    return table, metadata
 
 
 #: Loader of each staged file kind; bold loads first so that the others can check its grid.
