@@ -91,11 +91,70 @@ def load_confounds(record: Record, path: str, sample: Sample):
     return table, metadata
 
 
+def _existing(record: Record, path: str, what: str) -> None:
+    file = Path(path)
+    if not file.is_file():
+        raise RecordError(record.id, path, what, "no such file")
+    if file.stat().st_size == 0:
+        raise RecordError(record.id, path, what, "an empty file (0 bytes)")
+
+
+def _finite(record: Record, path: str, data: np.ndarray) -> np.ndarray:
+    if not np.isfinite(data).all():
+        raise RecordError(record.id, path, "finite values", "NaN or infinite values")
+    return data
+
+
+def load_cifti(record: Record, path: str, sample: Sample) -> np.ndarray:
+    """A CIFTI-2 dense time series as a (time, grayordinate) float32 array."""
+    import nibabel as nib
+
+    what = "a CIFTI-2 dense time series (.dtseries.nii: time x grayordinates)"
+    _existing(record, path, what)
+    try:
+        img = nib.load(path)
+        if not isinstance(img, nib.Cifti2Image) or len(img.shape) != 2:
+            raise RecordError(record.id, path, what, f"{type(img).__name__} of shape {img.shape}")
+        series = img.header.get_axis(0)
+        if not isinstance(series, nib.cifti2.SeriesAxis):
+            raise RecordError(record.id, path, what, f"a first axis {type(series).__name__}")
+        data = np.asarray(img.dataobj, dtype=np.float32)
+    except RecordError:
+        raise
+    except Exception as err:
+        raise RecordError(record.id, path, what, f"an unreadable file ({_why(err)})") from err
+    return _finite(record, path, data)
+
+
+def load_surface(record: Record, path: str, sample: Sample) -> np.ndarray:
+    """A GIfTI functional surface (one data array per volume) as (time, vertex) float32."""
+    import nibabel as nib
+
+    what = "a GIfTI functional surface (.func.gii: one data array per volume)"
+    _existing(record, path, what)
+    try:
+        img = nib.load(path)
+        arrays = [np.asarray(d.data) for d in img.darrays]
+    except Exception as err:
+        raise RecordError(record.id, path, what, f"an unreadable file ({_why(err)})") from err
+    if len(arrays) == 1 and arrays[0].ndim == 2:  # one (vertex, time) array: another writer
+        data = arrays[0].T
+    elif arrays and all(a.ndim == 1 and a.shape == arrays[0].shape for a in arrays):
+        data = np.stack(arrays)
+    else:
+        shapes = sorted({a.shape for a in arrays})
+        raise RecordError(record.id, path, what, f"{len(arrays)} data arrays of shapes {shapes}")
+    return _finite(record, path, data.astype(np.float32, copy=False))
+
+
 #: Loader of each staged file kind; bold loads first so that the others can check its grid.
 LOADERS: dict[str, Callable[[Record, str, Sample], object]] = {
     "bold": load_bold,
     "mask": load_mask,
     "confounds": load_confounds,
+    "cifti": load_cifti,
+    "surface_L": load_surface,
+    "surface_R": load_surface,
 }
 
 

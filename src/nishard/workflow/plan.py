@@ -140,7 +140,7 @@ def assemble(transforms: Sequence[Transform]) -> Plan:
         if not isinstance(step, Transform):
             raise SpecError(f"a transform, got {step!r}")
     produced: list[str] = []
-    inputs: list[str] = ["bold"]
+    inputs: list[str] = []
     for step in steps:
         for key in step.reads:
             if key in produced or key in inputs:
@@ -151,6 +151,6 @@ def assemble(transforms: Sequence[Transform]) -> Plan:
         produced += [key for key in step.writes if key not in produced]
     return Plan(
         nodes=fuse_by_backend(steps),
-        inputs=tuple(inputs),
-        products=tuple(produced) or ("bold",),
+        inputs=tuple(inputs) or ("bold",),
+        products=tuple(produced) or tuple(inputs) or ("bold",),
     )
