@@ -26,7 +26,16 @@ def demo_spec(resolution: str, jobs: int) -> dict:
         },
         "transforms": [
             {"mask": {"key": "bold"}},
-            {"standardize": {"method": "zscore_sample", "key": "bold"}},
+            # nilearn's "simple" denoising and a 0.01-0.1 Hz band: what a resting-state
+            # study would start from.
+            {
+                "clean": {
+                    "confounds": "simple",
+                    "low_pass": 0.1,
+                    "high_pass": 0.01,
+                    "standardize": "zscore_sample",
+                }
+            },
         ],
         "output": {
             "path": "shards",
