@@ -15,7 +15,7 @@ from ..transforms.base import Sample
 
 def _nifti(record: Record, path: str, ndim: int, what: str):
     """Open a NIfTI header, turning every way a file can be broken into a RecordError."""
-    import nibabel as nib
+    from .nifti import load_nifti  # ISA-L for .nii.gz: ~5x faster than nibabel's zlib
 
     file = Path(path)
     if not file.is_file():
@@ -23,7 +23,7 @@ def _nifti(record: Record, path: str, ndim: int, what: str):
     if file.stat().st_size == 0:
         raise RecordError(record.id, path, what, "an empty file (0 bytes)")
     try:
-        img = nib.load(path)
+        img = load_nifti(path)
     except Exception as err:
         raise RecordError(record.id, path, what, f"an unreadable file ({_why(err)})") from err
     if len(img.shape) != ndim:
