@@ -35,7 +35,7 @@ def test_errors_exit_2_with_the_message(tiny, tmp_path, capsys):
 def test_plan_explains_nodes_and_demands(tiny, tmp_path, capsys):
     assert main(["plan", str(write_spec(tmp_path, tiny))]) == 0
     out = capsys.readouterr().out
-    assert "node 1 [numpy]: mask -> standardize" in out
+    assert "node 0 [numpy]: mask -> standardize" in out
     assert "whole time axis" in out
 
 

@@ -2,12 +2,38 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
+
+import numpy as np
 
 #: A sample flowing through a plan: named arrays (``bold``, ``mask``...) and the record's
 #: metadata under ``"meta"``.
 Sample = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ArraySpec:
+    """The shape and dtype of an array a step reads or writes, known without its data.
+
+    Attributes
+    ----------
+    shape : tuple of int
+        An upper bound where the data decide (censored volumes, labels absent from a run).
+    dtype : str
+    selected : int or None
+        For a boolean mask: how many elements are True (what masking keeps).
+    """
+
+    shape: tuple[int, ...]
+    dtype: str = "float32"
+    selected: int | None = None
+
+    @property
+    def nbytes(self) -> int:
+        return math.prod(self.shape) * np.dtype(self.dtype).itemsize
 
 
 @dataclass(frozen=True)
@@ -54,8 +80,22 @@ class Transform:
     def writes(self) -> tuple[str, ...]:
         raise NotImplementedError
 
+    @property
+    def drops(self) -> tuple[str, ...]:
+        """Keys the step removes from the sample (a series reduced to its connectivity)."""
+        return ()
+
     def __call__(self, sample: Sample) -> Sample:
         raise NotImplementedError
+
+    def infer(self, specs: Mapping[str, ArraySpec]) -> dict[str, ArraySpec]:
+        """What the step writes, from what it reads, without data (for memory estimates).
+
+        The default suits steps that keep the shape and dtype of the first key they read;
+        steps that change them override it.
+        """
+        first = specs[self.reads[0]]
+        return {key: first for key in self.writes}
 
     def to_dict(self) -> dict:
         """The transform as it appears in a YAML spec: ``{name: {option: value}}``."""

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..errors import SampleError
-from .base import Demands, Sample, Transform
+from .base import ArraySpec, Demands, Sample, Transform
 from .confounds import ConfoundStrategy, get_strategy, select_confounds
 from .regression import BACKENDS
 from .signal import FILTERS, METHODS, clean
@@ -141,6 +141,13 @@ class Clean(Transform):
     @property
     def writes(self) -> tuple[str, ...]:
         return (self.key, "volumes") if self.confounds is not None else (self.key,)
+
+    def infer(self, specs: Mapping[str, ArraySpec]) -> dict[str, ArraySpec]:
+        signals = specs[self.key]
+        out = {self.key: ArraySpec(signals.shape, signals.dtype)}  # censoring only shortens
+        if self.confounds is not None:
+            out["volumes"] = ArraySpec(signals.shape[:1], "int32")
+        return out
 
     def __call__(self, sample: Sample) -> Sample:
         signals = sample[self.key]

@@ -1,6 +1,11 @@
-"""Assemble: transforms compiled into a plan of fused nodes, and the executors that run it."""
+"""Assemble: transforms compiled into a DAG of fused nodes, and the executors that run it."""
 
+from .cache import NodeCache
 from .executors import EXECUTORS, Executor, Local, Serial
+from .fusion import FUSIONS, ByBackend, Fusion, Greedy
 from .plan import Node, Outcome, Plan, assemble
 
-__all__ = ["EXECUTORS", "Executor", "Local", "Node", "Outcome", "Plan", "Serial", "assemble"]
+__all__ = [
+    "EXECUTORS", "FUSIONS", "ByBackend", "Executor", "Fusion", "Greedy", "Local", "Node",
+    "NodeCache", "Outcome", "Plan", "Serial", "assemble",
+]  # fmt: skip

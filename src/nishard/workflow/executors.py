@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
 from ..records.table import Record
+from .cache import NodeCache
 from .plan import Outcome, Plan
 
 
@@ -17,7 +18,9 @@ class Executor(Protocol):
 
     def to_dict(self) -> dict: ...
 
-    def map(self, plan: Plan, records: Iterable[Record]) -> Iterator[Outcome]: ...
+    def map(
+        self, plan: Plan, records: Iterable[Record], cache: NodeCache | None = None
+    ) -> Iterator[Outcome]: ...
 
 
 @dataclass(frozen=True)
@@ -29,9 +32,11 @@ class Serial:
     def to_dict(self) -> dict:
         return {"executor": self.name}
 
-    def map(self, plan: Plan, records: Iterable[Record]) -> Iterator[Outcome]:
+    def map(
+        self, plan: Plan, records: Iterable[Record], cache: NodeCache | None = None
+    ) -> Iterator[Outcome]:
         for record in records:
-            yield plan.run(record)
+            yield plan.run(record, cache)
 
 
 @dataclass(frozen=True)
@@ -51,13 +56,15 @@ class Local:
     def to_dict(self) -> dict:
         return {"executor": self.name, "jobs": self.jobs}
 
-    def map(self, plan: Plan, records: Iterable[Record]) -> Iterator[Outcome]:
+    def map(
+        self, plan: Plan, records: Iterable[Record], cache: NodeCache | None = None
+    ) -> Iterator[Outcome]:
         from joblib import Parallel, delayed
 
         # Ordered generator with a small dispatch window: outcomes hold whole arrays,
         # so at most a few of them wait in memory for the writer.
         parallel = Parallel(n_jobs=self.jobs, return_as="generator", pre_dispatch="n_jobs")
-        yield from parallel(delayed(plan.run)(record) for record in records)
+        yield from parallel(delayed(plan.run)(record, cache) for record in records)
 
 
 #: Executors by the name a YAML spec or the command line gives them.

@@ -1,25 +1,62 @@
-"""assemble(): compile a sequence of transforms into a plan of fused nodes."""
+"""assemble(): compile transforms into a DAG of fused nodes; a Plan runs it per record.
+
+Steps name the sample keys they read and write, so the data flow is a DAG even when the
+list is written in order: a step depends on the last earlier step that wrote each key it
+reads, and a spec branches by writing to new keys (region signals under ``regions`` and
+their connectivity under ``connectivity``, both from the same cleaned ``bold``). Fusion
+(:mod:`.fusion`) groups contiguous steps into nodes; nodes depend on the nodes that wrote
+what they read; the products are the keys a shard keeps.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..errors import RecordError, SampleError, SpecError
 from ..records.table import Record
-from ..transforms.base import Sample, Transform
+from ..transforms.base import ArraySpec, Sample, Transform
+from .cache import NodeCache, node_key
+from .fusion import ByBackend, Fusion, Greedy, chain_specs, format_bytes, needed_after, node_peak
+from .headers import describe_inputs
 from .inputs import LOADERS, input_checksums, load_inputs
+
+#: Sample entries that travel with the arrays without being declared: the record's
+#: metadata and the affine of its image.
+COMPANIONS = ("meta", "affine")
 
 
 @dataclass(frozen=True)
 class Node:
-    """Contiguous steps run as one unit of work (one task of a workflow engine)."""
+    """Contiguous steps run as one unit of work (one task of a workflow engine).
+
+    Attributes
+    ----------
+    steps : tuple of Transform
+    first : int
+        Index of its first step in the plan.
+    loads : tuple of str
+        Record file kinds it loads itself.
+    parents : tuple of int
+        Indices of the nodes whose outputs it reads.
+    outputs : tuple of str
+        Keys it hands on: read by a later node or kept as products.
+    """
 
     steps: tuple[Transform, ...]
+    first: int = 0
+    loads: tuple[str, ...] = ()
+    parents: tuple[int, ...] = ()
+    outputs: tuple[str, ...] = ()
 
     @property
     def backend(self) -> str:
         return self.steps[0].demands.backend
+
+    @property
+    def last(self) -> int:
+        return self.first + len(self.steps) - 1
 
 
 @dataclass(frozen=True)
@@ -33,30 +70,33 @@ class Outcome:
 
 
 def fuse_by_backend(steps: Sequence[Transform]) -> tuple[Node, ...]:
-    """Fuse contiguous steps that run on the same backend into one node.
-
-    This is the simplest fusion heuristic: it never splits a run of same-backend steps,
-    because crossing a backend boundary is what costs a copy (host to device).
-    """
-    nodes: list[list[Transform]] = []
-    for step in steps:
-        if nodes and nodes[-1][-1].demands.backend == step.demands.backend:
-            nodes[-1].append(step)
-        else:
-            nodes.append([step])
-    return tuple(Node(tuple(group)) for group in nodes)
+    """Contiguous steps on the same backend as one node each (kept for callers of 0.1)."""
+    return tuple(Node(tuple(steps[i] for i in g), g[0]) for g in ByBackend().fuse(steps, None, []))
 
 
 @dataclass(frozen=True)
 class Plan:
-    """Transforms compiled into nodes, with the inputs they load and the products they leave.
+    """Transforms compiled into a DAG of nodes. Build one with :func:`assemble`.
 
-    Build one with :func:`assemble`.
+    Attributes
+    ----------
+    nodes : tuple of Node
+    inputs : tuple of str
+        Record file kinds the plan loads.
+    products : tuple of str
+        Keys every sample of the output keeps.
+    fusion : Fusion
+        The heuristic that made the nodes; with a budget (:class:`~.fusion.Greedy`), a
+        record whose estimated node peak exceeds it is quarantined before loading.
+    example : dict of ArraySpec or None
+        The input shapes fusion was decided on (an example record's).
     """
 
     nodes: tuple[Node, ...]
     inputs: tuple[str, ...]
     products: tuple[str, ...]
+    fusion: Fusion = dataclasses.field(default_factory=ByBackend)
+    example: dict[str, ArraySpec] | None = None
 
     @property
     def steps(self) -> tuple[Transform, ...]:
@@ -66,65 +106,190 @@ class Plan:
         """The transforms section of a YAML spec."""
         return [step.to_dict() for step in self.steps]
 
+    # ----------------------------------------------------------------------- estimates
+
+    def estimate(self, inputs: dict[str, ArraySpec]) -> list[int]:
+        """Estimated peak bytes of each node, for inputs of these shapes."""
+        steps = self.steps
+        specs = chain_specs(steps, inputs)
+        after = needed_after(steps, self.products)
+        return [node_peak(steps, n.first, n.last, specs, after) for n in self.nodes]
+
+    def estimate_record(self, record: Record) -> list[int]:
+        """:meth:`estimate` from the record's file headers (the data are not read)."""
+        return self.estimate(describe_inputs(record, self.inputs))
+
     def explain(self) -> str:
-        """A readable account of the nodes, their steps, demands and backends."""
+        """A readable account of the DAG: nodes, their steps, demands, backends, estimates."""
+        budget = getattr(self.fusion, "budget", None)
+        peaks = self.estimate(self.example) if self.example else None
         lines = [
-            f"plan: {len(self.steps)} steps in {len(self.nodes)} nodes",
+            f"plan: {len(self.steps)} steps in {len(self.nodes)} nodes "
+            f"(fusion: {self.fusion.name}"
+            f"{f', budget {format_bytes(budget)}' if budget else ''})",
             f"loads: {', '.join(self.inputs)}",
         ]
-        for number, node in enumerate(self.nodes, 1):
+        if self.example:
+            shapes = ", ".join(f"{k} {v.shape}" for k, v in self.example.items())
+            lines.append(f"estimates for inputs of shape: {shapes}")
+        for number, node in enumerate(self.nodes):
             names = " -> ".join(step.name for step in node.steps)
-            lines.append(f"node {number} [{node.backend}]: {names}")
+            after = f" after node {', '.join(map(str, node.parents))}" if node.parents else ""
+            peak = f", peak ~{format_bytes(peaks[number])}" if peaks else ""
+            lines.append(f"node {number} [{node.backend}{peak}]{after}: {names}")
+            if node.loads:
+                lines.append(f"  loads {', '.join(node.loads)}")
             for step in node.steps:
                 d = step.demands
                 lines.append(
-                    f"  {step.name:<12} reads {', '.join(step.reads):<12} "
-                    f"writes {', '.join(step.writes):<8} memory x{d.memory_factor:g} of input, "
+                    f"  {step.name:<12} reads {', '.join(step.reads):<16} "
+                    f"writes {', '.join(step.writes):<16} memory x{d.memory_factor:g} of input, "
                     f"{'whole time axis' if d.whole_time_axis else 'streams over time'}"
                     f"{', voxel blocks' if d.voxel_blocks else ''}"
                 )
+            lines.append(f"  hands on {', '.join(node.outputs)}")
         lines.append(f"products: {', '.join(self.products)}")
         return "\n".join(lines)
 
+    # ----------------------------------------------------------------------- running
+
     def apply(self, sample: Sample, record: Record | None = None) -> Sample:
-        """Run the steps on a loaded sample (pure: the input sample is not modified).
+        """Run every step on a loaded sample (pure: the input sample is not modified)."""
+        return _apply(self.steps, sample, record)
 
-        Any exception a step raises becomes a :class:`RecordError` naming the record, the
-        step and, for a :class:`SampleError`, the file at fault, so that one record the math
-        cannot handle (or cannot fit in memory) is quarantined rather than ending the build.
+    def run(self, record: Record, cache: NodeCache | None = None) -> Outcome:
+        """Load a record, run every node, keep the products; a bad record gives an error.
+
+        With a ``cache``, node outputs already stored under the same content key are
+        loaded instead of computed, and new ones are stored.
         """
-        record_id = "<array>" if record is None else record.id
-        for step in self.steps:
-            try:
-                sample = step(sample)
-            except SampleError as err:
-                path = None if record is None or err.kind is None else record.files.get(err.kind)
-                expected = f"{err.expected} ({step.name})"
-                raise RecordError(record_id, path, expected, err.found) from err
-            except Exception as err:
-                found = f"{type(err).__name__}: {err}"
-                raise RecordError(record_id, None, f"data {step.name} can process", found) from err
-        return sample
-
-    def run(self, record: Record) -> Outcome:
-        """Load a record, run every step, keep the products; a bad record gives an error."""
         checksums: dict[str, str] = {}
         try:
             checksums = input_checksums(record, self.inputs)
-            sample = self.apply(load_inputs(record, self.inputs), record)
+            self.check_memory(record)
+            products = self._products(record, checksums, cache)
         except RecordError as err:
             return Outcome(record, None, err, checksums)
-        return Outcome(record, {key: sample[key] for key in self.products}, None, checksums)
+        return Outcome(record, products, None, checksums)
+
+    def check_memory(self, record: Record) -> None:
+        """Refuse a record whose estimated node peak exceeds the fusion's budget."""
+        budget = getattr(self.fusion, "budget", None)
+        if budget is None:
+            return
+        peaks = self.estimate_record(record)
+        for number, peak in enumerate(peaks):
+            if peak > budget:
+                kind = "bold" if "bold" in self.inputs else self.inputs[0]
+                raise RecordError(
+                    record.id, record.files.get(kind),
+                    f"node {number} ({'+'.join(s.name for s in self.nodes[number].steps)}) "
+                    f"to fit the memory budget of {format_bytes(budget)}",
+                    f"an estimated peak of {format_bytes(peak)}",
+                )  # fmt: skip
+
+    def node_keys(self, record: Record, checksums: dict[str, str]) -> list[str]:
+        """Content keys of every node's output for this record (see :mod:`.cache`)."""
+        keys: list[str] = []
+        for node in self.nodes:
+            files = {kind: checksums.get(str(record.files.get(kind)), "") for kind in node.loads}
+            steps = [step.to_dict() for step in node.steps]
+            keys.append(node_key(steps, [keys[p] for p in node.parents], files, record.metadata))
+        return keys
+
+    def run_node(self, number: int, record: Record, cache: NodeCache) -> str:
+        """Compute node ``number`` for a record into the cache (its parents must be there).
+
+        What a workflow engine's task calls: it passes the record and the cache folder and
+        gets back the key under which the node's outputs are stored.
+        """
+        key = self.node_keys(record, input_checksums(record, self.inputs))
+        if key[number] not in cache:
+            self._node_outputs(number, record, key, cache, {})
+        return key[number]
+
+    def collect(self, record: Record, cache: NodeCache) -> Outcome:
+        """The products of a record whose nodes a workflow engine has run into ``cache``."""
+        return self.run(record, cache)
+
+    def _products(self, record, checksums, cache) -> dict:
+        keys = self.node_keys(record, checksums) if cache is not None else None
+        done: dict[int, Sample] = {}
+        out = {}
+        for key in self.products:
+            producer = _producer(self.nodes, key)
+            if producer is None:  # a product no step writes: the loaded file itself
+                out[key] = load_inputs(record, (key,))[key]
+            else:
+                out[key] = self._node_outputs(producer, record, keys, cache, done)[key]
+        return out
+
+    def _node_outputs(self, number, record, keys, cache, done) -> Sample:
+        if number in done:
+            return done[number]
+        node = self.nodes[number]
+        stored = cache.load(keys[number]) if cache is not None else None
+        if stored is None:
+            sample: Sample = {"meta": record.metadata}
+            for parent in node.parents:
+                sample.update(self._node_outputs(parent, record, keys, cache, done))
+            if node.loads:
+                sample.update(load_inputs(record, node.loads))
+            sample = _apply(node.steps, sample, record)
+            stored = {k: sample[k] for k in (*node.outputs, "affine") if k in sample}
+            if cache is not None:
+                cache.save(keys[number], stored)
+        done[number] = stored
+        return stored
 
 
-def assemble(transforms: Sequence[Transform]) -> Plan:
-    """Compile transforms into a plan.
+def _apply(steps: Sequence[Transform], sample: Sample, record: Record | None) -> Sample:
+    """Run steps in order; any exception becomes a RecordError naming the record and step,
+    so that one record the math cannot handle is quarantined rather than ending the build."""
+    record_id = "<array>" if record is None else record.id
+    for step in steps:
+        try:
+            sample = step(sample)
+        except SampleError as err:
+            path = None if record is None or err.kind is None else record.files.get(err.kind)
+            expected = f"{err.expected} ({step.name})"
+            raise RecordError(record_id, path, expected, err.found) from err
+        except Exception as err:
+            found = f"{type(err).__name__}: {err}"
+            raise RecordError(record_id, None, f"data {step.name} can process", found) from err
+    return sample
+
+
+def _producer(nodes: Sequence[Node], key: str) -> int | None:
+    for number in range(len(nodes) - 1, -1, -1):
+        if any(key in step.writes for step in nodes[number].steps):
+            return number
+    return None
+
+
+def assemble(
+    transforms: Sequence[Transform],
+    *,
+    products: Sequence[str] | None = None,
+    fusion: Fusion | None = None,
+    example: Record | dict[str, ArraySpec] | None = None,
+) -> Plan:
+    """Compile transforms into a plan: a DAG of fused nodes.
 
     Parameters
     ----------
     transforms : sequence of Transform
         Applied in order. Each reads sample keys that are either file kinds of a record
-        (``bold``, ``mask``, ``confounds``) or written by an earlier step.
+        (``bold``, ``mask``, ``confounds``, ``cifti``...) or written by an earlier step.
+    products : sequence of str, optional
+        The keys a sample keeps; default: every key a step writes (the loaded ``bold``
+        when there is no step).
+    fusion : Fusion, optional
+        The heuristic grouping steps into nodes; default :class:`~.fusion.ByBackend`.
+        :class:`~.fusion.Greedy` fuses under a memory budget, estimated on ``example``.
+    example : Record or dict of ArraySpec, optional
+        The record (its file headers) or input shapes to estimate memory on; pass the
+        largest record. Without one, a budget is checked per record when it runs.
 
     Returns
     -------
@@ -133,24 +298,83 @@ def assemble(transforms: Sequence[Transform]) -> Plan:
     Raises
     ------
     SpecError
-        When a step reads a key that neither a record nor an earlier step provides.
+        When a step reads a key that neither a record nor an earlier step provides, or a
+        product that nothing provides.
     """
     steps = tuple(transforms)
     for step in steps:
         if not isinstance(step, Transform):
             raise SpecError(f"a transform, got {step!r}")
-    produced: list[str] = []
+    fusion = fusion or ByBackend()
     inputs: list[str] = []
+    written: list[str] = []
+    dropped: set[str] = set()
     for step in steps:
         for key in step.reads:
-            if key in produced or key in inputs:
-                continue
-            if key not in LOADERS:
-                raise SpecError(f"step {step.name} reads {key!r}, which no earlier step writes")
-            inputs.append(key)
-        produced += [key for key in step.writes if key not in produced]
+            if key in dropped:
+                raise SpecError(f"step {step.name} reads {key!r}, which an earlier step drops")
+            if key not in written and key not in inputs:
+                if key not in LOADERS:
+                    raise SpecError(f"step {step.name} reads {key!r}, which no earlier step writes")
+                inputs.append(key)
+        written += [key for key in step.writes if key not in written]
+        gone = set(step.drops) - set(step.writes)
+        written = [key for key in written if key not in gone]
+        dropped = (dropped | gone) - set(step.writes)
+    if products is None:
+        products = tuple(written) or tuple(inputs) or ("bold",)
+    products = tuple(products)
+    for key in products:
+        if key not in written and key not in inputs and key not in LOADERS:
+            raise SpecError(f"product {key!r}: no step writes it and no record file gives it")
+    if not inputs:
+        inputs = [k for k in products if k in LOADERS] or ["bold"]
+
+    if isinstance(example, Record):
+        example = describe_inputs(example, tuple(inputs))
+    after = needed_after(steps, products)
+    specs = chain_specs(steps, example) if example else None
+    groups = fusion.fuse(steps, specs, after)
     return Plan(
-        nodes=fuse_by_backend(steps),
-        inputs=tuple(inputs) or ("bold",),
-        products=tuple(produced) or tuple(inputs) or ("bold",),
+        nodes=_nodes(steps, groups, products),
+        inputs=tuple(inputs),
+        products=products,
+        fusion=fusion,
+        example=example,
     )
+
+
+def _nodes(steps, groups, products) -> tuple[Node, ...]:
+    node_of = {i: n for n, group in enumerate(groups) for i in group}
+    nodes = []
+    for n, group in enumerate(groups):
+        loads: list[str] = []
+        parents: set[int] = set()
+        for i in group:
+            for key in steps[i].reads:
+                writer = next((j for j in range(i - 1, -1, -1) if key in steps[j].writes), None)
+                if writer is None:
+                    loads += [key] if key not in loads else []
+                elif node_of[writer] != n:
+                    parents.add(node_of[writer])
+        nodes.append(Node(tuple(steps[i] for i in group), group[0], tuple(loads),
+                          tuple(sorted(parents))))  # fmt: skip
+    # Outputs: what a later node reads from this one, and the products it writes last.
+    outputs: list[set[str]] = [set() for _ in nodes]
+    for n, node in enumerate(nodes):
+        for i in range(node.first, node.last + 1):
+            for key in steps[i].reads:
+                writer = next((j for j in range(i - 1, -1, -1) if key in steps[j].writes), None)
+                if writer is not None and node_of[writer] != n:
+                    outputs[node_of[writer]].add(key)
+    for key in products:
+        producer = _producer(nodes, key)
+        if producer is not None:
+            outputs[producer].add(key)
+    return tuple(
+        Node(node.steps, node.first, node.loads, node.parents, tuple(sorted(outputs[n])))
+        for n, node in enumerate(nodes)
+    )
+
+
+__all__ = ["ByBackend", "Greedy", "Node", "Outcome", "Plan", "assemble", "fuse_by_backend"]

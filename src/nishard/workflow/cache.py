@@ -1,0 +1,85 @@
+"""A content-addressed store of node outputs, in the manner of ``joblib.Memory``.
+
+A node's key hashes what determines its output: the specs of its steps, the keys of the
+nodes it reads from, the checksums of the record files it loads and the record's metadata
+(the TR, for one). Editing the last step of a spec changes only the keys of the nodes from
+that step on, so a rerun loads everything before it from the store. The store also carries
+arrays between the tasks of a workflow engine (Pydra), which pass paths, not arrays.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+def node_key(steps: list[dict], parents: list[str], files: dict[str, str], meta: dict) -> str:
+    """The content hash of one node's output for one record."""
+    from .. import __version__  # here: the package imports this module while it loads
+
+    payload = {"nishard": __version__, "steps": steps, "parents": parents, "files": files,
+               "meta": meta}  # fmt: skip
+    text = json.dumps(payload, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class NodeCache:
+    """Node outputs on disk: ``folder/<key[:2]>/<key>.joblib``.
+
+    Parameters
+    ----------
+    folder : str or Path
+        Created when missing. Safe to share between processes: files appear atomically.
+    """
+
+    folder: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "folder", Path(self.folder))
+
+    def path(self, key: str) -> Path:
+        return self.folder / key[:2] / f"{key}.joblib"
+
+    def __contains__(self, key: str) -> bool:
+        return self.path(key).is_file()
+
+    def load(self, key: str) -> dict[str, Any] | None:
+        """The stored outputs, or None when absent or unreadable (then recomputed)."""
+        import joblib
+
+        path = self.path(key)
+        if not path.is_file():
+            return None
+        try:
+            return joblib.load(path, mmap_mode=None)
+        except Exception:  # a torn or foreign file: recomputing is always correct
+            return None
+
+    def save(self, key: str, outputs: dict[str, Any]) -> Path:
+        import joblib
+
+        path = self.path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        os.close(fd)
+        try:
+            joblib.dump(outputs, tmp, compress=0)
+            os.replace(tmp, path)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+        return path
+
+    def clear(self) -> None:
+        """Remove every stored output."""
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def size(self) -> int:
+        """Bytes on disk."""
+        return sum(p.stat().st_size for p in self.folder.rglob("*.joblib"))

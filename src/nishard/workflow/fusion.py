@@ -1,0 +1,175 @@
+"""Fusion: which contiguous steps run together as one node, and what a node costs.
+
+A node is the unit of work a workflow engine schedules and the cache stores; the steps
+inside it hand arrays to each other in memory. Fusing saves writing and reading the
+arrays between steps; the price is that whatever a later step of the node (or the plan)
+still needs stays in memory while the earlier ones run. :func:`node_peak` estimates a
+node's peak memory from the shapes of its inputs, and :class:`Greedy` fuses as long as that
+peak stays under a budget. A fusion heuristic is any object with a ``fuse`` method of the
+signature below: swap it by passing another one to ``assemble``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import ClassVar, Protocol
+
+from ..errors import SpecError
+from ..transforms.base import ArraySpec, Transform
+
+_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}  # fmt: skip
+
+
+def parse_bytes(value: int | float | str) -> int:
+    """``"4GiB"``, ``"512MB"`` or a number of bytes -> bytes."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        return int(value)
+    match = re.fullmatch(r"\s*([0-9.]+)\s*([a-zA-Z]*)\s*", str(value))
+    if not match or match.group(2).lower() not in _UNITS or float(match.group(1)) <= 0:
+        raise SpecError(f"a memory size such as 4GiB or 512MB, got {value!r}")
+    return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+
+
+def format_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def chain_specs(
+    steps: Sequence[Transform], inputs: Mapping[str, ArraySpec]
+) -> list[dict[str, ArraySpec]]:
+    """The specs of every key available before each step, and after the last (len + 1)."""
+    available = dict(inputs)
+    out = [dict(available)]
+    for step in steps:
+        if all(key in available for key in step.reads):
+            available.update(step.infer(available))
+        out.append(dict(available))
+    return out
+
+
+def needed_after(steps: Sequence[Transform], products: Sequence[str]) -> list[set[str]]:
+    """Keys that some step after step i, or the plan's products, still read."""
+    needed = set(products)
+    out: list[set[str]] = [set()] * len(steps)
+    for i in range(len(steps) - 1, -1, -1):
+        out[i] = set(needed)
+        needed |= set(steps[i].reads)
+    return out
+
+
+def node_peak(
+    steps: Sequence[Transform],
+    first: int,
+    last: int,
+    specs: list[dict[str, ArraySpec]],
+    after: list[set[str]],
+) -> int:
+    """Estimated peak bytes of steps ``first..last`` run as one node.
+
+    While a step runs, the node holds what the step reads times its ``memory_factor`` (the
+    step's working memory, its output included) plus every other array a later step or the
+    plan still needs. Arrays nobody needs any more are released.
+    """
+    held: set[str] = {key for step in steps[first : last + 1] for key in step.reads}
+    held &= set(specs[first])
+    peak = 0
+    for i in range(first, last + 1):
+        step, available = steps[i], specs[i]
+        reads = [key for key in step.reads if key in available]
+        working = step.demands.memory_factor * sum(available[key].nbytes for key in reads)
+        others = sum(available[key].nbytes for key in held - set(reads) if key in available)
+        peak = max(peak, int(working + others))
+        held = (held | set(step.writes)) & (after[i] | _later_reads(steps, i + 1, last))
+    return peak
+
+
+def _later_reads(steps: Sequence[Transform], start: int, last: int) -> set[str]:
+    return {key for step in steps[start : last + 1] for key in step.reads}
+
+
+class Fusion(Protocol):
+    """A fusion heuristic: groups of contiguous step indices."""
+
+    name: ClassVar[str]
+
+    def fuse(
+        self,
+        steps: Sequence[Transform],
+        specs: list[dict[str, ArraySpec]] | None,
+        after: list[set[str]],
+    ) -> list[tuple[int, ...]]: ...
+
+    def to_dict(self) -> dict: ...
+
+
+@dataclass(frozen=True)
+class ByBackend:
+    """Fuse every run of contiguous steps on the same backend (crossing one costs a copy)."""
+
+    name: ClassVar[str] = "by_backend"
+
+    def fuse(self, steps, specs, after) -> list[tuple[int, ...]]:
+        groups: list[list[int]] = []
+        for i, step in enumerate(steps):
+            if groups and steps[groups[-1][-1]].demands.backend == step.demands.backend:
+                groups[-1].append(i)
+            else:
+                groups.append([i])
+        return [tuple(g) for g in groups]
+
+    def to_dict(self) -> dict:
+        return {"name": self.name}
+
+
+@dataclass(frozen=True)
+class Greedy:
+    """Fuse contiguous steps on one backend while the node's estimated peak fits ``memory``.
+
+    Without shapes to estimate from (no example record), it fuses as :class:`ByBackend`. A
+    step that alone exceeds the budget becomes a node of its own; running it on a record
+    that large is refused for that record (see ``Plan.run``).
+
+    Parameters
+    ----------
+    memory : int or str
+        The budget per node, e.g. ``"4GiB"``.
+    """
+
+    memory: int | str = "8GiB"
+
+    name: ClassVar[str] = "greedy"
+
+    def __post_init__(self) -> None:
+        parse_bytes(self.memory)
+
+    @property
+    def budget(self) -> int:
+        return parse_bytes(self.memory)
+
+    def fuse(self, steps, specs, after) -> list[tuple[int, ...]]:
+        if specs is None:
+            return ByBackend().fuse(steps, specs, after)
+        groups: list[list[int]] = []
+        for i, step in enumerate(steps):
+            if groups:
+                current = groups[-1]
+                same = steps[current[-1]].demands.backend == step.demands.backend
+                if same and node_peak(steps, current[0], i, specs, after) <= self.budget:
+                    current.append(i)
+                    continue
+            groups.append([i])
+        return [tuple(g) for g in groups]
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "memory": self.memory}
+
+
+#: Fusion heuristics by the name a spec gives them.
+FUSIONS: dict[str, type] = {ByBackend.name: ByBackend, Greedy.name: Greedy}
