@@ -1,5 +1,6 @@
 """The command line, as a user runs it."""
 
+import re
 import subprocess
 import sys
 
@@ -35,7 +36,9 @@ def test_errors_exit_2_with_the_message(tiny, tmp_path, capsys):
 def test_plan_explains_nodes_and_demands(tiny, tmp_path, capsys):
     assert main(["plan", str(write_spec(tmp_path, tiny))]) == 0
     out = capsys.readouterr().out
-    assert "node 0 [numpy]: mask -> standardize" in out
+    # Sized on the largest record's headers: the tiny runs are 25 x 30 x 24 x 120 float32.
+    assert re.search(r"node 0 \[numpy, peak ~[0-9.]+ MiB\]: mask -> standardize", out)
+    assert "bold (25, 30, 24, 120)" in out
     assert "whole time axis" in out
 
 

@@ -130,3 +130,45 @@ def test_every_locate_primitive_is_reachable_from_yaml_and_round_trips(tmp_path)
     again.write_text(pipeline.to_yaml())
     assert ns.load_spec(again).spec == pipeline.spec
     assert records.spec == {**pipeline.spec["input"], "path": str(pipeline.root)}
+
+
+def test_products_memory_cache_and_atlas_paths_from_yaml(tiny, tmp_path):
+    folder = tmp_path / "specs"
+    folder.mkdir()
+    atlas = tiny / "truth" / "networks.nii.gz"
+    spec = write_spec(
+        folder, tiny,
+        transforms=[
+            {"maps": {"atlas": str(atlas)}},
+            {"clean": {"filter": None}},
+            {"connectivity": {"vectorize": True}},
+        ],
+        output={"path": "shards", "products": ["regions", "connectivity"]},
+        execution={"executor": "serial", "memory": "1GiB", "cache": "cache"},
+    )  # fmt: skip
+    pipeline = ns.load_spec(spec)
+    assert pipeline.products == ("regions", "connectivity")
+    assert pipeline.fusion.budget == 2**30 and pipeline.cache == folder / "cache"
+    again = ns.spec.parse_spec(yaml.safe_load(pipeline.to_yaml()), folder)
+    assert (again.products, again.fusion, again.cache) == (
+        pipeline.products, pipeline.fusion, pipeline.cache
+    )  # fmt: skip
+
+    manifest = ns.build(pipeline, progress=False)
+    assert set(manifest["keys"]) >= {"regions", "connectivity"}
+    assert not any(key.startswith("bold") for key in manifest["keys"])
+    assert any((folder / "cache").rglob("*.joblib"))
+
+    # A relative atlas path is relative to the spec file, as the other paths are.
+    raw = yaml.safe_load(spec.read_text())
+    (folder / "atlas.nii.gz").write_bytes(atlas.read_bytes())
+    raw["transforms"][0] = {"maps": {"atlas": "atlas.nii.gz"}}
+    assert ns.spec.parse_spec(raw, folder).transforms[0].atlas == str(folder / "atlas.nii.gz")
+
+    raw["execution"]["memory"] = "lots"
+    with pytest.raises(ns.SpecError, match=r"execution\.memory: a size like 512MB"):
+        ns.spec.parse_spec(raw, folder)
+    raw["execution"]["memory"] = "1GiB"
+    raw["output"]["products"] = ["regoins"]
+    with pytest.raises(ns.SpecError, match="product 'regoins'"):
+        ns.build(ns.spec.parse_spec(raw, folder), progress=False)

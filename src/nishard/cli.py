@@ -31,7 +31,9 @@ def _build(args: argparse.Namespace) -> None:
     executor = None
     if args.executor or args.jobs:
         executor = executor_from(args.executor or "local", args.jobs)
-    pipeline = pipeline.with_overrides(output=args.output, executor=executor)
+    pipeline = pipeline.with_overrides(
+        output=args.output, executor=executor, memory=args.memory, cache=args.cache_dir
+    )
     manifest = build(pipeline)
     counts = manifest["records"]
     print(
@@ -73,10 +75,11 @@ def _index(args: argparse.Namespace) -> None:
 
 
 def _plan(args: argparse.Namespace) -> None:
+    from .pipeline import locate_records, plan_for
     from .spec import load_spec
-    from .workflow import assemble
 
-    print(assemble(load_spec(args.spec).transforms).explain())
+    pipeline = load_spec(args.spec).with_overrides(memory=args.memory)
+    print(plan_for(pipeline, locate_records(pipeline)).explain())
 
 
 def _demo(args: argparse.Namespace) -> None:
@@ -87,6 +90,8 @@ def _demo(args: argparse.Namespace) -> None:
 
 def parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
+    from .workflow.executors import EXECUTORS
+
     top = argparse.ArgumentParser(prog="nishard", description=__doc__)
     sub = top.add_subparsers(dest="command", required=True)
 
@@ -105,8 +110,10 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("build", help="run a pipeline spec (YAML) and write shards")
     p.add_argument("spec")
     p.add_argument("--output", help="write here instead of the spec's output.path")
-    p.add_argument("--executor", choices=["serial", "local"])
-    p.add_argument("--jobs", type=int, help="processes for the local executor")
+    p.add_argument("--executor", choices=sorted(EXECUTORS))
+    p.add_argument("--jobs", type=int, help="workers of the local or pydra executor")
+    p.add_argument("--memory", help="memory budget per node, e.g. 4GiB (greedy fusion)")
+    p.add_argument("--cache-dir", help="reuse node outputs stored here (content-addressed)")
     p.set_defaults(func=_build)
 
     p = sub.add_parser("index", help="locate a dataset's records into a Parquet record table")
@@ -124,6 +131,7 @@ def parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("plan", help="print the plan a spec compiles to")
     p.add_argument("spec")
+    p.add_argument("--memory", help="memory budget per node, e.g. 4GiB (greedy fusion)")
     p.set_defaults(func=_plan)
 
     p = sub.add_parser("demo", help="synthetic dataset -> shards -> read back")

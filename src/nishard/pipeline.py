@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from .archives import write
-from .records import RecordTable, locate
+from .errors import RecordError
+from .records import Record, RecordTable, locate
 from .spec import Pipeline, load_spec
-from .workflow import assemble
+from .workflow import NodeCache, Plan, assemble
 
 
 def locate_records(pipeline: Pipeline) -> RecordTable:
@@ -41,7 +43,7 @@ def build(pipeline: Pipeline | str | Path, *, progress: bool = True) -> dict:
     if not isinstance(pipeline, Pipeline):
         pipeline = load_spec(pipeline)
     records = locate_records(pipeline)
-    plan = assemble(pipeline.transforms)
+    plan = plan_for(pipeline, records)
     return write(
         records,
         plan,
@@ -52,4 +54,24 @@ def build(pipeline: Pipeline | str | Path, *, progress: bool = True) -> dict:
         split=pipeline.split,
         spec=pipeline.spec,
         progress=progress,
+        cache=None if pipeline.cache is None else NodeCache(pipeline.cache),
     )
+
+
+def plan_for(pipeline: Pipeline, records: RecordTable) -> Plan:
+    """The pipeline's transforms assembled, fused for its largest record's shapes."""
+    options = {"products": pipeline.products, "fusion": pipeline.fusion}
+    try:
+        return assemble(pipeline.transforms, example=largest(records), **options)
+    except RecordError:  # an unreadable header: that record is quarantined when it runs
+        return assemble(pipeline.transforms, **options)
+
+
+def largest(records: RecordTable) -> Record | None:
+    """The record with the largest BOLD (or first staged) file: what fusion is sized for."""
+    best, size = None, -1
+    for record in records:
+        path = record.files.get("bold") or next(iter(record.files.values()), None)
+        if isinstance(path, str) and os.path.isfile(path) and os.path.getsize(path) > size:
+            best, size = record, os.path.getsize(path)
+    return best

@@ -21,11 +21,12 @@ from .errors import SpecError
 from .records import FILTERS, LEVELS, SCHEMAS, SOURCES, TABLES, Complete, Source, input_spec
 from .transforms import TRANSFORMS, Transform
 from .workflow import EXECUTORS, Executor
+from .workflow.fusion import ByBackend, Fusion, Greedy
 
 _SECTIONS = {
     "input": ("path", "schema", "stage", "variables", "filters", "level", "source"),
-    "output": ("path", "formats", "shards", "split"),
-    "execution": ("executor", "jobs"),
+    "output": ("path", "formats", "shards", "split", "products"),
+    "execution": ("executor", "jobs", "memory", "cache"),
 }
 
 
@@ -59,19 +60,27 @@ class Pipeline:
     split: str
     executor: Executor
     spec: dict
+    products: tuple[str, ...] | None = None
+    fusion: Fusion = dataclasses.field(default_factory=ByBackend)
+    cache: Path | None = None
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.spec, sort_keys=False)
 
     def with_overrides(
-        self, output: str | Path | None = None, executor: Executor | None = None
+        self,
+        output: str | Path | None = None,
+        executor: Executor | None = None,
+        memory: str | None = None,
+        cache: str | Path | None = None,
     ) -> Pipeline:
-        """The same pipeline writing elsewhere or run by another executor.
+        """The same pipeline writing elsewhere, run by another executor, under another memory
+        budget or with a node cache.
 
-        ``output`` is taken as the user typed it, relative to the current folder; the
-        spec records it relative to the spec file, as its other paths are.
+        ``output`` and ``cache`` are taken as the user typed them, relative to the current
+        folder; the spec records them relative to the spec file, as its other paths are.
         """
-        spec = {**self.spec}
+        spec = {**self.spec, "execution": {**self.spec["execution"]}}
         changes: dict[str, Any] = {}
         if output is not None:
             changes["output"] = Path(output).absolute()
@@ -79,7 +88,14 @@ class Pipeline:
             spec["output"] = {**spec["output"], "path": relative}
         if executor is not None:
             changes["executor"] = executor
-            spec["execution"] = executor.to_dict()
+            extra = {k: v for k, v in spec["execution"].items() if k in ("memory", "cache")}
+            spec["execution"] = {**executor.to_dict(), **extra}
+        if memory is not None:
+            changes["fusion"] = _fusion(memory)
+            spec["execution"]["memory"] = memory
+        if cache is not None:
+            changes["cache"] = Path(cache).absolute()
+            spec["execution"]["cache"] = os.path.relpath(changes["cache"], self.base.absolute())
         return dataclasses.replace(self, spec=spec, **changes)
 
 
@@ -122,7 +138,7 @@ def parse_spec(raw: Any, base: str | Path = ".") -> Pipeline:
     )
     source = _primitive(inp.get("source", "local"), SOURCES, "input.source")
     transforms = tuple(
-        _transform(item, f"transforms[{i}]")
+        _transform(item, f"transforms[{i}]", base)
         for i, item in enumerate(_list(raw["transforms"], "transforms"))
     )
 
@@ -141,6 +157,12 @@ def parse_spec(raw: Any, base: str | Path = ".") -> Pipeline:
     execution = _mapping(raw.get("execution", {}), "execution")
     _known(execution, _SECTIONS["execution"], "execution")
     executor = executor_from(execution.get("executor", "serial"), execution.get("jobs"))
+    memory = execution.get("memory")
+    fusion = ByBackend() if memory is None else _fusion(memory)
+    cache = execution.get("cache")
+    products = out.get("products")
+    if products is not None:
+        products = tuple(str(p) for p in _list(products, "output.products"))
 
     spec = {
         "input": input_spec(root_text, schema, stage, variables, filters, source, level),
@@ -148,13 +170,28 @@ def parse_spec(raw: Any, base: str | Path = ".") -> Pipeline:
         "output": output_spec(out_text, formats, shards, split),
         "execution": executor.to_dict(),
     }
+    if products is not None:
+        spec["output"]["products"] = list(products)
+    if memory is not None:
+        spec["execution"]["memory"] = memory
+    if cache is not None:
+        spec["execution"]["cache"] = str(cache)
     return Pipeline(
         base=base, root=_local_or_url(base, str(root_text)), schema=schema, stage=stage,
         variables=variables, level=level, filters=filters, source=source,
         transforms=transforms,
         output=base / str(out_text), formats=formats, shards=shards, split=split,
-        executor=executor, spec=spec,
+        executor=executor, spec=spec, products=products, fusion=fusion,
+        cache=None if cache is None else base / str(cache),
     )  # fmt: skip
+
+
+def _fusion(memory: Any) -> Fusion:
+    """Greedy fusion under a memory budget such as ``4GiB`` (checked here)."""
+    try:
+        return Greedy(memory=memory)
+    except ValueError as err:
+        raise SpecError(f"execution.memory: {err}") from err
 
 
 def _local_or_url(base: Path, root: str) -> Path | str:
@@ -251,7 +288,12 @@ def _primitive(entry: Any, registry: dict, where: str):
     return _build(registry[name], entry, where)
 
 
-def _transform(entry: Any, where: str) -> Transform:
+#: Transform options that name files: relative ones are relative to the spec's folder.
+_FILE_OPTIONS = ("atlas", "path", "source")
+_KEYWORDS = ("record", "intersection")
+
+
+def _transform(entry: Any, where: str, base: Path = Path(".")) -> Transform:
     """``name`` or ``{name: {option: value}}`` -> a transform."""
     if isinstance(entry, str):
         entry = {entry: {}}
@@ -261,7 +303,12 @@ def _transform(entry: Any, where: str) -> Transform:
     [(name, options)] = entry.items()
     if name not in TRANSFORMS:
         raise SpecError(_unknown_name(name, TRANSFORMS, f"transform at {where}"))
-    return _build(TRANSFORMS[name], _mapping(options or {}, f"{where}.{name}"), f"{where}.{name}")
+    options = dict(_mapping(options or {}, f"{where}.{name}"))
+    for key in _FILE_OPTIONS:
+        value = options.get(key)
+        if isinstance(value, str) and value not in _KEYWORDS and "://" not in value:
+            options[key] = str(base / value) if not Path(value).is_absolute() else value
+    return _build(TRANSFORMS[name], options, f"{where}.{name}")
 
 
 def _variables(entry: Any) -> tuple:

@@ -3,25 +3,12 @@
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Protocol
 
 from ..checksums import sha256_file
-
-_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
-          "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}  # fmt: skip
-
-
-def parse_bytes(value: int | str) -> int:
-    """``512MB`` -> 512_000_000, ``1GiB`` -> 1_073_741_824; integers pass through."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    match = re.fullmatch(r"\s*([0-9.]+)\s*([A-Za-z]*)\s*", str(value))
-    if match is None or match.group(2).upper() not in _UNITS:
-        raise ValueError(f"a size like 512MB or 1GiB, got {value!r}")
-    return int(float(match.group(1)) * _UNITS[match.group(2).upper()])
+from ..units import parse_bytes
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import re
+import resource
+import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -11,6 +14,8 @@ from tqdm.auto import tqdm
 
 from ..errors import NishardError, RecordError, SpecError
 from ..records.table import RecordTable
+from ..units import format_bytes
+from ..workflow.cache import NodeCache
 from ..workflow.executors import Executor, Serial
 from ..workflow.plan import Outcome, Plan
 from .manifest import MANIFEST, KeyStats, build_manifest, read_manifest, write_manifest
@@ -41,6 +46,7 @@ def write(
     split: str = "all",
     spec: dict | None = None,
     progress: bool = True,
+    cache: NodeCache | None = None,
 ) -> dict:
     """Run ``plan`` on every record and write the products as shards plus a manifest.
 
@@ -64,7 +70,10 @@ def write(
         The pipeline spec to record in the manifest; by default it is composed from the
         records', plan's and these arguments' own specs.
     progress : bool
-        Show a progress bar (records done, rate, time left).
+        Show a progress bar (records done, rate, time left) and a summary at the end
+        (written, quarantined, time, peak memory).
+    cache : NodeCache, optional
+        Store node outputs by content and reuse them: a rerun computes only what changed.
 
     Returns
     -------
@@ -103,9 +112,10 @@ def write(
     keys = KeyStats()
     inputs: dict[str, str] = {}
     quarantine: list[dict] = []
+    started = time.perf_counter()
     bar = tqdm(total=len(records), unit="record", desc="build", disable=not progress)
     try:
-        for outcome in executor.map(plan, records):
+        for outcome in executor.map(plan, records, cache):
             inputs.update({_relative(p, records.root): h for p, h in outcome.checksums.items()})
             error = outcome.error
             if error is None:
@@ -139,6 +149,8 @@ def write(
         n_records=len(records),
     )
     write_manifest(folder, manifest)
+    if progress:
+        print(summary(manifest, time.perf_counter() - started), file=sys.stderr)
     for stale in previous - {info.name for info in written}:
         (folder / stale).unlink(missing_ok=True)
     if len(records) and len(quarantine) == len(records):
@@ -194,3 +206,21 @@ def _relative(path: str, root: str) -> str:
         return os.path.relpath(path, root)
     except ValueError:
         return path
+
+
+def peak_memory() -> int:
+    """Peak resident memory in bytes of this process and of its finished workers."""
+    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(own, workers) * scale
+
+
+def summary(manifest: dict, seconds: float) -> str:
+    """One line: what a build wrote, quarantined and dropped, its time and peak memory."""
+    counts = manifest["records"]
+    return (
+        f"build: {counts['written']} written, {counts['quarantined']} quarantined, "
+        f"{counts['dropped']} dropped in {len(manifest['shards'])} shards; {seconds:.1f} s, "
+        f"peak memory {format_bytes(peak_memory())} (largest process)"
+    )

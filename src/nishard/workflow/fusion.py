@@ -11,34 +11,12 @@ signature below: swap it by passing another one to ``assemble``.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
-from ..errors import SpecError
 from ..transforms.base import ArraySpec, Transform
-
-_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
-          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}  # fmt: skip
-
-
-def parse_bytes(value: int | float | str) -> int:
-    """``"4GiB"``, ``"512MB"`` or a number of bytes -> bytes."""
-    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
-        return int(value)
-    match = re.fullmatch(r"\s*([0-9.]+)\s*([a-zA-Z]*)\s*", str(value))
-    if not match or match.group(2).lower() not in _UNITS or float(match.group(1)) <= 0:
-        raise SpecError(f"a memory size such as 4GiB or 512MB, got {value!r}")
-    return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
-
-
-def format_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
-        n /= 1024
-    raise AssertionError("unreachable")
+from ..units import parse_bytes
 
 
 def chain_specs(
@@ -50,6 +28,9 @@ def chain_specs(
     for step in steps:
         if all(key in available for key in step.reads):
             available.update(step.infer(available))
+        # A dropped key is gone from memory too (connectivity without its series).
+        for key in set(step.drops) - set(step.writes):
+            available.pop(key, None)
         out.append(dict(available))
     return out
 
@@ -75,7 +56,9 @@ def node_peak(
 
     While a step runs, the node holds what the step reads times its ``memory_factor`` (the
     step's working memory, its output included) plus every other array a later step or the
-    plan still needs. Arrays nobody needs any more are released.
+    plan still needs. Arrays nobody needs any more are released. A step holds at least its
+    input and its output at once, whatever its factor: a step whose output outgrows its
+    input (overlapping windows, a connectivity matrix of many regions) is costed by it.
     """
     held: set[str] = {key for step in steps[first : last + 1] for key in step.reads}
     held &= set(specs[first])
@@ -83,7 +66,10 @@ def node_peak(
     for i in range(first, last + 1):
         step, available = steps[i], specs[i]
         reads = [key for key in step.reads if key in available]
-        working = step.demands.memory_factor * sum(available[key].nbytes for key in reads)
+        read = sum(available[key].nbytes for key in reads)
+        inferred = len(reads) == len(step.reads)  # else chain_specs skipped the step
+        written = sum(specs[i + 1][k].nbytes for k in step.writes if inferred and k in specs[i + 1])
+        working = max(step.demands.memory_factor * read, read + written)
         others = sum(available[key].nbytes for key in held - set(reads) if key in available)
         peak = max(peak, int(working + others))
         held = (held | set(step.writes)) & (after[i] | _later_reads(steps, i + 1, last))

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from ..errors import RecordError, SampleError, SpecError
 from ..records.table import Record
 from ..transforms.base import ArraySpec, Sample, Transform
-from .cache import NodeCache, node_key
-from .fusion import ByBackend, Fusion, Greedy, chain_specs, format_bytes, needed_after, node_peak
+from ..units import format_bytes
+from .cache import NodeCache, node_key, step_files
+from .fusion import ByBackend, Fusion, Greedy, chain_specs, needed_after, node_peak
 from .headers import describe_inputs
 from .inputs import LOADERS, input_checksums, load_inputs
 
@@ -177,7 +178,16 @@ class Plan:
         budget = getattr(self.fusion, "budget", None)
         if budget is None:
             return
-        peaks = self.estimate_record(record)
+        try:
+            peaks = self.estimate_record(record)
+        except RecordError:
+            raise
+        except Exception as err:  # shapes a step cannot take: it would fail on the data too
+            kind = "bold" if "bold" in self.inputs else self.inputs[0]
+            found = f"{type(err).__name__}: {err}"
+            raise RecordError(
+                record.id, record.files.get(kind), "inputs of known shapes", found
+            ) from err
         for number, peak in enumerate(peaks):
             if peak > budget:
                 kind = "bold" if "bold" in self.inputs else self.inputs[0]
@@ -193,8 +203,13 @@ class Plan:
         keys: list[str] = []
         for node in self.nodes:
             files = {kind: checksums.get(str(record.files.get(kind)), "") for kind in node.loads}
-            steps = [step.to_dict() for step in node.steps]
-            keys.append(node_key(steps, [keys[p] for p in node.parents], files, record.metadata))
+            # A step's own files (an atlas, a mask path) are content too: their bytes, not
+            # their names, decide the output.
+            steps = [{**step.to_dict(), "files": step_files(step)} for step in node.steps]
+            # The outputs belong in the key: asking for another product from the same steps
+            # must not find a stored output that lacks it.
+            parents = [keys[p] for p in node.parents]
+            keys.append(node_key(steps, parents, files, record.metadata, node.outputs))
         return keys
 
     def run_node(self, number: int, record: Record, cache: NodeCache) -> str:
@@ -325,10 +340,14 @@ def assemble(
         products = tuple(written) or tuple(inputs) or ("bold",)
     products = tuple(products)
     for key in products:
+        if key in dropped:
+            raise SpecError(f"product {key!r}: a step drops it (keep_timeseries: true keeps it)")
         if key not in written and key not in inputs and key not in LOADERS:
             raise SpecError(f"product {key!r}: no step writes it and no record file gives it")
+        if key not in written and key not in inputs:
+            inputs.append(key)  # a staged file kept as it is: checksummed like the others
     if not inputs:
-        inputs = [k for k in products if k in LOADERS] or ["bold"]
+        inputs = ["bold"]
 
     if isinstance(example, Record):
         example = describe_inputs(example, tuple(inputs))
