@@ -202,3 +202,34 @@ def test_yaml_options_round_trip_and_are_checked(tiny):
     ]:
         with pytest.raises(SpecError, match=message):
             parse_spec({**spec, "transforms": ["mask", {"clean": bad}]}, tiny)
+
+
+def test_hcp_movement_regressors_feed_the_motion_strategies(tmp_path):
+    # HCP ships Movement_Regressors.txt (mm and degrees) instead of fMRIPrep's table: 24P
+    # on it must equal nilearn's clean with the 24 regressors built by hand from the file.
+    from nilearn.signal import clean as nilearn_clean
+
+    from nishard.datasets import generate
+    from nishard.records import Hcp
+
+    root = tmp_path / "hcp"
+    generate(root, "tiny", seed=0, layout="hcp", subjects=1)
+    table = locate(root, Hcp(res=TINY_RES), stage=["bold", "mask", "movement"])
+    record = next(iter(table))
+    raw = np.loadtxt(record.files["movement"])
+    raw[:, [3, 4, 5, 9, 10, 11]] = np.radians(raw[:, [3, 4, 5, 9, 10, 11]])
+    regressors = np.hstack([raw, raw**2])
+    step = Clean(confounds="24P", confounds_file="movement", **BAND)
+    outcome = assemble([Mask(), step]).run(record)
+    assert outcome.error is None
+    masked = run(record)["bold"]
+    expected = nilearn_clean(
+        masked, detrend=True, standardize="zscore_sample", confounds=regressors,
+        t_r=record.metadata["t_r"], **BAND,
+    )  # fmt: skip
+    assert np.abs(outcome.products["bold"] - expected).max() <= 1e-4
+
+    with open(record.files["movement"], "w") as f:
+        f.write("1 2 3\n4 5 6\n")
+    error = assemble([Mask(), step]).run(record).error
+    assert error.path == record.files["movement"] and "12 whitespace-separated" in error.expected

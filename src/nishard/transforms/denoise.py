@@ -92,6 +92,9 @@ class Clean(Transform):
     backend : {"numpy", "jax"}
     key : str
         The sample key of the (time, feature) array.
+    confounds_file : str
+        The staged kind the confounds come from: ``confounds`` (fMRIPrep's table) or
+        ``movement`` (HCP's ``Movement_Regressors.txt``, motion strategies only).
     """
 
     detrend: bool | int = True
@@ -106,6 +109,7 @@ class Clean(Transform):
     ensure_finite: bool = False
     backend: str = "numpy"
     key: str = "bold"
+    confounds_file: str = "confounds"
 
     name: ClassVar[str] = "clean"
 
@@ -136,7 +140,7 @@ class Clean(Transform):
 
     @property
     def reads(self) -> tuple[str, ...]:
-        return (self.key, "confounds") if self.confounds is not None else (self.key,)
+        return (self.key, self.confounds_file) if self.confounds is not None else (self.key,)
 
     @property
     def writes(self) -> tuple[str, ...]:
@@ -161,12 +165,12 @@ class Clean(Transform):
         t_r = self.t_r if self.t_r is not None else run_tr(sample["meta"]) if needs_tr else None
         regressors = kept = None
         if self.confounds is not None:
-            table, metadata = sample["confounds"]
+            table, metadata = sample[self.confounds_file]
             try:
                 regressors, _, kept = select_confounds(table, metadata, self.confounds, n)
             except ValueError as err:
-                raise SampleError("confounds", f"confounds for strategy {self.confounds.name!r}",
-                                  str(err)) from err  # fmt: skip
+                expected = f"confounds for strategy {self.confounds.name!r}"
+                raise SampleError(self.confounds_file, expected, str(err)) from err
         try:
             out = clean(
                 signals, t_r=t_r, detrend=self.detrend, standardize=self.standardize,

@@ -147,11 +147,42 @@ def load_surface(record: Record, path: str, sample: Sample) -> np.ndarray:
     return _finite(record, path, data.astype(np.float32, copy=False))
 
 
+def load_movement(record: Record, path: str, sample: Sample):
+    """HCP's ``Movement_Regressors.txt`` as a confounds table with fMRIPrep's column names.
+
+    Its 12 columns (translations in mm, rotations in degrees, then their backward
+    differences) become ``trans_x`` ... ``rot_z`` with rotations in radians as fMRIPrep
+    writes them, ``*_derivative1``, and the squares (``*_power2``,
+    ``*_derivative1_power2``), so that the motion strategies (``24P``, ``motion="full"``)
+    apply to HCP runs as they do to fMRIPrep's.
+    """
+    import pandas as pd
+
+    what = "HCP Movement_Regressors.txt: 12 whitespace-separated columns per volume"
+    _existing(record, path, what)
+    try:
+        values = np.loadtxt(path, ndmin=2)
+    except Exception as err:
+        raise RecordError(record.id, path, what, f"unparsable text ({_why(err)})") from err
+    if values.shape[1] != 12 or len(values) < 2:
+        raise RecordError(record.id, path, what, f"{len(values)} rows of {values.shape[1]} values")
+    values[:, 3:6] = np.radians(values[:, 3:6])
+    values[:, 9:12] = np.radians(values[:, 9:12])
+    names = ["trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z"]
+    columns = {
+        **dict(zip(names, values[:, :6].T, strict=True)),
+        **{f"{n}_derivative1": v for n, v in zip(names, values[:, 6:].T, strict=True)},
+    }
+    columns |= {f"{name}_power2": v**2 for name, v in list(columns.items())}
+    return pd.DataFrame(columns), None
+
+
 #: Loader of each staged file kind; bold loads first so that the others can check its grid.
 LOADERS: dict[str, Callable[[Record, str, Sample], object]] = {
     "bold": load_bold,
     "mask": load_mask,
     "confounds": load_confounds,
+    "movement": load_movement,
     "cifti": load_cifti,
     "surface_L": load_surface,
     "surface_R": load_surface,
