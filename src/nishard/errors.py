@@ -36,6 +36,11 @@ class RecordError(NishardError):
         where = f" in {self.path}" if self.path else ""
         super().__init__(f"record {record}{where}: expected {expected}, found {found}")
 
+    def __reduce__(self):
+        # Exceptions unpickle as cls(*args), and args holds only the message: without this a
+        # quarantined record could not come back from a worker process.
+        return type(self), (self.record, self.path, self.expected, self.found)
+
 
 class SampleError(NishardError, ValueError):
     """A transform cannot process a record's data; the plan turns it into a RecordError.
@@ -56,3 +61,6 @@ class SampleError(NishardError, ValueError):
         self.expected = expected
         self.found = found
         super().__init__(f"expected {expected}, found {found}")
+
+    def __reduce__(self):
+        return type(self), (self.kind, self.expected, self.found)

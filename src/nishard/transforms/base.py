@@ -97,6 +97,11 @@ class Transform:
         first = specs[self.reads[0]]
         return {key: first for key in self.writes}
 
+    def working_memory(self, specs: Mapping[str, ArraySpec]) -> int | None:
+        """Peak bytes when they are no multiple of the input (a matrix of regions squared);
+        None (the default) lets ``demands.memory_factor`` say it."""
+        return None
+
     def to_dict(self) -> dict:
         """The transform as it appears in a YAML spec: ``{name: {option: value}}``."""
         return {self.name: asdict(self)}

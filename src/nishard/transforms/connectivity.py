@@ -23,6 +23,8 @@ nilearn.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from math import sqrt
 from typing import ClassVar, Literal, get_args
@@ -30,7 +32,7 @@ from typing import ClassVar, Literal, get_args
 import numpy as np
 import scipy.linalg
 
-from .base import Demands, Sample, Transform
+from .base import ArraySpec, Demands, Sample, Transform
 
 Kind = Literal["correlation", "partial correlation", "covariance"]
 KINDS: tuple[str, ...] = get_args(Kind)
@@ -354,10 +356,9 @@ class Connectivity(Transform):
     keep_timeseries: bool = True
 
     name: ClassVar[str] = "connectivity"
-    # float64 copies of the series (and a centred one); the (regions, regions) matrices are
-    # small beside them for region series.
+    # What the estimate uses when a shape is unknown; working_memory() is the model.
     demands: ClassVar[Demands] = Demands(
-        memory_factor=3.0, whole_time_axis=True, voxel_blocks=False
+        memory_factor=9.0, whole_time_axis=True, voxel_blocks=False
     )
 
     def __post_init__(self) -> None:
@@ -382,6 +383,38 @@ class Connectivity(Transform):
     def drops(self) -> tuple[str, ...]:
         """Keys removed from the sample: the series unless ``keep_timeseries``."""
         return () if self.keep_timeseries or self.output == self.key else (self.key,)
+
+    def infer(self, specs: Mapping[str, ArraySpec]) -> dict[str, ArraySpec]:
+        series = specs[self.key]
+        p = series.shape[-1]
+        matrix = (
+            (p * (p + 1) // 2 - (p if self.discard_diagonal else 0),) if self.vectorize else (p, p)
+        )
+        windows = series.shape[:-2] if len(series.shape) == 3 else ()
+        dtype = "float64" if series.dtype == "float64" else "float32"
+        return {self.output: ArraySpec((*windows, *matrix), dtype)}
+
+    def working_memory(self, specs: Mapping[str, ArraySpec]) -> int:
+        """Peak bytes of the step for a series of this spec (used by fusion's estimates).
+
+        The series, its float64 copy, four float64 arrays of one window's size at once
+        (z-score, centring, squares) and three float64 (regions, regions) matrices at once
+        inside the Ledoit-Wolf estimate, plus the stacked matrices of windowed series and
+        the output. For region series the first terms dominate; for voxel series (tens of
+        thousands of columns) the matrices do, which no multiple of the input describes.
+        """
+        series = specs[self.key]
+        p, window = series.shape[-1], math.prod(series.shape[-2:])
+        stacked = 8 * p * p * math.prod(series.shape[:-2]) if len(series.shape) == 3 else 0
+        output = self.infer(specs)[self.output].nbytes
+        return (
+            series.nbytes
+            + 8 * math.prod(series.shape)
+            + 32 * window
+            + 24 * p * p
+            + stacked
+            + output
+        )
 
     def __call__(self, sample: Sample) -> Sample:
         mats = connectivity(

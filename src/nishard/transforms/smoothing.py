@@ -134,7 +134,7 @@ class Smooth(Transform):
 
     name: ClassVar[str] = "smooth"
     demands: ClassVar[Demands] = Demands(
-        memory_factor=2.0, whole_time_axis=False, voxel_blocks=False
+        memory_factor=2.5, whole_time_axis=False, voxel_blocks=False
     )
 
     def __post_init__(self) -> None:

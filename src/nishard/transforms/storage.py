@@ -7,13 +7,14 @@ a (time, features) array only.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar, Literal, get_args
 
 import ml_dtypes
 import numpy as np
 
-from .base import Demands, Sample, Transform
+from .base import ArraySpec, Demands, Sample, Transform
 
 CastDtype = Literal["float32", "float16", "bfloat16"]
 CAST_DTYPES: tuple[str, ...] = get_args(CastDtype)
@@ -179,6 +180,17 @@ class Crop(Transform):
     def writes(self) -> tuple[str, ...]:
         return (self.key,)
 
+    def infer(self, specs: Mapping[str, ArraySpec]) -> dict[str, ArraySpec]:
+        image = specs[self.key]
+        if len(image.shape) not in (1, 2, 4):
+            return {self.key: image}  # refused when it runs
+        axis = 3 if len(image.shape) == 4 else 0
+        # A Python slice's length: a run too short is refused when it runs, bound it here.
+        kept = len(range(*slice(self.start, self.stop).indices(image.shape[axis])))
+        shape = list(image.shape)
+        shape[axis] = kept
+        return {self.key: ArraySpec(tuple(shape), image.dtype)}
+
     def __call__(self, sample: Sample) -> Sample:
         return {**sample, self.key: crop(sample[self.key], self.start, self.stop)}
 
@@ -201,11 +213,20 @@ class Windows(Transform):
     key: str = "bold"
 
     name: ClassVar[str] = "windows"
-    # Overlapping windows repeat volumes: the output is length / step times the input.
-    demands: ClassVar[Demands] = Demands(memory_factor=2.0, whole_time_axis=True, voxel_blocks=True)
 
     def __post_init__(self) -> None:
         _check_window(self.length, self.length if self.step is None else self.step)
+
+    @property
+    def demands(self) -> Demands:  # type: ignore[override]
+        # Overlapping windows repeat volumes: the output is up to length / step times the
+        # input, and both are held while the copy is made.
+        step = self.length if self.step is None else self.step
+        return Demands(
+            memory_factor=1.0 + max(1.0, self.length / step),
+            whole_time_axis=True,
+            voxel_blocks=True,
+        )
 
     @property
     def reads(self) -> tuple[str, ...]:
@@ -214,6 +235,14 @@ class Windows(Transform):
     @property
     def writes(self) -> tuple[str, ...]:
         return (self.key,)
+
+    def infer(self, specs: Mapping[str, ArraySpec]) -> dict[str, ArraySpec]:
+        series = specs[self.key]
+        if len(series.shape) != 2:
+            return {self.key: series}  # refused when it runs
+        step = self.length if self.step is None else self.step
+        n = max(0, (series.shape[0] - self.length) // step + 1)
+        return {self.key: ArraySpec((n, self.length, series.shape[1]), series.dtype)}
 
     def __call__(self, sample: Sample) -> Sample:
         return {**sample, self.key: windows(sample[self.key], self.length, self.step)}
@@ -252,6 +281,9 @@ class Cast(Transform):
     @property
     def writes(self) -> tuple[str, ...]:
         return self.keys
+
+    def infer(self, specs: Mapping[str, ArraySpec]) -> dict[str, ArraySpec]:
+        return {key: ArraySpec(specs[key].shape, self.dtype) for key in self.keys}
 
     def __call__(self, sample: Sample) -> Sample:
         out = dict(sample)

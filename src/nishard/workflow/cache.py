@@ -9,24 +9,53 @@ arrays between the tasks of a workflow engine (Pydra), which pass paths, not arr
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
 import json
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..checksums import sha256_file
 
-def node_key(steps: list[dict], parents: list[str], files: dict[str, str], meta: dict) -> str:
+
+def node_key(
+    steps: list[dict],
+    parents: list[str],
+    files: dict[str, str],
+    meta: dict,
+    outputs: Sequence[str] = (),
+) -> str:
     """The content hash of one node's output for one record."""
     from .. import __version__  # here: the package imports this module while it loads
 
     payload = {"nishard": __version__, "steps": steps, "parents": parents, "files": files,
-               "meta": meta}  # fmt: skip
+               "meta": meta, "outputs": sorted(outputs)}  # fmt: skip
     text = json.dumps(payload, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def step_files(step: object) -> dict[str, str]:
+    """sha256 of every file a step's options name (an atlas, a mask), by option name."""
+    out = {}
+    for field in dataclasses.fields(step):  # type: ignore[arg-type]
+        value = getattr(step, field.name)
+        if isinstance(value, str | os.PathLike) and str(value) and Path(value).is_file():
+            stat = Path(value).stat()
+            out[field.name] = _digest(str(Path(value).resolve()), stat.st_size, stat.st_mtime_ns)
+    return out
+
+
+@functools.lru_cache(maxsize=256)
+def _digest(path: str, size: int, mtime_ns: int) -> str:
+    # Keyed by size and mtime too: an atlas is hashed once per build, not once per record,
+    # and again when it is rewritten.
+    return sha256_file(path)
 
 
 @dataclass(frozen=True)

@@ -58,7 +58,10 @@ def node_peak(
     step's working memory, its output included) plus every other array a later step or the
     plan still needs. Arrays nobody needs any more are released. A step holds at least its
     input and its output at once, whatever its factor: a step whose output outgrows its
-    input (overlapping windows, a connectivity matrix of many regions) is costed by it.
+    input (overlapping windows) is costed by it. A step whose memory is no multiple of its
+    input (a connectivity matrix grows as the square of the regions) defines
+    ``working_memory(specs) -> int``, the bytes it holds at its peak given the specs of
+    the keys available to it; it replaces the factor.
     """
     held: set[str] = {key for step in steps[first : last + 1] for key in step.reads}
     held &= set(specs[first])
@@ -69,7 +72,11 @@ def node_peak(
         read = sum(available[key].nbytes for key in reads)
         inferred = len(reads) == len(step.reads)  # else chain_specs skipped the step
         written = sum(specs[i + 1][k].nbytes for k in step.writes if inferred and k in specs[i + 1])
-        working = max(step.demands.memory_factor * read, read + written)
+        custom = step.working_memory(available) if inferred else None
+        if custom is not None:
+            working = custom
+        else:
+            working = max(step.demands.memory_factor * read, read + written)
         others = sum(available[key].nbytes for key in held - set(reads) if key in available)
         peak = max(peak, int(working + others))
         held = (held | set(step.writes)) & (after[i] | _later_reads(steps, i + 1, last))

@@ -43,9 +43,13 @@ def _mask(record: Record, path: str) -> ArraySpec:
 
 
 def _confounds(record: Record, path: str) -> ArraySpec:
-    with open(path, "rb") as f:
-        header = f.readline()
-        rows = sum(1 for _ in f)
+    # A missing table is the loader's to report; an OSError here would end the whole run.
+    try:
+        with open(path, "rb") as f:
+            header = f.readline()
+            rows = sum(1 for _ in f)
+    except OSError as err:
+        raise RecordError(record.id, path, "a tab-separated confounds table", str(err)) from err
     return ArraySpec((rows, header.count(b"\t") + 1), "float64")
 
 

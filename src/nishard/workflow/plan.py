@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from ..errors import RecordError, SampleError, SpecError
 from ..records.table import Record
@@ -120,6 +121,12 @@ class Plan:
         """:meth:`estimate` from the record's file headers (the data are not read)."""
         return self.estimate(describe_inputs(record, self.inputs))
 
+    def draw(self, path: str | Path, example: Record | dict[str, ArraySpec] | None = None) -> Path:
+        """Draw the DAG to a PNG or SVG file (by suffix); see :func:`.draw.draw`."""
+        from .draw import draw
+
+        return draw(self, path, example)
+
     def explain(self) -> str:
         """A readable account of the DAG: nodes, their steps, demands, backends, estimates."""
         budget = getattr(self.fusion, "budget", None)
@@ -142,9 +149,14 @@ class Plan:
                 lines.append(f"  loads {', '.join(node.loads)}")
             for step in node.steps:
                 d = step.demands
+                memory = (
+                    "memory by its own model"  # not a multiple of its input: see node_peak
+                    if type(step).working_memory is not Transform.working_memory
+                    else f"memory x{d.memory_factor:g} of input"
+                )
                 lines.append(
                     f"  {step.name:<12} reads {', '.join(step.reads):<16} "
-                    f"writes {', '.join(step.writes):<16} memory x{d.memory_factor:g} of input, "
+                    f"writes {', '.join(step.writes):<16} {memory}, "
                     f"{'whole time axis' if d.whole_time_axis else 'streams over time'}"
                     f"{', voxel blocks' if d.voxel_blocks else ''}"
                 )
@@ -250,7 +262,7 @@ class Plan:
                 sample.update(self._node_outputs(parent, record, keys, cache, done))
             if node.loads:
                 sample.update(load_inputs(record, node.loads))
-            sample = _apply(node.steps, sample, record)
+            sample = _apply(node.steps, sample, record, consume=True)
             stored = {k: sample[k] for k in (*node.outputs, "affine") if k in sample}
             if cache is not None:
                 cache.save(keys[number], stored)
@@ -258,10 +270,20 @@ class Plan:
         return stored
 
 
-def _apply(steps: Sequence[Transform], sample: Sample, record: Record | None) -> Sample:
+def _apply(
+    steps: Sequence[Transform], sample: Sample, record: Record | None, consume: bool = False
+) -> Sample:
     """Run steps in order; any exception becomes a RecordError naming the record and step,
-    so that one record the math cannot handle is quarantined rather than ending the build."""
+    so that one record the math cannot handle is quarantined rather than ending the build.
+
+    With ``consume``, the given dict is emptied: the caller's reference to it would
+    otherwise keep the loaded inputs (a whole 4D run) alive through every step, beyond
+    what the node's memory estimate allows for.
+    """
     record_id = "<array>" if record is None else record.id
+    if consume:
+        sample, given = dict(sample), sample
+        given.clear()
     for step in steps:
         try:
             sample = step(sample)
