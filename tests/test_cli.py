@@ -34,7 +34,9 @@ def test_errors_exit_2_with_the_message(tiny, tmp_path, capsys):
 
 
 def test_plan_explains_nodes_and_demands(tiny, tmp_path, capsys):
-    assert main(["plan", str(write_spec(tmp_path, tiny))]) == 0
+    drawing = tmp_path / "plan.svg"
+    assert main(["plan", str(write_spec(tmp_path, tiny)), "--draw", str(drawing)]) == 0
+    assert "standardize" in drawing.read_text()
     out = capsys.readouterr().out
     # Sized on the largest record's headers: the tiny runs are 25 x 30 x 24 x 120 float32.
     assert re.search(r"node 0 \[numpy, peak ~[0-9.]+ MiB\]: mask -> standardize", out)

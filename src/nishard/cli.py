@@ -79,7 +79,11 @@ def _plan(args: argparse.Namespace) -> None:
     from .spec import load_spec
 
     pipeline = load_spec(args.spec).with_overrides(memory=args.memory)
-    print(plan_for(pipeline, locate_records(pipeline)).explain())
+    plan = plan_for(pipeline, locate_records(pipeline))
+    print(plan.explain())
+    if args.draw:
+        plan.draw(args.draw)
+        print(f"drawn to {args.draw}")
 
 
 def _demo(args: argparse.Namespace) -> None:
@@ -132,6 +136,7 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plan", help="print the plan a spec compiles to")
     p.add_argument("spec")
     p.add_argument("--memory", help="memory budget per node, e.g. 4GiB (greedy fusion)")
+    p.add_argument("--draw", metavar="FILE", help="also draw the DAG to FILE (.png or .svg)")
     p.set_defaults(func=_plan)
 
     p = sub.add_parser("demo", help="synthetic dataset -> shards -> read back")
