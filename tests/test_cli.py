@@ -28,9 +28,9 @@ def test_synth_then_build_with_relative_paths(tmp_path, capsys, monkeypatch):
 
 
 def test_errors_exit_2_with_the_message(tiny, tmp_path, capsys):
-    spec = write_spec(tmp_path, tiny, output={"path": "s", "formats": ["zarr"]})
+    spec = write_spec(tmp_path, tiny, output={"path": "s", "formats": ["parquet"]})
     assert main(["build", str(spec)]) == 2
-    assert "unknown output.formats[0] 'zarr'" in capsys.readouterr().err
+    assert "unknown output.formats[0] 'parquet'" in capsys.readouterr().err
 
 
 def test_plan_explains_nodes_and_demands(tiny, tmp_path, capsys):

@@ -52,6 +52,7 @@ def build(pipeline: Pipeline | str | Path, *, progress: bool = True) -> dict:
         shards=pipeline.shards,
         executor=pipeline.executor,
         split=pipeline.split,
+        shuffle=pipeline.shuffle,
         spec=pipeline.spec,
         progress=progress,
         cache=None if pipeline.cache is None else NodeCache(pipeline.cache),

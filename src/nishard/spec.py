@@ -17,6 +17,8 @@ from typing import Any
 import yaml
 
 from .archives import FORMATS, Format, ShardSpec, output_spec, parse_bytes
+from .archives.splits import Split
+from .archives.splits import from_dict as split_from_dict
 from .errors import SpecError
 from .records import FILTERS, LEVELS, SCHEMAS, SOURCES, TABLES, Complete, Source, input_spec
 from .transforms import TRANSFORMS, Transform
@@ -25,7 +27,7 @@ from .workflow.fusion import ByBackend, Fusion, Greedy
 
 _SECTIONS = {
     "input": ("path", "schema", "stage", "variables", "filters", "level", "source"),
-    "output": ("path", "formats", "shards", "split", "products"),
+    "output": ("path", "formats", "shards", "split", "shuffle", "products"),
     "execution": ("executor", "jobs", "memory", "cache"),
 }
 
@@ -57,10 +59,11 @@ class Pipeline:
     output: Path
     formats: tuple[Format, ...]
     shards: ShardSpec
-    split: str
+    split: str | Split
     executor: Executor
     spec: dict
     products: tuple[str, ...] | None = None
+    shuffle: int | None = 0
     fusion: Fusion = dataclasses.field(default_factory=ByBackend)
     cache: Path | None = None
 
@@ -150,9 +153,10 @@ def parse_spec(raw: Any, base: str | Path = ".") -> Pipeline:
         for i, item in enumerate(_list(out.get("formats", ["webdataset"]), "output.formats"))
     )
     shards = _shards(out.get("shards", {}))
-    split = str(out.get("split", "all"))
-    if not split.replace("_", "").isalnum():
-        raise SpecError(f"output.split {split!r}: use letters, digits and _")
+    split = _split(out.get("split", "all"))
+    shuffle = out.get("shuffle", 0)
+    if shuffle is not None and (not isinstance(shuffle, int) or isinstance(shuffle, bool)):
+        raise SpecError(f"output.shuffle must be an integer seed or null, got {shuffle!r}")
 
     execution = _mapping(raw.get("execution", {}), "execution")
     _known(execution, _SECTIONS["execution"], "execution")
@@ -167,7 +171,7 @@ def parse_spec(raw: Any, base: str | Path = ".") -> Pipeline:
     spec = {
         "input": input_spec(root_text, schema, stage, variables, filters, source, level),
         "transforms": [t.to_dict() for t in transforms],
-        "output": output_spec(out_text, formats, shards, split),
+        "output": output_spec(out_text, formats, shards, split, shuffle),
         "execution": executor.to_dict(),
     }
     if products is not None:
@@ -181,9 +185,22 @@ def parse_spec(raw: Any, base: str | Path = ".") -> Pipeline:
         variables=variables, level=level, filters=filters, source=source,
         transforms=transforms,
         output=base / str(out_text), formats=formats, shards=shards, split=split,
+        shuffle=shuffle,
         executor=executor, spec=spec, products=products, fusion=fusion,
         cache=None if cache is None else base / str(cache),
     )  # fmt: skip
+
+
+def _split(entry: Any) -> str | Split:
+    """``train`` (one named split) or ``{name: stratified, by: diagnosis, ...}``."""
+    if isinstance(entry, str):
+        if not entry.replace("_", "").isalnum():
+            raise SpecError(f"output.split {entry!r}: use letters, digits and _")
+        return entry
+    try:
+        return split_from_dict(_mapping(entry, "output.split"))
+    except (TypeError, ValueError) as err:
+        raise SpecError(f"output.split: {err}") from err
 
 
 def _fusion(memory: Any) -> Fusion:

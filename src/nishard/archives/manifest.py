@@ -66,6 +66,7 @@ def build_manifest(
     quarantine: list[dict],
     dropped: list[dict],
     n_records: int,
+    splits: dict | None = None,
 ) -> dict:
     """Assemble the manifest's content (pure: no clock, no host names, so builds compare)."""
     return {
@@ -83,6 +84,7 @@ def build_manifest(
         "inputs": dict(sorted(inputs.items())),
         "quarantine": quarantine,
         "dropped": dropped,
+        "splits": splits or {},
     }
 
 

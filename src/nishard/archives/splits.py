@@ -46,7 +46,7 @@ def _default_fractions() -> dict[str, float]:
 
 
 @dataclass(frozen=True, kw_only=True)
-class _Split:
+class Split:
     """What every strategy shares: the group column, the seed and the stable option."""
 
     name: ClassVar[str]
@@ -138,7 +138,7 @@ class _Split:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Random(_Split):
+class Random(Split):
     """Groups shuffled and cut at the fractions; sizes within one group of the target.
 
     Parameters
@@ -167,7 +167,7 @@ class Random(_Split):
 
 
 @dataclass(frozen=True)
-class Stratified(_Split):
+class Stratified(Split):
     """Each class (of each stratum) split at the fractions, within one group of target.
 
     Strata are the combinations of the classes of ``by``. Each stratum's groups are cut at
@@ -209,7 +209,7 @@ class Stratified(_Split):
 
 
 @dataclass(frozen=True)
-class Representative(_Split):
+class Representative(Split):
     """Splits whose distributions of several variables all match the whole's.
 
     Groups start from a random split of the exact sizes; then, group by group, the swap
@@ -256,7 +256,7 @@ class Representative(_Split):
 
 
 @dataclass(frozen=True)
-class KFold(_Split):
+class KFold(Split):
     """``k`` folds of the groups, optionally stratified; each group is in one test fold.
 
     ``assign`` gives the fold of every record (``fold0`` ... ``fold{k-1}``) when ``fold``
@@ -325,12 +325,12 @@ class KFold(_Split):
 
 
 #: Split strategies by the name a YAML spec gives them.
-SPLITS: dict[str, type[_Split]] = {
+SPLITS: dict[str, type[Split]] = {
     cls.name: cls for cls in (Random, Stratified, Representative, KFold)
 }
 
 
-def from_dict(spec: Mapping) -> _Split:
+def from_dict(spec: Mapping) -> Split:
     """A split from its spec, e.g. ``{name: stratified, by: diagnosis, seed: 0}``.
 
     Raises

@@ -10,6 +10,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 from tqdm.auto import tqdm
 
 from ..errors import NishardError, RecordError, SpecError
@@ -20,19 +22,51 @@ from ..workflow.executors import Executor, Serial
 from ..workflow.plan import Outcome, Plan
 from .manifest import MANIFEST, KeyStats, build_manifest, read_manifest, write_manifest
 from .shards import Format, ShardSpec, ShardWriter
+from .splits import Split, counts_table
 from .webdataset import WebDataset
 
 _SPLIT = re.compile(r"^[A-Za-z0-9_]+$")
 
 
-def output_spec(out: str | Path, formats: Sequence[Format], shards: ShardSpec, split: str) -> dict:
+def output_spec(
+    out: str | Path,
+    formats: Sequence[Format],
+    shards: ShardSpec,
+    split: str | Split,
+    shuffle: int | None = 0,
+) -> dict:
     """The output section of a pipeline spec, with the path as the user wrote it."""
     return {
         "path": str(out),
         "formats": [fmt.to_dict() for fmt in formats],
         "shards": shards.to_dict(),
-        "split": split,
+        "split": split if isinstance(split, str) else split.to_dict(),
+        "shuffle": shuffle,
     }
+
+
+def split_records(
+    records: RecordTable, split: str | Split, shuffle: int | None
+) -> tuple[tuple[str, ...], dict[str, str], list]:
+    """Split names, the split of each record id, and the records in writing order.
+
+    The order is the records' own, or, with a ``shuffle`` seed, a permutation drawn from it:
+    shards then hold a mix of subjects and classes rather than runs in name order.
+    """
+    if isinstance(split, str):
+        if not _SPLIT.match(split):
+            raise SpecError(f"split name {split!r}: use letters, digits and _")
+        names, assignment = (split,), dict.fromkeys(records.frame.index.astype(str), split)
+    else:
+        try:
+            assigned = split.assign(records.frame)
+        except ValueError as err:
+            raise SpecError(f"split {split.to_dict()}: {err}") from err
+        names, assignment = split.names, {str(k): str(v) for k, v in assigned.items()}
+    order = list(records)
+    if shuffle is not None:
+        order = [order[i] for i in np.random.default_rng(shuffle).permutation(len(order))]
+    return names, assignment, order
 
 
 def write(
@@ -43,7 +77,8 @@ def write(
     formats: Sequence[Format] = (WebDataset(),),
     shards: ShardSpec | None = None,
     executor: Executor | None = None,
-    split: str = "all",
+    split: str | Split = "all",
+    shuffle: int | None = 0,
     spec: dict | None = None,
     progress: bool = True,
     cache: NodeCache | None = None,
@@ -64,8 +99,14 @@ def write(
         Shard limits (default: 512 MB per shard).
     executor : Executor, optional
         ``Serial()`` (default) or ``Local(jobs)``.
-    split : str
-        Name of the split the samples go to (letters, digits, ``_``).
+    split : str or Split
+        The name of the one split every sample goes to (letters, digits, ``_``), or a
+        strategy from :mod:`nishard.archives.splits` (``Stratified("diagnosis")``...):
+        shards are then named by split (``train-000000.tar``) and the manifest counts the
+        classes of each split.
+    shuffle : int or None
+        Seed of the order samples are written in (within each split); None keeps the
+        records' order.
     spec : dict, optional
         The pipeline spec to record in the manifest; by default it is composed from the
         records', plan's and these arguments' own specs.
@@ -96,38 +137,37 @@ def write(
             f"records are at {records.level} level; writing needs one record per run for now "
             "(a plan loads one run at a time)"
         )
-    if not _SPLIT.match(split):
-        raise SpecError(f"split name {split!r}: use letters, digits and _")
+    names, assignment, order = split_records(records, split, shuffle)
     missing = [kind for kind in plan.inputs if kind not in records.files]
     if missing:
         raise SpecError(f"the plan reads {missing}, which the records do not stage")
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
-    previous = _previous_shards(folder, split, formats)
+    previous = set().union(*(_previous_shards(folder, name, formats) for name in names))
     # The old manifest goes first: from the first renamed shard on it would describe
     # bytes that are no longer on disk.
     (folder / MANIFEST).unlink(missing_ok=True)
 
-    writers = [ShardWriter(folder, split, fmt, shards) for fmt in formats]
+    writers = {name: [ShardWriter(folder, name, fmt, shards) for fmt in formats] for name in names}
     keys = KeyStats()
     inputs: dict[str, str] = {}
     quarantine: list[dict] = []
     started = time.perf_counter()
     bar = tqdm(total=len(records), unit="record", desc="build", disable=not progress)
     try:
-        for outcome in executor.map(plan, records, cache):
+        for outcome in executor.map(plan, order, cache):
             inputs.update({_relative(p, records.root): h for p, h in outcome.checksums.items()})
             error = outcome.error
             if error is None:
-                error = _write_sample(outcome, writers, keys)
+                error = _write_sample(outcome, writers[assignment[outcome.record.id]], keys)
             if error is not None:
                 quarantine.append(_quarantine_entry(error, records.root))
                 bar.write(f"quarantined: {error}")
             bar.update()
             bar.set_postfix(quarantined=len(quarantine), refresh=False)
-        written = [info for writer in writers for info in writer.close()]
+        written = [info for name in names for w in writers[name] for info in w.close()]
     except BaseException:
-        for writer in writers:
+        for writer in (w for name in names for w in writers[name]):
             writer.abort()
         raise
     finally:
@@ -138,7 +178,7 @@ def write(
         or {
             "input": records.spec,
             "transforms": plan.to_list(),
-            "output": output_spec(out, formats, shards, split),
+            "output": output_spec(out, formats, shards, split, shuffle),
             "execution": executor.to_dict(),
         },
         shards=written,
@@ -147,6 +187,7 @@ def write(
         quarantine=quarantine,
         dropped=records.dropped.to_dict(orient="records"),
         n_records=len(records),
+        splits=_split_table(records, split, names, assignment, quarantine),
     )
     write_manifest(folder, manifest)
     if progress:
@@ -158,6 +199,34 @@ def write(
             f"every one of the {len(records)} records was quarantined; see {folder / MANIFEST}"
         )
     return manifest
+
+
+def _split_table(records, split, names, assignment, quarantine) -> dict:
+    """The strategy and the counts per class per split of the records written."""
+    bad = {entry["record"] for entry in quarantine}
+    frame = records.frame[[str(i) not in bad for i in records.frame.index]]
+    # An infinite variable is written as null in the samples; count it as missing too.
+    frame = frame.replace([np.inf, -np.inf], np.nan)
+    group = "subject" if isinstance(split, str) else split.group
+    if group is not None and group not in frame.columns:
+        group = None
+    ids = [str(i) for i in frame.index]
+    table = counts_table(
+        frame, pd.Series([assignment[i] for i in ids], index=frame.index), records.variables,
+        group=group, splits=names,
+    )  # fmt: skip
+    return _finite({"strategy": split if isinstance(split, str) else split.to_dict(), **table})
+
+
+def _finite(value):
+    """NaN (a statistic of no values) as null: the manifest is strict JSON."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
 
 
 def _write_sample(
