@@ -13,7 +13,18 @@ The three core routines, each taking small primitives::
 from types import SimpleNamespace
 
 from . import transforms as t
-from .archives import ShardSpec, WebDataset, by_count, by_size, read_manifest, write
+from .archives import (
+    HDF5,
+    ShardSpec,
+    TFRecord,
+    WebDataset,
+    Zarr,
+    by_count,
+    by_size,
+    read_manifest,
+    write,
+)
+from .archives import splits as _splits
 from .errors import NishardError, RecordError, SpecError
 from .pipeline import build
 from .records import (
@@ -43,12 +54,17 @@ schemas = SimpleNamespace(fmriprep=Fmriprep, bids=Bids, hcp=Hcp, regex=Regex)
 tables = SimpleNamespace(participants=Participants, phenotype=Phenotype, table=Table)
 filters = SimpleNamespace(complete=Complete, entities=Entities, where=Where)
 sources = SimpleNamespace(local=LocalFiles, url=Url, datalad=DataLad)
-formats = SimpleNamespace(webdataset=WebDataset)
+formats = SimpleNamespace(webdataset=WebDataset, tfrecord=TFRecord, hdf5=HDF5, zarr=Zarr)
 shards = SimpleNamespace(by_count=by_count, by_size=by_size, ShardSpec=ShardSpec)
 executors = SimpleNamespace(serial=Serial, local=Local)
+splits = SimpleNamespace(
+    random=_splits.Random, stratified=_splits.Stratified,
+    representative=_splits.Representative, kfold=_splits.KFold,
+)  # fmt: skip
 
 __all__ = [
     "NishardError", "Pipeline", "Plan", "RecordError", "RecordTable", "SpecError",
     "assemble", "build", "executors", "filters", "formats", "load_spec", "locate",
-    "parse_spec", "read_manifest", "schemas", "shards", "sources", "t", "tables", "write",
+    "parse_spec", "read_manifest", "schemas", "shards", "sources", "splits", "t", "tables",
+    "write",
 ]  # fmt: skip

@@ -16,7 +16,8 @@ from .shards import ShardInfo
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
 
-_VERSIONED = ("nishard", "numpy", "scipy", "pandas", "nibabel", "nilearn", "webdataset")
+_VERSIONED = ("nishard", "numpy", "scipy", "pandas", "nibabel", "nilearn", "webdataset",
+              "ml_dtypes", "google-crc32c", "h5py", "zarr")  # fmt: skip
 
 
 def versions() -> dict[str, str]:

@@ -92,7 +92,8 @@ def write(
     plan : Plan
         From :func:`nishard.assemble`.
     out : str or Path
-        Output folder; created if missing. Shards are named ``<split>-000000.tar``, ...
+        Output folder; created if missing. Shards are named ``<split>-000000<ext>``
+        (``.tar``, ``.tfrecord``, ``.h5``, ``.zarr.zip``), ...
     formats : sequence of Format
         Each gets its own shards of every sample (default: WebDataset tar).
     shards : ShardSpec, optional
