@@ -39,9 +39,16 @@ def demo_spec(resolution: str, jobs: int) -> dict:
         ],
         "output": {
             "path": "shards",
-            "formats": [{"name": "webdataset"}],
+            "formats": [{"name": "webdataset"}, {"name": "tfrecord"}],
             "shards": {"max_bytes": "128MB"},
-            "split": "all",
+            # Whole subjects per split, diagnosis balanced across train, val and test.
+            "split": {
+                "name": "stratified",
+                "by": ["diagnosis"],
+                "group": "subject",
+                "fractions": {"train": 0.7, "val": 0.15, "test": 0.15},
+                "seed": 0,
+            },
         },
         "execution": {"executor": "local", "jobs": jobs},
     }
@@ -51,8 +58,10 @@ def read_back(folder: Path, manifest: dict) -> dict:
     """Stream every sample with the ``webdataset`` library and check what came back."""
     import webdataset as wds
 
-    urls = [str(folder / shard["name"]) for shard in manifest["shards"]]
+    urls = [str(folder / s["name"]) for s in manifest["shards"] if s["format"] == "webdataset"]
     count, shapes, worst = 0, set(), 0.0
+    split_of = {str(folder / s["name"]): s["split"] for s in manifest["shards"]}
+    subjects: dict[str, set] = {}
     for sample in wds.WebDataset(urls, shardshuffle=False).decode():
         bold = sample["bold.npy"]
         meta = sample["json"]
@@ -60,10 +69,16 @@ def read_back(folder: Path, manifest: dict) -> dict:
         # z-scored over time: every voxel has mean 0 and sd 1 (ddof=1)
         worst = max(worst, float(np.abs(bold.mean(axis=0)).max()),
                     float(np.abs(bold.std(axis=0, ddof=1) - 1).max()))  # fmt: skip
+        subjects.setdefault(split_of[sample["__url__"]], set()).add(meta.get("subject"))
         if not meta.get("subject") or "diagnosis" not in meta:
             raise NishardError(f"sample {sample['__key__']}: metadata lacks subject/diagnosis")
         count += 1
-    return {"samples": count, "shapes": sorted(shapes), "max_deviation_from_zscore": worst}
+    return {
+        "samples": count,
+        "shapes": sorted(shapes),
+        "max_deviation_from_zscore": worst,
+        "subjects": subjects,
+    }
 
 
 def run_demo(out: str | Path = "nishard-demo", size: str = "demo", seed: int = 0,
@@ -113,5 +128,12 @@ def run_demo(out: str | Path = "nishard-demo", size: str = "demo", seed: int = 0
     print(f"manifest  {pipeline.output / 'manifest.json'}")
     print(f"read back {check['samples']} samples, bold shapes {check['shapes']}, "
           f"max |mean|, |sd-1| over voxels {check['max_deviation_from_zscore']:.2e}")  # fmt: skip
+    sizes = {name: len(subs) for name, subs in sorted(check["subjects"].items())}
+    shared = set.intersection(*check["subjects"].values()) if len(sizes) > 1 else set()
+    if shared:
+        raise NishardError(f"subjects {sorted(shared)} are in more than one split")
+    diagnosis = manifest["splits"]["variables"].get("diagnosis", {}).get("counts", {})
+    print(f"splits    subjects per split {sizes}, none in two; diagnosis per split {diagnosis}")
+    print("formats   WebDataset tar and TFRecord shards of every sample")
     print(f"time      synth {t_synth:.1f} s, build {t_build:.1f} s")
     return {"out": str(out), "manifest": manifest, "check": check}
