@@ -64,7 +64,8 @@ def test_demo_writes_a_spec_that_repeats_the_build(tmp_path):
     assert main(["build", str(out / "spec.yaml")]) == 0
     after = {p.name: p.read_bytes() for p in (out / "shards").iterdir()}
     assert after == before  # every shard and the manifest, byte for byte
-    assert "manifest.json" in after and len(after) == len(manifest["shards"]) + 1
+    side = [e["file"] for section in ("stats", "indexes") for e in manifest[section].values()]
+    assert "manifest.json" in after and len(after) == len(manifest["shards"]) + 1 + len(side)
 
 
 def test_index_writes_a_record_table(tmp_path, capsys):

@@ -92,6 +92,31 @@ def _demo(args: argparse.Namespace) -> None:
     run_demo(args.out, size=args.size, seed=args.seed, jobs=args.jobs)
 
 
+def _verify(args: argparse.Namespace) -> None:
+    from .archives.verify import verify
+
+    report = verify(args.shards, progress=not args.no_progress)
+    print(report.to_text())
+    if not report.ok:
+        raise NishardError(f"{len(report.problems)} problems in {args.shards}")
+
+
+def _inspect(args: argparse.Namespace) -> None:
+    import json
+
+    from .archives.inspect import inspect, summarize
+    from .archives.manifest import read_manifest
+
+    if args.json:  # the manifest read as inspect reads it, for scripts
+        try:
+            manifest = read_manifest(args.shards)
+        except (OSError, ValueError) as err:
+            raise NishardError(f"no readable manifest in {args.shards}: {err}") from err
+        print(json.dumps(summarize(manifest), indent=2))
+    else:
+        print(inspect(args.shards))
+
+
 def parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     from .workflow.executors import EXECUTORS
@@ -145,6 +170,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--jobs", type=int, default=2)
     p.set_defaults(func=_demo)
+
+    p = sub.add_parser("verify", help="check shards' checksums and decode every sample")
+    p.add_argument("shards", help="the folder of shards and manifest.json")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_verify)
+
+    p = sub.add_parser("inspect", help="counts, keys, statistics and quarantine of shards")
+    p.add_argument("shards", help="the folder of shards and manifest.json")
+    p.add_argument("--json", action="store_true", help="print the facts as JSON")
+    p.set_defaults(func=_inspect)
     return top
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-from dataclasses import asdict
 from importlib import metadata
 from pathlib import Path
 
@@ -42,20 +41,28 @@ class KeyStats:
         self._seen: dict[str, tuple[str, list[int | None]]] = {}
 
     def update(self, products: dict[str, np.ndarray]) -> None:
-        for name, array in products.items():
-            dtype, shape = str(array.dtype), list(array.shape)
-            if name not in self._seen:
-                self._seen[name] = (dtype, shape)
-                continue
-            old_dtype, old_shape = self._seen[name]
-            if len(old_shape) != len(shape):
-                merged: list[int | None] = [None] * max(len(old_shape), len(shape))
-            else:
-                merged = [a if a == b else None for a, b in zip(old_shape, shape, strict=True)]
-            self._seen[name] = (old_dtype if old_dtype == dtype else "mixed", merged)
+        for name, (dtype, shape) in describe(products).items():
+            self.add(name, dtype, shape)
+
+    def add(self, name: str, dtype: str, shape: list[int]) -> None:
+        """Count one product of this dtype and shape (as :func:`describe` gives them)."""
+        if name not in self._seen:
+            self._seen[name] = (dtype, list(shape))
+            return
+        old_dtype, old_shape = self._seen[name]
+        if len(old_shape) != len(shape):
+            merged: list[int | None] = [None] * max(len(old_shape), len(shape))
+        else:
+            merged = [a if a == b else None for a, b in zip(old_shape, shape, strict=True)]
+        self._seen[name] = (old_dtype if old_dtype == dtype else "mixed", merged)
 
     def to_dict(self) -> dict:
         return {k: {"dtype": d, "shape": s} for k, (d, s) in sorted(self._seen.items())}
+
+
+def describe(products: dict[str, np.ndarray]) -> dict[str, list]:
+    """``[dtype, shape]`` of each product, JSON-able (for :class:`KeyStats` and journals)."""
+    return {name: [str(array.dtype), list(array.shape)] for name, array in products.items()}
 
 
 def build_manifest(
@@ -68,8 +75,15 @@ def build_manifest(
     dropped: list[dict],
     n_records: int,
     splits: dict | None = None,
+    stats: dict | None = None,
+    indexes: dict | None = None,
 ) -> dict:
-    """Assemble the manifest's content (pure: no clock, no host names, so builds compare)."""
+    """Assemble the manifest's content (pure: no clock, no host names, so builds compare).
+
+    ``stats`` and ``indexes`` are per split: the summary statistics of each key with the
+    side file of per-feature vectors (see :func:`nishard.archives.write.write`), and the
+    wids shard index of its tar shards.
+    """
     return {
         "format_version": FORMAT_VERSION,
         "versions": versions(),
@@ -81,11 +95,13 @@ def build_manifest(
             "written": n_records - len(quarantine),
         },
         "keys": keys.to_dict(),
-        "shards": [{**asdict(shard), "keys": list(shard.keys)} for shard in shards],
+        "shards": [shard.to_dict() for shard in shards],
         "inputs": dict(sorted(inputs.items())),
         "quarantine": quarantine,
         "dropped": dropped,
         "splits": splits or {},
+        "stats": stats or {},
+        "indexes": indexes or {},
     }
 
 

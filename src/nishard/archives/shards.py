@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Protocol
@@ -69,6 +70,12 @@ class Format(Protocol):
     def file_size(self, content: int) -> int: ...
 
 
+#: Formats whose ``sample_size`` is the exact number of bytes a sample adds, so that the
+#: running total is each sample's byte offset (its first tar header, its TFRecord length
+#: field); other formats get no offsets.
+BYTE_EXACT = ("webdataset", "tfrecord")
+
+
 @dataclass(frozen=True)
 class ShardInfo:
     """One finished shard, as the manifest lists it."""
@@ -80,6 +87,27 @@ class ShardInfo:
     bytes: int
     sha256: str
     keys: tuple[str, ...]
+    #: Byte offset of each sample in the file, for formats whose sizes are exact.
+    offsets: tuple[int, ...] | None = None
+
+    def to_dict(self) -> dict:
+        entry = {
+            "name": self.name, "split": self.split, "format": self.format,
+            "samples": self.samples, "bytes": self.bytes, "sha256": self.sha256,
+            "keys": list(self.keys),
+        }  # fmt: skip
+        if self.offsets is not None:
+            entry["offsets"] = list(self.offsets)
+        return entry
+
+    @classmethod
+    def from_dict(cls, entry: dict) -> ShardInfo:
+        offsets = entry.get("offsets")
+        return cls(
+            **{k: entry[k] for k in ("name", "split", "format", "samples", "bytes", "sha256")},
+            keys=tuple(entry["keys"]),
+            offsets=None if offsets is None else tuple(offsets),
+        )
 
 
 def shard_name(split: str, index: int, fmt: Format) -> str:
@@ -89,9 +117,9 @@ def shard_name(split: str, index: int, fmt: Format) -> str:
 class ShardWriter:
     """Writes the samples of one split in one format to ``<split>-000000<ext>``, ...
 
-    A shard is written under a temporary name and renamed when complete, so a reader (or
-    a crash) never sees half a shard under a final name; :meth:`abort` removes the
-    unfinished one.
+    A shard is written under a temporary name, synced to disk and renamed when complete,
+    so a reader (or a crash, even of the machine) never sees half a shard under a final
+    name; :meth:`abort` removes the unfinished one.
 
     Parameters
     ----------
@@ -99,14 +127,34 @@ class ShardWriter:
     split : str
     fmt : Format
     spec : ShardSpec
+    finished : sequence of ShardInfo
+        Shards a previous, interrupted build finished: numbering goes on after them.
+    on_finish : callable, optional
+        Called with each shard's info right after its rename (to journal it).
     """
 
-    def __init__(self, folder: Path, split: str, fmt: Format, spec: ShardSpec):
+    def __init__(
+        self,
+        folder: Path,
+        split: str,
+        fmt: Format,
+        spec: ShardSpec,
+        finished: Sequence[ShardInfo] = (),
+        on_finish: Callable[[ShardInfo], None] | None = None,
+    ):
         self.folder, self.split, self.fmt, self.spec = folder, split, fmt, spec
-        self.shards: list[ShardInfo] = []
+        self.shards: list[ShardInfo] = list(finished)
+        self.on_finish = on_finish
+        self._exact = fmt.name in BYTE_EXACT
         self._open: ShardFile | None = None
         self._keys: list[str] = []
+        self._offsets: list[int] = []
         self._content = 0
+
+    @property
+    def done(self) -> int:
+        """Samples in finished shards."""
+        return sum(info.samples for info in self.shards)
 
     def add(self, key: str, fields: dict[str, bytes]) -> None:
         incoming = self.fmt.sample_size(key, fields)
@@ -114,9 +162,10 @@ class ShardWriter:
             self._finish()
         if self._open is None:
             self._open = self.fmt.open(str(self._temporary()))
-            self._keys, self._content = [], 0
+            self._keys, self._offsets, self._content = [], [], 0
         self._open.add(key, fields)
         self._keys.append(key)
+        self._offsets.append(self._content)
         self._content += incoming
 
     def close(self) -> list[ShardInfo]:
@@ -156,6 +205,26 @@ class ShardWriter:
             bytes=temporary.stat().st_size,
             sha256=sha256_file(temporary),
             keys=tuple(self._keys),
+            offsets=tuple(self._offsets) if self._exact else None,
         )
+        _sync(temporary)
         os.replace(temporary, self.folder / name)
+        _sync(self.folder)
         self.shards.append(info)
+        if self.on_finish is not None:
+            self.on_finish(info)
+
+
+def _sync(path: Path) -> None:
+    """Flush a file (or a folder's entries) to disk: a rename must not outlive the data
+    it names after a power cut. Folders cannot be opened on Windows; skipped there."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)

@@ -14,15 +14,27 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from ..checksums import sha256_file
 from ..errors import NishardError, RecordError, SpecError
 from ..records.table import RecordTable
 from ..units import format_bytes
 from ..workflow.cache import NodeCache
 from ..workflow.executors import Executor, Serial
 from ..workflow.plan import Outcome, Plan
-from .manifest import MANIFEST, KeyStats, build_manifest, read_manifest, write_manifest
-from .shards import Format, ShardSpec, ShardWriter
+from .index import WIDS_FORMAT, wids_index, wids_name, write_json
+from .manifest import (
+    MANIFEST,
+    KeyStats,
+    build_manifest,
+    describe,
+    read_manifest,
+    versions,
+    write_manifest,
+)
+from .resume import Journal, Resumed, fingerprint
+from .shards import Format, ShardInfo, ShardSpec, ShardWriter
 from .splits import Split, counts_table
+from .stats import SplitStats, stats_arrays, write_npz
 from .webdataset import WebDataset
 
 _SPLIT = re.compile(r"^[A-Za-z0-9_]+$")
@@ -82,6 +94,7 @@ def write(
     spec: dict | None = None,
     progress: bool = True,
     cache: NodeCache | None = None,
+    resume: bool = True,
 ) -> dict:
     """Run ``plan`` on every record and write the products as shards plus a manifest.
 
@@ -116,13 +129,29 @@ def write(
         (written, quarantined, time, peak memory).
     cache : NodeCache, optional
         Store node outputs by content and reuse them: a rerun computes only what changed.
+    resume : bool
+        Go on from where an interrupted build of the same records, transforms and output
+        settings stopped (killed, out of memory, Ctrl-C): the samples of its finished
+        shards are not recomputed, and the result is byte-identical to an uninterrupted
+        build. The journal is ``out/.nishard-resume/`` (see :mod:`.resume`), removed when
+        the build completes; a build with other settings starts over. False starts over.
 
     Returns
     -------
     dict
         The manifest, also written to ``out/manifest.json``. A record that cannot be read,
         processed or encoded is listed under ``quarantine`` with its reason; the others
-        are written.
+        are written. Besides the shards (each with its sample keys in order, and for tar
+        and TFRecord the byte offset of each sample), it lists per split:
+
+        - ``stats``: per product key, the count of observations, the number of features
+          and the mean, std (ddof=0), min and max over all its values; the per-feature
+          ``<key>.mean`` and ``<key>.std`` vectors (float64) are in the side file
+          ``<split>.stats.npz`` (its sha256 listed). A product of shape ``(..., F)`` gives
+          ``prod(...)`` observations of ``F`` features (see :mod:`.stats`); train on the
+          training split's.
+        - ``indexes``: ``<split>.wids.json``, the shard index with which
+          ``wids.ShardListDataset`` reads the tar shards by sample number.
 
     Raises
     ------
@@ -144,32 +173,85 @@ def write(
         raise SpecError(f"the plan reads {missing}, which the records do not stage")
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
-    previous = set().union(*(_previous_shards(folder, name, formats) for name in names))
+    ours = _our_files(names, formats)
+    previous = _matching(_previous_files(folder), ours)
+    setup = {
+        "transforms": plan.to_list(), "products": list(plan.products),
+        "formats": [fmt.to_dict() for fmt in formats], "shards": shards.to_dict(),
+        "split": split if isinstance(split, str) else split.to_dict(), "shuffle": shuffle,
+    }  # fmt: skip
+    journal = Journal(folder, fingerprint(order, assignment, setup, versions()))
+    first = {name: formats[0].name for name in names}
+    resumed, listed = journal.load(first) if resume else (None, journal.listed())
+    previous |= _matching(listed, ours)
+    journal.start(previous, resumed)
+    resumed = resumed or Resumed()
     # The old manifest goes first: from the first renamed shard on it would describe
     # bytes that are no longer on disk.
     (folder / MANIFEST).unlink(missing_ok=True)
+    for leftover in folder.glob("*.tmp"):
+        if ours.fullmatch(leftover.name.removesuffix(".tmp")):
+            leftover.unlink()  # a shard a killed build was writing
 
-    writers = {name: [ShardWriter(folder, name, fmt, shards) for fmt in formats] for name in names}
+    stats = {name: SplitStats(blocks=list(resumed.blocks.get(name, []))) for name in names}
+    writers = {name: [_writer(folder, name, fmt, shards, journal, stats[name], i == 0, resumed)
+                      for i, fmt in enumerate(formats)] for name in names}  # fmt: skip
+    skipped = _skippable(resumed.records, writers)
     keys = KeyStats()
     inputs: dict[str, str] = {}
     quarantine: list[dict] = []
+    written = {name: 0 for name in names}
     started = time.perf_counter()
     bar = tqdm(total=len(records), unit="record", desc="build", disable=not progress)
+    if skipped:
+        bar.write(f"resuming: {len(skipped)} records done by an interrupted build")
+
+    def take(entry: dict) -> None:
+        """Count a record's entry, whether just written or done by an earlier run."""
+        inputs.update(entry["inputs"])
+        if entry["quarantine"] is not None:
+            quarantine.append(entry["quarantine"])
+        else:
+            for name, (dtype, shape) in sorted(entry["keys"].items()):
+                keys.add(name, dtype, shape)
+            written[entry["split"]] += 1
+        bar.update()
+        bar.set_postfix(quarantined=len(quarantine), refresh=False)
+
+    position = {record.id: p for p, record in enumerate(order)}
+    todo = [record for p, record in enumerate(order) if p not in skipped]
+    replay = iter(sorted(skipped.items()))
+    waiting = next(replay, None)
     try:
-        for outcome in executor.map(plan, order, cache):
-            inputs.update({_relative(p, records.root): h for p, h in outcome.checksums.items()})
+        for outcome in executor.map(plan, todo, cache):
+            here = position[outcome.record.id]
+            while waiting is not None and waiting[0] < here:
+                take(waiting[1])
+                waiting = next(replay, None)
+            name = assignment[outcome.record.id]
             error = outcome.error
+            entry = {
+                "position": here, "id": outcome.record.id, "split": name,
+                "inputs": {_relative(p, records.root): h for p, h in outcome.checksums.items()},
+                "quarantine": None, "keys": None,
+            }  # fmt: skip
             if error is None:
-                error = _write_sample(outcome, writers[assignment[outcome.record.id]], keys)
-            if error is not None:
-                quarantine.append(_quarantine_entry(error, records.root))
+                error = _write_sample(outcome, writers[name], written[name], stats[name])
+            if error is None:
+                entry["keys"] = describe(outcome.products)
+            else:
+                entry["quarantine"] = _quarantine_entry(error, records.root)
                 bar.write(f"quarantined: {error}")
-            bar.update()
-            bar.set_postfix(quarantined=len(quarantine), refresh=False)
-        written = [info for name in names for w in writers[name] for info in w.close()]
+            journal.record(entry)
+            take(entry)
+        while waiting is not None:
+            take(waiting[1])
+            waiting = next(replay, None)
+        finished = [info for name in names for w in writers[name] for info in w.close()]
     except BaseException:
         for writer in (w for name in names for w in writers[name]):
             writer.abort()
+        journal.close()
         raise
     finally:
         bar.close()
@@ -182,24 +264,128 @@ def write(
             "output": output_spec(out, formats, shards, split, shuffle),
             "execution": executor.to_dict(),
         },
-        shards=written,
+        shards=finished,
         keys=keys,
         inputs=inputs,
         quarantine=quarantine,
         dropped=records.dropped.to_dict(orient="records"),
         n_records=len(records),
         splits=_split_table(records, split, names, assignment, quarantine),
+        stats={name: _write_stats(folder, name, stats[name]) for name in names},
+        indexes=_write_indexes(folder, names, finished),
     )
     write_manifest(folder, manifest)
+    journal.remove()
     if progress:
         print(summary(manifest, time.perf_counter() - started), file=sys.stderr)
-    for stale in previous - {info.name for info in written}:
+    rewritten = {info.name for info in finished} | _side_files(manifest)
+    for stale in previous - rewritten:
         (folder / stale).unlink(missing_ok=True)
     if len(records) and len(quarantine) == len(records):
         raise NishardError(
             f"every one of the {len(records)} records was quarantined; see {folder / MANIFEST}"
         )
     return manifest
+
+
+def _writer(
+    folder: Path,
+    split: str,
+    fmt: Format,
+    shards: ShardSpec,
+    journal: Journal,
+    stats: SplitStats,
+    first: bool,
+    resumed: Resumed,
+) -> ShardWriter:
+    """A split's writer in one format, after the shards an interrupted build finished.
+
+    The shards of a split's first format delimit its statistics blocks: when one is
+    finished, the moments of its samples are journaled with it.
+    """
+
+    def finished(info: ShardInfo) -> None:
+        journal.shard(info, stats.close_block() if first else None)
+
+    done = resumed.shards.get((split, fmt.name), [])
+    return ShardWriter(folder, split, fmt, shards, finished=done, on_finish=finished)
+
+
+def _skippable(entries: dict[int, dict], writers: dict[str, list[ShardWriter]]) -> dict:
+    """The journaled records a resumed build need not compute: quarantined ones, and
+    those in the finished shards of every format of their split."""
+    done = {name: min(w.done for w in split) for name, split in writers.items()}
+    count = dict.fromkeys(writers, 0)
+    skipped = {}
+    for p, entry in sorted(entries.items()):
+        name = entry["split"]
+        if name not in count:
+            break  # not this build's journal after all
+        if entry["quarantine"] is not None:
+            skipped[p] = entry
+        elif count[name] < done[name]:
+            skipped[p] = entry
+            count[name] += 1
+        else:
+            count[name] += 1
+    return skipped
+
+
+def _write_sample(
+    outcome: Outcome, writers: list[ShardWriter], index: int, stats: SplitStats
+) -> RecordError | None:
+    """Encode and write one sample; an encoding failure quarantines it, as bad data does.
+
+    ``index`` is the sample's place in its split: a writer that has it in a shard finished
+    by an interrupted build skips it, and so do the statistics if the first format does.
+    """
+    record = outcome.record
+    try:
+        encoded = [w.fmt.encode(record.id, outcome.products, record.metadata) for w in writers]
+    except (ValueError, TypeError) as err:
+        found = f"{type(err).__name__}: {err}"
+        return RecordError(record.id, None, "products and metadata the format can encode", found)
+    # A finished first-format shard ends the statistics block before its successor's
+    # first sample is counted, so writers go first.
+    counted = index >= writers[0].done
+    for writer, fields in zip(writers, encoded, strict=True):
+        if index >= writer.done:
+            writer.add(record.id, fields)
+    if counted:
+        stats.observe(outcome.products)
+    return None
+
+
+def _write_stats(folder: Path, split: str, stats: SplitStats) -> dict:
+    """The split's per-feature vectors to ``<split>.stats.npz``; the manifest's entry."""
+    moments = stats.total()
+    arrays = stats_arrays(moments)
+    entry: dict = {"keys": {name: m.summary() for name, m in moments.items()}, "file": None}
+    if arrays:
+        path = folder / f"{split}.stats.npz"
+        write_npz(path, arrays)
+        entry |= {"file": path.name, "sha256": sha256_file(path)}
+    return entry
+
+
+def _write_indexes(folder: Path, names: Sequence[str], shards: list[ShardInfo]) -> dict:
+    """A wids shard index per split of tar shards; the manifest's entries."""
+    indexes = {}
+    for name in names:
+        tars = [s for s in shards if s.split == name and s.format == WIDS_FORMAT]
+        if not tars:
+            continue
+        path = folder / wids_name(name)
+        write_json(path, wids_index(name, tars))
+        indexes[name] = {"file": path.name, "sha256": sha256_file(path), "format": "wids"}
+    return indexes
+
+
+def _side_files(manifest: dict) -> set[str]:
+    """Files besides the shards that a manifest lists."""
+    side = {e.get("file") for e in manifest.get("stats", {}).values() if isinstance(e, dict)}
+    side |= {e.get("file") for e in manifest.get("indexes", {}).values() if isinstance(e, dict)}
+    return {name for name in side if isinstance(name, str)}
 
 
 def _split_table(records, split, names, assignment, quarantine) -> dict:
@@ -230,22 +416,6 @@ def _finite(value):
     return value
 
 
-def _write_sample(
-    outcome: Outcome, writers: list[ShardWriter], keys: KeyStats
-) -> RecordError | None:
-    """Encode and write one sample; an encoding failure quarantines it, as bad data does."""
-    record = outcome.record
-    try:
-        encoded = [w.fmt.encode(record.id, outcome.products, record.metadata) for w in writers]
-    except (ValueError, TypeError) as err:
-        found = f"{type(err).__name__}: {err}"
-        return RecordError(record.id, None, "products and metadata the format can encode", found)
-    keys.update(outcome.products)
-    for writer, fields in zip(writers, encoded, strict=True):
-        writer.add(record.id, fields)
-    return None
-
-
 def _quarantine_entry(error: RecordError, root: str) -> dict:
     return {
         "record": error.record,
@@ -255,19 +425,28 @@ def _quarantine_entry(error: RecordError, root: str) -> dict:
     }
 
 
-def _previous_shards(folder: Path, split: str, formats: Sequence[Format]) -> set[str]:
-    """Shards of this split that a previous build listed here: replaced, or removed if this
-    build writes fewer. Only names this build itself could write are considered."""
+def _our_files(names: Sequence[str], formats: Sequence[Format]) -> re.Pattern:
+    """The names this build could write: only those may it replace or remove."""
+    shards = "|".join(re.escape(fmt.extension) for fmt in formats)
+    splits = "|".join(re.escape(name) for name in names)
+    return re.compile(rf"(?:{splits})(?:-\d{{6}}(?:{shards})|\.wids\.json|\.stats\.npz)")
+
+
+def _matching(names: set[str], pattern: re.Pattern) -> set[str]:
+    return {name for name in names if isinstance(name, str) and pattern.fullmatch(name)}
+
+
+def _previous_files(folder: Path) -> set[str]:
+    """Shards and side files that a previous complete build listed here: replaced, or
+    removed if this build does not write them."""
     if not (folder / MANIFEST).is_file():
         return set()
     try:
-        listed = {shard["name"] for shard in read_manifest(folder).get("shards", [])}
+        manifest = read_manifest(folder)
+        listed = {shard["name"] for shard in manifest.get("shards", [])}
+        return listed | _side_files(manifest)
     except (ValueError, KeyError, TypeError, AttributeError):
         return set()
-    pattern = re.compile(
-        "|".join(rf"{re.escape(split)}-\d{{6}}{re.escape(fmt.extension)}" for fmt in formats)
-    )
-    return {name for name in listed if isinstance(name, str) and pattern.fullmatch(name)}
 
 
 def _relative(path: str, root: str) -> str:

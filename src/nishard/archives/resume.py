@@ -1,0 +1,276 @@
+"""The resume journal: what an interrupted build finished, so a rerun does only the rest.
+
+A build keeps ``<out>/.nishard-resume/``: ``journal.jsonl`` and the statistics of each
+finished block (:mod:`.stats`). The journal is append-only JSON lines:
+
+- a header: the build's fingerprint (records, their files' sizes and mtimes, transforms,
+  formats, shard limits, split, shuffle, library versions) and the files a previous
+  complete build listed, removed at the end if this build does not rewrite them;
+- a ``record`` line per record as the writer takes it: its input checksums, its
+  quarantine entry or the dtype and shape of its products;
+- a ``shard`` line right after each shard's rename: its name, size, sha256 and the
+  sample keys it holds, and for the first format of a split the file with the
+  statistics of its samples.
+
+Appending one line is O(1) per shard where rewriting a journal of every record would be
+O(records); a line cut short by a crash is simply dropped on reading, with all after it.
+
+Order and shard boundaries are deterministic given the fingerprint, so the finished
+shards of an interrupted build are the first shards of an uninterrupted one. A rerun
+with the same fingerprint checks each listed shard (size, sha256), keeps the longest
+intact prefix of each split and format, does not recompute the records those hold (nor
+the quarantined ones), and writes byte-identical shards and manifest. A different
+fingerprint starts over. The folder is removed once the manifest is written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..checksums import sha256_file
+from ..records.table import Record
+from .shards import ShardInfo, _sync
+from .stats import Moments, load_block, save_block
+
+FOLDER = ".nishard-resume"
+JOURNAL = "journal.jsonl"
+VERSION = 1
+
+
+def fingerprint(
+    order: Sequence[Record], assignment: dict[str, str], setup: dict, versions: dict
+) -> str:
+    """sha256 of everything that decides the bytes a build writes.
+
+    Input files enter by path, size and mtime (not content: hashing every input before
+    starting would cost as much as a small build); touching a file starts over.
+    """
+    digest = hashlib.sha256()
+    digest.update(_canonical({"journal": VERSION, "setup": setup, "versions": versions}))
+    for record in order:
+        files = {kind: [_stat(p) for p in _paths(value)] for kind, value in record.files.items()}
+        item = [record.id, assignment[record.id], files, record.metadata]
+        digest.update(_canonical(item))
+    return digest.hexdigest()
+
+
+@dataclass
+class Resumed:
+    """What an interrupted build with the same fingerprint left that can be trusted.
+
+    Attributes
+    ----------
+    records : dict of int to dict
+        Record entries by position in the writing order: a contiguous prefix.
+    shards : dict of (split, format) to list of ShardInfo
+        The intact prefix of each writer's finished shards.
+    blocks : dict of str to list
+        The statistics blocks of each split, one per intact shard of its first format.
+    """
+
+    records: dict[int, dict] = field(default_factory=dict)
+    shards: dict[tuple[str, str], list[ShardInfo]] = field(default_factory=dict)
+    blocks: dict[str, list[dict[str, Moments]]] = field(default_factory=dict)
+
+
+class Journal:
+    """The journal of one build in ``folder``; see the module docstring.
+
+    Parameters
+    ----------
+    folder : Path
+        The output folder.
+    fingerprint : str
+        From :func:`fingerprint`.
+    """
+
+    def __init__(self, folder: Path, fingerprint: str):
+        self.folder, self.fingerprint = folder, fingerprint
+        self.home = folder / FOLDER
+        self._file = None
+        self._lines: list[dict] = []
+
+    # ----------------------------------------------------------------------- reading
+
+    def load(self, first_formats: dict[str, str]) -> tuple[Resumed | None, set[str]]:
+        """What a journal here lets this build skip, and the files it says to remove.
+
+        Parameters
+        ----------
+        first_formats : dict
+            The format whose shards delimit the statistics blocks, per split.
+
+        Returns
+        -------
+        Resumed or None
+            None when there is no journal, or one of another build (which is dropped).
+        set of str
+            Files to remove if this build does not rewrite them: those a complete build
+            before the journal's listed, and the shards of an abandoned journal.
+        """
+        lines = self._read()
+        if not lines or lines[0].get("journal") != VERSION:
+            return None, set()
+        header, body = lines[0], lines[1:]
+        previous = set(header.get("previous", []))
+        if header.get("fingerprint") != self.fingerprint:
+            return None, previous | {ln["shard"]["name"] for ln in body if "shard" in ln}
+        self._lines = [header]
+        resumed = Resumed()
+        for line in body:
+            if "record" in line:
+                entry = line["record"]
+                resumed.records[entry["position"]] = entry
+        resumed.records = _contiguous(resumed.records)
+        broken: set[tuple[str, str]] = set()
+        for line in body:
+            if "shard" not in line:
+                continue
+            entry = line["shard"]
+            info = ShardInfo.from_dict(entry)
+            writer = (info.split, info.format)
+            done = resumed.shards.setdefault(writer, [])
+            if writer in broken or not self._intact(info, len(done)):
+                broken.add(writer)
+                continue
+            block = None
+            if first_formats.get(info.split) == info.format:
+                block = self._block(entry.get("stats"))
+                if block is None:
+                    broken.add(writer)
+                    continue
+                resumed.blocks.setdefault(info.split, []).append(block)
+            done.append(info)
+            self._lines.append(line)
+        self._lines += [{"record": e} for _, e in sorted(resumed.records.items())]
+        return resumed, previous
+
+    def listed(self) -> set[str]:
+        """The files a journal here says to remove if not rewritten (see :meth:`load`),
+        without checking anything: for a build that starts over regardless."""
+        lines = self._read()
+        if not lines or lines[0].get("journal") != VERSION:
+            return set()
+        shards = {line["shard"]["name"] for line in lines[1:] if "shard" in line}
+        return set(lines[0].get("previous", [])) | shards
+
+    def _read(self) -> list[dict]:
+        path = self.home / JOURNAL
+        try:
+            text = path.read_text()
+        except (OSError, UnicodeDecodeError):
+            return []
+        lines = []
+        for raw in text.split("\n")[:-1]:  # the last piece lacks its newline: cut short
+            try:
+                line = json.loads(raw)
+            except ValueError:
+                break
+            if not isinstance(line, dict):
+                break
+            lines.append(line)
+        return lines
+
+    def _intact(self, info: ShardInfo, index: int) -> bool:
+        """The shard is the next one of its writer, and on disk with the bytes listed."""
+        path = self.folder / info.name
+        if not info.name.startswith(f"{info.split}-{index:06d}."):
+            return False
+        try:
+            return path.stat().st_size == info.bytes and sha256_file(path) == info.sha256
+        except OSError:
+            return False
+
+    def _block(self, stats: dict | None) -> dict[str, Moments] | None:
+        if not isinstance(stats, dict):
+            return None
+        path = self.home / stats["file"]
+        try:
+            if sha256_file(path) != stats["sha256"]:
+                return None
+            return load_block(path)
+        except (OSError, ValueError, KeyError):
+            return None
+
+    # ----------------------------------------------------------------------- writing
+
+    def start(self, previous: Iterable[str], resumed: Resumed | None) -> None:
+        """Begin this build's journal: the kept part of the old one, or a new header."""
+        if resumed is None:
+            shutil.rmtree(self.home, ignore_errors=True)
+            self._lines = [
+                {"journal": VERSION, "fingerprint": self.fingerprint,
+                 "previous": sorted(previous)}
+            ]  # fmt: skip
+        self.home.mkdir(parents=True, exist_ok=True)
+        path = self.home / JOURNAL
+        temporary = path.with_name(JOURNAL + ".tmp")
+        temporary.write_text("".join(_line(line) for line in self._lines))
+        _sync(temporary)
+        os.replace(temporary, path)
+        self._file = open(path, "a", encoding="utf-8")  # closed by close()
+
+    def record(self, entry: dict) -> None:
+        """Journal a record as the writer took it (flushed; synced with the next shard)."""
+        self._append({"record": entry})
+
+    def shard(self, info: ShardInfo, block: dict[str, Moments] | None = None) -> None:
+        """Journal a renamed shard and, for a first format, its statistics block."""
+        entry = info.to_dict()
+        if block is not None:
+            path = self.home / f"{info.name}.stats.npz"
+            save_block(path, block)
+            _sync(path)
+            entry["stats"] = {"file": path.name, "sha256": sha256_file(path)}
+        self._append({"shard": entry})
+        os.fsync(self._file.fileno())
+
+    def _append(self, line: dict) -> None:
+        # One write of a whole line: a kill leaves it whole or missing, never half of
+        # it followed by more (a cut line is dropped on reading).
+        self._file.write(_line(line))
+        self._file.flush()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def remove(self) -> None:
+        """The build is complete: its manifest now says what the journal said."""
+        self.close()
+        shutil.rmtree(self.home, ignore_errors=True)
+
+
+def _contiguous(records: dict[int, dict]) -> dict[int, dict]:
+    kept, position = {}, 0
+    while position in records:
+        kept[position] = records[position]
+        position += 1
+    return kept
+
+
+def _line(line: dict) -> str:
+    return json.dumps(line, sort_keys=True, separators=(",", ":"), allow_nan=False) + "\n"
+
+
+def _canonical(value: object) -> bytes:
+    return json.dumps(value, sort_keys=True, default=str, allow_nan=True).encode()
+
+
+def _paths(value: str | list[str]) -> list[str]:
+    return [value] if isinstance(value, str) else list(value)
+
+
+def _stat(path: str) -> list:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return [path, None, None]
+    return [path, stat.st_size, stat.st_mtime_ns]

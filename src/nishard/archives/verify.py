@@ -1,0 +1,286 @@
+"""verify(): check a shard folder against its manifest, byte for byte and sample by sample.
+
+Each shard the manifest lists must exist, have its size and its sha256, and decode:
+every sample read back by its format's decoder (:mod:`.decoders`), with the keys the
+manifest lists for the shard and arrays of the dtype and shape it lists for each
+product. A sha256 catches any changed byte; decoding says which sample it broke, and
+catches damage a manifest edited to match would hide, where the format checks itself
+(tar headers, TFRecord and zip CRCs, HDF5 metadata checksums). A format without a
+registered decoder gets the size and checksum checks alone, and a note says so. Files
+the manifest lists beside the shards with a sha256 (per-split statistics, wids indexes)
+must be present and unchanged.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..checksums import sha256_file
+from ..errors import NishardError
+from ..units import format_bytes
+from . import FORMATS
+from .decoders import DECODERS, DecodeError, Sample
+from .manifest import MANIFEST, read_manifest
+
+
+@dataclass(frozen=True)
+class Problem:
+    """What is wrong, and where: a shard (None: the manifest), a sample (None: the shard)."""
+
+    shard: str | None
+    sample: str | None
+    expected: str
+    found: str
+
+    def __str__(self) -> str:
+        where = self.shard or MANIFEST
+        if self.sample is not None:
+            where += f" [{self.sample}]"
+        return f"{where}: expected {self.expected}, found {self.found}"
+
+
+@dataclass
+class Report:
+    """The outcome of :func:`verify`: problems make it fail, warnings and notes do not."""
+
+    folder: Path
+    shards: int = 0
+    samples: int = 0
+    bytes: int = 0
+    problems: list[Problem] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "folder": str(self.folder), "ok": self.ok}
+
+    def to_text(self) -> str:
+        """A line per problem, warning and note, and a last line with the verdict."""
+        lines = [f"problem: {problem}" for problem in self.problems]
+        lines += [f"warning: {warning}" for warning in self.warnings]
+        lines += [f"note: {note}" for note in self.notes]
+        checked = (
+            f"{self.shards} shards, {self.samples} samples, {format_bytes(self.bytes)} "
+            f"in {self.folder}"
+        )
+        if self.ok:
+            lines.append(f"verified {checked}")
+        else:
+            lines.append(f"{len(self.problems)} problems in {checked}")
+        return "\n".join(lines)
+
+
+def verify(folder: str | Path, *, progress: bool = True) -> Report:
+    """Check every shard of a folder against its manifest.
+
+    Parameters
+    ----------
+    folder : str or Path
+        A folder that :func:`nishard.write` wrote (with its ``manifest.json``).
+    progress : bool
+        Show a progress bar over the shards' bytes.
+
+    Returns
+    -------
+    Report
+        Its ``problems`` (a missing, resized, changed or undecodable shard, a sample
+        missing or of the wrong dtype or shape...) and ``warnings`` (files that look like
+        shards but which the manifest does not list, partial ``.tmp`` files).
+
+    Raises
+    ------
+    NishardError
+        When the folder has no readable manifest.
+    """
+    folder = Path(folder)
+    try:
+        manifest = read_manifest(folder)
+    except (OSError, ValueError) as err:
+        raise NishardError(f"no readable {MANIFEST} in {folder}: {err}") from err
+    report = Report(folder)
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("shards"), list):
+        report.problems.append(Problem(None, None, "a list of shards", "none"))
+        return report
+    keys = manifest.get("keys") if isinstance(manifest.get("keys"), dict) else {}
+    entries = _entries(manifest["shards"], report)
+    _check_totals(manifest, entries, report)
+    total = sum(_size(folder / entry["name"]) for entry in entries)
+    with tqdm(
+        total=total, unit="B", unit_scale=True, unit_divisor=1024, desc="verify",
+        disable=not progress,
+    ) as bar:  # fmt: skip
+        for entry in entries:
+            _check_shard(folder, entry, keys, report)
+            bar.update(_size(folder / entry["name"]))
+            bar.set_postfix(problems=len(report.problems), refresh=False)
+    _check_side_files(folder, manifest, report)
+    _check_strays(folder, entries, report)
+    return report
+
+
+def _check_side_files(folder: Path, manifest: dict, report: Report) -> None:
+    """The files beside the shards that the manifest lists with a sha256 (per-split
+    statistics, wids indexes): present and unchanged."""
+    for section in ("stats", "indexes"):
+        entries = manifest.get(section)
+        for split, entry in entries.items() if isinstance(entries, dict) else ():
+            name = entry.get("file") if isinstance(entry, dict) else None
+            if not isinstance(name, str) or Path(name).name != name or "sha256" not in entry:
+                continue
+            path = folder / name
+            if not path.is_file():
+                report.problems.append(
+                    Problem(name, None, f"the {section} file of {split}", "none")
+                )
+            elif sha256_file(path) != entry["sha256"]:
+                expected = f"sha256 {entry['sha256']}"
+                report.problems.append(Problem(name, None, expected, sha256_file(path)))
+
+
+def _entries(shards: list, report: Report) -> list[dict]:
+    """The manifest's shard entries that can be checked; a problem for each other."""
+    found, seen = [], set()
+    for index, entry in enumerate(shards):
+        name = entry.get("name") if isinstance(entry, dict) else None
+        # A name with a folder in it would have verify read outside the shard folder.
+        if not isinstance(name, str) or not name or Path(name).name != name:
+            report.problems.append(
+                Problem(None, None, "a shard file name", f"shards[{index}] = {entry!r}")
+            )
+            continue
+        if name in seen:
+            report.problems.append(Problem(name, None, "a shard listed once", "twice"))
+            continue
+        seen.add(name)
+        found.append(entry)
+    return found
+
+
+def _check_totals(manifest: dict, entries: list[dict], report: Report) -> None:
+    """Every format holds every sample written: their shards' counts add up to it."""
+    written = (manifest.get("records") or {}).get("written")
+    if not isinstance(written, int):
+        return
+    per_format = Counter()
+    for entry in entries:
+        per_format[entry.get("format")] += entry.get("samples") or 0
+    for fmt, count in sorted(per_format.items(), key=str):
+        if count != written:
+            expected = f"{written} samples (the records written) in {fmt} shards"
+            report.problems.append(Problem(None, None, expected, str(count)))
+
+
+def _size(path: Path) -> int:
+    return path.stat().st_size if path.is_file() else 0
+
+
+def _check_shard(folder: Path, entry: dict, keys: dict, report: Report) -> None:
+    name, path = entry["name"], folder / entry["name"]
+    problems = report.problems
+    if not path.is_file():
+        problems.append(Problem(name, None, "the shard file", "none: it is missing"))
+        return
+    report.shards += 1
+    size = path.stat().st_size
+    report.bytes += size
+    if entry.get("bytes") != size:
+        problems.append(Problem(name, None, f"{entry.get('bytes')} bytes", f"{size} bytes"))
+    digest = sha256_file(path)
+    if entry.get("sha256") != digest:
+        problems.append(Problem(name, None, f"sha256 {entry.get('sha256')}", digest))
+    decoder = DECODERS.get(entry.get("format"))
+    if decoder is None:
+        report.notes.append(
+            f"{name}: no decoder for format {entry.get('format')!r}; size and sha256 checked only"
+        )
+        return
+    decoded: list[str] = []
+    try:
+        for sample in decoder(path):
+            decoded.append(sample.key)
+            report.samples += 1
+            problems += [Problem(name, sample.key, e, f) for e, f in _check_arrays(sample, keys)]
+    except DecodeError as err:
+        problems.append(Problem(name, err.sample, err.expected, err.found))
+        return  # the rest of the shard cannot be trusted to be framed right
+    except Exception as err:  # the readers' own errors: OSError, KeyError, ReadError...
+        after = f" after sample {decoded[-1]}" if decoded else ""
+        found = f"{type(err).__name__}: {err}{after}"
+        problems.append(Problem(name, None, f"a readable {entry.get('format')} shard", found))
+        return
+    _check_keys(name, entry, decoded, problems)
+
+
+def _check_keys(name: str, entry: dict, decoded: list[str], problems: list[Problem]) -> None:
+    """The samples read back are those the manifest lists for the shard, once each."""
+    if entry.get("samples") != len(decoded):
+        problems.append(Problem(name, None, f"{entry.get('samples')} samples", f"{len(decoded)}"))
+    listed = entry.get("keys")
+    if not isinstance(listed, list):
+        return
+    have, want = Counter(decoded), Counter(listed)
+    for key in sorted(want - have):
+        problems.append(Problem(name, key, "the sample the manifest lists", "none"))
+    for key in sorted(have - want):
+        problems.append(Problem(name, key, "only the samples the manifest lists", "another"))
+
+
+def _check_arrays(sample: Sample, keys: dict) -> list[tuple[str, str]]:
+    """``(expected, found)`` for each product missing, unlisted, or of another dtype or shape."""
+    found = []
+    for name in sorted(set(keys) - set(sample.arrays)):
+        found.append((f"product {name!r}", "none"))
+    for name, array in sorted(sample.arrays.items()):
+        entry = keys.get(name)
+        if not isinstance(entry, dict):
+            found.append((f"only products {sorted(keys)}", repr(name)))
+            continue
+        dtype, shape = entry.get("dtype"), entry.get("shape")
+        if isinstance(dtype, str) and dtype != "mixed" and not _same_dtype(array.dtype, dtype):
+            found.append((f"{name} of dtype {dtype}", str(array.dtype)))
+        if isinstance(shape, list) and not _fits(array.shape, shape):
+            wanted = "(" + ", ".join("*" if n is None else str(n) for n in shape) + ")"
+            found.append((f"{name} of shape {wanted}", str(array.shape)))
+    return found
+
+
+def _same_dtype(dtype: np.dtype, name: str) -> bool:
+    if str(dtype) == name:
+        return True
+    try:  # '>f4' and float32 are the same numbers, in another byte order
+        return np.dtype(name).newbyteorder("=") == dtype.newbyteorder("=")
+    except TypeError:
+        return False
+
+
+def _fits(shape: tuple[int, ...], listed: list[int | None]) -> bool:
+    # All None: the number of axes varied too (see KeyStats), so anything fits.
+    if all(n is None for n in listed):
+        return True
+    return len(shape) == len(listed) and all(
+        w is None or w == n for n, w in zip(shape, listed, strict=True)
+    )
+
+
+def _check_strays(folder: Path, entries: list[dict], report: Report) -> None:
+    """Warn of files that look like shards (or partial ones) which the manifest lacks."""
+    listed = {entry["name"] for entry in entries}
+    extensions = {cls.extension for cls in FORMATS.values()}
+    extensions |= {"." + e["name"].split(".", 1)[1] for e in entries if "." in e["name"]}
+    for path in sorted(folder.iterdir()):
+        name = path.name
+        if name in listed or name == MANIFEST or not path.is_file():
+            continue
+        if name.endswith(".tmp"):
+            report.warnings.append(f"{name}: a partial file, left by a build that was stopped")
+        elif any(name.endswith(extension) for extension in extensions):
+            report.warnings.append(f"{name}: a shard the manifest does not list")

@@ -1,0 +1,194 @@
+"""Crash safety and resume: a killed build, run again, ends byte-identical to an unbroken one."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import nishard as ns
+from nishard.archives import TFRecord, WebDataset
+from nishard.archives.resume import FOLDER, JOURNAL
+from nishard.archives.splits import Random
+from nishard.workflow.executors import Serial
+from tests.archives.test_write import TRANSFORMS, _records
+
+ROOT = Path(__file__).resolve().parents[2]
+
+#: The child: the build of ``_build`` below, slowed down between records so that the
+#: parent can kill it at a chosen shard. The slowing executor reports itself as Serial:
+#: the manifest is that of a plain serial build.
+CHILD = """
+import sys, time
+import nishard as ns
+from nishard.workflow.executors import Serial
+from tests.helpers import TINY_RES
+
+class Slow(Serial):
+    def map(self, plan, records, cache=None):
+        for outcome in super().map(plan, records, cache):
+            time.sleep(0.05)
+            yield outcome
+
+records = ns.locate(sys.argv[1], schema=ns.schemas.fmriprep(res=TINY_RES),
+                    variables=ns.tables.participants(["age", "sex", "diagnosis", "site"]))
+ns.write(records, ns.assemble([ns.t.Mask(), ns.t.Standardize()]), "out", progress=False,
+         shards=ns.shards.by_count(int(sys.argv[2])), executor=Slow())
+"""
+
+
+class Counting(Serial):
+    """Serial, counting the records it computes."""
+
+    def __init__(self):
+        object.__setattr__(self, "computed", [])
+
+    def map(self, plan, records, cache=None):
+        records = list(records)
+        self.computed.extend(r.id for r in records)
+        return super().map(plan, records, cache)
+
+
+def _build(tiny, folder, executor=None, **kwargs):
+    """A build into ``folder/out``, named ``out`` in the spec whatever the folder."""
+    folder.mkdir(exist_ok=True)
+    with contextlib.chdir(folder):
+        return ns.write(_records(tiny), ns.assemble(TRANSFORMS), "out", progress=False,
+                        executor=executor, **kwargs)  # fmt: skip
+
+
+def _files(out: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(out.iterdir()) if p.is_file()}
+
+
+def _journal(out: Path) -> list[dict]:
+    text = (out / FOLDER / JOURNAL).read_text()
+    return [json.loads(line) for line in text.splitlines()]
+
+
+@pytest.fixture(scope="module")
+def reference(tiny, tmp_path_factory):
+    """Unbroken builds, one per shard size."""
+    folder = tmp_path_factory.mktemp("reference")
+    return {n: _files(_build(tiny, folder / str(n), shards=ns.shards.by_count(n)) and
+                      folder / str(n) / "out") for n in (1, 5)}  # fmt: skip
+
+
+def _crash(tiny, folder: Path, per_shard: int, after: int, reference: dict) -> None:
+    """Run the build in a child and SIGKILL it once ``after`` shards are renamed; every
+    file seen under a final shard name must be the complete shard."""
+    out = folder / "out"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(tiny), str(per_shard)],
+                             cwd=folder, env=env)  # fmt: skip
+    try:
+        while child.poll() is None:
+            finals = sorted(out.glob("all-*.tar")) if out.is_dir() else []
+            for path in finals:
+                assert path.read_bytes() == reference[path.name], f"{path.name} is partial"
+            if len(finals) >= after:
+                os.kill(child.pid, signal.SIGKILL)
+                break
+            time.sleep(0.005)
+    finally:
+        child.wait(timeout=60)
+    assert child.returncode == -signal.SIGKILL, "the build ended before the kill"
+
+
+@pytest.mark.parametrize(("per_shard", "after"), [(1, 1), (1, 3), (5, 1)])
+def test_a_killed_build_resumes_to_the_same_bytes(tiny, tmp_path, reference, per_shard, after):
+    _crash(tiny, tmp_path, per_shard, after, reference[per_shard])
+    out = tmp_path / "out"
+    assert not (out / "manifest.json").exists()
+    listed = [line["shard"] for line in _journal(out) if "shard" in line]
+    assert len(listed) >= after - 1  # the kill may fall between a rename and its line
+    for shard in listed:  # each journaled shard is whole and as listed
+        assert (out / shard["name"]).read_bytes() == reference[per_shard][shard["name"]]
+    executor = Counting()
+    _build(tiny, tmp_path, executor, shards=ns.shards.by_count(per_shard))
+    # The records of the finished shards are not computed again.
+    done = {key for shard in listed for key in shard["keys"]}
+    assert len(executor.computed) == len(_records(tiny)) - len(done)
+    assert not done & set(executor.computed)
+    assert _files(out) == reference[per_shard]
+    assert not (out / FOLDER).exists()
+
+
+def test_a_changed_spec_after_a_kill_starts_over_cleanly(tiny, tmp_path, reference):
+    _crash(tiny, tmp_path, 1, 3, reference[1])
+    executor = Counting()
+    _build(tiny, tmp_path, executor, shards=ns.shards.by_count(5))
+    assert len(executor.computed) == len(_records(tiny))
+    assert _files(tmp_path / "out") == reference[5]  # the killed build's shards are gone
+    assert not (tmp_path / "out" / FOLDER).exists()
+
+
+@pytest.mark.parametrize(
+    ("split", "damage"), [("all", None), ("all", "all-000001.tar"), ("random", None)]
+)
+def test_an_interrupted_multi_format_build_resumes_per_format(
+    tiny, tmp_path, monkeypatch, split, damage
+):
+    one = _build(tiny, tmp_path / "one", formats=[WebDataset(), TFRecord()],
+                 shards=ns.shards.by_count(1))["shards"]  # fmt: skip
+    sizes = {s["format"]: s["bytes"] for s in one}
+    # Four TFRecord samples fit where only three tar ones do: the formats' shards end at
+    # different samples, and an interruption leaves them at different counts.
+    settings = {"formats": [WebDataset(), TFRecord()],
+                "shards": ns.shards.by_size(4 * sizes["tfrecord"]),
+                "split": Random(fractions={"train": 0.5, "test": 0.5}, seed=1)
+                if split == "random" else split}  # fmt: skip
+    expected = _build(tiny, tmp_path / "ref", **settings)
+    assert {s["samples"] for s in expected["shards"] if s["format"] == "tfrecord"} != {
+        s["samples"] for s in expected["shards"] if s["format"] == "webdataset"
+    }
+    calls = {"n": 0}
+    encode = TFRecord.encode
+
+    def dying(self, key, products, meta):
+        calls["n"] += 1
+        if calls["n"] == 8:
+            raise KeyboardInterrupt
+        return encode(self, key, products, meta)
+
+    monkeypatch.setattr(TFRecord, "encode", dying)
+    with pytest.raises(KeyboardInterrupt):
+        _build(tiny, tmp_path, **settings)
+    monkeypatch.setattr(TFRecord, "encode", encode)
+    out = tmp_path / "out"
+    if damage:  # a finished shard changed on disk: it and its successors are redone
+        shard = out / damage
+        shard.write_bytes(shard.read_bytes()[:-1] + b"x")
+    executor = Counting()
+    again = _build(tiny, tmp_path, executor, **settings)
+    if split == "all":
+        # 7 records taken: 6 in tar shards (3 with the damage), 4 in TFRecord ones.
+        assert len(executor.computed) == len(_records(tiny)) - (3 if damage else 4)
+    assert again == expected
+    assert _files(out) == _files(tmp_path / "ref" / "out")
+
+
+def test_resume_false_starts_over(tiny, tmp_path, monkeypatch):
+    calls = {"n": 0}
+    encode = WebDataset.encode
+
+    def dying(self, key, products, meta):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt
+        return encode(self, key, products, meta)
+
+    monkeypatch.setattr(WebDataset, "encode", dying)
+    with pytest.raises(KeyboardInterrupt):
+        _build(tiny, tmp_path, shards=ns.shards.by_count(2))
+    monkeypatch.setattr(WebDataset, "encode", encode)
+    executor = Counting()
+    _build(tiny, tmp_path, executor, shards=ns.shards.by_count(2), resume=False)
+    assert len(executor.computed) == len(_records(tiny))
