@@ -33,6 +33,15 @@ def test_errors_exit_2_with_the_message(tiny, tmp_path, capsys):
     assert "unknown output.formats[0] 'parquet'" in capsys.readouterr().err
 
 
+def test_build_with_a_pydra_worker_records_it(tiny, tmp_path, capsys):
+    spec = write_spec(tmp_path, tiny)
+    assert main(["build", str(spec), "--executor", "local", "--worker", "cf"]) == 2
+    assert "--worker is an option of --executor pydra" in capsys.readouterr().err
+    assert main(["build", str(spec), "--worker", "debug", "--output", str(tmp_path / "p")]) == 0
+    execution = read_manifest(tmp_path / "p")["spec"]["execution"]
+    assert (execution["executor"], execution["worker"]) == ("pydra", "debug")
+
+
 def test_plan_explains_nodes_and_demands(tiny, tmp_path, capsys):
     drawing = tmp_path / "plan.svg"
     assert main(["plan", str(write_spec(tmp_path, tiny)), "--draw", str(drawing)]) == 0

@@ -71,10 +71,24 @@ def test_yaml_types_are_checked_or_coerced(tiny, tmp_path):
         ("output", {"path": "s", "shards": {"max_samples": "3"}}, "max_samples must be a"),
         ("execution", {"executor": "local", "jobs": "many"}, "execution.jobs must be an int"),
         ("execution", {"executor": "serial", "jobs": 2}, "unknown key 'jobs' in execution"),
+        ("execution", {"executor": "local", "worker": "cf"}, "unknown key 'worker' in execution"),
+        ("execution", {"executor": "pydra", "wroker": "cf"}, "did you mean 'worker'"),
+        ("execution", {"executor": "pydra", "batch": 0}, "batch must be a positive int"),
         ("output", {"path": "s", "split": "../x"}, "output.split '../x'"),
     ]:
         with pytest.raises(ns.SpecError, match=re.escape(message)):
             ns.load_spec(write_spec(tmp_path, tiny, **{section: bad}))
+
+
+def test_pydra_options_come_from_the_execution_section(tiny, tmp_path):
+    execution = {"executor": "pydra", "worker": "slurm", "jobs": 8, "batch": 16,
+                 "cache_dir": "/scratch/nishard", "options": {"sbatch_args": "--mem=8G"},
+                 "memory": "2GiB"}  # fmt: skip
+    pipeline = ns.load_spec(write_spec(tmp_path, tiny, execution=execution))
+    assert pipeline.executor == ns.executors.pydra(
+        "slurm", jobs=8, batch=16, cache_dir="/scratch/nishard", sbatch_args="--mem=8G"
+    )
+    assert pipeline.spec["execution"] == execution
 
 
 def test_the_normalized_spec_reads_back_as_itself(tiny, tmp_path):

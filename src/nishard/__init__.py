@@ -44,7 +44,7 @@ from .records import (
 from .records.sources import DataLad, Url
 from .records.sources import Local as LocalFiles
 from .spec import Pipeline, load_spec, parse_spec
-from .workflow import Local, Plan, Serial, assemble
+from .workflow import Local, Plan, Pydra, Serial, assemble
 
 __version__ = "0.1.0"
 
@@ -56,7 +56,7 @@ filters = SimpleNamespace(complete=Complete, entities=Entities, where=Where)
 sources = SimpleNamespace(local=LocalFiles, url=Url, datalad=DataLad)
 formats = SimpleNamespace(webdataset=WebDataset, tfrecord=TFRecord, hdf5=HDF5, zarr=Zarr)
 shards = SimpleNamespace(by_count=by_count, by_size=by_size, ShardSpec=ShardSpec)
-executors = SimpleNamespace(serial=Serial, local=Local)
+executors = SimpleNamespace(serial=Serial, local=Local, pydra=Pydra)
 splits = SimpleNamespace(
     random=_splits.Random, stratified=_splits.Stratified,
     representative=_splits.Representative, kfold=_splits.KFold,

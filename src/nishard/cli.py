@@ -29,8 +29,12 @@ def _build(args: argparse.Namespace) -> None:
 
     pipeline = load_spec(args.spec)
     executor = None
-    if args.executor or args.jobs:
-        executor = executor_from(args.executor or "local", args.jobs)
+    if args.worker and args.executor not in (None, "pydra"):
+        raise SpecError("--worker is an option of --executor pydra")
+    if args.executor or args.jobs or args.worker:
+        name = "pydra" if args.worker else args.executor or "local"
+        options = {"worker": args.worker} if args.worker else {}
+        executor = executor_from(name, args.jobs, **options)
     pipeline = pipeline.with_overrides(
         output=args.output, executor=executor, memory=args.memory, cache=args.cache_dir
     )
@@ -141,6 +145,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="write here instead of the spec's output.path")
     p.add_argument("--executor", choices=sorted(EXECUTORS))
     p.add_argument("--jobs", type=int, help="workers of the local or pydra executor")
+    p.add_argument(
+        "--worker",
+        choices=["cf", "slurm", "sge", "debug"],
+        help="Pydra's worker (implies --executor pydra); see the README on clusters",
+    )
     p.add_argument("--memory", help="memory budget per node, e.g. 4GiB (greedy fusion)")
     p.add_argument("--cache-dir", help="reuse node outputs stored here (content-addressed)")
     p.set_defaults(func=_build)

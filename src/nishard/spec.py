@@ -28,6 +28,8 @@ from .workflow.fusion import ByBackend, Fusion, Greedy
 _SECTIONS = {
     "input": ("path", "schema", "stage", "variables", "filters", "level", "source"),
     "output": ("path", "formats", "shards", "split", "shuffle", "products"),
+    # The rest of an executor's options (Pydra's worker, batch, cache_dir...) are checked by
+    # the executor itself.
     "execution": ("executor", "jobs", "memory", "cache"),
 }
 
@@ -159,8 +161,13 @@ def parse_spec(raw: Any, base: str | Path = ".") -> Pipeline:
         raise SpecError(f"output.shuffle must be an integer seed or null, got {shuffle!r}")
 
     execution = _mapping(raw.get("execution", {}), "execution")
-    _known(execution, _SECTIONS["execution"], "execution")
-    executor = executor_from(execution.get("executor", "serial"), execution.get("jobs"))
+    name = execution.get("executor", "serial")
+    if name in EXECUTORS:
+        fields = [f.name for f in dataclasses.fields(EXECUTORS[name])]
+        known = _SECTIONS["execution"] + tuple(f for f in fields if f != "jobs")
+        _known(execution, known, "execution")
+    options = {k: v for k, v in execution.items() if k not in _SECTIONS["execution"]}
+    executor = executor_from(name, execution.get("jobs"), **options)
     memory = execution.get("memory")
     fusion = ByBackend() if memory is None else _fusion(memory)
     cache = execution.get("cache")
@@ -216,11 +223,15 @@ def _local_or_url(base: Path, root: str) -> Path | str:
     return root if "://" in root else base / root
 
 
-def executor_from(name: str, jobs: int | None = None) -> Executor:
-    """An executor primitive from its name, and ``jobs`` for ``local``."""
+def executor_from(name: str, jobs: int | None = None, **options: Any) -> Executor:
+    """An executor primitive from its name, ``jobs`` and its other options.
+
+    An option the executor does not take (``worker`` for ``local``) is named in the error.
+    """
     if name not in EXECUTORS:
         raise SpecError(_unknown_name(name, EXECUTORS, "execution.executor"))
-    options = {} if jobs is None else {"jobs": jobs}
+    if jobs is not None:
+        options["jobs"] = jobs
     return _build(EXECUTORS[name], options, "execution")
 
 

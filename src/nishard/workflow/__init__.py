@@ -4,8 +4,9 @@ from .cache import NodeCache
 from .executors import EXECUTORS, Executor, Local, Serial
 from .fusion import FUSIONS, ByBackend, Fusion, Greedy
 from .plan import Node, Outcome, Plan, assemble
+from .pydra import Pydra
 
 __all__ = [
     "EXECUTORS", "FUSIONS", "ByBackend", "Executor", "Fusion", "Greedy", "Local", "Node",
-    "NodeCache", "Outcome", "Plan", "Serial", "assemble",
+    "NodeCache", "Outcome", "Plan", "Pydra", "Serial", "assemble",
 ]  # fmt: skip

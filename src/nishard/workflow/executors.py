@@ -9,6 +9,7 @@ from typing import ClassVar, Protocol
 from ..records.table import Record
 from .cache import NodeCache
 from .plan import Outcome, Plan
+from .pydra import Pydra
 
 
 class Executor(Protocol):
@@ -68,4 +69,4 @@ class Local:
 
 
 #: Executors by the name a YAML spec or the command line gives them.
-EXECUTORS: dict[str, type] = {Serial.name: Serial, Local.name: Local}
+EXECUTORS: dict[str, type] = {Serial.name: Serial, Local.name: Local, Pydra.name: Pydra}

@@ -1,0 +1,395 @@
+"""The Pydra executor: a plan's nodes as Pydra tasks, on local processes or a cluster.
+
+Pydra hashes every input of a task and pickles its outputs into its own cache, so the tasks
+here pass small things only: the record as a plain dict, the path of the pickled plan, the
+folder of the node cache and the node's number. Arrays travel through the node cache
+(:class:`~.cache.NodeCache`): a task computes its node into it and hands on the node's key.
+
+Each record is a chain of node tasks in topological order (the plan's node order). Pydra
+1.0 resolves a task's inputs only when they are lazy outputs themselves, not lists of them,
+so a node cannot wait on several parents; the chain carries every key so far instead, and
+the records, not the branches of one record, are what runs in parallel.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+import os
+import pickle
+import queue
+import tempfile
+import threading
+from collections.abc import Iterable, Iterator
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, ClassVar
+
+from ..errors import RecordError
+from ..records.table import Record
+from .cache import NodeCache
+from .plan import Outcome, Plan
+
+#: How often the writer looks for a record's result while the workflow runs, in seconds.
+POLL_S = 0.05
+
+
+@dataclasses.dataclass(frozen=True, init=False)
+class Pydra:
+    """Records in parallel as Pydra workflows: local processes, SLURM or SGE.
+
+    Every fused node of the plan becomes a Pydra task; each record runs its nodes as a
+    chain of tasks, and the records of a batch run as one workflow split over them.
+    Outcomes come back in record order as soon as each record is done, so the writer
+    overlaps with the computing. A record that fails is quarantined with its reason
+    (the :class:`~nishard.errors.RecordError`); the rest go on.
+
+    Parameters
+    ----------
+    worker : str
+        Pydra's worker: ``"cf"`` (local processes, the default), ``"slurm"``, ``"sge"``,
+        ``"debug"`` (in this process, one task at a time).
+    jobs : int or None
+        ``cf``: worker processes (None or -1: every core). Other workers: the most jobs
+        submitted at once (None: no limit).
+    cache_dir : str or Path or None
+        Where each run keeps Pydra's working folders and, unless ``write`` is given a node
+        cache, the node outputs (in a fresh subfolder, removed after the run). On a cluster
+        it must be on a filesystem every node sees. Default: the system's temporary folder.
+    batch : int
+        Records per workflow. The node outputs of at most two batches are on disk at once
+        (the one being written and the next); larger batches leave workers idle less often
+        at batch ends.
+    options : mapping, optional
+        More keyword arguments for Pydra's worker, e.g. ``sbatch_args`` and ``poll_delay``
+        for SLURM; they can also be given as keywords, ``Pydra("slurm", sbatch_args=...)``.
+
+    Notes
+    -----
+    On SLURM (it cannot be tested here)::
+
+        Pydra(worker="slurm", jobs=50, cache_dir="/scratch/$USER/nishard",
+              sbatch_args="--time=01:00:00 --mem=8G --cpus-per-task=1")
+
+    Each node of each record is one ``sbatch`` job running ``python -c "...load_and_run"``
+    with the interpreter of the submitting process, so the cluster nodes need the same
+    environment at the same path. ``cache_dir`` must be shared with the compute nodes (the
+    system temporary folder usually is not); ``--mem`` should cover the largest node's
+    peak (``nishard plan`` prints the estimates, and ``--memory`` caps them). The writer
+    runs in the submitting process, which stays alive until every record is written; with
+    many short nodes, fuse more (a larger memory budget) to keep scheduler overhead low.
+    """
+
+    worker: str = "cf"
+    jobs: int | None = None
+    cache_dir: str | None = None
+    batch: int = 64
+    options: tuple[tuple[str, Any], ...] = ()
+
+    name: ClassVar[str] = "pydra"
+
+    def __init__(
+        self,
+        worker: str = "cf",
+        jobs: int | None = None,
+        cache_dir: str | Path | None = None,
+        batch: int = 64,
+        options: dict[str, Any] | None = None,
+        **more: Any,
+    ) -> None:
+        if not isinstance(batch, int) or batch < 1:
+            raise ValueError(f"batch must be a positive int, got {batch!r}")
+        if jobs is not None and (not isinstance(jobs, int) or jobs == 0 or jobs < -1):
+            raise ValueError(f"jobs must be a positive int, -1 or None, got {jobs!r}")
+        merged = {**dict(options or {}), **more}
+        set_ = object.__setattr__  # frozen: the dataclass's own __init__ is replaced
+        set_(self, "worker", worker)
+        set_(self, "jobs", jobs)
+        set_(self, "cache_dir", None if cache_dir is None else str(cache_dir))
+        set_(self, "batch", batch)
+        set_(self, "options", tuple(sorted(merged.items())))
+
+    def to_dict(self) -> dict:
+        out: dict[str, Any] = {"executor": self.name, "worker": self.worker, "jobs": self.jobs,
+                               "batch": self.batch}  # fmt: skip
+        if self.cache_dir is not None:
+            out["cache_dir"] = self.cache_dir
+        if self.options:
+            out["options"] = dict(self.options)
+        return out
+
+    def submitter_options(self) -> dict[str, Any]:
+        """Keyword arguments of ``pydra.engine.submitter.Submitter`` besides the cache root."""
+        options: dict[str, Any] = {"worker": self.worker, **dict(self.options)}
+        jobs = None if self.jobs == -1 else self.jobs
+        if jobs is not None:
+            options["n_procs" if self.worker == "cf" else "max_concurrent"] = jobs
+        return options
+
+    def map(
+        self, plan: Plan, records: Iterable[Record], cache: NodeCache | None = None
+    ) -> Iterator[Outcome]:
+        """Run ``plan`` on every record; outcomes in record order.
+
+        Parameters
+        ----------
+        plan : Plan
+        records : iterable of Record
+        cache : NodeCache, optional
+            A node cache to reuse and fill (kept). Without one, node outputs go to a
+            temporary store, and each record's are deleted once its outcome is taken.
+        """
+        # pydra.engine first: importing pydra.workers before it is a circular import.
+        import pydra.engine  # noqa: F401
+        from pydra.workers.base import Worker
+
+        Worker.plugin(self.worker)  # an unknown worker fails here, not in a thread
+        if self.cache_dir is not None:
+            Path(self.cache_dir).mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="nishard-pydra-", dir=self.cache_dir) as tmp:
+            work = Path(tmp)
+            store = cache if cache is not None else NodeCache(work / "nodes")
+            runner = _Runner(self, _save_plan(plan, work), len(plan.nodes), store, work,
+                             iter(records))  # fmt: skip
+            runner.start()
+            try:
+                yield from _outcomes(plan, runner, store, keep=cache is not None)
+            finally:
+                runner.stop()
+
+
+# --------------------------------------------------------------------------- the writer side
+
+
+def _outcomes(plan: Plan, runner: _Runner, store: NodeCache, keep: bool) -> Iterator[Outcome]:
+    """Outcomes in record order, each as soon as its marker is there."""
+    while True:
+        message = runner.messages.get()
+        if message[0] == "end":
+            return
+        if message[0] == "fail":
+            raise message[1]
+        _, batch, markers = message
+        engine_error: str | None = None
+        done = False
+        for record, marker in zip(batch, markers, strict=True):
+            result = _read_marker(marker)
+            while result is None and not done:
+                reply = runner.next(timeout=POLL_S)
+                if reply is not None:
+                    done, engine_error = True, reply
+                result = _read_marker(marker)
+            outcome = _outcome(plan, record, store, result, engine_error)
+            if not keep and result is not None:
+                for key in result["keys"]:
+                    store.path(key).unlink(missing_ok=True)
+            yield outcome
+        if not done:  # every marker came before Pydra said the batch was over
+            runner.next(timeout=None)
+        runner.slots.release()
+
+
+def _outcome(
+    plan: Plan, record: Record, store: NodeCache, result: dict | None, engine_error: str | None
+) -> Outcome:
+    if result is not None and result["error"] is None:
+        return plan.collect(record, store)
+    if result is None:
+        why = engine_error or "the workflow ended without one"
+        error = RecordError(record.id, None, "a result from the Pydra workflow", f"none ({why})")
+    else:
+        error = RecordError(**result["error"])
+    # The same provenance as the other executors give a quarantined record.
+    try:
+        from .inputs import input_checksums
+
+        checksums = input_checksums(record, plan.inputs)
+    except RecordError:
+        checksums = {}
+    return Outcome(record, None, error, checksums)
+
+
+def _read_marker(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):  # not there yet (markers appear atomically)
+        return None
+
+
+# --------------------------------------------------------------------------- the engine side
+
+
+class _Runner(threading.Thread):
+    """Submits batch after batch to Pydra, at most one ahead of the writer.
+
+    Messages, in order: ``("batch", records, markers)`` when a batch starts, ``("done",
+    error or None)`` when Pydra returns, then the next batch..., and ``("end",)``; or
+    ``("fail", exception)`` when the engine cannot run at all.
+    """
+
+    def __init__(self, executor: Pydra, plan_file: Path, n_nodes: int, store: NodeCache,
+                 work: Path, records: Iterator[Record]) -> None:  # fmt: skip
+        super().__init__(name="nishard-pydra", daemon=True)
+        self.executor = executor
+        self.plan_file = str(plan_file)
+        self.n_nodes = n_nodes
+        self.store = str(store.folder)
+        self.work = work
+        self.records = records
+        self.messages: queue.Queue = queue.Queue()
+        self.slots = threading.Semaphore(2)  # the batch being written and the next one
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        try:
+            self._run()
+        except BaseException as err:  # handed to the writer, who raises it
+            self.messages.put(("fail", err))
+
+    def _run(self) -> None:
+        from pydra.engine.submitter import Submitter
+
+        # A build must not wait on Pydra's online version check: cluster nodes are
+        # often offline, and it would cost its 5 s timeout in every process.
+        os.environ.setdefault("NO_ET", "1")
+        chain = _tasks()[1]
+        (self.work / "done").mkdir()
+        number = 0
+        options = self.executor.submitter_options()
+        with Submitter(cache_root=self.work / "pydra", **options) as submitter:
+            while True:
+                self.slots.acquire()
+                if self.stopping.is_set():
+                    break
+                batch = list(itertools.islice(self.records, self.executor.batch))
+                if not batch:
+                    break
+                markers = [self.work / "done" / f"{number + i}.json" for i in range(len(batch))]
+                number += len(batch)
+                self.messages.put(("batch", batch, markers))
+                task = chain(plan_file=self.plan_file, cache_folder=self.store,
+                             n_nodes=self.n_nodes).split(
+                    ("record", "marker"),
+                    record=[_as_dict(r) for r in batch], marker=[str(m) for m in markers],
+                )  # fmt: skip
+                error = None
+                try:
+                    result = submitter(task)
+                    if result.errored:
+                        error = _first_line(result.errors)
+                except Exception as err:  # the records without a marker say why
+                    error = f"{type(err).__name__}: {err}"
+                self.messages.put(("done", error))
+        self.messages.put(("end",))
+
+    def next(self, timeout: float | None) -> str | None:
+        """Wait for the running batch's end: its error message, or "" when it ran through;
+        None if it is still running after ``timeout`` seconds."""
+        try:
+            message = self.messages.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        if message[0] == "fail":
+            raise message[1]
+        kind, error = message
+        assert kind == "done", kind  # the writer reads one batch's messages at a time
+        return error or ""
+
+    def stop(self) -> None:
+        """Submit no more; wait for the running batch (its tasks write into the folder)."""
+        self.stopping.set()
+        self.slots.release()
+        self.join()
+
+
+def _first_line(errors: Any) -> str:
+    if isinstance(errors, dict):
+        text = "".join(errors.get("error message", [])) or str(errors)
+    else:
+        text = str(errors)
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1].strip() if lines else "unknown error"
+
+
+def _as_dict(record: Record) -> dict:
+    return {"id": record.id, "files": record.files, "metadata": record.metadata}
+
+
+def _save_plan(plan: Plan, folder: Path) -> Path:
+    """The pickled plan, named by its content so that a worker's loaded copy is never stale."""
+    import cloudpickle  # as loky (the local executor) does: transforms defined in a script
+
+    data = cloudpickle.dumps(plan, protocol=pickle.HIGHEST_PROTOCOL)
+    path = folder / f"plan-{hashlib.sha256(data).hexdigest()[:16]}.pkl"
+    path.write_bytes(data)
+    return path
+
+
+@lru_cache(maxsize=4)
+def _load_plan(path: str) -> Plan:
+    return pickle.loads(Path(path).read_bytes())
+
+
+# --------------------------------------------------------------------------- Pydra tasks
+
+
+def run_node(record: dict, plan_file: str, cache_folder: str, number: int, state: dict,
+             marker: str = "") -> dict:  # fmt: skip
+    """One node of one record, as a Pydra task runs it.
+
+    ``state`` carries the keys of the earlier nodes and the error of the first that failed;
+    after a failure the rest pass it on without running. The last node writes ``state`` to
+    ``marker`` (a JSON file) for the writer, which reads it as soon as it appears.
+
+    Any exception becomes the record's error: an exception that left the task would make
+    Pydra drop the results of the whole batch.
+    """
+    if state["error"] is None:
+        try:
+            plan = _load_plan(plan_file)
+            rec = Record(record["id"], record["files"], record["metadata"])
+            if number == 0:  # run_node does not check the budget; refuse before loading
+                plan.check_memory(rec)
+            key = plan.run_node(number, rec, NodeCache(cache_folder))
+            state = {"keys": [*state["keys"], key], "error": None}
+        except Exception as err:
+            if not isinstance(err, RecordError):
+                err = RecordError(record["id"], None, f"node {number} to run",
+                                  f"{type(err).__name__}: {err}")  # fmt: skip
+            error = {"record": err.record, "path": err.path, "expected": err.expected,
+                     "found": err.found}  # fmt: skip
+            state = {"keys": state["keys"], "error": error}
+    if marker:
+        tmp = f"{marker}.tmp"
+        Path(tmp).write_text(json.dumps(state))
+        os.replace(tmp, marker)  # the writer never reads half a file
+    return state
+
+
+def record_chain(record: dict, marker: str, plan_file: str, cache_folder: str,
+                 n_nodes: int) -> dict:  # fmt: skip
+    """A Pydra workflow constructor: one record's nodes as a chain of tasks."""
+    from pydra.compose import workflow
+
+    node_task = _tasks()[0]
+    state: Any = {"keys": [], "error": None}
+    for number in range(n_nodes):
+        task = node_task(record=record, plan_file=plan_file, cache_folder=cache_folder,
+                         number=number, state=state,
+                         marker=marker if number == n_nodes - 1 else "")  # fmt: skip
+        state = workflow.add(task, name=f"node{number}").state
+    return state
+
+
+@lru_cache(maxsize=1)
+def _tasks() -> tuple[Any, Any]:
+    """The Pydra task classes, made on first use: importing Pydra costs a second."""
+    from pydra.compose import python, workflow
+
+    return (python.define(run_node, outputs=["state"]),
+            workflow.define(record_chain, outputs=["state"]))  # fmt: skip
+
+
+__all__ = ["Pydra", "record_chain", "run_node"]

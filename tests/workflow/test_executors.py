@@ -1,0 +1,132 @@
+"""Every executor writes the same shards, and quarantines the same broken records."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import pytest
+
+import nishard as ns
+from nishard.errors import RecordError
+from nishard.spec import load_spec
+from nishard.workflow import EXECUTORS, NodeCache
+from nishard.workflow.pydra import Pydra
+from tests.helpers import bold_files, write_spec
+
+# Mask + nilearn-style cleaning with confounds: two inputs besides the BOLD, a TR from
+# the record, censoring; enough for a node to fail in more than one way.
+TRANSFORMS = [
+    {"mask": {}},
+    {"clean": {"detrend": True, "standardize": "zscore_sample", "low_pass": 0.1,
+               "high_pass": 0.01, "confounds": "simple"}},
+]  # fmt: skip
+
+EXECUTORS_UNDER_TEST = {
+    "serial": ns.executors.serial(),
+    "local": ns.executors.local(2),
+    "pydra": Pydra(worker="cf", jobs=2, batch=4),  # batches of 4: several per build
+}
+
+
+def _build(data: Path, folder: Path, executor) -> tuple[Path, dict]:
+    """Build the spec with ``executor`` into ``folder/shards`` (same relative path each)."""
+    folder.mkdir()
+    pipeline = load_spec(write_spec(folder, data, transforms=TRANSFORMS))
+    manifest = ns.build(pipeline.with_overrides(executor=executor), progress=False)
+    return folder / "shards", manifest
+
+
+def _without_execution(manifest: dict) -> dict:
+    return {**manifest, "spec": {k: v for k, v in manifest["spec"].items() if k != "execution"}}
+
+
+def _assert_same_builds(builds: dict[str, tuple[Path, dict]]) -> None:
+    (out, manifest), *others = builds.values()
+    names = sorted(p.name for p in out.iterdir())
+    assert any(name.endswith(".tar") for name in names)
+    for other_out, other_manifest in others:
+        assert sorted(p.name for p in other_out.iterdir()) == names
+        for name in names:
+            if name.endswith(".tar"):
+                assert (other_out / name).read_bytes() == (out / name).read_bytes(), name
+        assert _without_execution(other_manifest) == _without_execution(manifest)
+
+
+@pytest.mark.slow
+def test_every_executor_writes_the_same_bytes(tiny, tmp_path):
+    builds = {name: _build(tiny, tmp_path / name, ex) for name, ex in EXECUTORS_UNDER_TEST.items()}
+    _assert_same_builds(builds)
+    manifest = builds["pydra"][1]
+    assert manifest["records"]["quarantined"] == 0
+    assert manifest["spec"]["execution"]["executor"] == "pydra"
+
+
+@pytest.mark.slow
+def test_every_executor_quarantines_a_broken_record_and_writes_the_rest(tiny_copy, tmp_path):
+    broken = bold_files(tiny_copy)[2]
+    data = broken.read_bytes()
+    broken.write_bytes(data[: len(data) // 2])
+    builds = {name: _build(tiny_copy, tmp_path / name, ex)
+              for name, ex in EXECUTORS_UNDER_TEST.items()}  # fmt: skip
+    _assert_same_builds(builds)
+    for _, manifest in builds.values():
+        [entry] = manifest["quarantine"]
+        assert entry["file"] == str(broken.relative_to(tiny_copy))
+        assert "4D NIfTI" in entry["expected"] and "EOFError" in entry["found"]
+        assert manifest["records"]["written"] == len(bold_files(tiny_copy)) - 1
+
+
+@pytest.mark.slow
+def test_pydra_fills_a_given_node_cache_and_leaves_no_scratch(tiny, tmp_path):
+    records = ns.locate(tiny, schema=ns.schemas.fmriprep(res="8"))
+    plan = ns.assemble([ns.t.Mask(), ns.t.Standardize(method="zscore_sample")])
+    cache = NodeCache(tmp_path / "nodes")
+    scratch = tmp_path / "scratch"
+    executor = Pydra(jobs=2, cache_dir=scratch)
+    outcomes = list(executor.map(plan, records, cache))
+    assert [o.record.id for o in outcomes] == [r.id for r in records]
+    assert all(o.error is None for o in outcomes)
+    assert len(list(cache.folder.rglob("*.joblib"))) == len(records) * len(plan.nodes)
+    assert list(scratch.iterdir()) == []  # Pydra's folders and the markers are gone
+    # A rerun finds every node in the cache and gives the same products.
+    again = list(executor.map(plan, records, cache))
+    for first, second in zip(outcomes, again, strict=True):
+        assert (first.products["bold"] == second.products["bold"]).all()
+
+
+def test_pydra_spec_round_trip_and_worker_options():
+    executor = Pydra("slurm", jobs=20, cache_dir="/scratch", sbatch_args="--mem=8G")
+    assert EXECUTORS["pydra"] is Pydra
+    assert executor.to_dict() == {
+        "executor": "pydra", "worker": "slurm", "jobs": 20, "batch": 64,
+        "cache_dir": "/scratch", "options": {"sbatch_args": "--mem=8G"},
+    }  # fmt: skip
+    spec = {k: v for k, v in executor.to_dict().items() if k != "executor"}
+    assert Pydra(**spec) == executor
+    assert executor.submitter_options() == {
+        "worker": "slurm",
+        "sbatch_args": "--mem=8G",
+        "max_concurrent": 20,
+    }
+    assert Pydra(jobs=2).submitter_options() == {"worker": "cf", "n_procs": 2}
+    assert Pydra(jobs=-1).submitter_options() == {"worker": "cf"}
+    with pytest.raises(ValueError, match="batch"):
+        Pydra(batch=0)
+
+
+def test_pydra_refuses_an_unknown_worker(tiny):
+    records = ns.locate(tiny, schema=ns.schemas.fmriprep(res="8"))
+    plan = ns.assemble([ns.t.Mask()])
+    with pytest.raises(ValueError, match="No worker matches 'nope'"):
+        next(Pydra("nope").map(plan, records))
+
+
+def test_record_errors_cross_process_boundaries():
+    error = pickle.loads(pickle.dumps(RecordError("sub-01", "/a/b.nii.gz", "this", "that")))
+    assert (error.record, error.path, error.expected, error.found) == (
+        "sub-01",
+        "/a/b.nii.gz",
+        "this",
+        "that",
+    )
