@@ -11,11 +11,10 @@ and the metadata dict of a record (entities, TR, age, sex...).
   the ``tf.train.Example`` for TFRecord), then ``ShardWriter.add`` (tar headers and
   padding; TFRecord framing with its two CRC-32C), shards rolled at ``--max-bytes`` (512 MB,
   the default), written under a temporary name, and ``ShardWriter.close``, which computes
-  the sha256 of each finished shard for the manifest and renames it. No manifest is
-  written (a few kB). Timed again with the sha256 replaced by a stub
-  (``nishard.archives.shards.sha256_file``, patched in this process only), to show what
-  the checksum costs; ``sha256_file`` is also timed alone, over files of the
-  shards' sizes in the page cache.
+  the sha256 of each shard (computed while it is written, in a second thread) for the
+  manifest and renames it. No manifest is written (a few kB). ``sha256_file`` is also
+  timed alone, over files of the shards' sizes in the page cache, to show what hashing
+  costs on this CPU.
 - the anchor, a plain write: the same arrays' raw bytes (a buffer of the array: no copy),
   one ``f.write`` each, in files rolled at the same ``--max-bytes``, in the same folder.
 
@@ -32,7 +31,7 @@ Two disk policies, each applied to both sides alike:
 
 The caches cannot be dropped without root: every run writes fresh files, removed after it
 (with fsync no dirty pages remain from one run to the next). The runs go in ``--repeats``
-rounds (plain, tar, tar without sha256, tfrecord, tfrecord without sha256, then again),
+rounds (plain, tar, tfrecord, then again),
 after an untimed warm-up round of two samples; the fastest of each counts. The machine may
 be shared: the load average before and after is printed.
 
@@ -44,8 +43,8 @@ Throughput is MB/s (10**6 bytes) of payload: the arrays' bytes, the same for eve
 (nishard's files are a little larger: headers, framing, JSON). Prints a table, then one line
 of JSON: ``payload_mb``, MB/s of each side, ``fraction_of_plain_tar`` and
 ``fraction_of_plain_tfrecord`` (nishard MB/s / plain MB/s, durable, sha256 included),
-``ratio`` (the smaller of the two; the goal is at least 0.7), the same without sha256 and
-for the cached policy, and the sha256 rate alone.
+``ratio`` (the smaller of the two; the goal is at least 0.7), the same for the cached
+policy, and the sha256 rate alone.
 """
 
 from __future__ import annotations
@@ -138,17 +137,6 @@ def no_fsync() -> Iterator[None]:
         shards_module._sync = original
 
 
-@contextlib.contextmanager
-def no_sha256() -> Iterator[None]:
-    """ShardWriter without the shard's sha256 (this process only)."""
-    original = shards_module.sha256_file
-    shards_module.sha256_file = lambda path: ""
-    try:
-        yield
-    finally:
-        shards_module.sha256_file = original
-
-
 def nishard_write(samples: list[Sample], folder: Path, fmt, max_bytes: int, sync: bool) -> int:
     """What ``nishard.write`` does per sample and at the end; the number of shards.
 
@@ -226,19 +214,13 @@ def sha256_alone(samples: list[Sample], scratch: Path, max_bytes: int) -> float:
 
 
 def sides(max_bytes: int, sync: bool) -> dict[str, Callable[[list[Sample], Path], object]]:
-    def nishard(fmt, sha: bool):
-        def run(samples, folder):
-            with contextlib.nullcontext() if sha else no_sha256():
-                return nishard_write(samples, folder, fmt, max_bytes, sync)
-
-        return run
+    def nishard(fmt):
+        return lambda samples, folder: nishard_write(samples, folder, fmt, max_bytes, sync)
 
     return {
         "plain": lambda samples, folder: plain_write(samples, folder, max_bytes, sync),
-        "tar": nishard(WebDataset(), True),
-        "tar_no_sha": nishard(WebDataset(), False),
-        "tfrecord": nishard(TFRecord(), True),
-        "tfrecord_no_sha": nishard(TFRecord(), False),
+        "tar": nishard(WebDataset()),
+        "tfrecord": nishard(TFRecord()),
     }
 
 
@@ -293,9 +275,7 @@ def main() -> None:
     labels = {
         "plain": "plain f.write of the array bytes",
         "tar": "nishard WebDataset tar",
-        "tar_no_sha": "  same, without shard sha256",
         "tfrecord": "nishard TFRecord",
-        "tfrecord_no_sha": "  same, without shard sha256",
     }
     if max(load_before[0], load_after[0]) > (os.cpu_count() or 1):
         print("  note: the load average exceeds the CPUs: other work shares the machine (and its")
@@ -319,12 +299,6 @@ def main() -> None:
         "fraction_of_plain_tar": round(durable["tar"], 3),
         "fraction_of_plain_tfrecord": round(durable["tfrecord"], 3),
         "ratio": round(min(durable["tar"], durable["tfrecord"]), 3),
-        "no_sha256": {
-            "tar_mb_s": round(rate["durable"]["tar_no_sha"], 1),
-            "tfrecord_mb_s": round(rate["durable"]["tfrecord_no_sha"], 1),
-            "fraction_of_plain_tar": round(durable["tar_no_sha"], 3),
-            "fraction_of_plain_tfrecord": round(durable["tfrecord_no_sha"], 3),
-        },
         "cached": {
             "plain_mb_s": round(rate["cached"]["plain"], 1),
             **{f"{k}_mb_s": round(v, 1) for k, v in rate["cached"].items() if k != "plain"},

@@ -30,25 +30,64 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import dataclass
 
 import ml_dtypes
 import numpy as np
 
 
-def encode_npy(array: np.ndarray) -> bytes:
-    """NumPy ``.npy`` bytes of a C-contiguous copy of ``array`` (no pickles).
+@dataclass(frozen=True)
+class Parts:
+    """A field's bytes as buffers to write one after another, so an array is never copied
+    into a bytes object on its way to the shard (the shard file gathers the small ones)."""
 
-    An ``ml_dtypes`` array (bfloat16...) is written as its bits in a structured dtype named
-    after its type; see the module docstring and :func:`decode_npy`.
+    buffers: tuple[bytes | memoryview, ...]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(memoryview(buffer).nbytes for buffer in self.buffers)
+
+    def __bytes__(self) -> bytes:
+        return b"".join(self.buffers)
+
+
+def nbytes(data: bytes | Parts) -> int:
+    """Size of a field's content, whether bytes or :class:`Parts`."""
+    return data.nbytes if isinstance(data, Parts) else len(data)
+
+
+def buffers(data: bytes | Parts) -> tuple[bytes | memoryview, ...]:
+    """A field's content as buffers to write in order."""
+    return data.buffers if isinstance(data, Parts) else (data,)
+
+
+def npy_parts(array: np.ndarray) -> Parts:
+    """The ``.npy`` of :func:`encode_npy` as its header and a view of the array's bytes.
+
+    The view shares the array's memory where it is already C-contiguous and little-endian
+    (or one byte per item); otherwise one copy is made, as ``np.save`` would.
     """
     # Not ascontiguousarray: it turns a 0-d array into shape (1,).
     array = np.asarray(array, order="C")
     if _is_ml_dtype(array.dtype):
         bits = array.view(f"u{array.dtype.itemsize}").astype(f"<u{array.dtype.itemsize}")
         array = bits.view([(array.dtype.name, bits.dtype)])
-    buffer = io.BytesIO()
-    np.save(buffer, array, allow_pickle=False)
-    return buffer.getvalue()
+    if array.dtype.hasobject:
+        raise ValueError(f"array of dtype {array.dtype}: objects would need a pickle")
+    header = io.BytesIO()
+    # np.save writes format 1.0 whenever the header fits, as it always does for our shapes.
+    np.lib.format.write_array_header_1_0(header, np.lib.format.header_data_from_array_1_0(array))
+    data = memoryview(array.reshape(-1).view(np.uint8)) if array.size else b""
+    return Parts((header.getvalue(), data))
+
+
+def encode_npy(array: np.ndarray) -> bytes:
+    """NumPy ``.npy`` bytes of ``array`` in C order, as ``np.save`` writes them (no pickles).
+
+    An ``ml_dtypes`` array (bfloat16...) is written as its bits in a structured dtype named
+    after its type; see the module docstring and :func:`decode_npy`.
+    """
+    return bytes(npy_parts(array))
 
 
 def decode_npy(data: bytes) -> np.ndarray:

@@ -22,6 +22,8 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from .encode import Parts
+
 #: A feature's values: raw bytes, 32-bit floats or 64-bit integers.
 Feature = tuple[str, Sequence]
 
@@ -91,7 +93,12 @@ _KINDS = {"bytes": (1, _bytes_list), "float": (2, _float_list), "int64": (3, _in
 
 
 def example(features: Mapping[str, Feature]) -> bytes:
-    """A serialized ``tf.train.Example``.
+    """A serialized ``tf.train.Example``: the bytes of :func:`example_parts`."""
+    return bytes(example_parts(features))
+
+
+def example_parts(features: Mapping[str, Feature]) -> Parts:
+    """A serialized ``tf.train.Example`` as buffers to write in order.
 
     Parameters
     ----------
@@ -101,8 +108,9 @@ def example(features: Mapping[str, Feature]) -> bytes:
 
     Returns
     -------
-    bytes
-        The message, map entries in sorted name order; array bytes are copied once.
+    Parts
+        The message, map entries in sorted name order; bytes values given as buffers
+        (array views) are among the parts, not copied.
     """
     entries = _Message()
     for name in sorted(features):
@@ -118,4 +126,4 @@ def example(features: Mapping[str, Feature]) -> bytes:
         entries.add(1, entry)
     message = _Message()
     message.add(1, entries)
-    return b"".join(message.parts)
+    return Parts(tuple(message.parts))

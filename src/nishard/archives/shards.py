@@ -48,6 +48,9 @@ def by_size(size: int | str) -> ShardSpec:
 
 
 class ShardFile(Protocol):
+    """An open shard. It may also have a ``sha256`` attribute, the hex digest of the file
+    it computed while writing it (set by ``close``); otherwise the file is read back."""
+
     def add(self, key: str, fields: dict[str, bytes]) -> None: ...
 
     def close(self) -> None: ...
@@ -193,8 +196,8 @@ class ShardWriter:
         return self.folder / (shard_name(self.split, len(self.shards), self.fmt) + ".tmp")
 
     def _finish(self) -> None:
-        self._open.close()
-        self._open = None
+        shard, self._open = self._open, None
+        shard.close()
         temporary = self._temporary()
         name = temporary.name.removesuffix(".tmp")
         info = ShardInfo(
@@ -203,7 +206,7 @@ class ShardWriter:
             format=self.fmt.name,
             samples=len(self._keys),
             bytes=temporary.stat().st_size,
-            sha256=sha256_file(temporary),
+            sha256=getattr(shard, "sha256", None) or sha256_file(temporary),
             keys=tuple(self._keys),
             offsets=tuple(self._offsets) if self._exact else None,
         )

@@ -46,13 +46,14 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import BinaryIO, ClassVar
+from typing import ClassVar
 
-import google_crc32c
+import crc32c
 import numpy as np
 
 from . import protobuf
-from .encode import encode_json
+from .encode import Parts, buffers, encode_json, nbytes
+from .hashing import HashingFile
 
 #: Feature names the writer itself uses; metadata names go under ``meta/``.
 KEY, JSON, META = "__key__", "json", "meta/"
@@ -63,18 +64,25 @@ _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 def masked_crc32c(data: bytes | memoryview) -> int:
     """TFRecord's masked CRC-32C: the CRC rotated right by 15 bits plus a constant."""
-    crc = google_crc32c.value(data)
+    return masked(crc32c.crc32c(data))
+
+
+def masked(crc: int) -> int:
+    """TFRecord's mask of a CRC-32C: rotated right by 15 bits plus a constant."""
     return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
 
 
-def frame(data: bytes) -> list[bytes]:
-    """One TFRecord record as parts to write: length, its CRC, data, the data's CRC."""
-    length = struct.pack("<Q", len(data))
+def frame(data: bytes | Parts) -> list[bytes | memoryview]:
+    """One TFRecord record as buffers to write: length, its CRC, data, the data's CRC."""
+    length = struct.pack("<Q", nbytes(data))
+    crc = 0
+    for buffer in buffers(data):
+        crc = crc32c.crc32c(buffer, value=crc)
     return [
         length,
         struct.pack("<I", masked_crc32c(length)),
-        data,
-        struct.pack("<I", masked_crc32c(data)),
+        *buffers(data),
+        struct.pack("<I", masked(crc)),
     ]
 
 
@@ -83,12 +91,17 @@ FRAMING = 8 + 4 + 4
 
 
 class TFRecordShard:
-    """An open ``.tfrecord`` file; each sample is one record."""
+    """An open ``.tfrecord`` file; each sample is one record. Its sha256 is computed as it
+    is written."""
 
     def __init__(self, path: str):
-        self._file: BinaryIO = open(path, "wb")
+        self._file = HashingFile(path)
 
-    def add(self, key: str, fields: dict[str, bytes]) -> None:
+    @property
+    def sha256(self) -> str | None:
+        return self._file.sha256
+
+    def add(self, key: str, fields: dict[str, bytes | Parts]) -> None:
         self._file.writelines(frame(fields["example"]))
 
     def close(self) -> None:
@@ -108,7 +121,9 @@ class TFRecord:
     def open(self, path: str) -> TFRecordShard:
         return TFRecordShard(path)
 
-    def encode(self, key: str, products: dict[str, np.ndarray], meta: dict) -> dict[str, bytes]:
+    def encode(
+        self, key: str, products: dict[str, np.ndarray], meta: dict
+    ) -> dict[str, bytes | Parts]:
         features: dict[str, protobuf.Feature] = {
             KEY: ("bytes", [key.encode()]),
             JSON: ("bytes", [encode_json(meta)]),
@@ -122,10 +137,10 @@ class TFRecord:
             typed = _typed(value)
             if typed is not None:
                 _put(features, META + name, typed)
-        return {"example": protobuf.example(features)}
+        return {"example": protobuf.example_parts(features)}
 
-    def sample_size(self, key: str, fields: dict[str, bytes]) -> int:
-        return len(fields["example"]) + FRAMING
+    def sample_size(self, key: str, fields: dict[str, bytes | Parts]) -> int:
+        return nbytes(fields["example"]) + FRAMING
 
     @staticmethod
     def file_size(content: int) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import re
 import tarfile
 from dataclasses import dataclass
@@ -10,7 +9,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from .encode import encode_json, encode_npy
+from .encode import Parts, buffers, encode_json, nbytes, npy_parts
+from .hashing import HashingFile
 
 #: The mtime stamped on every member, so that the same samples give the same bytes.
 FIXED_MTIME = 0
@@ -21,24 +21,34 @@ _KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 class TarShard:
     """An open tar shard; members get fixed owner, mode and mtime.
 
-    PAX format: names up to 100 characters get plain ustar headers, longer BIDS keys a PAX
-    record, where ustar would refuse them.
+    The bytes are those ``tarfile`` writes in PAX format (names up to 100 characters get
+    plain ustar headers, longer BIDS keys a PAX record, where ustar would refuse them), but
+    written here: ``tarfile`` copies each member through 16 kB reads, and the array
+    buffers go to the file as they are. The shard's sha256 is computed as it is written.
     """
 
     def __init__(self, path: str):
-        self._tar = tarfile.open(path, "w", format=tarfile.PAX_FORMAT)
+        self._file = HashingFile(path)
 
-    def add(self, key: str, fields: dict[str, bytes]) -> None:
+    @property
+    def sha256(self) -> str | None:
+        return self._file.sha256
+
+    def add(self, key: str, fields: dict[str, bytes | Parts]) -> None:
         for field in sorted(fields):
             info = tarfile.TarInfo(f"{key}.{field}")
-            info.size = len(fields[field])
+            info.size = nbytes(fields[field])
             info.mtime = FIXED_MTIME
             info.mode = 0o444
             info.uname = info.gname = ""
-            self._tar.addfile(info, io.BytesIO(fields[field]))
+            self._file.write(info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
+            self._file.writelines(buffers(fields[field]))
+            self._file.write(bytes(_padded(info.size) - info.size))
 
     def close(self) -> None:
-        self._tar.close()
+        # The end of an archive: two zero blocks, then zeros to a whole tar record.
+        self._file.write(bytes(WebDataset.file_size(self._file.size) - self._file.size))
+        self._file.close()
 
 
 @dataclass(frozen=True)
@@ -59,20 +69,24 @@ class WebDataset:
     def open(self, path: str) -> TarShard:
         return TarShard(path)
 
-    def encode(self, key: str, products: dict[str, np.ndarray], meta: dict) -> dict[str, bytes]:
+    def encode(
+        self, key: str, products: dict[str, np.ndarray], meta: dict
+    ) -> dict[str, bytes | Parts]:
         if not _KEY.match(key):
             raise ValueError(f"sample key {key!r}: WebDataset keys are letters, digits, - and _")
-        fields = {f"{name}.npy": encode_npy(array) for name, array in products.items()}
+        fields: dict[str, bytes | Parts] = {
+            f"{name}.npy": npy_parts(array) for name, array in products.items()
+        }
         fields["json"] = encode_json(meta)
         return fields
 
-    def sample_size(self, key: str, fields: dict[str, bytes]) -> int:
+    def sample_size(self, key: str, fields: dict[str, bytes | Parts]) -> int:
         """Bytes the sample adds to a tar: a header per member, data padded to 512 bytes,
         and a PAX header pair for member names over 100 characters."""
         size = 0
         for field, data in fields.items():
             long_name = len(f"{key}.{field}") > 100
-            size += 512 + _padded(len(data)) + (1024 if long_name else 0)
+            size += 512 + _padded(nbytes(data)) + (1024 if long_name else 0)
         return size
 
     @staticmethod
