@@ -15,6 +15,7 @@ from types import SimpleNamespace
 from . import transforms as t
 from .archives import (
     HDF5,
+    Family,
     ShardSpec,
     TFRecord,
     WebDataset,
@@ -54,7 +55,9 @@ schemas = SimpleNamespace(fmriprep=Fmriprep, bids=Bids, hcp=Hcp, regex=Regex)
 tables = SimpleNamespace(participants=Participants, phenotype=Phenotype, table=Table)
 filters = SimpleNamespace(complete=Complete, entities=Entities, where=Where)
 sources = SimpleNamespace(local=LocalFiles, url=Url, datalad=DataLad)
-formats = SimpleNamespace(webdataset=WebDataset, tfrecord=TFRecord, hdf5=HDF5, zarr=Zarr)
+formats = SimpleNamespace(
+    webdataset=WebDataset, tfrecord=TFRecord, hdf5=HDF5, zarr=Zarr, family=Family
+)
 shards = SimpleNamespace(by_count=by_count, by_size=by_size, ShardSpec=ShardSpec)
 executors = SimpleNamespace(serial=Serial, local=Local, pydra=Pydra)
 splits = SimpleNamespace(

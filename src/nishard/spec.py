@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from .archives import FORMATS, Format, ShardSpec, output_spec, parse_bytes
+from .archives import FORMATS, Family, Format, ShardSpec, output_spec, parse_bytes
 from .archives.splits import Split
 from .archives.splits import from_dict as split_from_dict
 from .errors import SpecError
@@ -59,7 +59,7 @@ class Pipeline:
     source: Source
     transforms: tuple[Transform, ...]
     output: Path
-    formats: tuple[Format, ...]
+    formats: tuple[Format | Family, ...]
     shards: ShardSpec
     split: str | Split
     executor: Executor
@@ -151,7 +151,7 @@ def parse_spec(raw: Any, base: str | Path = ".") -> Pipeline:
     _known(out, _SECTIONS["output"], "output")
     out_text = _required(out, "path", "output")
     formats = tuple(
-        _primitive(item, FORMATS, f"output.formats[{i}]")
+        _format(item, f"output.formats[{i}]")
         for i, item in enumerate(_list(out.get("formats", ["webdataset"]), "output.formats"))
     )
     shards = _shards(out.get("shards", {}))
@@ -314,6 +314,24 @@ def _primitive(entry: Any, registry: dict, where: str):
     if name not in registry:
         raise SpecError(_unknown_name(name, registry, where))
     return _build(registry[name], entry, where)
+
+
+def _format(entry: Any, where: str) -> Format | Family:
+    """A format entry: ``webdataset``, ``{name: hdf5, compression: gzip}``, or a family of
+    some products ``{name: tfrecord, products: [connectivity], family: conn}``."""
+    if not isinstance(entry, dict) or ("products" not in entry and "family" not in entry):
+        return _primitive(entry, FORMATS, where)
+    entry = dict(entry)
+    products, family = entry.pop("products", None), entry.pop("family", None)
+    fmt = _primitive(entry, FORMATS, where)
+    if products is None:
+        raise SpecError(f"{where}: a family names its products (a list, or 'each')")
+    if not isinstance(products, str):
+        products = tuple(str(p) for p in _list(products, f"{where}.products"))
+    try:
+        return Family(fmt, products, None if family is None else str(family))
+    except ValueError as err:
+        raise SpecError(f"{where}: {err}") from err
 
 
 #: Transform options that name files: relative ones are relative to the spec's folder.

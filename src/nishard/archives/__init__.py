@@ -41,6 +41,7 @@ after which ``formats: [npz]`` in a spec and ``write(..., formats=[Npz()])`` use
 
 from __future__ import annotations
 
+from .families import Family
 from .hdf5 import HDF5
 from .manifest import MANIFEST, read_manifest
 from .shards import Format, ShardSpec, by_count, by_size, parse_bytes
@@ -96,7 +97,7 @@ for _builtin in (WebDataset, TFRecord, HDF5, Zarr):
     register_format(_builtin)
 
 __all__ = [
-    "FORMATS", "HDF5", "MANIFEST", "Format", "ShardSpec", "TFRecord", "WebDataset", "Zarr",
-    "by_count", "by_size", "output_spec", "parse_bytes", "read_manifest", "register_format",
+    "FORMATS", "HDF5", "MANIFEST", "Family", "Format", "ShardSpec", "TFRecord", "WebDataset",
+    "Zarr", "by_count", "by_size", "output_spec", "parse_bytes", "read_manifest", "register_format",
     "write",
 ]  # fmt: skip

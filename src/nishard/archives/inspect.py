@@ -27,8 +27,9 @@ def summarize(manifest: dict) -> dict:
     Returns
     -------
     dict
-        ``records`` (located, dropped, quarantined, written), ``splits`` (split to format
-        to shards, samples and bytes), ``shards`` (name, split, format, samples, bytes),
+        ``records`` (located, dropped, quarantined, written), ``splits`` (split to format,
+        or format and family, to shards, samples and bytes), ``shards`` (name, split,
+        format, samples, bytes),
         ``keys`` (product to dtype and shape, and anything else listed there), ``stats``
         (split to key to summary statistics), ``split_table`` (the manifest's
         ``splits``), ``quarantine``, ``dropped`` (reason to count) and ``indexes``
@@ -37,8 +38,10 @@ def summarize(manifest: dict) -> dict:
     shards = [s for s in _list(manifest.get("shards")) if isinstance(s, dict)]
     splits: dict[str, dict[str, dict[str, int]]] = {}
     for shard in shards:
+        # A family's shards (some products only) are counted apart: "tfrecord connectivity".
+        label = " ".join(str(shard[f]) for f in ("format", "family") if shard.get(f) is not None)
         row = splits.setdefault(str(shard.get("split")), {}).setdefault(
-            str(shard.get("format")), {"shards": 0, "samples": 0, "bytes": 0}
+            label, {"shards": 0, "samples": 0, "bytes": 0}
         )
         row["shards"] += 1
         row["samples"] += _int(shard.get("samples"))

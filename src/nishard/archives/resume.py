@@ -68,14 +68,14 @@ class Resumed:
     ----------
     records : dict of int to dict
         Record entries by position in the writing order: a contiguous prefix.
-    shards : dict of (split, format) to list of ShardInfo
+    shards : dict of (split, format, family) to list of ShardInfo
         The intact prefix of each writer's finished shards.
     blocks : dict of str to list
         The statistics blocks of each split, one per intact shard of its first format.
     """
 
     records: dict[int, dict] = field(default_factory=dict)
-    shards: dict[tuple[str, str], list[ShardInfo]] = field(default_factory=dict)
+    shards: dict[tuple[str, str, str | None], list[ShardInfo]] = field(default_factory=dict)
     blocks: dict[str, list[dict[str, Moments]]] = field(default_factory=dict)
 
 
@@ -98,13 +98,15 @@ class Journal:
 
     # ----------------------------------------------------------------------- reading
 
-    def load(self, first_formats: dict[str, str]) -> tuple[Resumed | None, set[str]]:
+    def load(
+        self, first_formats: dict[str, tuple[str, str | None]]
+    ) -> tuple[Resumed | None, set[str]]:
         """What a journal here lets this build skip, and the files it says to remove.
 
         Parameters
         ----------
         first_formats : dict
-            The format whose shards delimit the statistics blocks, per split.
+            The format and family whose shards delimit the statistics blocks, per split.
 
         Returns
         -------
@@ -128,19 +130,19 @@ class Journal:
                 entry = line["record"]
                 resumed.records[entry["position"]] = entry
         resumed.records = _contiguous(resumed.records)
-        broken: set[tuple[str, str]] = set()
+        broken: set[tuple[str, str, str | None]] = set()
         for line in body:
             if "shard" not in line:
                 continue
             entry = line["shard"]
             info = ShardInfo.from_dict(entry)
-            writer = (info.split, info.format)
+            writer = (info.split, info.format, info.family)
             done = resumed.shards.setdefault(writer, [])
             if writer in broken or not self._intact(info, len(done)):
                 broken.add(writer)
                 continue
             block = None
-            if first_formats.get(info.split) == info.format:
+            if first_formats.get(info.split) == (info.format, info.family):
                 block = self._block(entry.get("stats"))
                 if block is None:
                     broken.add(writer)

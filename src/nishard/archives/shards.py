@@ -92,6 +92,9 @@ class ShardInfo:
     keys: tuple[str, ...]
     #: Byte offset of each sample in the file, for formats whose sizes are exact.
     offsets: tuple[int, ...] | None = None
+    #: The archive family (see :mod:`.families`) and its products; None: every product.
+    family: str | None = None
+    products: tuple[str, ...] | None = None
 
     def to_dict(self) -> dict:
         entry = {
@@ -101,20 +104,27 @@ class ShardInfo:
         }  # fmt: skip
         if self.offsets is not None:
             entry["offsets"] = list(self.offsets)
+        if self.family is not None:
+            entry["family"] = self.family
+            entry["products"] = list(self.products or ())
         return entry
 
     @classmethod
     def from_dict(cls, entry: dict) -> ShardInfo:
-        offsets = entry.get("offsets")
+        offsets, products = entry.get("offsets"), entry.get("products")
         return cls(
             **{k: entry[k] for k in ("name", "split", "format", "samples", "bytes", "sha256")},
             keys=tuple(entry["keys"]),
             offsets=None if offsets is None else tuple(offsets),
+            family=entry.get("family"),
+            products=None if products is None else tuple(products),
         )
 
 
-def shard_name(split: str, index: int, fmt: Format) -> str:
-    return f"{split}-{index:06d}{fmt.extension}"
+def shard_name(split: str, index: int, fmt: Format, family: str | None = None) -> str:
+    """``train-000000.tar``, or ``train-<family>-000000.tar`` for a family's shards."""
+    middle = "" if family is None else f"-{family}"
+    return f"{split}{middle}-{index:06d}{fmt.extension}"
 
 
 class ShardWriter:
@@ -134,6 +144,10 @@ class ShardWriter:
         Shards a previous, interrupted build finished: numbering goes on after them.
     on_finish : callable, optional
         Called with each shard's info right after its rename (to journal it).
+    family : str, optional
+        The archive family: shards named ``<split>-<family>-000000<ext>``.
+    products : tuple of str, optional
+        The products the family's samples hold, listed in each shard's info.
     """
 
     def __init__(
@@ -144,8 +158,11 @@ class ShardWriter:
         spec: ShardSpec,
         finished: Sequence[ShardInfo] = (),
         on_finish: Callable[[ShardInfo], None] | None = None,
+        family: str | None = None,
+        products: tuple[str, ...] | None = None,
     ):
         self.folder, self.split, self.fmt, self.spec = folder, split, fmt, spec
+        self.family, self.products = family, products
         self.shards: list[ShardInfo] = list(finished)
         self.on_finish = on_finish
         self._exact = fmt.name in BYTE_EXACT
@@ -193,7 +210,8 @@ class ShardWriter:
         return self.fmt.file_size(self._content + incoming) > spec.max_bytes
 
     def _temporary(self) -> Path:
-        return self.folder / (shard_name(self.split, len(self.shards), self.fmt) + ".tmp")
+        name = shard_name(self.split, len(self.shards), self.fmt, self.family)
+        return self.folder / (name + ".tmp")
 
     def _finish(self) -> None:
         shard, self._open = self._open, None
@@ -209,6 +227,8 @@ class ShardWriter:
             sha256=getattr(shard, "sha256", None) or sha256_file(temporary),
             keys=tuple(self._keys),
             offsets=tuple(self._offsets) if self._exact else None,
+            family=self.family,
+            products=self.products,
         )
         _sync(temporary)
         os.replace(temporary, self.folder / name)

@@ -166,13 +166,15 @@ def _entries(shards: list, report: Report) -> list[dict]:
 
 
 def _check_totals(manifest: dict, entries: list[dict], report: Report) -> None:
-    """Every format holds every sample written: their shards' counts add up to it."""
+    """Every format (and family) holds every sample written: their counts add up to it."""
     written = (manifest.get("records") or {}).get("written")
     if not isinstance(written, int):
         return
     per_format = Counter()
     for entry in entries:
-        per_format[entry.get("format")] += entry.get("samples") or 0
+        family = entry.get("family")
+        label = entry.get("format") if family is None else f"{entry.get('format')} {family!r}"
+        per_format[label] += entry.get("samples") or 0
     for fmt, count in sorted(per_format.items(), key=str):
         if count != written:
             expected = f"{written} samples (the records written) in {fmt} shards"
@@ -203,6 +205,8 @@ def _check_shard(folder: Path, entry: dict, keys: dict, report: Report) -> None:
             f"{name}: no decoder for format {entry.get('format')!r}; size and sha256 checked only"
         )
         return
+    if isinstance(entry.get("products"), list):  # a family's shard holds only its products
+        keys = {k: v for k, v in keys.items() if k in entry["products"]}
     decoded: list[str] = []
     try:
         for sample in decoder(path):

@@ -21,6 +21,7 @@ from ..units import format_bytes
 from ..workflow.cache import NodeCache
 from ..workflow.executors import Executor, Serial
 from ..workflow.plan import Outcome, Plan
+from .families import Family, family_name, family_products, resolve, unwrap
 from .index import WIDS_FORMAT, wids_index, wids_name, write_json
 from .manifest import (
     MANIFEST,
@@ -42,7 +43,7 @@ _SPLIT = re.compile(r"^[A-Za-z0-9_]+$")
 
 def output_spec(
     out: str | Path,
-    formats: Sequence[Format],
+    formats: Sequence[Format | Family],
     shards: ShardSpec,
     split: str | Split,
     shuffle: int | None = 0,
@@ -86,7 +87,7 @@ def write(
     plan: Plan,
     out: str | Path,
     *,
-    formats: Sequence[Format] = (WebDataset(),),
+    formats: Sequence[Format | Family] = (WebDataset(),),
     shards: ShardSpec | None = None,
     executor: Executor | None = None,
     split: str | Split = "all",
@@ -107,8 +108,10 @@ def write(
     out : str or Path
         Output folder; created if missing. Shards are named ``<split>-000000<ext>``
         (``.tar``, ``.tfrecord``, ``.h5``, ``.zarr.zip``), ...
-    formats : sequence of Format
-        Each gets its own shards of every sample (default: WebDataset tar).
+    formats : sequence of Format or Family
+        Each gets its own shards of every sample (default: WebDataset tar); a
+        :class:`~.families.Family` holds only some products, in shards named
+        ``<split>-<family>-000000<ext>``.
     shards : ShardSpec, optional
         Shard limits (default: 512 MB per shard).
     executor : Executor, optional
@@ -171,17 +174,18 @@ def write(
     missing = [kind for kind in plan.inputs if kind not in records.files]
     if missing:
         raise SpecError(f"the plan reads {missing}, which the records do not stage")
+    writing = resolve(formats, plan.products)
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
-    ours = _our_files(names, formats)
+    ours = _our_files(names, writing)
     previous = _matching(_previous_files(folder), ours)
     setup = {
         "transforms": plan.to_list(), "products": list(plan.products),
-        "formats": [fmt.to_dict() for fmt in formats], "shards": shards.to_dict(),
+        "formats": [item.to_dict() for item in writing], "shards": shards.to_dict(),
         "split": split if isinstance(split, str) else split.to_dict(), "shuffle": shuffle,
     }  # fmt: skip
     journal = Journal(folder, fingerprint(order, assignment, setup, versions()))
-    first = {name: formats[0].name for name in names}
+    first = {name: (unwrap(writing[0]).name, family_name(writing[0])) for name in names}
     resumed, listed = journal.load(first) if resume else (None, journal.listed())
     previous |= _matching(listed, ours)
     journal.start(previous, resumed)
@@ -194,8 +198,8 @@ def write(
             leftover.unlink()  # a shard a killed build was writing
 
     stats = {name: SplitStats(blocks=list(resumed.blocks.get(name, []))) for name in names}
-    writers = {name: [_writer(folder, name, fmt, shards, journal, stats[name], i == 0, resumed)
-                      for i, fmt in enumerate(formats)] for name in names}  # fmt: skip
+    writers = {name: [_writer(folder, name, item, shards, journal, stats[name], i == 0, resumed)
+                      for i, item in enumerate(writing)] for name in names}  # fmt: skip
     skipped = _skippable(resumed.records, writers)
     keys = KeyStats()
     inputs: dict[str, str] = {}
@@ -291,7 +295,7 @@ def write(
 def _writer(
     folder: Path,
     split: str,
-    fmt: Format,
+    item: Format | Family,
     shards: ShardSpec,
     journal: Journal,
     stats: SplitStats,
@@ -307,8 +311,10 @@ def _writer(
     def finished(info: ShardInfo) -> None:
         journal.shard(info, stats.close_block() if first else None)
 
-    done = resumed.shards.get((split, fmt.name), [])
-    return ShardWriter(folder, split, fmt, shards, finished=done, on_finish=finished)
+    fmt, family = unwrap(item), family_name(item)
+    done = resumed.shards.get((split, fmt.name, family), [])
+    return ShardWriter(folder, split, fmt, shards, finished=done, on_finish=finished,
+                       family=family, products=family_products(item))  # fmt: skip
 
 
 def _skippable(entries: dict[int, dict], writers: dict[str, list[ShardWriter]]) -> dict:
@@ -341,7 +347,10 @@ def _write_sample(
     """
     record = outcome.record
     try:
-        encoded = [w.fmt.encode(record.id, outcome.products, record.metadata) for w in writers]
+        encoded = [
+            w.fmt.encode(record.id, _only(outcome.products, w.products), record.metadata)
+            for w in writers
+        ]
     except (ValueError, TypeError) as err:
         found = f"{type(err).__name__}: {err}"
         return RecordError(record.id, None, "products and metadata the format can encode", found)
@@ -354,6 +363,11 @@ def _write_sample(
     if counted:
         stats.observe(outcome.products)
     return None
+
+
+def _only(products: dict, names: tuple[str, ...] | None) -> dict:
+    """The products a family holds (all for None), in the order of ``products``."""
+    return products if names is None else {k: v for k, v in products.items() if k in names}
 
 
 def _write_stats(folder: Path, split: str, stats: SplitStats) -> dict:
@@ -369,15 +383,22 @@ def _write_stats(folder: Path, split: str, stats: SplitStats) -> dict:
 
 
 def _write_indexes(folder: Path, names: Sequence[str], shards: list[ShardInfo]) -> dict:
-    """A wids shard index per split of tar shards; the manifest's entries."""
+    """A wids shard index per split (and family) of tar shards; the manifest's entries,
+    by ``<split>`` or ``<split>-<family>``."""
     indexes = {}
+    families = sorted({s.family for s in shards if s.format == WIDS_FORMAT}, key=str)
     for name in names:
-        tars = [s for s in shards if s.split == name and s.format == WIDS_FORMAT]
-        if not tars:
-            continue
-        path = folder / wids_name(name)
-        write_json(path, wids_index(name, tars))
-        indexes[name] = {"file": path.name, "sha256": sha256_file(path), "format": "wids"}
+        for family in families:
+            tars = [
+                s for s in shards
+                if (s.split, s.format, s.family) == (name, WIDS_FORMAT, family)
+            ]  # fmt: skip
+            if not tars:
+                continue
+            label = name if family is None else f"{name}-{family}"
+            path = folder / wids_name(label)
+            write_json(path, wids_index(label, tars))
+            indexes[label] = {"file": path.name, "sha256": sha256_file(path), "format": "wids"}
     return indexes
 
 
@@ -425,11 +446,15 @@ def _quarantine_entry(error: RecordError, root: str) -> dict:
     }
 
 
-def _our_files(names: Sequence[str], formats: Sequence[Format]) -> re.Pattern:
+def _our_files(names: Sequence[str], formats: Sequence[Format | Family]) -> re.Pattern:
     """The names this build could write: only those may it replace or remove."""
-    shards = "|".join(re.escape(fmt.extension) for fmt in formats)
+    shards = "|".join(re.escape(unwrap(item).extension) for item in formats)
     splits = "|".join(re.escape(name) for name in names)
-    return re.compile(rf"(?:{splits})(?:-\d{{6}}(?:{shards})|\.wids\.json|\.stats\.npz)")
+    families = "|".join(re.escape(f"-{family_name(i)}") for i in formats if family_name(i))
+    return re.compile(
+        rf"(?:{splits})(?:{families or '(?!)'})?(?:-\d{{6}}(?:{shards})|\.wids\.json)"
+        rf"|(?:{splits})\.stats\.npz"
+    )
 
 
 def _matching(names: set[str], pattern: re.Pattern) -> set[str]:
