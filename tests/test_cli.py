@@ -4,9 +4,11 @@ import re
 import subprocess
 import sys
 
+import pytest
 import webdataset as wds
 
-from nishard.archives import read_manifest
+from nishard.archives import WebDataset, read_manifest
+from nishard.archives.verify import verify
 from nishard.cli import main
 from tests.helpers import write_spec
 
@@ -40,6 +42,31 @@ def test_build_with_a_pydra_worker_records_it(tiny, tmp_path, capsys):
     assert main(["build", str(spec), "--worker", "debug", "--output", str(tmp_path / "p")]) == 0
     execution = read_manifest(tmp_path / "p")["spec"]["execution"]
     assert (execution["executor"], execution["worker"]) == ("pydra", "debug")
+
+
+def test_build_resumes_an_interrupted_build_unless_told_to_restart(tiny, tmp_path, capsys,
+                                                                    monkeypatch):  # fmt: skip
+    spec = write_spec(tmp_path, tiny, output={"path": "s", "shards": {"max_samples": 1}})
+    encode, calls = WebDataset.encode, []
+
+    def dying(self, key, products, meta):
+        calls.append(key)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return encode(self, key, products, meta)
+
+    for restart in ([], ["--restart"]):
+        calls.clear()
+        monkeypatch.setattr(WebDataset, "encode", dying)
+        with pytest.raises(KeyboardInterrupt):
+            main(["build", str(spec)])
+        monkeypatch.setattr(WebDataset, "encode", encode)
+        capsys.readouterr()
+        assert main(["build", str(spec), *restart]) == 0
+        # The third sample was in a shard still open: two shards were finished.
+        resumed = "resuming: 2 records done by an interrupted build" in capsys.readouterr().out
+        assert resumed == (not restart)
+    assert verify(tmp_path / "s", progress=False).ok
 
 
 def test_plan_explains_nodes_and_demands(tiny, tmp_path, capsys):

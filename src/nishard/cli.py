@@ -38,7 +38,7 @@ def _build(args: argparse.Namespace) -> None:
     pipeline = pipeline.with_overrides(
         output=args.output, executor=executor, memory=args.memory, cache=args.cache_dir
     )
-    manifest = build(pipeline)
+    manifest = build(pipeline, resume=not args.restart)
     counts = manifest["records"]
     print(
         f"wrote {counts['written']} samples in {len(manifest['shards'])} shards to "
@@ -152,6 +152,11 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--memory", help="memory budget per node, e.g. 4GiB (greedy fusion)")
     p.add_argument("--cache-dir", help="reuse node outputs stored here (content-addressed)")
+    p.add_argument(
+        "--restart",
+        action="store_true",
+        help="start over instead of resuming an interrupted build of the same spec",
+    )
     p.set_defaults(func=_build)
 
     p = sub.add_parser("index", help="locate a dataset's records into a Parquet record table")

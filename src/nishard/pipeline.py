@@ -25,7 +25,7 @@ def locate_records(pipeline: Pipeline) -> RecordTable:
     )
 
 
-def build(pipeline: Pipeline | str | Path, *, progress: bool = True) -> dict:
+def build(pipeline: Pipeline | str | Path, *, progress: bool = True, resume: bool = True) -> dict:
     """Run a pipeline: the same three calls a user makes from Python.
 
     Parameters
@@ -34,6 +34,9 @@ def build(pipeline: Pipeline | str | Path, *, progress: bool = True) -> dict:
         A parsed spec, or the path of a YAML spec.
     progress : bool
         Show a progress bar.
+    resume : bool
+        Go on from where an interrupted build of the same spec stopped (the default);
+        False starts over (see :func:`nishard.write`).
 
     Returns
     -------
@@ -55,6 +58,7 @@ def build(pipeline: Pipeline | str | Path, *, progress: bool = True) -> dict:
         shuffle=pipeline.shuffle,
         spec=pipeline.spec,
         progress=progress,
+        resume=resume,
         cache=None if pipeline.cache is None else NodeCache(pipeline.cache),
     )
 
