@@ -53,6 +53,25 @@ def test_both_branches_leave_the_plan_and_equal_the_fused_chain(atlas, record):
     assert dag["connectivity"].shape == (n, n) and dag["bold"].shape[1] == n
 
 
+def test_region_and_voxel_products_of_one_run(atlas, record):
+    """Parcellate into another key: the 4D image stays for the mask of the voxel branch."""
+    steps = [
+        Parcellate(atlas, mask=True, output="timeseries"),
+        Mask(),
+        Standardize(),
+        Standardize(key="timeseries"),
+        Connectivity(key="timeseries", keep_timeseries=False),
+    ]
+    plan = assemble(steps, products=["bold", "connectivity"], fusion=EachStep())
+    assert plan.nodes[1].parents == () and plan.nodes[4].parents == (3,)
+    both = outcome_products(plan, record)
+    voxels = outcome_products(assemble([Mask(), Standardize()]), record)["bold"]
+    regions = outcome_products(assemble(steps[:1] + steps[3:]), record)
+    np.testing.assert_array_equal(both["bold"], voxels)
+    np.testing.assert_array_equal(both["connectivity"], regions["connectivity"])
+    assert both["connectivity"].shape[0] < both["bold"].shape[1]
+
+
 def test_products_choose_what_leaves_the_plan(atlas, record):
     plan = assemble(branching(atlas), products=["connectivity", "regions"], fusion=EachStep())
     assert set(outcome_products(plan, record)) == {"connectivity", "regions"}

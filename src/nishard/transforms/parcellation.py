@@ -277,6 +277,10 @@ class Parcellate(Transform):
         The sample key of the 4D image, replaced by the (time, region) signals.
     regions_key : str or None
         Where the label of each column goes (int64 array); None: not written.
+    output : str or None
+        Write the signals under this key and keep the 4D image under ``key``, so that
+        later steps can also mask it (region and voxel products of one run); None:
+        replace it.
     """
 
     atlas: str
@@ -284,6 +288,7 @@ class Parcellate(Transform):
     missing: Missing = "drop"
     key: str = "bold"
     regions_key: str | None = "regions"
+    output: str | None = None
 
     name: ClassVar[str] = "parcellate"
     demands: ClassVar[Demands] = Demands(
@@ -299,12 +304,13 @@ class Parcellate(Transform):
 
     @property
     def writes(self) -> tuple[str, ...]:
-        return (self.key,) if self.regions_key is None else (self.key, self.regions_key)
+        target = self.output or self.key
+        return (target,) if self.regions_key is None else (target, self.regions_key)
 
     def infer(self, specs: Mapping[str, ArraySpec]) -> dict[str, ArraySpec]:
         # Every label of the atlas: an upper bound where some miss the grid or the mask.
         n = len(_atlas_regions(str(self.atlas), os.stat(self.atlas).st_mtime_ns))
-        return _region_specs(specs[self.key], n, self.key, self.regions_key)
+        return _region_specs(specs[self.key], n, self.output or self.key, self.regions_key)
 
     def __call__(self, sample: Sample) -> Sample:
         data = _volume(sample, self.key, self.name)
@@ -320,7 +326,7 @@ class Parcellate(Transform):
                 "no labelled voxel inside the brain mask",
             )
         signals, regions = label_signals(data, labels, mask, regions=regions)
-        out = {**sample, self.key: signals}
+        out = {**sample, self.output or self.key: signals}
         if self.regions_key is not None:
             out[self.regions_key] = regions
         return out
@@ -346,6 +352,8 @@ class Maps(Transform):
         default), ``zero`` keeps its column, of zeros (``keep_masked_maps=True``).
     key : str
     regions_key : str or None
+    output : str or None
+        As for :class:`Parcellate`.
     """
 
     atlas: str
@@ -353,6 +361,7 @@ class Maps(Transform):
     missing: Missing = "drop"
     key: str = "bold"
     regions_key: str | None = "regions"
+    output: str | None = None
 
     name: ClassVar[str] = "maps"
     demands: ClassVar[Demands] = Demands(
@@ -368,11 +377,13 @@ class Maps(Transform):
 
     @property
     def writes(self) -> tuple[str, ...]:
-        return (self.key,) if self.regions_key is None else (self.key, self.regions_key)
+        target = self.output or self.key
+        return (target,) if self.regions_key is None else (target, self.regions_key)
 
     def infer(self, specs: Mapping[str, ArraySpec]) -> dict[str, ArraySpec]:
         maps, _ = load_image(self.atlas, "maps")
-        return _region_specs(specs[self.key], maps.shape[3], self.key, self.regions_key)
+        n = maps.shape[3]
+        return _region_specs(specs[self.key], n, self.output or self.key, self.regions_key)
 
     def __call__(self, sample: Sample) -> Sample:
         data = _volume(sample, self.key, self.name)
@@ -385,7 +396,7 @@ class Maps(Transform):
                 f"a brain mask overlapping the maps of {self.atlas}",
                 "no map with a non-zero voxel inside the brain mask",
             )
-        out = {**sample, self.key: signals}
+        out = {**sample, self.output or self.key: signals}
         if self.regions_key is not None:
             out[self.regions_key] = indices
         return out
