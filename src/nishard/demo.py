@@ -13,6 +13,8 @@ from .errors import NishardError
 from .pipeline import build
 from .spec import load_spec
 
+CLEAN = {"confounds": "simple", "low_pass": 0.1, "high_pass": 0.01, "standardize": "zscore_sample"}
+
 
 def demo_spec(resolution: str, jobs: int) -> dict:
     """The spec the demo runs and writes as ``spec.yaml``; its paths are relative to that file."""
@@ -25,20 +27,33 @@ def demo_spec(resolution: str, jobs: int) -> dict:
             "filters": [{"name": "complete", "variables": False}],
         },
         "transforms": [
-            {"mask": {"key": "bold"}},
-            # nilearn's "simple" denoising and a 0.01-0.1 Hz band: what a resting-state
-            # study would start from.
+            # Two products of each run: its network time series (then their connectivity)
+            # and its voxels. The synthetic dataset's own network maps stand in for a
+            # published probabilistic atlas (DiFuMo, MSDL), which cannot be downloaded here.
             {
-                "clean": {
-                    "confounds": "simple",
-                    "low_pass": 0.1,
-                    "high_pass": 0.01,
-                    "standardize": "zscore_sample",
+                "maps": {
+                    "atlas": "data/truth/networks.nii.gz",
+                    "mask": True,
+                    "output": "timeseries",
+                    "regions_key": None,
+                }
+            },
+            {"mask": {"key": "bold"}},
+            {"clean": CLEAN},
+            {"clean": {**CLEAN, "key": "timeseries"}},
+            {
+                "connectivity": {
+                    "key": "timeseries",
+                    "kind": "correlation",
+                    "vectorize": True,
+                    "discard_diagonal": True,
+                    "keep_timeseries": False,
                 }
             },
         ],
         "output": {
             "path": "shards",
+            "products": ["bold", "connectivity"],
             "formats": [{"name": "webdataset"}, {"name": "tfrecord"}],
             "shards": {"max_bytes": "128MB"},
             # Whole subjects per split, diagnosis balanced across train, val and test.
