@@ -8,6 +8,7 @@ from typing import ClassVar, Protocol
 
 from ..records.table import Record
 from .cache import NodeCache
+from .handoff import handoff_folder, receive, share
 from .plan import Outcome, Plan
 from .pydra import Pydra
 
@@ -44,6 +45,9 @@ class Serial:
 class Local:
     """Records in parallel on local processes (joblib/loky), outcomes in record order.
 
+    Large products come back through shared memory, not the result pipe
+    (:mod:`.handoff`).
+
     Parameters
     ----------
     jobs : int
@@ -65,7 +69,15 @@ class Local:
         # Ordered generator with a small dispatch window: outcomes hold whole arrays,
         # so at most a few of them wait in memory for the writer.
         parallel = Parallel(n_jobs=self.jobs, return_as="generator", pre_dispatch="n_jobs")
-        yield from parallel(delayed(plan.run)(record, cache) for record in records)
+        with handoff_folder() as folder:
+            tasks = (delayed(_run_and_share)(plan, record, cache, folder) for record in records)
+            for outcome in parallel(tasks):
+                yield receive(outcome)
+
+
+def _run_and_share(plan: Plan, record: Record, cache: NodeCache | None, folder) -> Outcome:
+    """In a worker: run the plan and leave large products in the hand-off folder."""
+    return share(plan.run(record, cache), folder)
 
 
 #: Executors by the name a YAML spec or the command line gives them.
