@@ -1,0 +1,192 @@
+"""What a stream reads: one split's shards of one format, its keys, its sample numbering.
+
+A :class:`Catalog` is built from the manifest alone (no shard is opened): the shards of
+the split in manifest order, each with its sample count and the byte offset of each
+sample, and the dtype and shape of every key. Sample ``i`` of the split is the ``i``-th
+in that order, the numbering of the wids index (``<split>.wids.json``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from ..archives.manifest import MANIFEST, read_manifest
+
+#: Formats whose samples these readers locate by byte offset and read without a library.
+STREAMABLE = ("webdataset", "tfrecord")
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One shard file: where it is, how many samples, where each begins (bytes)."""
+
+    path: Path
+    samples: int
+    bytes: int
+    keys: tuple[str, ...]
+    offsets: tuple[int, ...] | None
+
+
+@dataclass(frozen=True)
+class KeySpec:
+    """A product as the manifest lists it: dtype name and shape (None: varies)."""
+
+    dtype: str
+    shape: tuple[int | None, ...]
+
+    @property
+    def fixed(self) -> bool:
+        """Same shape in every sample: samples can be stacked into a batch."""
+        return all(n is not None for n in self.shape)
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """The shards of one split in one format, and the keys to read from them.
+
+    Build it with :func:`open_catalog`.
+    """
+
+    folder: Path
+    split: str
+    format: str
+    shards: tuple[Shard, ...]
+    keys: tuple[str, ...]
+    specs: dict[str, KeySpec]
+    manifest: dict
+
+    def __len__(self) -> int:
+        return sum(s.samples for s in self.shards)
+
+    @cached_property
+    def counts(self) -> np.ndarray:
+        """Samples per shard, in order."""
+        return np.array([s.samples for s in self.shards], dtype=np.int64)
+
+    @cached_property
+    def ends(self) -> np.ndarray:
+        """Split-wide number after each shard's last sample."""
+        return np.cumsum(self.counts)
+
+    @cached_property
+    def starts(self) -> np.ndarray:
+        """Split-wide number of each shard's first sample."""
+        return self.ends - self.counts
+
+    def locate(self, indices: np.ndarray | Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """Shard and position within it of split-wide sample numbers."""
+        indices = np.asarray(indices, dtype=np.int64)
+        n = len(self)
+        if indices.size and (indices.min() < 0 or indices.max() >= n):
+            bad = indices[(indices < 0) | (indices >= n)][0]
+            raise IndexError(f"sample {bad} of split {self.split!r}, which has {n} samples")
+        shard = np.searchsorted(self.ends, indices, side="right")
+        return shard, indices - self.starts[shard]
+
+    @property
+    def sample_bytes(self) -> float:
+        """Mean bytes per sample in the shards (for sizing buffers)."""
+        n = len(self)
+        return sum(s.bytes for s in self.shards) / n if n else 0.0
+
+
+def open_catalog(
+    path: str | Path,
+    keys: Sequence[str] | str | None = None,
+    split: str | None = None,
+    format: str | None = None,
+    *,
+    streamable: bool = True,
+) -> Catalog:
+    """The catalog of a shard folder's split.
+
+    Parameters
+    ----------
+    path : str or Path
+        The shard folder or its ``manifest.json``.
+    keys : sequence of str, or str, optional
+        Products to read; default: every key of the manifest. An empty list reads none
+        (keys and metadata only).
+    split : str, optional
+        Default: ``train`` when the manifest has it, else its only split.
+    format : str, optional
+        Default: ``webdataset`` when its shards are there, else the first format listed.
+    streamable : bool
+        Refuse formats other than tar and TFRecord (the fast readers' formats).
+
+    Raises
+    ------
+    FileNotFoundError
+        No manifest in the folder.
+    KeyError
+        A key, split or format the manifest does not have; the message lists those it has.
+    """
+    folder, manifest = read_folder(path)
+    shards = manifest.get("shards", [])
+    format = pick_format(folder, manifest, format)
+    if streamable and format not in STREAMABLE:
+        raise KeyError(
+            f"{folder}: the stream readers read {' and '.join(STREAMABLE)} shards, not "
+            f"{format!r}; use nishard.stream.arrays for other formats"
+        )
+    splits = splits_of(manifest, format)
+    split = _default_split(folder, splits) if split is None else split
+    if split not in splits:
+        raise KeyError(f"{folder}: no split {split!r}; the manifest has {splits}")
+    available = manifest.get("keys", {})
+    keys = sorted(available) if keys is None else [keys] if isinstance(keys, str) else list(keys)
+    missing = [k for k in keys if k not in available]
+    if missing:
+        raise KeyError(f"{folder}: no key {missing} in the shards; they hold {sorted(available)}")
+    chosen = tuple(
+        Shard(
+            path=folder / s["name"],
+            samples=int(s["samples"]),
+            bytes=int(s["bytes"]),
+            keys=tuple(s.get("keys", ())),
+            offsets=None if s.get("offsets") is None else tuple(s["offsets"]),
+        )
+        for s in shards
+        if s["format"] == format and s["split"] == split
+    )
+    specs = {k: KeySpec(available[k]["dtype"], tuple(available[k]["shape"])) for k in keys}
+    return Catalog(folder, split, format, chosen, tuple(keys), specs, manifest)
+
+
+def read_folder(path: str | Path) -> tuple[Path, dict]:
+    """The shard folder of a folder or manifest path, and its manifest."""
+    folder = Path(path)
+    folder = folder.parent if folder.name == MANIFEST or folder.is_file() else folder
+    if not (folder / MANIFEST).is_file():
+        raise FileNotFoundError(f"{folder}: no {MANIFEST}; is it a nishard shard folder?")
+    return folder, read_manifest(folder)
+
+
+def pick_format(folder: Path, manifest: dict, format: str | None) -> str:
+    """``format``, checked; default ``webdataset`` when present, else the first listed."""
+    formats = list(dict.fromkeys(s["format"] for s in manifest.get("shards", [])))
+    if format is None:
+        format = "webdataset" if "webdataset" in formats else (formats[0] if formats else None)
+    if format not in formats:
+        raise KeyError(f"{folder}: no {format!r} shards; the manifest lists {formats}")
+    return format
+
+
+def splits_of(manifest: dict, format: str) -> list[str]:
+    """The splits of a format's shards, in manifest order."""
+    return list(dict.fromkeys(
+        s["split"] for s in manifest.get("shards", []) if s["format"] == format
+    ))  # fmt: skip
+
+
+def _default_split(folder: Path, splits: list[str]) -> str:
+    if "train" in splits:
+        return "train"
+    if len(splits) == 1:
+        return splits[0]
+    raise KeyError(f"{folder}: several splits {splits} and none named 'train': choose one")

@@ -1,0 +1,94 @@
+"""nishard.stream.arrays and the offset reader: the arrays the verifying decoders read."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+import nishard as ns
+from nishard.archives.decoders import DecodeError
+from nishard.stream import arrays, reader
+from tests.stream.conftest import decoded
+
+
+def _manifest_order(folder, split, format="webdataset"):
+    manifest = ns.archives.read_manifest(folder)
+    return [k for s in manifest["shards"] if s["split"] == split and s["format"] == format
+            for k in s["keys"]]  # fmt: skip
+
+
+@pytest.mark.parametrize("format", ["webdataset", "tfrecord", "hdf5"])
+def test_arrays_equal_the_decoders_in_every_format(shards, format):
+    for split in ("train", "test"):
+        expected = decoded(shards, split, format)
+        got = list(arrays(shards, split=split, format=format, float32=False))
+        assert [s["__key__"] for s in got] == list(expected)
+        for sample in got:
+            reference = expected[sample["__key__"]]
+            assert sample["__meta__"] == reference.meta
+            assert set(sample) - {"__key__", "__meta__"} == set(reference.arrays)
+            for name, array in reference.arrays.items():
+                assert sample[name].dtype == array.dtype
+                np.testing.assert_array_equal(sample[name], array)
+
+
+def test_every_split_in_manifest_order_without_a_split(shards):
+    keys = [s["__key__"] for s in arrays(shards, keys=["regions"])]
+    assert keys == _manifest_order(shards, "train") + _manifest_order(shards, "test")
+
+
+def test_float16_comes_back_as_float32_when_asked(shards):
+    stored = {k: s.arrays["connectivity"] for k, s in decoded(shards, "train").items()}
+    assert next(iter(stored.values())).dtype == np.float16
+    for sample in arrays(shards, keys=["connectivity"], split="train"):
+        assert sample["connectivity"].dtype == np.float32
+        np.testing.assert_array_equal(sample["connectivity"], stored[sample["__key__"]])
+        assert set(sample) == {"__key__", "__meta__", "connectivity"}
+
+
+def test_keys_select_products_and_an_unknown_key_is_named(shards):
+    sample = next(arrays(shards, keys=[], split="test"))
+    assert set(sample) == {"__key__", "__meta__"}
+    with pytest.raises(KeyError, match=r"no key \['nope'\].*they hold \['bold'"):
+        next(arrays(shards, keys=["nope"]))
+
+
+def test_arrays_are_the_callers_own(shards):
+    first, second = list(arrays(shards, keys=["bold"], split="test"))[:2]
+    assert first["bold"].flags.writeable and first["bold"].flags.owndata
+    assert not np.shares_memory(first["bold"], second["bold"])
+
+
+def test_large_samples_read_straight_into_place_give_the_same_arrays(shards, monkeypatch):
+    # Every sample above the "small" size: member headers walked by window, arrays preadv'd.
+    expected = decoded(shards, "train")
+    monkeypatch.setattr(reader, "SMALL", 0)
+    monkeypatch.setattr(reader, "WINDOW", 512)
+
+    def in_memory(*args):
+        raise AssertionError("a large sample parsed in memory")
+
+    monkeypatch.setattr(reader, "_tar_in_memory", in_memory)
+    for sample in arrays(shards, split="train", float32=False):
+        for name, array in expected[sample["__key__"]].arrays.items():
+            np.testing.assert_array_equal(sample[name], array)
+        assert sample["__meta__"] == expected[sample["__key__"]].meta
+
+
+def test_shuffled_arrays_are_a_seeded_permutation(shards):
+    order = _manifest_order(shards, "train")
+    one = [s["__key__"] for s in arrays(shards, keys=[], split="train", shuffle=True, seed=3)]
+    two = [s["__key__"] for s in arrays(shards, keys=[], split="train", shuffle=True, seed=3)]
+    other = [s["__key__"] for s in arrays(shards, keys=[], split="train", shuffle=True, seed=4)]
+    assert one == two and sorted(one) == sorted(order)
+    assert one != order and other != one
+
+
+def test_a_shard_that_is_not_the_manifests_is_refused(shards, tmp_path):
+    copy = shutil.copytree(shards, tmp_path / "copy")
+    names = sorted(p.name for p in copy.glob("train-*.tar"))
+    (copy / names[0]).write_bytes((copy / names[1]).read_bytes())  # same size, other samples
+    with pytest.raises(DecodeError, match="not the one the manifest"):
+        list(arrays(copy, split="train"))
