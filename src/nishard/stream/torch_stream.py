@@ -22,6 +22,7 @@ from .memory import Allocator, BufferPool
 from .options import Stream, make_stream
 from .order import Remainder, batches
 from .prefetch import Readers, ordered
+from .shared import ring_for
 
 _BFLOAT16 = np.dtype(ml_dtypes.bfloat16)
 
@@ -199,10 +200,15 @@ def pooled_allocator(capacity: int = 8) -> Allocator:
 
 
 def shared_allocator() -> Allocator:
-    """Tensors in shared memory, as ``default_collate`` makes them in a worker: sending
-    them to the main process passes a file descriptor, not the bytes."""
+    """Arrays in a worker's reused shared memory, sent to the main process by name (see
+    :mod:`.shared`); when every slot is still in use, tensors in fresh shared memory, as
+    ``default_collate`` makes them in a worker (sent by file descriptor)."""
 
     def allocate(shape: tuple[int, ...], dtype: np.dtype) -> tuple[np.ndarray, object]:
+        ring = ring_for(shape, dtype)
+        taken = ring.take() if ring is not None else None
+        if taken is not None:
+            return taken
         bfloat16 = dtype == _BFLOAT16
         kind = _torch.bfloat16 if bfloat16 else _torch.from_numpy(np.empty(0, dtype)).dtype
         storage = _torch.UntypedStorage._new_shared(int(np.prod(shape)) * dtype.itemsize)
