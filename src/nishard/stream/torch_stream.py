@@ -1,10 +1,10 @@
 """PyTorch: an IterableDataset over the shards of a split (this module imports torch).
 
-Inside a DataLoader worker each batch is read into shared memory allocated for it (as
-PyTorch's own collate does in workers), so handing it to the main process copies
-nothing: the only copy is the one from the page cache. In the main process
-(``num_workers=0``) batches come from a pool of reused buffers and reader threads fill
-them ahead of the training loop; see :mod:`.memory` and :mod:`.prefetch`.
+Inside a DataLoader worker each batch is read into a slot of the worker's reused shared
+memory and reaches the main process by name (see :mod:`.shared`): the only copy is the one
+from the page cache. In the main process (``num_workers=0``) batches come from a pool of
+reused buffers and reader threads fill them ahead of the training loop; see
+:mod:`.memory` and :mod:`.prefetch`.
 """
 
 from __future__ import annotations
