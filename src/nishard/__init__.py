@@ -12,6 +12,7 @@ The three core routines, each taking small primitives::
 
 from types import SimpleNamespace
 
+from . import stream
 from . import transforms as t
 from .archives import (
     HDF5,
@@ -68,6 +69,7 @@ splits = SimpleNamespace(
 __all__ = [
     "NishardError", "Pipeline", "Plan", "RecordError", "RecordTable", "SpecError",
     "assemble", "build", "executors", "filters", "formats", "load_spec", "locate",
-    "parse_spec", "read_manifest", "schemas", "shards", "sources", "splits", "t", "tables",
+    "parse_spec", "read_manifest", "schemas", "shards", "sources", "splits", "stream", "t",
+    "tables",
     "write",
 ]  # fmt: skip

@@ -114,9 +114,9 @@ def run_demo(out: str | Path = "nishard-demo", size: str = "demo", seed: int = 0
     wanted = {"size": size, "seed": seed}
     started = time.perf_counter()
     if stamp.is_file() and json.loads(stamp.read_text()) == wanted:
-        print(f"[1/3] synthetic dataset already in {data} (size={size}, seed={seed})")
+        print(f"[1/4] synthetic dataset already in {data} (size={size}, seed={seed})")
     else:
-        print(f"[1/3] generating the {size!r} synthetic fMRIPrep dataset in {data} ...")
+        print(f"[1/4] generating the {size!r} synthetic fMRIPrep dataset in {data} ...")
         generate(data, size=size, seed=seed)
         stamp.write_text(json.dumps(wanted))
     t_synth = time.perf_counter() - started
@@ -124,13 +124,13 @@ def run_demo(out: str | Path = "nishard-demo", size: str = "demo", seed: int = 0
     resolution = f"{SIZES[size].resolution_mm:g}"
     spec_path = out / "spec.yaml"
     spec_path.write_text(yaml.safe_dump(demo_spec(resolution, jobs), sort_keys=False))
-    print(f"[2/3] building shards from {spec_path} ...")
+    print(f"[2/4] building shards from {spec_path} ...")
     started = time.perf_counter()
     pipeline = load_spec(spec_path)
     manifest = build(pipeline)
     t_build = time.perf_counter() - started
 
-    print("[3/3] reading the shards back with the webdataset library ...")
+    print("[3/4] reading the shards back with the webdataset library ...")
     check = read_back(pipeline.output, manifest)
     counts = manifest["records"]
     total_bytes = sum(s["bytes"] for s in manifest["shards"])
@@ -150,5 +150,16 @@ def run_demo(out: str | Path = "nishard-demo", size: str = "demo", seed: int = 0
     diagnosis = manifest["splits"]["variables"].get("diagnosis", {}).get("counts", {})
     print(f"splits    subjects per split {sizes}, none in two; diagnosis per split {diagnosis}")
     print("formats   WebDataset tar and TFRecord shards of every sample")
-    print(f"time      synth {t_synth:.1f} s, build {t_build:.1f} s")
-    return {"out": str(out), "manifest": manifest, "check": check}
+
+    print("\n[4/4] training a linear classifier of diagnosis on the connectivity shards ...")
+    from .stream.classifier import train_classifier
+
+    started = time.perf_counter()
+    trained = train_classifier(pipeline.output, key="connectivity", label="diagnosis")
+    t_train = time.perf_counter() - started
+    print(f"classify  diagnosis from {trained['features']} connectivity features "
+          f"(PyTorch, ns.stream.torch, {trained['epochs']} epochs, {trained['n_train']} "
+          f"training runs): test accuracy {trained['test_accuracy']:.2f} on "
+          f"{trained['n_test']} runs, chance {trained['chance']:.2f}")  # fmt: skip
+    print(f"time      synth {t_synth:.1f} s, build {t_build:.1f} s, train {t_train:.1f} s")
+    return {"out": str(out), "manifest": manifest, "check": check, "classifier": trained}
