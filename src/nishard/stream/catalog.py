@@ -143,6 +143,8 @@ def open_catalog(
     missing = [k for k in keys if k not in available]
     if missing:
         raise KeyError(f"{folder}: no key {missing} in the shards; they hold {sorted(available)}")
+    shards = [s for s in shards if s["format"] == format and s["split"] == split]
+    family = pick_family(folder, shards, keys, sorted(available))
     chosen = tuple(
         Shard(
             path=folder / s["name"],
@@ -152,10 +154,24 @@ def open_catalog(
             offsets=None if s.get("offsets") is None else tuple(s["offsets"]),
         )
         for s in shards
-        if s["format"] == format and s["split"] == split
+        if s.get("family") == family
     )
     specs = {k: KeySpec(available[k]["dtype"], tuple(available[k]["shape"])) for k in keys}
     return Catalog(folder, split, format, chosen, tuple(keys), specs, manifest)
+
+
+def pick_family(folder: Path, shards: list[dict], keys: list[str], every: list[str]) -> str | None:
+    """The archive family (see :mod:`nishard.archives.families`) whose shards hold all of
+    ``keys``: the narrowest (fewest bytes to read past), the one of every product on a tie."""
+    families: dict[str | None, set[str]] = {}
+    for shard in shards:
+        families[shard.get("family")] = set(shard.get("products") or every)
+    holding = sorted((f for f, held in families.items() if set(keys) <= held),
+                     key=lambda f: (len(families[f]), f is not None, str(f)))  # fmt: skip
+    if not holding:
+        listed = {str(f): sorted(held) for f, held in families.items()}
+        raise KeyError(f"{folder}: no family of shards holds all of {keys}; they hold {listed}")
+    return holding[0]
 
 
 def read_folder(path: str | Path) -> tuple[Path, dict]:
