@@ -121,6 +121,44 @@ def _inspect(args: argparse.Namespace) -> None:
         print(inspect(args.shards))
 
 
+def _learn(args: argparse.Namespace) -> None:
+    from .learn.report import learn_report
+
+    options = {}
+    if args.method == "canica":
+        options = {"n_init": args.n_init, "threshold": _threshold(args.threshold)}
+    elif args.alpha is not None:
+        options = {"alpha": args.alpha}
+    outcome = learn_report(
+        args.method, args.shards, args.output, key=args.key, n_components=args.n_components,
+        memory=args.memory, jobs=args.jobs, mask=args.mask, split=args.split,
+        cache=args.cache_dir, truth=args.truth, plots=not args.no_plots,
+        random_state=args.seed, **options,
+    )  # fmt: skip
+    figures = outcome["results"]
+    from .units import format_bytes
+
+    print(
+        f"{args.method}: {figures['n_components']} components of {figures['key']!r} from "
+        f"{figures['samples']} samples ({format_bytes(figures['bytes_streamed'])} streamed) in "
+        f"{figures['fit_time_s']:.1f} s, peak memory {format_bytes(figures['memory']['added'])} "
+        "added to the process"
+    )
+    if figures["truth_match"]:
+        print(f"ground truth: worst matched |correlation| {figures['truth_match']['worst']:.3f}")
+    print(f"components {outcome['components']}")
+    print(f"report     {outcome['report']}")
+
+
+def _threshold(text: str) -> float | str | None:
+    if text in ("auto", "none", "None"):
+        return None if text.lower() == "none" else "auto"
+    try:
+        return float(text)
+    except ValueError as err:
+        raise SpecError(f"--threshold: auto, none or a number, got {text!r}") from err
+
+
 def parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     from .workflow.executors import EXECUTORS
@@ -194,6 +232,25 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("shards", help="the folder of shards and manifest.json")
     p.add_argument("--json", action="store_true", help="print the facts as JSON")
     p.set_defaults(func=_inspect)
+
+    p = sub.add_parser("learn", help="resting-state networks from shards (CanICA, DictLearning)")
+    p.add_argument("method", choices=["canica", "dictlearning"])
+    p.add_argument("shards", nargs="+", help="shard folders (one mask for all)")
+    p.add_argument("--key", default="bold", help="the product to learn from (default bold)")
+    p.add_argument("--n-components", type=int, default=20)
+    p.add_argument("--memory", help="memory budget of the fit, e.g. 1GiB (default: none)")
+    p.add_argument("--jobs", type=int, default=1, help="subjects reduced at once")
+    p.add_argument("--split", help="only this split's samples")
+    p.add_argument("--mask", help="the mask of the shards' voxels (default: from the manifest)")
+    p.add_argument("--cache-dir", help="keep subject reductions here for later fits")
+    p.add_argument("--truth", help="ground-truth maps (4D NIfTI) to match in the report")
+    p.add_argument("--n-init", type=int, default=10, help="CanICA: FastICA starts")
+    p.add_argument("--threshold", default="auto", help="CanICA: auto, none or a ratio")
+    p.add_argument("--alpha", type=float, help="DictLearning: sparsity (default 10)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-plots", action="store_true", help="no PNGs (faster)")
+    p.add_argument("-o", "--output", required=True, help="output folder")
+    p.set_defaults(func=_learn)
     return top
 
 

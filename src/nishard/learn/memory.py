@@ -1,0 +1,267 @@
+"""Memory: the measured peak of a fit, and the plan that keeps a fit inside a budget.
+
+**Measured.** :class:`PeakMemory` resets the kernel's high-water mark of the process's
+resident memory (``/proc/self/clear_refs``, Linux) when a fit starts and reads it
+(``VmHWM``) when it ends: the true peak, whatever allocated it (NumPy, BLAS, the
+decoders), not an estimate. Worker threads share the process, so their memory is in it.
+
+**Planned.** A budget is the memory a fit may add to the process's resident memory when
+it starts; the interpreter and the imported libraries (about 200 MB with nilearn and
+scikit-learn loaded) are already there and are not counted. :func:`plan_memory` sizes
+what the budget governs from the data's shape: how many subjects are reduced at once
+(each holds its array), the rows of the group PCA buffer (MIGP), and it refuses a
+budget that cannot hold one sample or the final unmixing. The number of subjects does
+not enter: memory is set by the budget and the size of one sample.
+"""
+
+from __future__ import annotations
+
+import resource
+import sys
+from dataclasses import dataclass
+
+from ..units import format_bytes, parse_bytes
+from .errors import LearnError
+
+#: Fraction of the budget that the plan hands out; the rest absorbs allocator slack
+#: (freed blocks not yet returned to the system, Python objects, BLAS buffers).
+SAFETY = 0.8
+
+#: The largest group buffer: its eigendecomposition costs ``capacity**3`` and each
+#: reduction ``capacity**2 * voxels``; MIGP needs no more to be accurate.
+MAX_CAPACITY = 4096
+
+
+def _status(field: str) -> int | None:
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def current_rss() -> int:
+    """Resident memory of this process now, in bytes (0 where unknown)."""
+    return _status("VmRSS") or 0
+
+
+def peak_rss() -> int:
+    """Peak resident memory of this process (since the last :func:`reset_peak`), bytes."""
+    peak = _status("VmHWM")
+    if peak is not None:
+        return peak
+    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+
+
+def reset_peak() -> bool:
+    """Reset the high-water mark to the current resident memory; False where unsupported."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as refs:
+            refs.write("5")
+        return True
+    except OSError:
+        return False
+
+
+class PeakMemory:
+    """Measure a block's peak resident memory: ``with PeakMemory() as m: ...; m.added``.
+
+    Attributes
+    ----------
+    baseline : int
+        Resident bytes when the block started.
+    peak : int
+        Peak resident bytes during the block (the process's peak where the kernel cannot
+        reset it: then an upper bound).
+    added : int
+        ``peak - baseline``: what the block added, the figure a budget bounds.
+    exact : bool
+        Whether the high-water mark was reset at the start.
+    """
+
+    def __enter__(self) -> PeakMemory:
+        self.exact = reset_peak()
+        self.baseline = current_rss()
+        self.peak = self.added = 0
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.peak = max(peak_rss(), self.baseline)
+        self.added = self.peak - self.baseline
+
+    def to_dict(self) -> dict:
+        return {
+            "baseline": self.baseline,
+            "peak": self.peak,
+            "added": self.added,
+            "exact": self.exact,
+        }
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """How a fit spends its budget.
+
+    Attributes
+    ----------
+    budget : int or None
+        Bytes (None: unbounded).
+    jobs : int
+        Subjects reduced at once.
+    capacity, keep : int
+        Rows of each group buffer, and rows kept when one is full (MIGP).
+    estimate : int
+        Bytes the plan expects at its peak.
+    """
+
+    budget: int | None
+    jobs: int
+    capacity: int
+    keep: int
+    estimate: int
+
+    def to_dict(self) -> dict:
+        return {
+            "budget": self.budget,
+            "jobs": self.jobs,
+            "capacity": self.capacity,
+            "keep": self.keep,
+            "estimate": self.estimate,
+        }
+
+
+def parse_budget(memory: int | str | None) -> int | None:
+    """``"1GiB"`` -> bytes; None stays None."""
+    if memory is None:
+        return None
+    try:
+        return parse_bytes(memory)
+    except ValueError as err:
+        raise LearnError(f"memory budget: {err}") from err
+
+
+def reduction_workspace(
+    n_features: int, n_timepoints: int, n_rows: int, method: str = "auto"
+) -> int:
+    """Bytes one subject reduction needs besides the subject's array (float32 work)."""
+    from .pca import reduction_method
+
+    if method == "auto":
+        method = reduction_method(n_timepoints, n_rows)
+    if method == "gram":  # the Gram matrix, its eigenvectors, the rows and a temporary
+        return 2 * n_rows * n_features * 4 + 3 * n_timepoints**2 * 8
+    return 6 * (n_rows + 10) * n_features * 4  # range finder, power iterations, B
+
+
+def unmixing_bytes(n_features: int, n_components: int) -> int:
+    """Bytes of the group components, their whitening, the maps and their threshold."""
+    return 7 * n_components * n_features * 8 + 3 * (4 << 20)
+
+
+def plan_memory(
+    budget: int | None,
+    *,
+    n_features: int,
+    sample_bytes: int,
+    n_timepoints: int,
+    n_rows: int,
+    n_components: int,
+    jobs: int = 1,
+    accumulators: int = 1,
+    total_rows: int | None = None,
+    final_bytes: int = 0,
+    method: str = "auto",
+) -> MemoryPlan:
+    """Size a fit to a budget.
+
+    Parameters
+    ----------
+    budget : int or None
+        Bytes the fit may add; None: no bound (every row is kept: exact group PCA).
+    n_features : int
+        Voxels (features) per sample.
+    sample_bytes : int
+        The largest sample's array, as streamed.
+    n_timepoints : int
+        The largest sample's time points.
+    n_rows : int
+        Rows of each subject reduction.
+    n_components : int
+        Group components.
+    jobs : int
+        Subjects to reduce at once, at most.
+    accumulators : int
+        Group buffers (CanICA 1; dictionary learning 2: normalised and raw rows).
+    total_rows : int, optional
+        Rows all subjects give, when known: no buffer larger than that.
+    final_bytes : int
+        Memory of the step after the group PCA besides the unmixing (dictionary learning).
+    method : {"auto", "gram", "randomized"}
+        How subjects are reduced.
+
+    Returns
+    -------
+    MemoryPlan
+
+    Raises
+    ------
+    LearnError
+        When the budget cannot hold the reduction of one sample with a minimal group
+        buffer, or the final unmixing.
+    """
+    row = n_features * 4
+    work = reduction_workspace(n_features, n_timepoints, n_rows, method)
+    most = (
+        MAX_CAPACITY
+        if total_rows is None
+        else max(min(MAX_CAPACITY, total_rows), n_rows + n_components)
+    )
+    least = n_components + n_rows
+
+    def stream(j: int) -> int:
+        # Serially, one sample at a time (the stream reads each array straight into its
+        # own memory, and the next only when the last is let go); in threads, one per
+        # worker and one being read.
+        return (j + 1) * sample_bytes if j > 1 else sample_bytes
+
+    def buffers(c: int) -> int:
+        return accumulators * (c * row + 4 * c * c * 8)
+
+    def phase1(j: int, c: int) -> int:
+        return stream(j) + j * (work + n_rows * row) + buffers(c) + (4 << 20)
+
+    final = unmixing_bytes(n_features, n_components) + final_bytes
+    if budget is None:
+        capacity = most
+        keep = max(n_components, min(capacity - n_rows, capacity // 2))
+        return MemoryPlan(None, max(1, jobs), capacity, keep, max(phase1(jobs, capacity), final))
+    usable = int(budget * SAFETY)
+    need = phase1(1, least)
+    if need > usable or final > usable:
+        raise LearnError(
+            f"memory budget {format_bytes(budget)} too small: one sample of "
+            f"{format_bytes(sample_bytes)} with its reduction needs about "
+            f"{format_bytes(need / SAFETY)}, the unmixing of {n_components} components of "
+            f"{n_features} features about {format_bytes(final / SAFETY)}; give at least "
+            f"{format_bytes(max(need, final) / SAFETY)}"
+        )
+    chosen = 1
+    for j in range(max(1, jobs), 1, -1):  # as many workers as fit beside a minimal buffer
+        if phase1(j, least) <= usable:
+            chosen = j
+            break
+    capacity = least
+    low, high = least, max(least, most)
+    while low <= high:  # the largest buffer that fits
+        mid = (low + high) // 2
+        if phase1(chosen, mid) <= usable:
+            capacity, low = mid, mid + 1
+        else:
+            high = mid - 1
+    keep = max(n_components, min(capacity - n_rows, capacity // 2))
+    estimate = max(phase1(chosen, capacity), final)
+    return MemoryPlan(budget, chosen, capacity, keep, estimate)

@@ -1,0 +1,407 @@
+"""Fit, write the maps, draw them, and say what happened in one HTML page.
+
+:func:`learn_report` is what ``nishard learn`` and the demo run: it fits CanICA or
+DictLearning on shard folders and writes into ``out``:
+
+- ``components.nii.gz`` (``.func.gii``, ``.dscalar.nii`` for surface keys; ``.npy``
+  without a mask): the maps in the original space;
+- ``components/component_XX.png`` and ``montage.png`` (nilearn plotting);
+- ``results.json``: the figures of the fit (explained variance, time, memory...);
+- ``report.html``: the maps, the explained variance, the time and peak memory of the
+  fit, and the shards' manifest summary (splits, counts, quarantined records), with
+  the match to ground-truth maps when they are given.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..units import format_bytes
+from .canica import CanICA
+from .dictlearning import DictLearning
+from .errors import LearnError
+from .plots import component_pngs, montage, peak_coordinates
+from .spaces import VolumeSpace
+
+METHODS = {"canica": CanICA, "dictlearning": DictLearning}
+
+
+def _truth_match(estimator, truth: object) -> dict | None:
+    """Hungarian match of the maps to ground-truth maps (a 4D image on the same mask)."""
+    if truth is None:
+        return None
+    from .matching import image_maps, match_components
+
+    if not isinstance(estimator.space_, VolumeSpace):
+        raise LearnError("ground-truth maps are compared on volume data only")
+    reference = image_maps(truth, estimator.space_.mask)
+    match = match_components(estimator.components_, reference)
+    names = _truth_names(truth, len(reference))
+    return {
+        "file": str(truth),
+        "pairs": [
+            {"truth": int(r), "name": names[int(r)], "component": int(c), "correlation": float(v)}
+            for r, c, v in zip(match.reference, match.component, match.correlation, strict=True)
+        ],
+        "worst": match.worst,
+    }
+
+
+def _truth_names(truth: object, count: int) -> list[str]:
+    """Network names from a ``networks.tsv`` beside the truth image, when there is one."""
+    if isinstance(truth, (str, os.PathLike)):
+        table = Path(truth).with_name("networks.tsv")
+        if table.is_file():
+            import pandas as pd
+
+            names = pd.read_csv(table, sep="\t")["name"].astype(str).tolist()
+            if len(names) == count:
+                return names
+    return [f"map {i}" for i in range(count)]
+
+
+def results(estimator, method: str, pictures: dict, match: dict | None) -> dict:
+    """The JSON-able figures of a fitted estimator."""
+    log = estimator.reduction_log_
+    source = estimator.source_
+    folders = [str(f) for f in getattr(source, "folders", ())]
+    ev = estimator.explained_variance_
+    peaks = (
+        peak_coordinates(estimator.space_, estimator.components_).round(1).tolist()
+        if isinstance(estimator.space_, VolumeSpace)
+        else None
+    )
+    return {
+        "method": method,
+        "key": estimator.key,
+        "split": estimator.split,
+        "folders": folders,
+        "n_components": int(estimator.n_components),
+        "parameters": {k: _plain(v) for k, v in estimator.get_params().items()},
+        "space": estimator.space_.description,
+        "samples": estimator.n_samples_,
+        "timepoints": estimator.n_timepoints_,
+        "bytes_streamed": estimator.bytes_streamed_,
+        "reductions_from_cache": log.cached,
+        "subject_variance_kept": log.variance_kept,
+        "group_pca_exact": bool(estimator.group_exact_),
+        "explained_variance": None if ev is None else [float(v) for v in ev],
+        "explained_variance_total": estimator.explained_variance_total_,
+        "peaks_mm": peaks,
+        "fit_time_s": estimator.fit_time_,
+        "timings_s": estimator.timings_,
+        "memory": estimator.memory_,
+        "pictures": pictures,
+        "truth_match": match,
+    }
+
+
+def _plain(value: object) -> object:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+def learn_report(
+    method: str,
+    source: object,
+    out: str | os.PathLike,
+    *,
+    key: str = "bold",
+    n_components: int = 20,
+    memory: int | str | None = None,
+    jobs: int = 1,
+    mask: object = None,
+    split: str | None = None,
+    cache: object = None,
+    truth: object = None,
+    plots: bool = True,
+    random_state: int | None = 0,
+    **options,
+) -> dict:
+    """Fit ``method`` on shard folders and write maps, pictures and the report to ``out``.
+
+    Parameters
+    ----------
+    method : {"canica", "dictlearning"}
+    source : path or list of paths
+        Shard folders.
+    out : path
+        Output folder (created).
+    key, n_components, memory, jobs, mask, split, cache, random_state
+        As the estimators take them (``jobs`` is ``n_jobs``; it also draws the PNGs).
+    truth : path, optional
+        A 4D image of ground-truth maps (e.g. a synthetic dataset's
+        ``truth/networks.nii.gz``): the report then matches the maps to it.
+    plots : bool
+        Draw the PNGs (the slowest part of a small fit).
+    **options
+        Other estimator parameters (``n_init``, ``threshold``, ``alpha``...).
+
+    Returns
+    -------
+    dict
+        ``report``, ``components`` (paths), ``results`` (the figures) and ``estimator``.
+    """
+    if method not in METHODS:
+        raise LearnError(f"method: one of {sorted(METHODS)}, got {method!r}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    estimator = METHODS[method](
+        n_components=n_components,
+        key=key,
+        split=split,
+        mask=mask,
+        memory=memory,
+        cache=cache,
+        n_jobs=jobs,
+        random_state=random_state,
+        **options,
+    )
+    estimator.fit(source)
+    components = estimator.save(out / "components")
+    tick = time.perf_counter()
+    pictures: dict = {"components": [], "montage": None}
+    if plots:
+        pngs = component_pngs(estimator.space_, estimator.components_, out / "components", jobs)
+        pictures["components"] = [str(p.relative_to(out)) for p in pngs]
+        picture = montage(estimator.space_, estimator.components_, out / "montage.png")
+        pictures["montage"] = None if picture is None else str(picture.relative_to(out))
+    pictures["seconds"] = time.perf_counter() - tick
+    match = _truth_match(estimator, truth)
+    figures = results(estimator, method, pictures, match)
+    figures["components_file"] = components.name
+    (out / "results.json").write_text(json.dumps(figures, indent=2, default=_plain) + "\n")
+    summary = estimator.source_.summary() if hasattr(estimator.source_, "summary") else {}
+    report = out / "report.html"
+    report.write_text(render_html(figures, summary), encoding="utf-8")
+    return {"report": report, "components": components, "results": figures, "estimator": estimator}
+
+
+def canica_report(
+    folder: str | os.PathLike | list,
+    key: str = "bold",
+    n_components: int = 20,
+    out: str | os.PathLike = "canica",
+    memory: int | str | None = None,
+    **kwargs,
+) -> dict:
+    """CanICA on shard folders with its maps, pictures and HTML report (the demo's step).
+
+    Parameters
+    ----------
+    folder : path or list of paths
+        Shard folders.
+    key, n_components, out, memory
+        See :func:`learn_report`.
+    **kwargs
+        Passed to :func:`learn_report` (``jobs``, ``mask``, ``truth``, ``split``,
+        ``plots``, ``n_init``...).
+
+    Returns
+    -------
+    dict
+        ``report`` (the HTML file's path), ``components``, ``results``, ``estimator``.
+    """
+    return learn_report(
+        "canica", folder, out, key=key, n_components=n_components, memory=memory, **kwargs
+    )
+
+
+# -- HTML ----------------------------------------------------------------------------------
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 72em; color: #222; }
+h1 { font-size: 1.6em; } h2 { font-size: 1.25em; margin-top: 1.8em; border-bottom: 1px solid #ccc; }
+table { border-collapse: collapse; margin: 0.6em 0; font-size: 0.92em; }
+th, td { border: 1px solid #ddd; padding: 0.25em 0.6em; text-align: left; vertical-align: top; }
+th { background: #f3f3f3; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+img.montage { max-width: 100%; } img.map { width: 26em; }
+.bar { background: #4a7ab5; height: 0.8em; display: inline-block; }
+.note { color: #666; font-size: 0.9em; }
+"""
+
+
+def _e(value: object) -> str:
+    return html.escape(str(value))
+
+
+def _table(header: list[str], rows: list[list], numeric: set[int] = frozenset()) -> str:
+    head = "".join(f"<th>{_e(h)}</th>" for h in header)
+    body = "".join(
+        "<tr>"
+        + "".join(
+            f'<td class="num">{c}</td>' if i in numeric else f"<td>{c}</td>"
+            for i, c in enumerate(row)
+        )
+        + "</tr>"
+        for row in rows
+    )
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _fit_section(r: dict) -> str:
+    memory = r["memory"]
+    plan = memory.get("plan") or {}
+    budget = memory.get("budget")
+    timings = ", ".join(f"{k} {v:.2f} s" for k, v in r["timings_s"].items())
+    kept = r["subject_variance_kept"]
+    rows = [
+        ["method", _e(r["method"])],
+        ["key", _e(r["key"]) + (f" (split {_e(r['split'])})" if r["split"] else "")],
+        ["shard folders", "<br>".join(_e(f) for f in r["folders"]) or "arrays"],
+        ["space", _e(r["space"])],
+        ["samples", f"{r['samples']} ({r['timepoints']} time points)"],
+        [
+            "data streamed",
+            f"{format_bytes(r['bytes_streamed'])}"
+            + (
+                f", {r['reductions_from_cache']} reductions from the cache"
+                if r["reductions_from_cache"]
+                else ""
+            ),
+        ],
+        ["time of the fit", f"{r['fit_time_s']:.2f} s ({_e(timings)})"],
+        [
+            "peak memory of the fit",
+            f"{format_bytes(memory['added'])} added to the process "
+            f"(peak resident {format_bytes(memory['peak'])}, of which "
+            f"{format_bytes(memory['baseline'])} before the fit: interpreter and libraries)",
+        ],
+        [
+            "memory budget",
+            "none (every subject's rows kept)"
+            if budget is None
+            else f"{format_bytes(budget)}: {plan.get('jobs')} subject(s) at a time, group "
+            f"buffer of {plan.get('capacity')} rows (MIGP keeps {plan.get('keep')})",
+        ],
+        [
+            "group PCA",
+            "exact (every subject's components held)"
+            if r["group_pca_exact"]
+            else "incremental (MIGP): the buffer was reduced as subjects came",
+        ],
+        ["subject PCA", "—" if kept is None else f"kept {kept:.1%} of the data's sum of squares"],
+        ["parameters", _e(", ".join(f"{k}={v}" for k, v in r["parameters"].items()))],
+    ]
+    return "<h2>Fit</h2>" + _table(["", ""], rows)
+
+
+def _maps_section(r: dict) -> str:
+    parts = ["<h2>Components</h2>"]
+    if r["pictures"].get("montage"):
+        parts.append(f'<img class="montage" src="{_e(r["pictures"]["montage"])}" alt="montage">')
+    parts.append(
+        f'<p>Maps: <a href="{_e(r["components_file"])}">{_e(r["components_file"])}</a>'
+        f" ({r['n_components']} components).</p>"
+    )
+    ev = r["explained_variance"]
+    total = r["explained_variance_total"]
+    if total is not None:
+        parts.append(
+            f"<p>All components together explain {total:.1%} of the data's sum of "
+            "squares; each one alone (nilearn's per-component score):</p>"
+        )
+    rows = []
+    pngs = r["pictures"].get("components") or []
+    order = np.argsort(ev)[::-1] if ev is not None else range(r["n_components"])
+    top = max(ev) if ev else 1.0
+    for i in order:
+        value = "—" if ev is None else f"{ev[i]:.2%}"
+        bar = (
+            "" if ev is None else f'<span class="bar" style="width:{8 * ev[i] / top:.2f}em"></span>'
+        )
+        peak = "—" if r["peaks_mm"] is None else _e(tuple(r["peaks_mm"][i]))
+        image = (
+            f'<img class="map" src="{_e(pngs[i])}" alt="component {i}">' if i < len(pngs) else ""
+        )
+        rows.append([str(i), f"{value} {bar}", peak, image])
+    parts.append(_table(["component", "explained variance", "peak (mm)", "map"], rows, {0}))
+    return "".join(parts)
+
+
+def _truth_section(match: dict | None) -> str:
+    if not match:
+        return ""
+    rows = [[_e(p["name"]), str(p["component"]), f"{p['correlation']:.3f}"] for p in match["pairs"]]
+    return (
+        "<h2>Ground truth</h2>"
+        f"<p>Each map of {_e(match['file'])} matched to a distinct component (Hungarian "
+        f"assignment on |spatial correlation|); the worst match is {match['worst']:.3f}.</p>"
+        + _table(["true map", "component", "|correlation|"], rows, {1, 2})
+    )
+
+
+def _manifest_section(summary: dict) -> str:
+    parts = ["<h2>Shards</h2>"]
+    for folder, facts in summary.items():
+        records = facts.get("records") or {}
+        counts = ", ".join(
+            f"{records[k]} {k}"
+            for k in ("located", "dropped", "quarantined", "written")
+            if k in records
+        )
+        parts.append(f"<h3>{_e(folder)}</h3><p>Records: {_e(counts) or '—'}.</p>")
+        rows = [
+            [
+                _e(split),
+                _e(fmt),
+                str(row["shards"]),
+                str(row["samples"]),
+                format_bytes(row["bytes"]),
+            ]
+            for split, formats in (facts.get("splits") or {}).items()
+            for fmt, row in formats.items()
+        ]
+        parts.append(_table(["split", "format", "shards", "samples", "bytes"], rows, {2, 3, 4}))
+        quarantine = facts.get("quarantine") or []
+        if quarantine:
+            rows = [
+                [
+                    _e(q.get("record")),
+                    _e(q.get("file") or ""),
+                    _e(q.get("expected")),
+                    _e(q.get("found")),
+                ]
+                for q in quarantine
+            ]
+            parts.append(
+                f"<p>{len(quarantine)} quarantined records:</p>"
+                + _table(["record", "file", "expected", "found"], rows)
+            )
+        else:
+            parts.append("<p>No record quarantined.</p>")
+        dropped = facts.get("dropped") or {}
+        if dropped:
+            parts.append(
+                "<p>Dropped: "
+                + _e(", ".join(f"{n} x {why}" for why, n in dropped.items()))
+                + "</p>"
+            )
+    return "".join(parts)
+
+
+def render_html(figures: dict, summary: dict) -> str:
+    """The report page of :func:`learn_report` from its figures and the manifest summary."""
+    title = (
+        f"nishard learn {figures['method']}: {figures['n_components']} components "
+        f"of {figures['key']}"
+    )
+    body = (
+        f"<h1>{_e(title)}</h1>"
+        + _fit_section(figures)
+        + _truth_section(figures.get("truth_match"))
+        + _maps_section(figures)
+        + _manifest_section(summary)
+        + '<p class="note">Written by nishard.learn.report.</p>'
+    )
+    return (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{_e(title)}</title>"
+        f"<style>{_STYLE}</style></head><body>{body}</body></html>\n"
+    )

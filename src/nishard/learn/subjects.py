@@ -1,0 +1,210 @@
+"""Subject reductions streamed from a source: in parallel threads, cached on disk.
+
+Each sample is reduced to its leading spatial components (:func:`subject_reduction`)
+as the stream yields it, and handed to the caller (who folds it into a group buffer)
+before the next is decoded, so that at most ``jobs`` samples are held at once.
+
+- **Parallel.** ``joblib.Parallel`` over the samples with the threading backend: the
+  work is BLAS and NumPy, which release the GIL, and threads share the process, so no
+  sample is pickled to a worker and the measured memory is the whole truth. BLAS is
+  limited to ``cores // jobs`` threads meanwhile, so that workers do not oversubscribe.
+- **Cached.** With ``cache`` (a folder or a ``joblib.Memory``), each reduction is
+  stored under the sample's content identity (its shard's sha256 and its key) and the
+  reduction options, not under a hash of the array: a second fit (other ICA options,
+  another number of initialisations...) finds every reduction without decoding a single
+  shard. Arrays without an identity (an :class:`ArraySource`) are cached by content.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from joblib import Memory, Parallel, delayed
+from threadpoolctl import threadpool_limits
+
+from .pca import subject_reduction
+
+
+@dataclass(frozen=True)
+class ReductionOptions:
+    """What a subject reduction depends on (and its cache key besides the sample).
+
+    Attributes
+    ----------
+    n_rows : int
+        Components kept per subject (nilearn: ``n_components``).
+    method : {"auto", "gram", "randomized"}
+        See :func:`nishard.learn.pca.subject_reduction`.
+    random_state : int or None
+        Seed of the randomized SVD.
+    """
+
+    n_rows: int
+    method: str = "auto"
+    random_state: int | None = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.n_rows, int) or self.n_rows < 1:
+            raise ValueError(f"n_rows must be a positive integer, got {self.n_rows!r}")
+        if self.method not in ("auto", "gram", "randomized"):
+            raise ValueError(f"method: 'auto', 'gram' or 'randomized', got {self.method!r}")
+
+
+@dataclass(frozen=True)
+class Reduced:
+    """One subject's reduction.
+
+    Attributes
+    ----------
+    rows : ndarray, shape (k, features), float32
+        Unit spatial components.
+    singular_values : ndarray, shape (k,)
+    sum_squares : float
+        ``sum(data**2)``: the share of it that ``singular_values**2`` holds is the
+        variance the reduction kept.
+    n_timepoints : int
+    """
+
+    rows: np.ndarray
+    singular_values: np.ndarray
+    sum_squares: float
+    n_timepoints: int
+
+    @property
+    def scaled(self) -> np.ndarray:
+        """nilearn's reduced data: the rows times their singular values."""
+        return self.rows * self.singular_values[:, None].astype(np.float32)
+
+
+def reduce_array(data: np.ndarray, options: dict) -> Reduced:
+    """Reduce one ``(time, features)`` array (the function the cache stores)."""
+    data = np.asarray(data)
+    rows, singular = subject_reduction(
+        data, options["n_rows"], options["method"], options["random_state"]
+    )
+    squares = float(np.einsum("ij,ij->", data, data, dtype=np.float64))
+    return Reduced(rows, singular, squares, int(data.shape[0]))
+
+
+def _by_identity(identity: str, options: dict, data: np.ndarray | None) -> Reduced:
+    """Cached by ``identity`` and ``options``; ``data`` is ignored by the cache."""
+    return reduce_array(data, options)
+
+
+@dataclass
+class ReductionLog:
+    """What a pass of reductions did."""
+
+    samples: int = 0
+    timepoints: int = 0
+    bytes: int = 0
+    cached: int = 0
+    sum_squares: float = 0.0
+    kept_squares: float = 0.0
+    decoded: bool = True
+    rows: int = 0
+    per_sample: list = field(default_factory=list)
+
+    @property
+    def variance_kept(self) -> float | None:
+        """Share of the data's sum of squares the subject reductions kept."""
+        return None if self.sum_squares == 0 else self.kept_squares / self.sum_squares
+
+
+def _memory(cache: object):
+    if cache is None:
+        return None
+    if isinstance(cache, Memory):
+        return cache if cache.location is not None else None
+    return Memory(os.fspath(cache), verbose=0)
+
+
+def reduce_subjects(
+    source,
+    options: ReductionOptions,
+    consume: Callable[[Reduced], None],
+    *,
+    jobs: int = 1,
+    cache: object = None,
+    identities: list[str] | None = None,
+) -> ReductionLog:
+    """Reduce every sample of ``source`` and hand each reduction to ``consume``, in order.
+
+    Parameters
+    ----------
+    source : Shards or ArraySource
+        Anything with ``arrays()`` yielding ``(identity, array)``.
+    options : ReductionOptions
+    consume : callable
+        Called with each :class:`Reduced`, in the source's order.
+    jobs : int
+        Samples reduced at once (threads).
+    cache : str, PathLike, joblib.Memory or None
+        Where reductions are stored and found again.
+    identities : list of str, optional
+        Every sample's identity, when known before reading: if all are cached, nothing
+        is decoded.
+
+    Returns
+    -------
+    ReductionLog
+    """
+    memory = _memory(cache)
+    plain = memory.cache(reduce_array) if memory is not None else reduce_array
+    keyed = memory.cache(_by_identity, ignore=["data"]) if memory is not None else None
+    settings = asdict(options)
+    log = ReductionLog()
+
+    def record(reduced: Reduced, nbytes: int, cached: bool = False) -> None:
+        log.samples += 1
+        log.cached += cached
+        log.timepoints += reduced.n_timepoints
+        log.bytes += nbytes
+        log.rows += reduced.rows.shape[0]
+        log.sum_squares += reduced.sum_squares
+        log.kept_squares += float(np.sum(reduced.singular_values**2))
+        consume(reduced)
+
+    if (
+        keyed is not None
+        and identities
+        and all(keyed.check_call_in_cache(i, settings, None) for i in identities)
+    ):
+        log.decoded = False
+        for identity in identities:
+            record(keyed(identity, settings, None), 0, cached=True)
+        return log
+
+    def work(identity: str | None, data: np.ndarray) -> tuple[Reduced, int, bool]:
+        if keyed is not None and identity is not None:
+            hit = keyed.check_call_in_cache(identity, settings, None)
+            return keyed(identity, settings, data), data.nbytes, hit
+        return plain(data, settings), data.nbytes, False
+
+    if jobs <= 1:
+        for identity, data in source.arrays():
+            outcome = work(identity, data)
+            del data  # before the stream decodes the next sample
+            record(*outcome)
+        return log
+
+    def tasks() -> Iterator:
+        for identity, data in source.arrays():
+            yield delayed(work)(identity, data)
+            del data
+
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    run = Parallel(
+        n_jobs=jobs,
+        backend="threading",
+        return_as="generator",
+        pre_dispatch=str(jobs),
+        batch_size=1,
+    )
+    with threadpool_limits(limits=threads):
+        for outcome in run(tasks()):
+            record(*outcome)
+    return log

@@ -1,0 +1,88 @@
+"""CanICA from shards: the true networks, nilearn's maps, the cache, threads, arrays."""
+
+from __future__ import annotations
+
+import warnings
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from nishard.learn import CanICA, match_components
+from nishard.stream import arrays
+
+
+@pytest.fixture(scope="module")
+def fitted(networks) -> CanICA:
+    return CanICA(n_components=10, random_state=0).fit(networks.shards)
+
+
+def test_every_true_network_is_recovered(fitted, truth_maps, networks):
+    match = match_components(fitted.components_, truth_maps)
+    assert len(match.reference) == 7
+    assert match.worst >= 0.9, match.correlation
+    image = fitted.components_img_
+    mask = nib.load(networks.mask)
+    assert image.shape == (*mask.shape, 10)
+    np.testing.assert_allclose(image.affine, mask.affine)
+    assert fitted.group_exact_ and fitted.n_samples_ == 12
+    assert fitted.bytes_streamed_ == 12 * 300 * 3666 * 4
+    assert 0 < fitted.explained_variance_total_ < 1
+    assert np.all((fitted.explained_variance_ >= 0) & (fitted.explained_variance_ <= 1))
+    assert fitted.memory_["added"] > 0 and fitted.fit_time_ > 0
+
+
+@pytest.mark.slow
+def test_nilearn_gives_the_same_maps_on_the_same_data(fitted, truth_maps, networks):
+    from nilearn.decomposition import CanICA as NilearnCanICA
+    from nilearn.decomposition._base import _explained_variance
+
+    samples = [s["bold"] for s in arrays(networks.shards, keys=["bold"])]
+    images = [fitted.space_.mask.to_image(s) for s in samples]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reference = NilearnCanICA(
+            mask=str(networks.mask),
+            n_components=10,
+            smoothing_fwhm=None,
+            standardize=False,
+            detrend=False,
+            random_state=0,
+            n_init=10,
+        ).fit(images)
+    theirs = reference.components_
+    assert match_components(theirs, truth_maps).worst >= 0.9
+    # The components of both that stand for the true networks are the same maps.
+    ours_to_truth = match_components(fitted.components_, truth_maps)
+    pairs = match_components(theirs, fitted.components_)
+    partner = dict(zip(pairs.reference, pairs.correlation, strict=True))
+    assert min(partner[c] for c in ours_to_truth.component) >= 0.9
+    # The explained variance is nilearn's per-component score over all the data.
+    expected = _explained_variance(np.concatenate(samples), fitted.components_)
+    np.testing.assert_allclose(fitted.explained_variance_, expected, atol=1e-4)
+
+
+def test_a_second_fit_reuses_the_cached_reductions(networks, tmp_path):
+    first = CanICA(n_components=10, cache=tmp_path / "cache", score=False).fit(networks.shards)
+    assert first.reduction_log_.cached == 0
+    second = CanICA(
+        n_components=10, cache=tmp_path / "cache", score=False, n_init=2, threshold=None
+    ).fit(networks.shards)
+    log = second.reduction_log_
+    assert log.cached == 12 and not log.decoded and second.bytes_streamed_ == 0
+    np.testing.assert_allclose(second.singular_values_, first.singular_values_)
+
+
+def test_threads_and_arrays_give_the_same_maps(networks, fitted):
+    threaded = CanICA(n_components=10, n_jobs=2, score=False).fit(networks.shards)
+    np.testing.assert_allclose(threaded.components_, fitted.components_, atol=1e-5)
+    samples = list(arrays(networks.shards, keys=["bold"]))
+    from_arrays = CanICA(n_components=10, mask=networks.mask, score=False).fit(samples)
+    np.testing.assert_allclose(from_arrays.components_, fitted.components_, atol=1e-5)
+    assert from_arrays.components_img_.shape == fitted.components_img_.shape
+
+
+def test_transform_gives_time_courses(networks, fitted):
+    sample = next(arrays(networks.shards, keys=["bold"]))["bold"]
+    (courses,) = fitted.transform([sample])
+    assert courses.shape == (300, 10)
