@@ -10,6 +10,7 @@ import webdataset as wds
 from nishard.archives import WebDataset, read_manifest
 from nishard.archives.verify import verify
 from nishard.cli import main
+from nishard.units import format_bytes
 from tests.helpers import write_spec
 
 
@@ -136,3 +137,30 @@ def test_synth_hcp_layout_is_located_by_the_hcp_schema(tmp_path):
     assert len(records) == 4 and not records.dropped.size and not records.unmatched
     assert set(records.frame["direction"]) == {"LR", "RL"}
     assert records.frame["t_r"].eq(2.0).all()
+
+
+def test_cache_info_and_clear(tiny, tmp_path, capsys):
+    spec = write_spec(tmp_path, tiny, execution={"executor": "serial", "cache": "nodes"})
+    assert main(["build", str(spec)]) == 0
+    nodes = tmp_path / "nodes"
+    written = read_manifest(tmp_path / "shards")["records"]["written"]
+    entries = sorted(nodes.glob("??/*.joblib"))
+    assert len(entries) == written > 0  # mask and standardize: one fused node per record
+    size = format_bytes(sum(p.stat().st_size for p in entries))
+    capsys.readouterr()
+    assert main(["cache", "info", str(nodes)]) == 0
+    out = capsys.readouterr().out
+    assert out == f"{nodes}: {written} node outputs, {size}\n"
+    assert main(["cache", "info", str(spec)]) == 0  # the folder the spec's execution.cache names
+    assert capsys.readouterr().out == out
+
+    (nodes / "README").write_text("a file of the user's")
+    assert main(["cache", "clear", str(spec)]) == 0
+    assert f"removed {written} node outputs, {size}" in capsys.readouterr().out
+    assert [p.name for p in nodes.rglob("*")] == ["README"]
+    assert main(["cache", "info", str(nodes)]) == 0
+    assert ": 0 node outputs, 0 B" in capsys.readouterr().out
+    assert main(["cache", "clear", str(tmp_path / "nowhere")]) == 1
+    assert "no node cache at" in capsys.readouterr().err
+    assert main(["cache", "info", str(write_spec(tmp_path, tiny))]) == 2  # names no cache
+    assert "sets no execution.cache" in capsys.readouterr().err

@@ -150,6 +150,31 @@ def _learn(args: argparse.Namespace) -> None:
     print(f"report     {outcome['report']}")
 
 
+def _cache(args: argparse.Namespace) -> None:
+    from .units import format_bytes
+    from .workflow.cache import NodeCache
+
+    folder = Path(args.cache)
+    if folder.is_file():  # a spec: its execution.cache
+        from .spec import load_spec
+
+        pipeline = load_spec(folder)
+        if pipeline.cache is None:
+            raise SpecError(f"{folder} sets no execution.cache")
+        folder = pipeline.cache
+    if not folder.is_dir():
+        raise NishardError(f"no node cache at {folder}")
+    cache = NodeCache(folder)
+    if args.action == "info":
+        info = cache.info()
+        print(f"{info.folder}: {info.entries} node outputs, {format_bytes(info.bytes)}")
+    else:
+        info = cache.clear()
+        left = "" if not folder.exists() else " (the folder holds other files: kept)"
+        print(f"removed {info.entries} node outputs, {format_bytes(info.bytes)}, "
+              f"from {info.folder}{left}")  # fmt: skip
+
+
 def _threshold(text: str) -> float | str | None:
     if text in ("auto", "none", "None"):
         return None if text.lower() == "none" else "auto"
@@ -196,6 +221,11 @@ def parser() -> argparse.ArgumentParser:
         help="start over instead of resuming an interrupted build of the same spec",
     )
     p.set_defaults(func=_build)
+
+    p = sub.add_parser("cache", help="size of a node cache, or clear it")
+    p.add_argument("action", choices=["info", "clear"])
+    p.add_argument("cache", help="the cache folder (--cache-dir), or a spec naming one")
+    p.set_defaults(func=_cache)
 
     p = sub.add_parser("index", help="locate a dataset's records into a Parquet record table")
     p.add_argument("root")

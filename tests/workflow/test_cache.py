@@ -153,3 +153,36 @@ def test_nodes_run_one_by_one_then_collected_do_no_more_work(record, cache, call
     collected = plan.collect(record, cache)
     assert calls == {} and collected.error is None
     same(collected.products, outcome_products(assemble(steps()), record))
+
+
+def test_info_counts_entries_and_clear_removes_only_the_stores_files(tmp_path):
+    folder = tmp_path / "mixed"
+    cache = NodeCache(folder)
+    keys = ["ab" + "0" * 30, "ab" + "1" * 30, "cd" + "2" * 30]
+    for key in keys:
+        cache.save(key, {"x": np.zeros(100)})
+    (folder / "ab" / "tmp123.tmp").write_bytes(b"a killed save")
+    # Files the store did not write: a user's, and names that only look like entries.
+    (folder / "notes.txt").write_text("mine")
+    misfiled = "ab/cd" + "3" * 30 + ".joblib"  # a key under another key's folder
+    (folder / misfiled).write_bytes(b"misfiled")
+    (folder / "ef").mkdir()
+    (folder / "ef" / "model.joblib").write_bytes(b"someone's model")
+    info = cache.info()
+    assert (info.entries, info.bytes) == (3, sum(cache.path(k).stat().st_size for k in keys))
+    assert cache.size() == info.bytes
+
+    assert cache.clear() == info
+    assert not any(key in cache for key in keys)
+    assert not (folder / "cd").exists() and not (folder / "ab" / "tmp123.tmp").exists()
+    left = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+    assert left == [misfiled, "ef/model.joblib", "notes.txt"]
+    assert cache.info().entries == 0
+
+
+def test_clearing_a_cache_of_only_entries_removes_its_folder(record, cache):
+    outcome_products(assemble(steps()), record, cache)
+    assert cache.info().entries == 1  # one fused node
+    cache.clear()
+    assert not cache.folder.exists()
+    assert cache.info().entries == 0 and cache.clear().entries == 0

@@ -14,7 +14,7 @@ import functools
 import hashlib
 import json
 import os
-import shutil
+import re
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,6 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from ..checksums import sha256_file
+
+#: What the store writes: ``<key[:2]>/<key>.joblib``, and ``.tmp`` files while saving.
+#: Only these are counted or removed, so that clearing a mistyped folder deletes nothing
+#: of the user's.
+_ENTRY = re.compile(r"([0-9a-f]{2})/\1[0-9a-f]{30}\.joblib")
+_PARTIAL = re.compile(r"([0-9a-f]{2})/[^/]+\.tmp")
 
 
 def node_key(
@@ -105,10 +111,68 @@ class NodeCache:
             Path(tmp).unlink(missing_ok=True)
         return path
 
-    def clear(self) -> None:
-        """Remove every stored output."""
-        shutil.rmtree(self.folder, ignore_errors=True)
+    def entries(self) -> list[Path]:
+        """The stored outputs, sorted; nothing else a folder may hold."""
+        if not self.folder.is_dir():
+            return []
+        return sorted(p for p in self.folder.glob("??/*.joblib") if self._ours(p, _ENTRY))
+
+    def info(self) -> CacheInfo:
+        """How many outputs are stored and their bytes on disk."""
+        entries = self.entries()
+        return CacheInfo(self.folder, len(entries), sum(_size(p) for p in entries))
+
+    def clear(self) -> CacheInfo:
+        """Remove every stored output (and files a killed save left); what was removed.
+
+        Only the store's own files go, then the subfolders they leave empty and the
+        folder itself if nothing else is in it: a folder given by mistake keeps whatever
+        else it holds.
+        """
+        removed = self.info()
+        partial = [p for p in self.folder.glob("??/*.tmp") if self._ours(p, _PARTIAL)]
+        for path in [*self.entries(), *partial]:
+            path.unlink(missing_ok=True)
+        for sub in sorted(self.folder.glob("??")):
+            _remove_if_empty(sub)
+        _remove_if_empty(self.folder)
+        return removed
 
     def size(self) -> int:
         """Bytes on disk."""
-        return sum(p.stat().st_size for p in self.folder.rglob("*.joblib"))
+        return self.info().bytes
+
+    def _ours(self, path: Path, pattern: re.Pattern) -> bool:
+        return path.is_file() and pattern.fullmatch(path.relative_to(self.folder).as_posix())
+
+
+@dataclass(frozen=True)
+class CacheInfo:
+    """What a node cache holds (or held, from :meth:`NodeCache.clear`).
+
+    Attributes
+    ----------
+    folder : Path
+    entries : int
+        Stored node outputs (one per node and record).
+    bytes : int
+        Their size on disk.
+    """
+
+    folder: Path
+    entries: int
+    bytes: int
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:  # removed by a concurrent clear
+        return 0
+
+
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:  # not empty, or already gone
+        pass
