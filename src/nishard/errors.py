@@ -30,15 +30,28 @@ class RecordError(NishardError):
 
     def __init__(self, record: str, path: str | Path | None, expected: str, found: str):
         self.record = record
-        self.path = None if path is None else str(path)
+        self._path = None if path is None else str(path)
         self.expected = expected
         self.found = found
+        super().__init__(record, self._path, expected, found)
+
+    @property
+    def path(self) -> str | None:
+        """The file at fault: the one given, else the one named by the SampleError this
+        error was raised from (an atlas or mask given by path, which is no file of the
+        record's and which a transform alone knows)."""
+        cause = self.__cause__
+        if self._path is None and isinstance(cause, SampleError) and cause.path is not None:
+            return cause.path
+        return self._path
+
+    def __str__(self) -> str:
         where = f" in {self.path}" if self.path else ""
-        super().__init__(f"record {record}{where}: expected {expected}, found {found}")
+        return f"record {self.record}{where}: expected {self.expected}, found {self.found}"
 
     def __reduce__(self):
-        # Exceptions unpickle as cls(*args), and args holds only the message: without this a
-        # quarantined record could not come back from a worker process.
+        # Exceptions unpickle as cls(*args); the path is resolved here so that one taken
+        # from the cause, which does not travel, comes back from a worker process too.
         return type(self), (self.record, self.path, self.expected, self.found)
 
 
@@ -46,7 +59,9 @@ class SampleError(NishardError, ValueError):
     """A transform cannot process a record's data; the plan turns it into a RecordError.
 
     Transforms see arrays, not files: they name the input kind at fault (``bold``,
-    ``confounds``...) and the plan that runs them adds the record and its file path.
+    ``confounds``...) and the plan that runs them adds the record and its file path. A
+    file the transform itself reads (an atlas, a mask given by path) it names by ``path``,
+    which the RecordError raised from this one takes as its own.
 
     Parameters
     ----------
@@ -54,13 +69,24 @@ class SampleError(NishardError, ValueError):
         The staged file kind whose content is at fault, when one is.
     expected, found : str
         As in :class:`RecordError`.
+    path : str or Path or None
+        The file at fault when it is not one of the record's.
     """
 
-    def __init__(self, kind: str | None, expected: str, found: str):
+    def __init__(
+        self, kind: str | None, expected: str, found: str, *, path: str | Path | None = None
+    ):
         self.kind = kind
         self.expected = expected
         self.found = found
-        super().__init__(f"expected {expected}, found {found}")
+        self.path = None if path is None else str(path)
+        where = f"{self.path}: " if self.path else ""
+        super().__init__(f"{where}expected {expected}, found {found}")
 
     def __reduce__(self):
-        return type(self), (self.kind, self.expected, self.found)
+        return _sample_error, (self.kind, self.expected, self.found, self.path)
+
+
+def _sample_error(kind: str | None, expected: str, found: str, path: str | None) -> SampleError:
+    # Keyword arguments do not go through __reduce__'s positional tuple.
+    return SampleError(kind, expected, found, path=path)

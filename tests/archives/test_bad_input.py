@@ -1,6 +1,7 @@
 """A broken input file quarantines its record with a reason naming it; the rest is written."""
 
 import gzip
+import os
 
 import nibabel as nib
 import numpy as np
@@ -109,3 +110,53 @@ def test_when_every_record_is_broken_the_build_fails_but_says_why(tiny_copy, tmp
     manifest = ns.read_manifest(tmp_path)
     assert len(manifest["quarantine"]) == len(bold_files(tiny_copy))
     assert manifest["shards"] == []
+
+
+def _regrid(bold, change):
+    """Put one record's BOLD and brain mask on another grid: same voxels, ``change @ affine``."""
+    for path in (bold, _mask_of(bold)):
+        img = nib.load(path)
+        nib.save(nib.Nifti1Image(np.asarray(img.dataobj), change @ img.affine, img.header), path)
+
+
+def _rotated():
+    # A subject's native space: its voxel axes turned by 30 degrees against the template's.
+    angle = np.radians(30)
+    change = np.eye(4)
+    change[:2, :2] = [[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]
+    return change, "in the BOLD's space", "axes rotated by 30.0 degrees"
+
+
+def _far():
+    change = np.eye(4)
+    change[:3, 3] = 5000.0  # the same space, but the atlas covers none of the run
+    return change, "overlapping the BOLD's field of view", "no non-zero voxel on the BOLD grid"
+
+
+@pytest.mark.parametrize("grid", [_rotated, _far])
+@pytest.mark.parametrize(
+    ("step", "what"),
+    [
+        (lambda path: ns.t.Parcellate(path), "a 3D labels atlas of integer region values"),
+        (lambda path: ns.t.Mask(source=path), "a 3D mask"),
+    ],
+    ids=["parcellate", "mask"],
+)
+def test_an_atlas_off_a_records_grid_is_quarantined_by_its_file(
+    tiny_copy, tmp_path, atlas, grid, step, what
+):
+    bold = bold_files(tiny_copy)[1]
+    change, expected, found = grid()
+    _regrid(bold, change)
+    records = ns.locate(tiny_copy, schema=ns.schemas.fmriprep(res=TINY_RES))
+    plan = ns.assemble([step(atlas), ns.t.Standardize()])
+    manifest = ns.write(records, plan, tmp_path, shards=ns.shards.by_count(2), progress=False)
+    [entry] = manifest["quarantine"]
+    assert entry["record"] in bold.name
+    # The atlas lives outside the dataset: the file is relative to the dataset's root.
+    assert os.path.normpath(tiny_copy / entry["file"]) == atlas
+    assert entry["expected"].startswith(f"{what} {expected}")
+    assert atlas not in entry["expected"]  # said once, in "file"
+    assert entry["found"].startswith(found)
+    good = sorted(r.id for r in records if r.id != entry["record"])
+    assert _written_keys(tmp_path, manifest) == good

@@ -98,7 +98,7 @@ def test_a_mask_outside_the_bold_is_refused(tiny, tmp_path):
     far[:3, 3] += 5000.0
     path = tmp_path / "far.nii.gz"
     nib.save(nib.Nifti1Image(np.ones((4, 4, 4), np.uint8), far), path)
-    with pytest.raises(SampleError, match=r"far\.nii\.gz overlapping the BOLD"):
+    with pytest.raises(SampleError, match=r"far\.nii\.gz: expected a 3D mask overlapping the BOLD"):
         Mask(source=str(path))(sample)
     corner = np.zeros(sample["mask"].shape, np.uint8)
     corner[0, 0, 0] = 1  # on the grid, but outside the brain

@@ -194,10 +194,10 @@ def _save(path, data, affine=None):
 def test_atlas_of_the_wrong_dimensions_is_refused_with_its_name(tiny, tmp_path):
     _, _, sample = _run(tiny)
     four_d = _save(tmp_path / "four.nii.gz", np.ones((4, 4, 4, 2), np.int16))
-    with pytest.raises(SampleError, match=r"3D labels atlas.*four\.nii\.gz.*4D image"):
+    with pytest.raises(SampleError, match=r"four\.nii\.gz: expected a 3D labels atlas.*4D image"):
         Parcellate(four_d)(sample)
     three_d = _save(tmp_path / "three.nii.gz", np.ones((4, 4, 4), np.float32))
-    with pytest.raises(SampleError, match=r"4D probabilistic maps atlas.*three\.nii\.gz.*3D"):
+    with pytest.raises(SampleError, match=r"three\.nii\.gz: expected a 4D probabilistic maps.*3D"):
         Maps(three_d)(sample)
 
 
@@ -213,7 +213,8 @@ def test_atlas_outside_the_bold_field_of_view_is_refused(tiny, tmp_path):
     far = np.diag([8.0, 8, 8, 1])
     far[:3, 3] = 1000.0
     atlas = _save(tmp_path / "far.nii.gz", np.ones((4, 4, 4), np.int16), far)
-    with pytest.raises(SampleError, match=r"far\.nii\.gz overlapping the BOLD.*no non-zero voxel"):
+    message = r"far\.nii\.gz: expected .* overlapping the BOLD.*no non-zero voxel"
+    with pytest.raises(SampleError, match=message):
         Parcellate(atlas)(sample)
 
 

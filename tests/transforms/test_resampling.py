@@ -1,11 +1,13 @@
 """resample_to_grid equals nilearn's resample_to_img / resample_img; given files are checked."""
 
+import pickle
+
 import nibabel as nib
 import numpy as np
 import pytest
 from nilearn.image import resample_img, resample_to_img
 
-from nishard.errors import SampleError
+from nishard.errors import RecordError, SampleError
 from nishard.transforms.resampling import (
     image_on_grid,
     load_image,
@@ -88,17 +90,19 @@ def _save(path, data, affine=TARGET):
 
 
 def test_load_image_refuses_what_the_role_cannot_use(tmp_path):
-    with pytest.raises(SampleError, match=r"3D mask at .*absent\.nii\.gz, found no readable file"):
-        load_image(tmp_path / "absent.nii.gz", "mask")
+    absent = tmp_path / "absent.nii.gz"
+    with pytest.raises(SampleError, match=r"absent\.nii\.gz: expected a 3D mask, found no") as err:
+        load_image(absent, "mask")
+    assert err.value.path == str(absent) and err.value.kind is None
     broken = tmp_path / "broken.nii.gz"
     broken.write_bytes(b"not a nifti")
-    with pytest.raises(SampleError, match=r"broken\.nii\.gz, found an unreadable image"):
+    with pytest.raises(SampleError, match=r"broken\.nii\.gz: expected .*, found an unreadable"):
         load_image(broken, "labels")
     nan = np.ones((3, 3, 3, 2), np.float32)
     nan[0, 0, 0, 1] = np.nan
-    with pytest.raises(SampleError, match=r"nan\.nii\.gz, found 1 NaN or infinite values"):
+    with pytest.raises(SampleError, match=r"nan\.nii\.gz: .*, found 1 NaN or infinite values"):
         load_image(_save(tmp_path / "nan.nii.gz", nan), "maps")
-    with pytest.raises(SampleError, match=r"4D probabilistic maps.*, found a 3D image"):
+    with pytest.raises(SampleError, match=r"three\.nii\.gz: expected a 4D probabilistic.*a 3D"):
         load_image(_save(tmp_path / "three.nii.gz", np.ones((3, 3, 3), np.float32)), "maps")
 
 
@@ -119,3 +123,27 @@ def test_mask_on_another_grid_equals_nearest_resampling(tmp_path):
     expected = _nilearn((data > 0.5).astype(np.uint8), affine, "nearest") > 0
     assert ours.dtype == bool
     np.testing.assert_array_equal(ours, expected)
+
+
+def _record_error(cause: SampleError, path: str | None) -> RecordError:
+    """The RecordError a plan raises from a transform's SampleError, as caught."""
+    with pytest.raises(RecordError) as caught:
+        raise RecordError("sub-01", path, cause.expected, cause.found) from cause
+    return caught.value
+
+
+def test_a_record_error_takes_the_file_of_the_sample_error_it_comes_from(tmp_path):
+    absent = tmp_path / "absent.nii.gz"
+    with pytest.raises(SampleError) as caught:
+        load_image(absent, "labels")
+    cause = caught.value
+    error = _record_error(cause, None)
+    assert error.path == str(absent)
+    assert str(error).startswith(f"record sub-01 in {absent}: expected a 3D labels atlas")
+    # Worker processes send errors back pickled, without their cause.
+    back = pickle.loads(pickle.dumps(error))
+    assert (back.record, back.path, str(back)) == ("sub-01", str(absent), str(error))
+    sample = pickle.loads(pickle.dumps(cause))
+    assert (sample.kind, sample.path, str(sample)) == (None, str(absent), str(cause))
+    # A file the plan names (one of the record's) is not replaced by the cause's.
+    assert _record_error(cause, "bold.nii.gz").path == "bold.nii.gz"

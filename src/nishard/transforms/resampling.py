@@ -174,9 +174,7 @@ def load_image(path: str | os.PathLike, role: Role) -> tuple[np.ndarray, np.ndar
     try:
         stat = os.stat(file)
     except OSError as err:
-        raise SampleError(
-            None, f"{_ROLES[role][1]} at {file}", f"no readable file ({err})"
-        ) from err
+        raise SampleError(None, _ROLES[role][1], f"no readable file ({err})", path=file) from err
     # Keyed by modification time and size too, so that a file rewritten while the process
     # lives is read again.
     return _load_image(file, stat.st_mtime_ns, stat.st_size, role)
@@ -186,27 +184,25 @@ def load_image(path: str | os.PathLike, role: Role) -> tuple[np.ndarray, np.ndar
 def _load_image(file: str, mtime_ns: int, size: int, role: Role):
     import nibabel as nib
 
-    ndim, what = _ROLES[role]
-    expected = f"{what} at {file}"
+    ndim, expected = _ROLES[role]
     try:
         img = nib.load(file)
         data = np.asarray(img.dataobj)
     except Exception as err:
-        raise SampleError(
-            None, expected, f"an unreadable image ({type(err).__name__}: {err})"
-        ) from err
+        found = f"an unreadable image ({type(err).__name__}: {err})"
+        raise SampleError(None, expected, found, path=file) from err
     if role != "maps" and data.ndim == 4 and data.shape[3] == 1:
         data = data[..., 0]  # a single volume stored as 4D, as nilearn accepts
     if data.ndim != ndim:
-        raise SampleError(None, expected, f"a {data.ndim}D image of shape {data.shape}")
+        found = f"a {data.ndim}D image of shape {data.shape}"
+        raise SampleError(None, expected, found, path=file)
     if data.dtype.kind not in "biuf":
-        raise SampleError(None, expected, f"values of type {data.dtype}")
+        raise SampleError(None, expected, f"values of type {data.dtype}", path=file)
     if data.dtype.kind == "f" and not np.isfinite(data).all():
-        raise SampleError(
-            None, expected, f"{int((~np.isfinite(data)).sum())} NaN or infinite values"
-        )
+        found = f"{int((~np.isfinite(data)).sum())} NaN or infinite values"
+        raise SampleError(None, expected, found, path=file)
     if role == "labels":
-        data = _integer_labels(data, expected)
+        data = _integer_labels(data, expected, file)
     elif role == "maps":
         data = data.astype(np.float32, copy=False)
     else:
@@ -217,7 +213,7 @@ def _load_image(file: str, mtime_ns: int, size: int, role: Role):
     return data, affine
 
 
-def _integer_labels(data: np.ndarray, expected: str) -> np.ndarray:
+def _integer_labels(data: np.ndarray, expected: str, file: str) -> np.ndarray:
     if data.dtype.kind == "f":
         fractional = data != np.round(data)
         if fractional.any():
@@ -226,6 +222,7 @@ def _integer_labels(data: np.ndarray, expected: str) -> np.ndarray:
                 None,
                 expected,
                 f"{int(fractional.sum())} voxels of non-integer value (e.g. {example:g})",
+                path=file,
             )
     wide = np.abs(data).max(initial=0) >= 2**31
     return data.astype(np.int64 if wide else np.int32)
@@ -280,9 +277,10 @@ def _on_grid(file, mtime_ns, size, role, grid, target_bytes) -> np.ndarray:
     if angle > MAX_ROTATION_DEG:
         raise SampleError(
             None,
-            f"{what} at {file} in the BOLD's space (axes parallel to the BOLD's, up to flips)",
+            f"{what} in the BOLD's space (axes parallel to the BOLD's, up to flips)",
             f"axes rotated by {angle:.1f} degrees (affine\n{np.round(source_affine, 3)}\n"
             f"against the BOLD's\n{np.round(target, 3)}): another space?",
+            path=file,
         )
     if role == "maps":
         out = resample_to_grid(data, source_affine, grid, target, "linear", clip=True)
@@ -294,9 +292,10 @@ def _on_grid(file, mtime_ns, size, role, grid, target_bytes) -> np.ndarray:
     if not out.any():
         raise SampleError(
             None,
-            f"{what} at {file} overlapping the BOLD's field of view {_box(grid, target)} mm",
+            f"{what} overlapping the BOLD's field of view {_box(grid, target)} mm",
             f"no non-zero voxel on the BOLD grid "
             f"(the image spans {_box(data.shape, source_affine)} mm)",
+            path=file,
         )
     out = np.ascontiguousarray(out)
     out.setflags(write=False)
