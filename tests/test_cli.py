@@ -1,9 +1,12 @@
 """The command line, as a user runs it."""
 
+import json
 import re
 import subprocess
 import sys
 
+import nibabel as nib
+import numpy as np
 import pytest
 import webdataset as wds
 
@@ -96,6 +99,18 @@ def test_demo_writes_a_spec_that_repeats_the_build(tmp_path):
     assert (
         sum(1 for _ in wds.WebDataset(urls, shardshuffle=False)) == manifest["records"]["written"]
     )
+    assert {s["format"] for s in manifest["shards"]} == {"webdataset", "tfrecord"}
+    assert {s["split"] for s in manifest["shards"]} == {"train", "val", "test"}
+    assert re.search(r"test accuracy \d\.\d\d on \d+ runs, chance \d\.\d\d", result.stdout)
+    # The last step: CanICA on the voxel shards, its maps and report.
+    report = out / "canica" / "report.html"
+    assert f"report    {report}" in result.stdout and report.is_file()
+    maps = nib.load(out / "canica" / "components.nii.gz")
+    assert maps.shape[3] == 10 and np.isfinite(maps.get_fdata()).all()
+    assert re.search(r"truth     \d of 7 true networks matched", result.stdout)
+    learned = json.loads((out / "canica" / "results.json").read_text())
+    assert learned["samples"] == manifest["records"]["written"]
+    assert learned["memory"]["added"] <= learned["memory"]["budget"]
 
     before = {p.name: p.read_bytes() for p in (out / "shards").iterdir()}
     assert main(["build", str(out / "spec.yaml")]) == 0
