@@ -91,14 +91,33 @@ def _mask_of(bold):
     return bold.with_name(bold.name.replace("_desc-preproc_bold", "_desc-brain_mask"))
 
 
-def test_a_mask_on_another_grid_is_quarantined(tiny_copy, tmp_path):
-    mask = _mask_of(bold_files(tiny_copy)[0])
+def _cropped(data, affine):
+    return data[1:], affine
+
+
+def _shifted(data, affine):
+    # The same shape, two voxels along x: a mask of another run's grid.
+    moved = affine.copy()
+    moved[:3, 3] += 2 * affine[:3, 0]
+    return data, moved
+
+
+@pytest.mark.parametrize("regrid", [_cropped, _shifted])
+def test_a_mask_on_another_grid_is_quarantined(tiny_copy, tmp_path, regrid):
+    bold = bold_files(tiny_copy)[0]
+    mask = _mask_of(bold)
     img = nib.load(mask)
-    nib.save(nib.Nifti1Image(np.asarray(img.dataobj)[1:], img.affine, img.header), mask)
-    _, manifest = _write(tiny_copy, tmp_path)
+    data, affine = regrid(np.asarray(img.dataobj), img.affine)
+    nib.save(nib.Nifti1Image(data, affine, img.header), mask)
+    records, manifest = _write(tiny_copy, tmp_path)
     [entry] = manifest["quarantine"]
+    assert entry["record"] in bold.name
     assert entry["file"] == str(mask.relative_to(tiny_copy))
-    assert entry["expected"].startswith("a mask on the BOLD grid")
+    assert entry["expected"] == f"a mask on the BOLD grid {nib.load(bold).shape[:3]}"
+    # The mask's own shape and affine, to compare with the BOLD's.
+    assert entry["found"] == f"shape {data.shape} with affine\n{np.round(affine, 3)}"
+    good = sorted(r.id for r in records if r.id != entry["record"])
+    assert _written_keys(tmp_path, manifest) == good
 
 
 def test_when_every_record_is_broken_the_build_fails_but_says_why(tiny_copy, tmp_path):
