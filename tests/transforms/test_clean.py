@@ -186,8 +186,20 @@ def test_interpolate_censored_is_the_cubic_spline(x):
         dict(filter="cosine", high_pass=0.01, standardize="psc"),
         dict(filter=None, standardize="zscore_sample", censor=True),
         dict(filter="butterworth", low_pass=0.1, standardize=None, censor=True),
+        dict(filter="fft", low_pass=0.1, high_pass=0.01, standardize="zscore_sample"),
+        dict(filter="fft", high_pass=0.01, standardize="psc", censor=True),
+        dict(filter="fft", low_pass=0.1, detrend=False, standardize=None),
     ],
-    ids=["band", "high-no-detrend", "cosine-psc", "censor", "low-censor-raw"],
+    ids=[
+        "band",
+        "high-no-detrend",
+        "cosine-psc",
+        "censor",
+        "low-censor-raw",
+        "fft-band",
+        "fft-high-censor-psc",
+        "fft-low-raw",
+    ],
 )
 def test_jax_equals_numpy(x, conf, kw):
     """Tolerance TOL on z-scores, TOL*100 on psc, TOL*scale on unstandardized output."""
