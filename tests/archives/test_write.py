@@ -4,7 +4,9 @@ import hashlib
 import itertools
 import json
 import re
+import sys
 import tarfile
+from importlib import metadata
 from pathlib import Path
 
 import nibabel as nib
@@ -14,7 +16,7 @@ import torch
 import webdataset as wds
 
 import nishard as ns
-from nishard.archives import WebDataset
+from nishard.archives import HDF5, TFRecord, WebDataset, Zarr
 from nishard.transforms import apply_mask, standardize
 from tests.helpers import TINY_RES
 
@@ -96,6 +98,21 @@ def test_manifest_counts_bytes_and_checksums_match_the_files(built):
     assert manifest["keys"]["bold"]["dtype"] == "float32"
     assert len(manifest["inputs"]) == 2 * len(records)  # each run's bold and mask
     assert json.loads((out / "manifest.json").read_text()) == manifest
+
+
+def test_manifest_versions_name_the_libraries_that_wrote_it(tiny, tmp_path):
+    pytest.importorskip("h5py")
+    pytest.importorskip("zarr")
+    formats = [WebDataset(), TFRecord(), HDF5(), Zarr()]
+    versions = _build(tiny, tmp_path, formats=formats)["versions"]
+    # crc32c frames the TFRecords; google-crc32c only checks them in the tests.
+    writers = ("nishard", "numpy", "crc32c", "h5py", "zarr")
+    assert all(name in sys.modules for name in writers)  # each did take part
+    assert {name: versions.get(name) for name in writers} == {
+        name: metadata.version(name) for name in writers
+    }
+    assert "google-crc32c" not in versions
+    assert versions["python"] == ".".join(map(str, sys.version_info[:3]))
 
 
 def test_tar_members_are_webdataset_conventional_and_timeless(built):

@@ -15,8 +15,10 @@ from .shards import ShardInfo
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
 
+#: Distributions whose versions go into the manifest: those that compute what is written
+#: (crc32c frames TFRecords; h5py and zarr write their formats) or read the inputs.
 _VERSIONED = ("nishard", "numpy", "scipy", "pandas", "nibabel", "nilearn", "webdataset",
-              "ml_dtypes", "google-crc32c", "h5py", "zarr")  # fmt: skip
+              "ml_dtypes", "crc32c", "h5py", "zarr")  # fmt: skip
 
 
 def versions() -> dict[str, str]:
