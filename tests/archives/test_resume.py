@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import nishard as ns
-from nishard.archives import TFRecord, WebDataset
+from nishard.archives import FORMATS, TFRecord, WebDataset
 from nishard.archives.resume import FOLDER, JOURNAL
 from nishard.archives.splits import Random
 from nishard.workflow.executors import Serial
@@ -24,10 +24,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 #: The child: the build of ``_build`` below, slowed down between records so that the
 #: parent can kill it at a chosen shard. The slowing executor reports itself as Serial:
-#: the manifest is that of a plain serial build.
+#: the manifest is that of a plain serial build. Arguments: dataset, samples per shard,
+#: comma-separated format names.
 CHILD = """
 import sys, time
 import nishard as ns
+from nishard.archives import FORMATS
 from nishard.workflow.executors import Serial
 from tests.helpers import TINY_RES
 
@@ -40,7 +42,8 @@ class Slow(Serial):
 records = ns.locate(sys.argv[1], schema=ns.schemas.fmriprep(res=TINY_RES),
                     variables=ns.tables.participants(["age", "sex", "diagnosis", "site"]))
 ns.write(records, ns.assemble([ns.t.Mask(), ns.t.Standardize()]), "out", progress=False,
-         shards=ns.shards.by_count(int(sys.argv[2])), executor=Slow())
+         shards=ns.shards.by_count(int(sys.argv[2])), executor=Slow(),
+         formats=[FORMATS[name]() for name in sys.argv[3].split(",")])
 """
 
 
@@ -73,24 +76,39 @@ def _journal(out: Path) -> list[dict]:
     return [json.loads(line) for line in text.splitlines()]
 
 
+def _formats(names: str) -> list:
+    return [FORMATS[name]() for name in names.split(",")]
+
+
 @pytest.fixture(scope="module")
 def reference(tiny, tmp_path_factory):
-    """Unbroken builds, one per shard size."""
+    """The files of unbroken builds, by format names and shard size, built when first used."""
     folder = tmp_path_factory.mktemp("reference")
-    return {n: _files(_build(tiny, folder / str(n), shards=ns.shards.by_count(n)) and
-                      folder / str(n) / "out") for n in (1, 5)}  # fmt: skip
+    built: dict[tuple[str, int], dict[str, bytes]] = {}
+
+    def files(per_shard: int, formats: str = "webdataset") -> dict[str, bytes]:
+        if (formats, per_shard) not in built:
+            where = folder / f"{formats}-{per_shard}"
+            _build(tiny, where, formats=_formats(formats), shards=ns.shards.by_count(per_shard))
+            built[formats, per_shard] = _files(where / "out")
+        return built[formats, per_shard]
+
+    return files
 
 
-def _crash(tiny, folder: Path, per_shard: int, after: int, reference: dict) -> None:
-    """Run the build in a child and SIGKILL it once ``after`` shards are renamed; every
-    file seen under a final shard name must be the complete shard."""
+def _crash(
+    tiny, folder: Path, per_shard: int, after: int, reference: dict, formats: str = "webdataset"
+) -> None:
+    """Run the build in a child and SIGKILL it once ``after`` shards (of any format) are
+    renamed; every file seen under a final shard name must be the complete shard."""
     out = folder / "out"
+    extensions = [f.extension for f in _formats(formats)]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    child = subprocess.Popen([sys.executable, "-c", CHILD, str(tiny), str(per_shard)],
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(tiny), str(per_shard), formats],
                              cwd=folder, env=env)  # fmt: skip
     try:
         while child.poll() is None:
-            finals = sorted(out.glob("all-*.tar")) if out.is_dir() else []
+            finals = [p for e in extensions for p in out.glob(f"all-*{e}")] if out.is_dir() else []
             for path in finals:
                 assert path.read_bytes() == reference[path.name], f"{path.name} is partial"
             if len(finals) >= after:
@@ -102,31 +120,52 @@ def _crash(tiny, folder: Path, per_shard: int, after: int, reference: dict) -> N
     assert child.returncode == -signal.SIGKILL, "the build ended before the kill"
 
 
-@pytest.mark.parametrize(("per_shard", "after"), [(1, 1), (1, 3), (5, 1)])
-def test_a_killed_build_resumes_to_the_same_bytes(tiny, tmp_path, reference, per_shard, after):
-    _crash(tiny, tmp_path, per_shard, after, reference[per_shard])
+@pytest.mark.parametrize(
+    ("formats", "per_shard", "after"),
+    [
+        ("webdataset", 1, 1),
+        ("webdataset", 1, 3),
+        ("webdataset", 5, 1),
+        ("tfrecord", 1, 3),
+        ("tfrecord", 5, 1),
+        # Each format's shards are renamed in turn: a kill after an odd count falls
+        # between the two formats' shards of the same samples.
+        ("webdataset,tfrecord", 1, 3),
+        ("webdataset,tfrecord", 5, 2),
+    ],
+)
+def test_a_killed_build_resumes_to_the_same_bytes(
+    tiny, tmp_path, reference, formats, per_shard, after
+):
+    expected = reference(per_shard, formats)
+    _crash(tiny, tmp_path, per_shard, after, expected, formats)
     out = tmp_path / "out"
     assert not (out / "manifest.json").exists()
     listed = [line["shard"] for line in _journal(out) if "shard" in line]
     assert len(listed) >= after - 1  # the kill may fall between a rename and its line
     for shard in listed:  # each journaled shard is whole and as listed
-        assert (out / shard["name"]).read_bytes() == reference[per_shard][shard["name"]]
+        assert (out / shard["name"]).read_bytes() == expected[shard["name"]]
     executor = Counting()
-    _build(tiny, tmp_path, executor, shards=ns.shards.by_count(per_shard))
-    # The records of the finished shards are not computed again.
-    done = {key for shard in listed for key in shard["keys"]}
+    _build(tiny, tmp_path, executor, formats=_formats(formats),
+           shards=ns.shards.by_count(per_shard))  # fmt: skip
+    # The records in finished shards of every format are not computed again.
+    names = {f.name for f in _formats(formats)}
+    done = set.intersection(*(
+        {key for shard in listed if shard["format"] == name for key in shard["keys"]}
+        for name in names
+    ))  # fmt: skip
     assert len(executor.computed) == len(_records(tiny)) - len(done)
     assert not done & set(executor.computed)
-    assert _files(out) == reference[per_shard]
+    assert _files(out) == expected
     assert not (out / FOLDER).exists()
 
 
 def test_a_changed_spec_after_a_kill_starts_over_cleanly(tiny, tmp_path, reference):
-    _crash(tiny, tmp_path, 1, 3, reference[1])
+    _crash(tiny, tmp_path, 1, 3, reference(1))
     executor = Counting()
     _build(tiny, tmp_path, executor, shards=ns.shards.by_count(5))
     assert len(executor.computed) == len(_records(tiny))
-    assert _files(tmp_path / "out") == reference[5]  # the killed build's shards are gone
+    assert _files(tmp_path / "out") == reference(5)  # the killed build's shards are gone
     assert not (tmp_path / "out" / FOLDER).exists()
 
 
