@@ -10,6 +10,7 @@ import pytest
 import nishard as ns
 from nishard.archives.decoders import DecodeError
 from nishard.stream import arrays, reader
+from nishard.stream.catalog import open_catalog
 from tests.stream.conftest import decoded
 
 
@@ -61,9 +62,11 @@ def test_arrays_are_the_callers_own(shards):
     assert not np.shares_memory(first["bold"], second["bold"])
 
 
-def test_large_samples_read_straight_into_place_give_the_same_arrays(shards, monkeypatch):
-    # Every sample above the "small" size: member headers walked by window, arrays preadv'd.
-    expected = decoded(shards, "train")
+@pytest.mark.parametrize("format", ["webdataset", "tfrecord"])
+def test_large_samples_read_straight_into_place_give_the_same_arrays(shards, format, monkeypatch):
+    # Every sample above the "small" size: tar member headers or the Example's protobuf
+    # framing walked by window, arrays preadv'd into place.
+    expected = decoded(shards, "train", format)
     monkeypatch.setattr(reader, "SMALL", 0)
     monkeypatch.setattr(reader, "WINDOW", 512)
 
@@ -71,10 +74,51 @@ def test_large_samples_read_straight_into_place_give_the_same_arrays(shards, mon
         raise AssertionError("a large sample parsed in memory")
 
     monkeypatch.setattr(reader, "_tar_in_memory", in_memory)
-    for sample in arrays(shards, split="train", float32=False):
+    monkeypatch.setattr(reader, "_tfrecord_in_memory", in_memory)
+    for sample in arrays(shards, split="train", format=format, float32=False):
         for name, array in expected[sample["__key__"]].arrays.items():
             np.testing.assert_array_equal(sample[name], array)
         assert sample["__meta__"] == expected[sample["__key__"]].meta
+
+
+def test_large_tfrecord_arrays_are_left_in_the_file_for_one_read(shards, monkeypatch):
+    # The bold array (3,360 bytes) does not fit a 64-byte window: located, not read.
+    monkeypatch.setattr(reader, "WINDOW", 64)
+    catalog = open_catalog(shards, ["bold"], "train", "tfrecord")
+    expected = decoded(shards, "train", "tfrecord")
+    shard = reader.ShardReader(catalog, small=0)
+    try:
+        for position in range(len(catalog.shards[0].keys)):
+            located = shard.locate(0, position, frozenset(["bold"]), meta=True)
+            found = located.fields["bold"]
+            assert found.array is None and found.offset > 0
+            out = np.empty(found.shape, np.float32)
+            shard.fill(located, "bold", out)
+            np.testing.assert_array_equal(out, expected[located.key].arrays["bold"])
+            assert located.meta == expected[located.key].meta
+    finally:
+        shard.close()
+
+
+def _damaged(shards, tmp_path, change):
+    copy = shutil.copytree(shards, tmp_path / "copy")
+    path = sorted(copy.glob("train-*.tfrecord"))[0]
+    path.write_bytes(change(path.read_bytes()))
+    return copy
+
+
+@pytest.mark.parametrize("small", [0, reader.SMALL])
+def test_damaged_tfrecord_framing_is_refused_on_both_paths(shards, tmp_path, small, monkeypatch):
+    monkeypatch.setattr(reader, "SMALL", small)
+    length_crc = _damaged(shards, tmp_path / "crc", lambda d: d[:8] + bytes([d[8] ^ 1]) + d[9:])
+    with pytest.raises(DecodeError, match="length is damaged"):
+        list(arrays(length_crc, split="train", format="tfrecord"))
+    # bold/shape [120, 7] -> [120, 6]: the array's bytes no longer match its shape.
+    shape = b"bold/shape\x12\x06\x1a\x04\x0a\x02\x78\x07"
+    assert shape in (sorted(shards.glob("train-*.tfrecord"))[0]).read_bytes()
+    wrong = _damaged(shards, tmp_path / "shape", lambda d: d.replace(shape, shape[:-1] + b"\x06"))
+    with pytest.raises(DecodeError, match="bytes for"):
+        list(arrays(wrong, split="train", format="tfrecord"))
 
 
 def test_shuffled_arrays_are_a_seeded_permutation(shards):

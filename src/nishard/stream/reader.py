@@ -10,8 +10,9 @@ consecutive small samples (a batch read in order) is read in one call
 (:meth:`ShardReader.read_ahead`).
 
 The readers trust the manifest's sha256 for the bytes and check what they parse (tar
-headers, ``.npy`` headers, TFRecord lengths); ``nishard verify`` checks everything. They
-assume a little-endian machine for bfloat16, as the writer does.
+headers, ``.npy`` headers, TFRecord lengths with their CRC and the Example's framing, see
+:mod:`.tfrecord`); ``nishard verify`` checks everything. They assume a little-endian
+machine for bfloat16, as the writer does.
 
 A reader keeps a few files open and is not thread-safe: give each thread its own.
 """
@@ -21,7 +22,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import struct
 import tarfile
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
@@ -32,6 +32,7 @@ import numpy as np
 from ..archives.decoders import DecodeError, example_sample
 from .catalog import Catalog, Shard
 from .npy import PREFIX, header_at, header_length, parse_header
+from .tfrecord import HEADER, Span, example_at, record_length
 
 #: A sample spanning at most this many bytes is read whole in one system call.
 SMALL = 256 * 1024
@@ -423,11 +424,24 @@ def _pax(content: bytes) -> dict[str, str]:
 def _locate_tfrecord(
     reader: ShardReader, fd: int, start: int, end: int, want: frozenset | None, meta: bool
 ) -> Located:
-    # The array bytes sit inside the Example: the record is read whole and parsed, and
-    # fill() copies from it (one copy more than tar for large arrays).
-    head = os.pread(fd, 12, start)
-    length = _record_length(head, start, end)
-    return _example(os.pread(fd, length, start + 12), want, meta, fd)
+    if end - start <= reader.small:
+        data = os.pread(fd, end - start, start)
+        return _tfrecord_in_memory(data, start, start, end, want, meta, fd)
+    # The Example's framing is walked through a window of the file and each large array
+    # is left there, to be read by fill() straight into its row: one copy, as for tar.
+    window = _Window(fd, start, end, WINDOW)
+    length = record_length(window.get(start, HEADER), start, end)
+    first = start + HEADER
+    example = example_at(window.get, window.holds, first, first + length, want)
+    parsed = json.loads(example.json) if meta and example.json is not None else None
+    located = Located(example.key, fd, parsed)
+    for name, (dtype, shape, value) in example.arrays.items():
+        if isinstance(value, Span):
+            located.fields[name] = Field(dtype, shape, offset=value.offset)
+        else:
+            array = np.frombuffer(value, dtype).reshape(shape)
+            located.fields[name] = Field(dtype, shape, array=array)
+    return located
 
 
 def _tfrecord_in_memory(
@@ -435,17 +449,8 @@ def _tfrecord_in_memory(
 ) -> Located:
     """:func:`_locate_tfrecord` on bytes already read (``data`` begins at ``base``)."""
     at = start - base
-    length = _record_length(data[at : at + 12], start, end)
-    return _example(memoryview(data)[at + 12 : at + 12 + length], want, meta, fd)
-
-
-def _record_length(head: bytes, start: int, end: int) -> int:
-    if len(head) < 12:
-        raise ValueError("a 12-byte TFRecord header; the file ends")
-    (length,) = struct.unpack_from("<Q", head)
-    if start + 16 + length > end:
-        raise ValueError(f"a record of {length} bytes within the sample's {end - start}")
-    return length
+    length = record_length(data[at : at + HEADER], start, end)
+    return _example(memoryview(data)[at + HEADER : at + HEADER + length], want, meta, fd)
 
 
 def _example(data: bytes | memoryview, want: frozenset | None, meta: bool, fd: int) -> Located:
