@@ -12,7 +12,14 @@ import webdataset as wds
 import nishard as ns
 from nishard.archives import stats as stats_module
 from nishard.archives.splits import Random
-from nishard.archives.stats import Moments, SplitStats, load_block, save_block, write_npz
+from nishard.archives.stats import (
+    Moments,
+    SplitStats,
+    load_block,
+    sample_moments,
+    save_block,
+    write_npz,
+)
 from tests.archives.test_write import TRANSFORMS, _records
 
 #: float64 throughout: the streamed result agrees with numpy's two-pass one to rounding.
@@ -105,3 +112,29 @@ def test_manifest_statistics_per_split_equal_numpy_over_the_split_samples(tiny, 
         assert summary["features"] == data.shape[1]
         assert summary["mean"] == pytest.approx(data.mean(), abs=ATOL)
         assert summary["std"] == pytest.approx(data.std(), rel=RTOL)
+
+
+def _state(split: SplitStats) -> list:
+    """Every number of a split's moments, as bytes: equal means equal bits."""
+    return [(name, m.count, m.samples, m.skipped, m.low, m.high,
+             None if m.mean is None else (m.mean.tobytes(), m.m2.tobytes()))
+            for name, m in split.total().items()]  # fmt: skip
+
+
+def test_moments_made_apart_merge_to_the_same_bits_as_observing(monkeypatch):
+    """What a worker computes (sample_moments) and the writer merges (add) equals what
+    the writer would get observing the arrays itself, bit for bit."""
+    monkeypatch.setattr(stats_module, "CHUNK", 12)  # several chunks per sample
+    rng = np.random.default_rng(1)
+    samples = [
+        {"bold": rng.normal(size=(9, 5)).astype(np.float32), "age": np.float64(30 + i),
+         "half": rng.normal(size=(4, 5)).astype(ml_dtypes.bfloat16),
+         "empty": np.zeros((0, 5), np.float32), "text": np.array(["a", "b"])}
+        for i in range(4)
+    ]  # fmt: skip
+    observed, added = SplitStats(), SplitStats()
+    for products in samples:
+        observed.observe(products)
+        added.add(dict(reversed(sample_moments(products).items())))  # any order of keys
+    assert _state(added) == _state(observed)
+    assert added.total()["empty"].samples == 4 and added.total()["text"].skipped

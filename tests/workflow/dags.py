@@ -6,9 +6,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
+import numpy as np
+
 from nishard.records import Fmriprep, locate
 from nishard.records.table import Record
 from nishard.transforms import Transform
+from nishard.transforms.base import Demands
 from tests.helpers import TINY_RES
 
 #: The band of the Clean steps: nilearn's usual resting-state band.
@@ -26,6 +29,28 @@ class EachStep:
 
     def to_dict(self) -> dict:
         return {"name": self.name}
+
+
+@dataclass(frozen=True)
+class Hog(Transform):
+    """Passes ``bold`` through after filling ``nbytes`` of fresh memory (a known peak)."""
+
+    nbytes: int = 0
+
+    name: ClassVar[str] = "hog"
+    demands: ClassVar[Demands] = Demands(1.0, whole_time_axis=False, voxel_blocks=True)
+
+    @property
+    def reads(self) -> tuple[str, ...]:
+        return ("bold",)
+
+    @property
+    def writes(self) -> tuple[str, ...]:
+        return ("bold",)
+
+    def __call__(self, sample):
+        np.ones(self.nbytes, dtype=np.uint8)  # written, so resident, not just reserved
+        return dict(sample)
 
 
 def records(root) -> list[Record]:

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import pickle
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import nishard as ns
+from nishard.archives.stats import sample_moments
 from nishard.errors import RecordError
 from nishard.spec import load_spec
-from nishard.workflow import EXECUTORS, NodeCache
+from nishard.workflow import EXECUTORS, NodeCache, Serial
 from nishard.workflow.pydra import Pydra
 from tests.helpers import bold_files, write_spec
 
@@ -130,3 +135,42 @@ def test_record_errors_cross_process_boundaries():
         "this",
         "that",
     )
+
+
+def _where(products: dict) -> dict:
+    """A summarize function telling which process summarised each product."""
+    return {name: (os.getpid(), float(value.sum())) for name, value in products.items()}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["serial", "local", "pydra"])
+def test_products_are_summarised_where_they_are_made(name, tiny):
+    records = ns.locate(tiny, schema=ns.schemas.fmriprep(res="8"))
+    plan = ns.assemble([ns.t.Mask(), ns.t.Standardize(method="zscore_sample")])
+    executor = EXECUTORS_UNDER_TEST[name]
+    outcomes = list(executor.map(plan, records, summarize=_where))
+    assert [o.record.id for o in outcomes] == [r.id for r in records]
+    for outcome in outcomes:
+        (pid, total), usage = outcome.summaries["bold"], outcome.usage
+        assert total == pytest.approx(float(outcome.products["bold"].sum()))
+        if name == "serial":  # the writer's own process: no usage to report
+            assert pid == os.getpid() and usage is None
+        else:
+            assert pid != os.getpid() and usage.pid == pid and usage.peak > 0
+
+
+def test_the_writer_takes_the_statistics_an_executor_summarised(tiny, tmp_path):
+    """Given moments are used as they are (so a worker's pass is not repeated)."""
+
+    @dataclass(frozen=True)
+    class Marking(Serial):
+        def map(self, plan, records, cache=None, summarize=None):
+            for outcome in super().map(plan, records, cache, summarize):
+                moments = sample_moments({"bold": np.full((2, 3), 7.0)})
+                yield dataclasses.replace(outcome, summaries=moments)
+
+    records = ns.locate(tiny, schema=ns.schemas.fmriprep(res="8"))
+    manifest = ns.write(records, ns.assemble([ns.t.Mask()]), tmp_path / "out",
+                        executor=Marking(), progress=False)  # fmt: skip
+    bold = manifest["stats"]["all"]["keys"]["bold"]
+    assert (bold["mean"], bold["std"], bold["count"]) == (7.0, 0.0, 2 * len(records))

@@ -172,8 +172,13 @@ class SplitStats:
     current: dict[str, Moments] = field(default_factory=dict)
 
     def observe(self, products: dict[str, np.ndarray]) -> None:
-        for name, array in products.items():
-            self.current.setdefault(name, Moments()).observe(array)
+        """Count one sample's products."""
+        self.add(sample_moments(products))
+
+    def add(self, moments: dict[str, Moments]) -> None:
+        """Count one sample given its products' moments (from :func:`sample_moments`)."""
+        for name, sample in moments.items():
+            self.current.setdefault(name, Moments()).merge(sample)
 
     def close_block(self) -> dict[str, Moments]:
         """End the current block (its shard is finished); the block."""
@@ -188,6 +193,31 @@ class SplitStats:
             for name in sorted(block):
                 merged.setdefault(name, Moments()).merge(block[name])
         return dict(sorted(merged.items()))
+
+
+def sample_moments(products: dict[str, np.ndarray]) -> dict[str, Moments]:
+    """The moments of each product of one sample, to merge into a split's with
+    :meth:`SplitStats.add`.
+
+    A pure function of the arrays, so that a worker process can compute it where it made
+    the products (see :mod:`nishard.workflow.executors`); merging its result gives the
+    same bits as observing the arrays in the writer. Each key's entry depends on that
+    key's array alone.
+
+    Parameters
+    ----------
+    products : dict of str to ndarray
+
+    Returns
+    -------
+    dict of str to Moments
+        One sample's observations per key (``samples == 1``).
+    """
+    moments = {}
+    for name, array in products.items():
+        moments[name] = Moments()
+        moments[name].observe(array)
+    return moments
 
 
 def save_block(path: Path, block: dict[str, Moments]) -> None:

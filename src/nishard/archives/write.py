@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import re
-import resource
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -17,10 +17,10 @@ from tqdm.auto import tqdm
 from ..checksums import sha256_file
 from ..errors import NishardError, RecordError, SpecError
 from ..records.table import RecordTable
-from ..units import format_bytes
 from ..workflow.cache import NodeCache
 from ..workflow.executors import Executor, Serial
 from ..workflow.plan import Outcome, Plan
+from ..workflow.usage import Tally
 from .families import Family, family_name, family_products, resolve, unwrap
 from .index import WIDS_FORMAT, wids_index, wids_name, write_json
 from .manifest import (
@@ -35,7 +35,7 @@ from .manifest import (
 from .resume import Journal, Resumed, fingerprint
 from .shards import Format, ShardInfo, ShardSpec, ShardWriter
 from .splits import Split, counts_table
-from .stats import SplitStats, stats_arrays, write_npz
+from .stats import Moments, SplitStats, sample_moments, stats_arrays, write_npz
 from .webdataset import WebDataset
 
 _SPLIT = re.compile(r"^[A-Za-z0-9_]+$")
@@ -129,7 +129,8 @@ def write(
         records', plan's and these arguments' own specs.
     progress : bool
         Show a progress bar (records done, rate, time left) and a summary at the end
-        (written, quarantined, time, peak memory).
+        (written, quarantined, time, and the peak resident memory of the largest process:
+        this one or a worker, as each worker measures itself per record).
     cache : NodeCache, optional
         Store node outputs by content and reuse them: a rerun computes only what changed.
     resume : bool
@@ -202,6 +203,7 @@ def write(
                       for i, item in enumerate(writing)] for name in names}  # fmt: skip
     skipped = _skippable(resumed.records, writers)
     keys = KeyStats()
+    tally = Tally()
     inputs: dict[str, str] = {}
     quarantine: list[dict] = []
     written = {name: 0 for name in names}
@@ -227,7 +229,8 @@ def write(
     replay = iter(sorted(skipped.items()))
     waiting = next(replay, None)
     try:
-        for outcome in executor.map(plan, todo, cache):
+        for outcome in _outcomes(executor, plan, todo, cache):
+            tally.add(outcome.usage)
             here = position[outcome.record.id]
             while waiting is not None and waiting[0] < here:
                 take(waiting[1])
@@ -281,7 +284,7 @@ def write(
     write_manifest(folder, manifest)
     journal.remove()
     if progress:
-        print(summary(manifest, time.perf_counter() - started), file=sys.stderr)
+        print(summary(manifest, time.perf_counter() - started, tally), file=sys.stderr)
     rewritten = {info.name for info in finished} | _side_files(manifest)
     for stale in previous - rewritten:
         (folder / stale).unlink(missing_ok=True)
@@ -290,6 +293,25 @@ def write(
             f"every one of the {len(records)} records was quarantined; see {folder / MANIFEST}"
         )
     return manifest
+
+
+def _outcomes(
+    executor: Executor, plan: Plan, records: list, cache: NodeCache | None
+) -> Iterator[Outcome]:
+    """The executor's outcomes, each with its products' statistics where it can.
+
+    The statistics of each sample are computed by the worker that made it: a pass over
+    every array that would otherwise take the writer's process, which also writes (and
+    hashes) every byte, from the cores the workers need. An executor whose ``map`` takes
+    no ``summarize`` (one written for nishard 0.1) still works: the writer computes them.
+    """
+    try:
+        takes = "summarize" in inspect.signature(executor.map).parameters
+    except (TypeError, ValueError):  # no signature to read: call it as 0.1 did
+        takes = False
+    if takes:
+        return executor.map(plan, records, cache, summarize=sample_moments)
+    return executor.map(plan, records, cache)
 
 
 def _writer(
@@ -361,7 +383,14 @@ def _write_sample(
         if index >= writer.done:
             writer.add(record.id, fields)
     if counted:
-        stats.observe(outcome.products)
+        given = outcome.summaries or {}
+        moments: dict[str, Moments] = {}
+        for name, array in outcome.products.items():  # in the products' order, as observe
+            if isinstance(given.get(name), Moments):
+                moments[name] = given[name]
+            else:  # a product the worker did not summarise (a staged file kept as it is)
+                moments |= sample_moments({name: array})
+        stats.add(moments)
     return None
 
 
@@ -482,19 +511,12 @@ def _relative(path: str, root: str) -> str:
         return path
 
 
-def peak_memory() -> int:
-    """Peak resident memory in bytes of this process and of its finished workers."""
-    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return max(own, workers) * scale
-
-
-def summary(manifest: dict, seconds: float) -> str:
-    """One line: what a build wrote, quarantined and dropped, its time and peak memory."""
+def summary(manifest: dict, seconds: float, tally: Tally | None = None) -> str:
+    """One line: what a build wrote, quarantined and dropped, its time and peak memory
+    (of the largest process: the writer's, or a worker's as ``tally`` has it)."""
     counts = manifest["records"]
     return (
         f"build: {counts['written']} written, {counts['quarantined']} quarantined, "
         f"{counts['dropped']} dropped in {len(manifest['shards'])} shards; {seconds:.1f} s, "
-        f"peak memory {format_bytes(peak_memory())} (largest process)"
+        f"{(tally or Tally()).describe()}"
     )

@@ -11,9 +11,10 @@ what they read; the products are the keys a shard keeps.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..errors import RecordError, SampleError, SpecError
 from ..records.table import Record
@@ -23,6 +24,12 @@ from .cache import NodeCache, node_key, step_files
 from .fusion import ByBackend, Fusion, Greedy, chain_specs, needed_after, node_peak
 from .headers import describe_inputs
 from .inputs import LOADERS, input_checksums, load_inputs
+from .usage import Usage
+
+#: What an executor may run on each record's products where they are made: per product
+#: key, a summary computed from that key's array alone (so that an engine running a plan
+#: node by node can summarise each node's products in the task that makes them).
+Summarize = Callable[[dict[str, Any]], dict[str, Any]]
 
 #: Sample entries that travel with the arrays without being declared: the record's
 #: metadata and the affine of its image.
@@ -63,12 +70,31 @@ class Node:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What running a plan on one record gave: products, or the error that quarantines it."""
+    """What running a plan on one record gave: products, or the error that quarantines it.
+
+    Attributes
+    ----------
+    record : Record
+    products : dict or None
+        The arrays a sample keeps; None when the record failed.
+    error : RecordError or None
+    checksums : dict of str to str
+        sha256 of each input file, by path.
+    usage : Usage or None
+        Peak memory and CPU time of the worker process that ran the record; None when it
+        ran in the writer's own process (serial).
+    summaries : dict or None
+        Per product, what the executor's ``summarize`` computed from it where it was made
+        (the statistics of :mod:`nishard.archives.stats`); products without one are
+        summarised by the writer.
+    """
 
     record: Record
     products: dict | None
     error: RecordError | None
     checksums: dict[str, str]
+    usage: Usage | None = None
+    summaries: dict[str, Any] | None = None
 
 
 def fuse_by_backend(steps: Sequence[Transform]) -> tuple[Node, ...]:
@@ -176,14 +202,20 @@ class Plan:
         With a ``cache``, node outputs already stored under the same content key are
         loaded instead of computed, and new ones are stored.
         """
-        checksums: dict[str, str] = {}
+        return self._run(record, cache, None)
+
+    def _run(
+        self, record: Record, cache: NodeCache | None, checksums: dict[str, str] | None
+    ) -> Outcome:
+        known: dict[str, str] = checksums or {}
         try:
-            checksums = input_checksums(record, self.inputs)
+            if checksums is None:
+                known = input_checksums(record, self.inputs)
             self.check_memory(record)
-            products = self._products(record, checksums, cache)
+            products = self._products(record, known, cache)
         except RecordError as err:
-            return Outcome(record, None, err, checksums)
-        return Outcome(record, products, None, checksums)
+            return Outcome(record, None, err, known)
+        return Outcome(record, products, None, known)
 
     def check_memory(self, record: Record) -> None:
         """Refuse a record whose estimated node peak exceeds the fusion's budget."""
@@ -230,14 +262,39 @@ class Plan:
         What a workflow engine's task calls: it passes the record and the cache folder and
         gets back the key under which the node's outputs are stored.
         """
-        key = self.node_keys(record, input_checksums(record, self.inputs))
-        if key[number] not in cache:
-            self._node_outputs(number, record, key, cache, {})
-        return key[number]
+        return self.compute_node(number, record, cache)[0]
 
-    def collect(self, record: Record, cache: NodeCache) -> Outcome:
-        """The products of a record whose nodes a workflow engine has run into ``cache``."""
-        return self.run(record, cache)
+    def compute_node(
+        self,
+        number: int,
+        record: Record,
+        cache: NodeCache,
+        checksums: dict[str, str] | None = None,
+    ) -> tuple[str, Sample | None]:
+        """:meth:`run_node`, also giving the node's outputs when it computed them (None
+        when they were stored already), so that the task can summarise its products
+        without reading them back. ``checksums`` of the inputs, when known, save hashing
+        them again."""
+        if checksums is None:
+            checksums = input_checksums(record, self.inputs)
+        key = self.node_keys(record, checksums)
+        if key[number] in cache:
+            return key[number], None
+        return key[number], self._node_outputs(number, record, key, cache, {})
+
+    def node_products(self, number: int) -> tuple[str, ...]:
+        """The products whose final value node ``number`` writes."""
+        return tuple(key for key in self.products if _producer(self.nodes, key) == number)
+
+    def collect(
+        self, record: Record, cache: NodeCache, checksums: dict[str, str] | None = None
+    ) -> Outcome:
+        """The products of a record whose nodes a workflow engine has run into ``cache``.
+
+        ``checksums``: the input checksums the engine's tasks computed, so that the
+        writer's process does not hash the inputs again (None: it does).
+        """
+        return self._run(record, cache, checksums)
 
     def _products(self, record, checksums, cache) -> dict:
         keys = self.node_keys(record, checksums) if cache is not None else None

@@ -9,6 +9,11 @@ Each record is a chain of node tasks in topological order (the plan's node order
 1.0 resolves a task's inputs only when they are lazy outputs themselves, not lists of them,
 so a node cannot wait on several parents; the chain carries every key so far instead, and
 the records, not the branches of one record, are what runs in parallel.
+
+The chain's state also carries what the writer would otherwise recompute in its own
+process: the input checksums (hashed once, by the first task), what each task cost its
+process (:class:`~.usage.Usage`), and the files of the summaries (statistics) of the
+products each task made, computed while the arrays were in its memory.
 """
 
 from __future__ import annotations
@@ -30,7 +35,9 @@ from typing import Any, ClassVar
 from ..errors import RecordError
 from ..records.table import Record
 from .cache import NodeCache
-from .plan import Outcome, Plan
+from .inputs import input_checksums
+from .plan import Outcome, Plan, Summarize
+from .usage import Meter, Usage
 
 #: How often the writer looks for a record's result while the workflow runs, in seconds.
 POLL_S = 0.05
@@ -129,7 +136,11 @@ class Pydra:
         return options
 
     def map(
-        self, plan: Plan, records: Iterable[Record], cache: NodeCache | None = None
+        self,
+        plan: Plan,
+        records: Iterable[Record],
+        cache: NodeCache | None = None,
+        summarize: Summarize | None = None,
     ) -> Iterator[Outcome]:
         """Run ``plan`` on every record; outcomes in record order.
 
@@ -140,6 +151,8 @@ class Pydra:
         cache : NodeCache, optional
             A node cache to reuse and fill (kept). Without one, node outputs go to a
             temporary store, and each record's are deleted once its outcome is taken.
+        summarize : callable, optional
+            Run by each task on the products its node makes (see :mod:`.executors`).
         """
         # pydra.engine first: importing pydra.workers before it is a circular import.
         import pydra.engine  # noqa: F401
@@ -151,8 +164,8 @@ class Pydra:
         with tempfile.TemporaryDirectory(prefix="nishard-pydra-", dir=self.cache_dir) as tmp:
             work = Path(tmp)
             store = cache if cache is not None else NodeCache(work / "nodes")
-            runner = _Runner(self, _save_plan(plan, work), len(plan.nodes), store, work,
-                             iter(records))  # fmt: skip
+            saved = _save_plan(_Job(plan, summarize, os.getpid()), work)
+            runner = _Runner(self, saved, len(plan.nodes), store, work, iter(records))
             runner.start()
             try:
                 yield from _outcomes(plan, runner, store, keep=cache is not None)
@@ -182,9 +195,12 @@ def _outcomes(plan: Plan, runner: _Runner, store: NodeCache, keep: bool) -> Iter
                     done, engine_error = True, reply
                 result = _read_marker(marker)
             outcome = _outcome(plan, record, store, result, engine_error)
-            if not keep and result is not None:
-                for key in result["keys"]:
-                    store.path(key).unlink(missing_ok=True)
+            if result is not None:
+                for path in result.get("summaries", []):
+                    Path(path).unlink(missing_ok=True)
+                if not keep:
+                    for key in result["keys"]:
+                        store.path(key).unlink(missing_ok=True)
             yield outcome
         if not done:  # every marker came before Pydra said the batch was over
             runner.next(timeout=None)
@@ -195,7 +211,13 @@ def _outcome(
     plan: Plan, record: Record, store: NodeCache, result: dict | None, engine_error: str | None
 ) -> Outcome:
     if result is not None and result["error"] is None:
-        return plan.collect(record, store)
+        outcome = plan.collect(record, store, result.get("checksums"))
+        summaries: dict[str, Any] = {}
+        for path in result.get("summaries", []):
+            with open(path, "rb") as file:
+                summaries.update(pickle.load(file))
+        usage = _usage(result.get("usage"))
+        return dataclasses.replace(outcome, usage=usage, summaries=summaries or None)
     if result is None:
         why = engine_error or "the workflow ended without one"
         error = RecordError(record.id, None, "a result from the Pydra workflow", f"none ({why})")
@@ -203,12 +225,10 @@ def _outcome(
         error = RecordError(**result["error"])
     # The same provenance as the other executors give a quarantined record.
     try:
-        from .inputs import input_checksums
-
         checksums = input_checksums(record, plan.inputs)
     except RecordError:
         checksums = {}
-    return Outcome(record, None, error, checksums)
+    return Outcome(record, None, error, checksums, _usage(result and result.get("usage")))
 
 
 def _read_marker(path: Path) -> dict | None:
@@ -317,18 +337,28 @@ def _as_dict(record: Record) -> dict:
     return {"id": record.id, "files": record.files, "metadata": record.metadata}
 
 
-def _save_plan(plan: Plan, folder: Path) -> Path:
-    """The pickled plan, named by its content so that a worker's loaded copy is never stale."""
+@dataclasses.dataclass(frozen=True)
+class _Job:
+    """What every task of a run needs besides its record: the plan, the summarising
+    function, and the writer's process (a task running in it must not reset its peak)."""
+
+    plan: Plan
+    summarize: Summarize | None
+    writer: int
+
+
+def _save_plan(job: _Job, folder: Path) -> Path:
+    """The pickled job, named by its content so that a worker's loaded copy is never stale."""
     import cloudpickle  # as loky (the local executor) does: transforms defined in a script
 
-    data = cloudpickle.dumps(plan, protocol=pickle.HIGHEST_PROTOCOL)
+    data = cloudpickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL)
     path = folder / f"plan-{hashlib.sha256(data).hexdigest()[:16]}.pkl"
     path.write_bytes(data)
     return path
 
 
 @lru_cache(maxsize=4)
-def _load_plan(path: str) -> Plan:
+def _load_plan(path: str) -> _Job:
     return pickle.loads(Path(path).read_bytes())
 
 
@@ -336,36 +366,63 @@ def _load_plan(path: str) -> Plan:
 
 
 def run_node(record: dict, plan_file: str, cache_folder: str, number: int, state: dict,
-             marker: str = "") -> dict:  # fmt: skip
+             marker: str, last: bool = False) -> dict:  # fmt: skip
     """One node of one record, as a Pydra task runs it.
 
-    ``state`` carries the keys of the earlier nodes and the error of the first that failed;
-    after a failure the rest pass it on without running. The last node writes ``state`` to
-    ``marker`` (a JSON file) for the writer, which reads it as soon as it appears.
+    ``state`` carries the keys of the earlier nodes and the error of the first that failed
+    (after a failure the rest pass it on without running), the input checksums, the
+    combined :class:`~.usage.Usage` of the tasks so far, and the files of the summaries of
+    the products they made (``<marker>.<node>.pkl``). The ``last`` node writes ``state``
+    to ``marker`` (a JSON file) for the writer, which reads it as soon as it appears.
 
     Any exception becomes the record's error: an exception that left the task would make
     Pydra drop the results of the whole batch.
     """
     if state["error"] is None:
+        meter = None
         try:
-            plan = _load_plan(plan_file)
-            rec = Record(record["id"], record["files"], record["metadata"])
-            if number == 0:  # run_node does not check the budget; refuse before loading
-                plan.check_memory(rec)
-            key = plan.run_node(number, rec, NodeCache(cache_folder))
-            state = {"keys": [*state["keys"], key], "error": None}
+            job = _load_plan(plan_file)
+            meter = Meter(reset=os.getpid() != job.writer)
+            with meter:
+                rec = Record(record["id"], record["files"], record["metadata"])
+                state = _node(job, rec, number, NodeCache(cache_folder), state, marker)
         except Exception as err:
             if not isinstance(err, RecordError):
                 err = RecordError(record["id"], None, f"node {number} to run",
                                   f"{type(err).__name__}: {err}")  # fmt: skip
             error = {"record": err.record, "path": err.path, "expected": err.expected,
                      "found": err.found}  # fmt: skip
-            state = {"keys": state["keys"], "error": error}
-    if marker:
+            state = {**state, "error": error}
+        if meter is not None and meter.usage is not None:  # a failed node's memory counts too
+            state["usage"] = meter.usage.combine(_usage(state.get("usage"))).to_dict()
+    if last:
         tmp = f"{marker}.tmp"
         Path(tmp).write_text(json.dumps(state))
         os.replace(tmp, marker)  # the writer never reads half a file
     return state
+
+
+def _node(job: _Job, record: Record, number: int, store: NodeCache, state: dict,
+          marker: str) -> dict:  # fmt: skip
+    """Compute one node into the store and summarise the products it makes; the state
+    after it (its ``usage`` is the caller's to add)."""
+    plan = job.plan
+    if number == 0:  # compute_node does not check the budget: refuse before loading
+        plan.check_memory(record)
+    checksums = state.get("checksums") or input_checksums(record, plan.inputs)
+    key, outputs = plan.compute_node(number, record, store, checksums)
+    summaries = list(state.get("summaries", []))
+    made = plan.node_products(number) if job.summarize is not None else ()
+    if made and outputs is None:  # stored by an earlier build
+        outputs = store.load(key)
+    if made and outputs is not None:  # else the writer summarises them
+        path = f"{marker}.{number}.pkl"
+        summary = job.summarize({name: outputs[name] for name in made})
+        with open(path, "wb") as file:
+            pickle.dump(summary, file, protocol=pickle.HIGHEST_PROTOCOL)
+        summaries.append(path)
+    return {**state, "keys": [*state["keys"], key], "checksums": checksums,
+            "summaries": summaries}  # fmt: skip
 
 
 def record_chain(record: dict, marker: str, plan_file: str, cache_folder: str,
@@ -377,10 +434,14 @@ def record_chain(record: dict, marker: str, plan_file: str, cache_folder: str,
     state: Any = {"keys": [], "error": None}
     for number in range(n_nodes):
         task = node_task(record=record, plan_file=plan_file, cache_folder=cache_folder,
-                         number=number, state=state,
-                         marker=marker if number == n_nodes - 1 else "")  # fmt: skip
+                         number=number, state=state, marker=marker,
+                         last=number == n_nodes - 1)  # fmt: skip
         state = workflow.add(task, name=f"node{number}").state
     return state
+
+
+def _usage(data: dict | None) -> Usage | None:
+    return None if data is None else Usage.from_dict(data)
 
 
 @lru_cache(maxsize=1)
