@@ -29,6 +29,7 @@ import hashlib
 import json
 import os
 import shutil
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,6 +96,9 @@ class Journal:
         self.home = folder / FOLDER
         self._file = None
         self._lines: list[dict] = []
+        # Shards are journaled from the shard writers' sync threads, records from the
+        # writer's: one line at a time.
+        self._lock = threading.RLock()
 
     # ----------------------------------------------------------------------- reading
 
@@ -223,26 +227,30 @@ class Journal:
         self._append({"record": entry})
 
     def shard(self, info: ShardInfo, block: dict[str, Moments] | None = None) -> None:
-        """Journal a renamed shard and, for a first format, its statistics block."""
+        """Journal a renamed shard and, for a first format, its statistics block (from
+        any thread)."""
         entry = info.to_dict()
         if block is not None:
             path = self.home / f"{info.name}.stats.npz"
             save_block(path, block)
             _sync(path)
             entry["stats"] = {"file": path.name, "sha256": sha256_file(path)}
-        self._append({"shard": entry})
-        os.fsync(self._file.fileno())
+        with self._lock:
+            self._append({"shard": entry})
+            os.fsync(self._file.fileno())
 
     def _append(self, line: dict) -> None:
         # One write of a whole line: a kill leaves it whole or missing, never half of
         # it followed by more (a cut line is dropped on reading).
-        self._file.write(_line(line))
-        self._file.flush()
+        with self._lock:
+            self._file.write(_line(line))
+            self._file.flush()
 
     def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
 
     def remove(self) -> None:
         """The build is complete: its manifest now says what the journal said."""

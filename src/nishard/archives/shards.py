@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Protocol
@@ -134,6 +135,12 @@ class ShardWriter:
     so a reader (or a crash, even of the machine) never sees half a shard under a final
     name; :meth:`abort` removes the unfinished one.
 
+    The sync and the rename run on a background thread while the next shard is written:
+    syncing waits for the disk (a second or more per 512 MB), time the writer would
+    otherwise spend idle while samples wait for it. One shard at most is in flight;
+    :meth:`close` and :meth:`abort` wait for it, and an error it met is raised by the next
+    call.
+
     Parameters
     ----------
     folder : Path
@@ -143,7 +150,10 @@ class ShardWriter:
     finished : sequence of ShardInfo
         Shards a previous, interrupted build finished: numbering goes on after them.
     on_finish : callable, optional
-        Called with each shard's info right after its rename (to journal it).
+        Called with each shard's info as soon as its last sample is written, in the
+        writer's thread (before any later sample is added); it may return a function of
+        no arguments, which is called right after the shard's rename, from the
+        background thread (to journal the shard only once it is on disk).
     family : str, optional
         The archive family: shards named ``<split>-<family>-000000<ext>``.
     products : tuple of str, optional
@@ -165,6 +175,8 @@ class ShardWriter:
         self.family, self.products = family, products
         self.shards: list[ShardInfo] = list(finished)
         self.on_finish = on_finish
+        self._syncing: Future | None = None
+        self._syncer: ThreadPoolExecutor | None = None
         self._exact = fmt.name in BYTE_EXACT
         self._open: ShardFile | None = None
         self._keys: list[str] = []
@@ -189,17 +201,24 @@ class ShardWriter:
         self._content += incoming
 
     def close(self) -> list[ShardInfo]:
-        """Finish the last shard; the list of every shard written."""
+        """Finish the last shard and wait until every shard is on disk under its name;
+        the list of every shard written."""
         if self._open is not None:
             self._finish()
+        self._wait()
         return self.shards
 
     def abort(self) -> None:
-        """Drop the unfinished shard; finished ones stay."""
+        """Drop the unfinished shard; finished ones stay (the one being synced is let
+        finish: it is complete)."""
         if self._open is not None:
             self._open.close()
             self._open = None
             self._temporary().unlink(missing_ok=True)
+        try:
+            self._wait()
+        except Exception:  # aborting because of another error: that one is raised
+            pass
 
     def _full(self, incoming: int) -> bool:
         spec = self.spec
@@ -212,6 +231,17 @@ class ShardWriter:
     def _temporary(self) -> Path:
         name = shard_name(self.split, len(self.shards), self.fmt, self.family)
         return self.folder / (name + ".tmp")
+
+    def _wait(self) -> None:
+        """Wait for the shard in flight; raise what it met."""
+        syncing, self._syncing = self._syncing, None
+        try:
+            if syncing is not None:
+                syncing.result()
+        finally:
+            if self._syncer is not None:
+                self._syncer.shutdown(wait=True)
+                self._syncer = None
 
     def _finish(self) -> None:
         shard, self._open = self._open, None
@@ -230,12 +260,22 @@ class ShardWriter:
             family=self.family,
             products=self.products,
         )
-        _sync(temporary)
-        os.replace(temporary, self.folder / name)
-        _sync(self.folder)
         self.shards.append(info)
-        if self.on_finish is not None:
-            self.on_finish(info)
+        then = self.on_finish(info) if self.on_finish is not None else None
+        if self._syncing is not None:  # one in flight at most: dirty pages stay bounded
+            self._syncing.result()
+        if self._syncer is None:
+            self._syncer = ThreadPoolExecutor(1, thread_name_prefix="nishard-sync")
+        self._syncing = self._syncer.submit(_publish, temporary, self.folder / name, then)
+
+
+def _publish(temporary: Path, final: Path, then: Callable[[], None] | None) -> None:
+    """Sync a finished shard, rename it to its final name, sync the folder, then ``then``."""
+    _sync(temporary)
+    os.replace(temporary, final)
+    _sync(final.parent)
+    if then is not None:
+        then()
 
 
 def _sync(path: Path) -> None:

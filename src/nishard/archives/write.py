@@ -7,7 +7,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -330,8 +330,11 @@ def _writer(
     finished, the moments of its samples are journaled with it.
     """
 
-    def finished(info: ShardInfo) -> None:
-        journal.shard(info, stats.close_block() if first else None)
+    def finished(info: ShardInfo) -> Callable[[], None]:
+        # The block ends now, before the next sample is counted; the journal lists the
+        # shard once it is on disk under its name (the writer calls this back then).
+        block = stats.close_block() if first else None
+        return lambda: journal.shard(info, block)
 
     fmt, family = unwrap(item), family_name(item)
     done = resumed.shards.get((split, fmt.name, family), [])
