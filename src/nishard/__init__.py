@@ -66,9 +66,20 @@ splits = SimpleNamespace(
     representative=_splits.Representative, kfold=_splits.KFold,
 )  # fmt: skip
 
+
+def __getattr__(name: str):
+    # ``ns.learn`` on first use: it imports scikit-learn and nilearn's plotting, which a
+    # build or a training loop does not need.
+    if name == "learn":
+        import importlib
+
+        return importlib.import_module(".learn", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "NishardError", "Pipeline", "Plan", "RecordError", "RecordTable", "SpecError",
-    "assemble", "build", "executors", "filters", "formats", "load_spec", "locate",
+    "assemble", "build", "executors", "filters", "formats", "learn", "load_spec", "locate",
     "parse_spec", "read_manifest", "schemas", "shards", "sources", "splits", "stream", "t",
     "tables",
     "write",

@@ -116,7 +116,8 @@ def run_demo(out: str | Path = "nishard-demo", size: str = "demo", seed: int = 0
     out.mkdir(parents=True, exist_ok=True)
     data = out / "data"
     stamp = out / "data.stamp.json"
-    wanted = {"size": size, "seed": seed}
+    # The preset itself, not only its name: a changed preset regenerates the data.
+    wanted = {"size": size, "seed": seed, "config": repr(SIZES[size])}
     started = time.perf_counter()
     if stamp.is_file() and json.loads(stamp.read_text()) == wanted:
         print(f"[1/5] synthetic dataset already in {data} (size={size}, seed={seed})")

@@ -86,3 +86,10 @@ def test_transform_gives_time_courses(networks, fitted):
     sample = next(arrays(networks.shards, keys=["bold"]))["bold"]
     (courses,) = fitted.transform([sample])
     assert courses.shape == (300, 10)
+
+
+def test_the_learners_are_reached_from_the_package():
+    import nishard as ns
+
+    assert ns.learn.CanICA is CanICA
+    assert ns.learn.DictLearning.__name__ == "DictLearning"
