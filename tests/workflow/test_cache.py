@@ -186,3 +186,16 @@ def test_clearing_a_cache_of_only_entries_removes_its_folder(record, cache):
     cache.clear()
     assert not cache.folder.exists()
     assert cache.info().entries == 0 and cache.clear().entries == 0
+
+
+def test_collected_products_map_the_stored_files(record, cache):
+    """A workflow engine's products reach the writer as mappings, not copies, and stay
+    readable once the store's file is gone."""
+    plan = assemble(steps())
+    [key] = [plan.run_node(number, record, cache) for number in range(len(plan.nodes))]
+    collected = plan.collect(record, cache).products["bold"]
+    assert isinstance(collected, np.memmap) and not collected.flags.writeable
+    assert Path(collected.filename) == cache.path(key)
+    expected = outcome_products(plan, record)["bold"]
+    cache.path(key).unlink()
+    np.testing.assert_array_equal(collected, expected)

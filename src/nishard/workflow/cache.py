@@ -85,15 +85,19 @@ class NodeCache:
     def __contains__(self, key: str) -> bool:
         return self.path(key).is_file()
 
-    def load(self, key: str) -> dict[str, Any] | None:
-        """The stored outputs, or None when absent or unreadable (then recomputed)."""
+    def load(self, key: str, mmap: bool = False) -> dict[str, Any] | None:
+        """The stored outputs, or None when absent or unreadable (then recomputed).
+
+        With ``mmap``, arrays are read-only mappings of the file rather than copies
+        (files are replaced, never rewritten in place, so a mapping stays valid).
+        """
         import joblib
 
         path = self.path(key)
         if not path.is_file():
             return None
         try:
-            return joblib.load(path, mmap_mode=None)
+            return joblib.load(path, mmap_mode="r" if mmap else None)
         except Exception:  # a torn or foreign file: recomputing is always correct
             return None
 

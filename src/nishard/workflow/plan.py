@@ -205,14 +205,18 @@ class Plan:
         return self._run(record, cache, None)
 
     def _run(
-        self, record: Record, cache: NodeCache | None, checksums: dict[str, str] | None
+        self,
+        record: Record,
+        cache: NodeCache | None,
+        checksums: dict[str, str] | None,
+        mapped: bool = False,
     ) -> Outcome:
         known: dict[str, str] = checksums or {}
         try:
             if checksums is None:
                 known = input_checksums(record, self.inputs)
             self.check_memory(record)
-            products = self._products(record, known, cache)
+            products = self._products(record, known, cache, mapped)
         except RecordError as err:
             return Outcome(record, None, err, known)
         return Outcome(record, products, None, known)
@@ -293,10 +297,14 @@ class Plan:
 
         ``checksums``: the input checksums the engine's tasks computed, so that the
         writer's process does not hash the inputs again (None: it does).
-        """
-        return self._run(record, cache, checksums)
 
-    def _products(self, record, checksums, cache) -> dict:
+        The products are read-only mappings of the stored files, not copies: the writer
+        reads each byte once, from the page cache, as the local executor's hand-off does
+        (a mapping outlives the file's removal).
+        """
+        return self._run(record, cache, checksums, mapped=True)
+
+    def _products(self, record, checksums, cache, mapped: bool = False) -> dict:
         keys = self.node_keys(record, checksums) if cache is not None else None
         done: dict[int, Sample] = {}
         out = {}
@@ -305,14 +313,18 @@ class Plan:
             if producer is None:  # a product no step writes: the loaded file itself
                 out[key] = load_inputs(record, (key,))[key]
             else:
-                out[key] = self._node_outputs(producer, record, keys, cache, done)[key]
+                outputs = self._node_outputs(producer, record, keys, cache, done, mapped)
+                out[key] = outputs[key]
         return out
 
-    def _node_outputs(self, number, record, keys, cache, done) -> Sample:
+    def _node_outputs(self, number, record, keys, cache, done, mapped: bool = False) -> Sample:
+        # ``mapped``: load this node's stored outputs as mappings (they leave as products).
+        # Parents, needed only when this node must be rerun, are loaded as copies (or
+        # reused as already loaded: steps never modify what they are given).
         if number in done:
             return done[number]
         node = self.nodes[number]
-        stored = cache.load(keys[number]) if cache is not None else None
+        stored = cache.load(keys[number], mmap=mapped) if cache is not None else None
         if stored is None:
             sample: Sample = {"meta": record.metadata}
             for parent in node.parents:
