@@ -1,22 +1,30 @@
 """Executors: one spec built serially, on 2 local processes and on 2 Pydra workers (cf).
 
-The data: ``nishard synth CACHE/data --size large --subjects 8 --sessions 0 --runs 1
---timepoints 300`` (8 runs of 300 volumes on the 2 mm MNI grid, 250 MB .nii.gz each); made
-once in ``--cache`` and reused. The spec: mask, then nilearn-style cleaning (detrend,
-0.01-0.1 Hz band, simple confounds, z-score), WebDataset shards. Every build reads the
-same files from the page cache (one warm-up read first); BLAS and OpenMP pools are pinned
-to one thread, so that 2 workers are 2 cores. The three builds must write the same bytes;
-the script checks that they do. The builds run in ``--repeats`` rounds (serial, local,
-Pydra, then again), and the fastest of each counts: on a shared machine another process
-can take a core for a while, and the load average before and after is printed.
+The data: the ``large`` synthetic preset, ``nishard synth CACHE/data --size large``: 8 runs
+of 1200 volumes on the 2 mm MNI grid (TR 0.72 s, HCP-like; about 1 GB of ``.nii.gz`` and
+5.3 GB decompressed per run); made once in ``--cache`` and reused. ``--subjects`` and
+``--timepoints`` shrink it for a quick look. The spec: mask, then nilearn-style cleaning
+(detrend, 0.01-0.1 Hz band, simple confounds, z-score), WebDataset shards. Every build
+reads the same files from the page cache (one warm-up read first); BLAS and OpenMP pools
+are pinned to one thread, so that 2 workers are 2 cores. The three builds must write the
+same bytes: the script hashes every shard after each build (outside the timing) and
+compares. The builds run in ``--repeats`` rounds (serial, local, Pydra, then again), and
+the fastest of each counts: on a shared machine another process can take a core for a
+while, and the load average before and after is printed.
+
+Where the time goes is printed too: the CPU seconds of the writer's process (all its
+threads: writing, hashing, syncing, and for ``serial`` the computing) and of the workers
+(what each worker measured on its records, see ``nishard.workflow.usage``, and the
+processes' totals, their start-up included), and the utilisation of the machine's cores
+over the build; with the peak resident memory of the largest worker.
 
     python benchmarks/execute.py [--cache /tmp/nishard-bench-execute] [--subjects 8]
-                                 [--timepoints 300] [--repeats 2]
+                                 [--timepoints 1200] [--repeats 2]
 
 Prints a table, then one line of JSON: times, ``speedup_local`` and ``speedup_pydra``
-(serial time / executor time), ``pydra_overhead`` (Pydra's time / the local executor's - 1)
-and ``pydra_overhead_per_task_s`` (the difference spread over the Pydra tasks, one per
-node and record).
+(serial time / executor time), ``pydra_overhead`` (Pydra's time / the local executor's - 1),
+``pydra_overhead_per_task_s`` (the difference spread over the Pydra tasks, one per node
+and record) and, per executor, ``cpu`` (seconds and utilisation of the fastest round).
 """
 
 from __future__ import annotations
@@ -29,16 +37,23 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import resource  # noqa: E402
+import shutil  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
 from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
 
+import psutil  # noqa: E402
 import yaml  # noqa: E402
 
 import nishard as ns  # noqa: E402
+from nishard.checksums import sha256_file  # noqa: E402
 from nishard.datasets import SIZES, generate  # noqa: E402
 from nishard.spec import load_spec  # noqa: E402
 from nishard.workflow.pydra import Pydra  # noqa: E402
+from nishard.workflow.usage import Tally  # noqa: E402
 
 TRANSFORMS = [
     {"mask": {}},
@@ -46,9 +61,54 @@ TRANSFORMS = [
                "high_pass": 0.01, "confounds": "simple"}},
 ]  # fmt: skip
 
+LARGE = SIZES["large"]
+
+
+@dataclass
+class Metered:
+    """An executor that counts the usage its workers report with each outcome; it writes
+    what the executor it wraps writes (and records the same spec)."""
+
+    inner: Any
+    tally: Tally = field(default_factory=Tally)
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    def to_dict(self) -> dict:
+        return self.inner.to_dict()
+
+    def map(self, plan, records, cache=None, summarize=None):
+        for outcome in self.inner.map(plan, records, cache, summarize=summarize):
+            self.tally.add(outcome.usage)
+            yield outcome
+
+
+@dataclass(frozen=True)
+class Cpu:
+    """CPU seconds of one build: the writer's process, the workers' records, the worker
+    processes in all (start-up included)."""
+
+    wall_s: float
+    writer_s: float
+    records_s: float
+    workers_s: float
+    peak: int
+
+    def utilisation(self, cores: int) -> float:
+        return (self.writer_s + self.workers_s) / (self.wall_s * cores)
+
+    def to_dict(self, cores: int) -> dict:
+        return {"wall_s": round(self.wall_s, 3), "writer_s": round(self.writer_s, 2),
+                "worker_records_s": round(self.records_s, 2),
+                "workers_s": round(self.workers_s, 2),
+                "utilisation": round(self.utilisation(cores), 3),
+                "peak_worker_bytes": self.peak}  # fmt: skip
+
 
 def dataset(cache: Path, subjects: int, timepoints: int) -> Path:
-    """The benchmark's runs, generated into ``cache/data`` unless they are there already."""
+    """The benchmark's runs, generated into ``cache/data-SxT`` unless they are there."""
     root = cache / f"data-{subjects}x{timepoints}"
     if len(list(root.glob("sub-*/func/*_desc-preproc_bold.nii.gz"))) != subjects:
         generate(root, size="large", seed=0, subjects=subjects, sessions=0, runs=1,
@@ -56,28 +116,63 @@ def dataset(cache: Path, subjects: int, timepoints: int) -> Path:
     return root
 
 
-def build(data: Path, folder: Path, executor) -> tuple[float, dict]:
+def _children_cpu() -> dict[int, float]:
+    """CPU seconds of each live descendant process (loky workers outlive a build)."""
+    out = {}
+    for child in psutil.Process().children(recursive=True):
+        try:
+            times = child.cpu_times()
+            out[child.pid] = times.user + times.system
+        except psutil.Error:
+            pass
+    return out
+
+
+def _reaped_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _own_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def build(data: Path, folder: Path, executor) -> tuple[Cpu, dict, dict[str, str]]:
+    """One timed build; its CPU, manifest and the sha256 of each shard (read back)."""
     folder.mkdir()
     spec = {
         "input": {"path": str(data),
-                  "schema": {"name": "fmriprep", "res": f"{SIZES['large'].resolution_mm:g}"}},
+                  "schema": {"name": "fmriprep", "res": f"{LARGE.resolution_mm:g}"}},
         "transforms": TRANSFORMS,
         "output": {"path": "shards"},
     }  # fmt: skip
     (folder / "spec.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
-    pipeline = load_spec(folder / "spec.yaml").with_overrides(executor=executor)
+    metered = Metered(executor)
+    pipeline = load_spec(folder / "spec.yaml").with_overrides(executor=metered)
     for bold in data.rglob("*.nii.gz"):  # warm the page cache alike for every build
         bold.read_bytes()
+    live, reaped, own = _children_cpu(), _reaped_cpu(), _own_cpu()
     started = time.perf_counter()
     manifest = ns.build(pipeline, progress=False)
-    return time.perf_counter() - started, manifest
+    wall = time.perf_counter() - started
+    writer = _own_cpu() - own
+    after = _children_cpu()
+    workers = _reaped_cpu() - reaped + sum(t - live.get(pid, 0.0) for pid, t in after.items())
+    tally = metered.tally
+    cpu = Cpu(wall, writer, sum(tally.cpu_s.values()), workers,
+              max(tally.peaks.values(), default=0))  # fmt: skip
+    shards = folder / "shards"
+    hashes = {p.name: sha256_file(p) for p in sorted(shards.glob("*.tar"))}
+    shutil.rmtree(shards)  # 9 GB a build: only the hashes are kept
+    return cpu, manifest, hashes
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cache", type=Path, default=Path("/tmp/nishard-bench-execute"))
-    parser.add_argument("--subjects", type=int, default=8)
-    parser.add_argument("--timepoints", type=int, default=300)
+    parser.add_argument("--subjects", type=int, default=LARGE.n_subjects)
+    parser.add_argument("--timepoints", type=int, default=LARGE.n_timepoints)
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
 
@@ -87,35 +182,39 @@ def main() -> None:
         "local(2)": ns.executors.local(2),
         "pydra(cf, 2)": Pydra(worker="cf", jobs=2),
     }
+    cores = os.cpu_count() or 1
     load_before = os.getloadavg()
-    times: dict[str, list[float]] = {label: [] for label in executors}
+    runs: dict[str, list[Cpu]] = {label: [] for label in executors}
     for _ in range(args.repeats):
         with tempfile.TemporaryDirectory(dir=args.cache) as tmp:
-            shards = {}
+            hashes = {}
             for i, (label, executor) in enumerate(executors.items()):
-                seconds, manifest = build(data, Path(tmp) / str(i), executor)
-                times[label].append(seconds)
-                shards[label] = sorted((Path(tmp) / str(i) / "shards").glob("*.tar"))
+                cpu, manifest, hashes[label] = build(data, Path(tmp) / str(i), executor)
+                runs[label].append(cpu)
                 assert manifest["records"]["quarantined"] == 0, manifest["quarantine"]
-            reference = [p.read_bytes() for p in shards["serial"]]
             for label in executors:
-                assert [p.read_bytes() for p in shards[label]] == reference, f"{label} differs"
+                assert hashes[label] == hashes["serial"], f"{label} wrote other bytes"
     load_after = os.getloadavg()
 
     n = manifest["records"]["written"]
     shape = manifest["keys"]["bold"]["shape"]
     nodes = len(ns.assemble([ns.t.Mask(), ns.t.Clean()]).nodes)
-    t_serial, t_local, t_pydra = (min(t) for t in times.values())
+    best = {label: min(all_runs, key=lambda c: c.wall_s) for label, all_runs in runs.items()}
+    t_serial, t_local, t_pydra = (best[label].wall_s for label in executors)
     overhead = t_pydra / t_local - 1
     per_task = (t_pydra - t_local) / (n * nodes)
-    print(f"{n} runs of {args.timepoints} volumes, {shape[1]} voxels after the mask; "
-          f"{nodes} node(s) per run; same bytes from every executor")  # fmt: skip
+    print(f"{n} runs of {args.timepoints} volumes, {shape[1]} voxels after the mask "
+          f"({shape[0] * shape[1] * 4 / 1e9:.2f} GB a sample); {nodes} node(s) per run; "
+          f"same bytes from every executor; {cores} cores")  # fmt: skip
     print(f"load average (1 min) {load_before[0]:.2f} before, {load_after[0]:.2f} after")
-    for label, all_times in times.items():
-        seconds = min(all_times)
-        rounds = ", ".join(f"{t:.1f}" for t in all_times)
-        print(f"  {label:<14} {seconds:7.2f} s  {n / seconds:5.2f} runs/s  "
-              f"x{t_serial / seconds:4.2f} serial   (rounds: {rounds} s)")  # fmt: skip
+    for label, all_runs in runs.items():
+        c = best[label]
+        rounds = ", ".join(f"{r.wall_s:.1f}" for r in all_runs)
+        print(f"  {label:<14} {c.wall_s:7.2f} s  {n / c.wall_s:5.3f} runs/s  "
+              f"x{t_serial / c.wall_s:4.2f} serial   (rounds: {rounds} s)")  # fmt: skip
+        print(f"  {'':<14} cpu: writer {c.writer_s:6.1f} s, workers {c.workers_s:6.1f} s "
+              f"({c.records_s:.1f} s on records), {c.utilisation(cores):.0%} of "
+              f"{cores} cores; peak worker {c.peak / 2**30:.2f} GiB")  # fmt: skip
     print(f"  Pydra against local: {overhead:+.1%}, {per_task:+.3f} s per task")
     print(json.dumps({
         "runs": n, "timepoints": args.timepoints, "voxels": shape[1], "nodes": nodes,
@@ -125,7 +224,8 @@ def main() -> None:
         "speedup_pydra": round(t_serial / t_pydra, 3),
         "pydra_overhead": round(overhead, 4),
         "pydra_overhead_per_task_s": round(per_task, 4),
-        "rounds_s": {k: [round(t, 3) for t in v] for k, v in times.items()},
+        "rounds_s": {k: [round(c.wall_s, 3) for c in v] for k, v in runs.items()},
+        "cpu": {k: c.to_dict(cores) for k, c in best.items()},
         "load_before": round(load_before[0], 2), "load_after": round(load_after[0], 2),
     }))  # fmt: skip
 
