@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import nibabel as nib
+import numpy as np
 
 from nishard.cli import main
 from nishard.learn.report import canica_report
@@ -64,3 +65,12 @@ def test_the_learn_command(networks, tmp_path, capsys):
     assert code == 0 and "report" in printed and (tmp_path / "dl" / "report.html").is_file()
     code = main(["learn", "canica", str(networks.shards), "--key", "nope", "-o", str(tmp_path)])
     assert code == 1 and "no key 'nope'" in capsys.readouterr().err
+
+
+def test_map_titles_name_the_variance_and_the_true_network():
+    from nishard.learn.report import map_titles
+
+    match = {"pairs": [{"component": 1, "name": "visual", "correlation": 0.954}]}
+    titles = map_titles(np.array([0.042, 0.031]), match, 2)
+    assert titles == ["0: 4.2% of variance", "1: 3.1% of variance\nvisual (r 0.95)"]
+    assert map_titles(None, None, 2) == ["0", "1"]

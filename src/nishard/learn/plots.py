@@ -83,8 +83,7 @@ def _surface_png(values: np.ndarray, hemisphere: str, title: str, path: Path) ->
         plt.close(figure)
 
 
-def _one(space, maps: np.ndarray, index: int, path: Path, peak) -> Path:
-    title = f"component {index}"
+def _one(space, maps: np.ndarray, index: int, path: Path, peak, title: str) -> Path:
     if isinstance(space, VolumeSpace):
         _volume_png(space.mask.to_image(maps[index]), peak, title, path)
     else:
@@ -98,10 +97,28 @@ def drawable(space) -> bool:
     return isinstance(space, VolumeSpace) or _surface_vertices(space) is not None
 
 
-def component_pngs(space, maps: np.ndarray, folder: Path, jobs: int = 1) -> list[Path]:
-    """One PNG per map, ``component_00.png``...; none for a space that cannot be drawn."""
+def component_pngs(
+    space, maps: np.ndarray, folder: Path, jobs: int = 1, titles: list[str] | None = None
+) -> list[Path]:
+    """One PNG per map, ``component_00.png``...; none for a space that cannot be drawn.
+
+    Parameters
+    ----------
+    space : VolumeSpace, SurfaceSpace or CiftiSpace
+    maps : ndarray, shape (n, features)
+    folder : Path
+    jobs : int
+        Pictures drawn at once (processes).
+    titles : list of str, optional
+        One per map (default ``"component i"``).
+
+    Returns
+    -------
+    list of Path
+    """
     if not drawable(space):
         return []
+    titles = titles or [f"component {i}" for i in range(len(maps))]
     folder.mkdir(parents=True, exist_ok=True)
     peaks = peak_coordinates(space, maps) if isinstance(space, VolumeSpace) else [None] * len(maps)
     paths = [folder / f"component_{i:02d}.png" for i in range(len(maps))]
@@ -109,19 +126,23 @@ def component_pngs(space, maps: np.ndarray, folder: Path, jobs: int = 1) -> list
         from joblib import Parallel, delayed
 
         Parallel(n_jobs=jobs)(
-            delayed(_one)(space, maps, i, p, peaks[i]) for i, p in enumerate(paths)
+            delayed(_one)(space, maps, i, p, peaks[i], titles[i]) for i, p in enumerate(paths)
         )
     else:
         for i, path in enumerate(paths):
-            _one(space, maps, i, path, peaks[i])
+            _one(space, maps, i, path, peaks[i], titles[i])
     return paths
 
 
-def montage(space, maps: np.ndarray, path: Path, columns: int = 5) -> Path | None:
+def montage(
+    space, maps: np.ndarray, path: Path, titles: list[str] | None = None, columns: int = 5
+) -> Path | None:
     """Every map in one figure, a small axial cut through each peak (volumes), or the
-    maps on the inflated fsaverage5 surface (surfaces)."""
+    maps on the inflated fsaverage5 surface (surfaces); ``titles`` one per map (default:
+    its number)."""
     if not drawable(space):
         return None
+    titles = titles or [str(i) for i in range(len(maps))]
     _use_agg()
     import warnings
 
@@ -132,7 +153,7 @@ def montage(space, maps: np.ndarray, path: Path, columns: int = 5) -> Path | Non
     columns = min(columns, n)
     rows = math.ceil(n / columns)
     volume = isinstance(space, VolumeSpace)
-    figure = plt.figure(figsize=(3.0 * columns, 2.4 * rows))
+    figure = plt.figure(figsize=(3.0 * columns, 2.7 * rows))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if volume:
@@ -147,9 +168,12 @@ def montage(space, maps: np.ndarray, path: Path, columns: int = 5) -> Path | Non
                     colorbar=False,
                     annotate=False,
                     draw_cross=False,
-                    title=str(i),
+                    title=None,
                     black_bg=False,
                 )
+                # Small titles above the cut: nilearn's own sit inside the cut, in a font
+                # sized for a whole figure, and run into their neighbours here.
+                axes.set_title(titles[i], fontsize=9)
         else:
             from nilearn import datasets
 
@@ -164,10 +188,11 @@ def montage(space, maps: np.ndarray, path: Path, columns: int = 5) -> Path | Non
                     bg_map=mesh[f"sulc_{hemisphere}"],
                     axes=axes,
                     colorbar=False,
-                    title=str(i),
+                    title=None,
                     figure=figure,
                 )
-    figure.subplots_adjust(left=0.01, right=0.99, top=0.97, bottom=0.01, wspace=0.02, hspace=0.05)
+                axes.set_title(titles[i], fontsize=9)
+    figure.subplots_adjust(left=0.01, right=0.99, top=0.93, bottom=0.01, wspace=0.02, hspace=0.2)
     figure.savefig(str(path), dpi=72)
     plt.close(figure)
     return path

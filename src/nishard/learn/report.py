@@ -102,6 +102,18 @@ def results(estimator, method: str, pictures: dict, match: dict | None) -> dict:
     }
 
 
+def map_titles(explained: np.ndarray | None, match: dict | None, count: int) -> list[str]:
+    """Each map's title: its number and share of the variance, and on a second line the
+    true network it matches, e.g. ``"3: 4.2% of variance\nvisual (r 0.95)"``."""
+    pairs = (match or {}).get("pairs", [])
+    names = {p["component"]: f"{p['name']} (r {p['correlation']:.2f})" for p in pairs}
+    titles = []
+    for i in range(count):
+        title = str(i) if explained is None else f"{i}: {explained[i]:.1%} of variance"
+        titles.append(title + (f"\n{names[i]}" if i in names else ""))
+    return titles
+
+
 def _plain(value: object) -> object:
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
@@ -166,15 +178,18 @@ def learn_report(
     )
     estimator.fit(source)
     components = estimator.save(out / "components")
+    match = _truth_match(estimator, truth)
     tick = time.perf_counter()
     pictures: dict = {"components": [], "montage": None}
     if plots:
-        pngs = component_pngs(estimator.space_, estimator.components_, out / "components", jobs)
+        titles = map_titles(estimator.explained_variance_, match, len(estimator.components_))
+        pngs = component_pngs(
+            estimator.space_, estimator.components_, out / "components", jobs, titles
+        )
         pictures["components"] = [str(p.relative_to(out)) for p in pngs]
-        picture = montage(estimator.space_, estimator.components_, out / "montage.png")
+        picture = montage(estimator.space_, estimator.components_, out / "montage.png", titles)
         pictures["montage"] = None if picture is None else str(picture.relative_to(out))
     pictures["seconds"] = time.perf_counter() - tick
-    match = _truth_match(estimator, truth)
     figures = results(estimator, method, pictures, match)
     figures["components_file"] = components.name
     (out / "results.json").write_text(json.dumps(figures, indent=2, default=_plain) + "\n")
