@@ -258,7 +258,8 @@ def _table(header: list[str], rows: list[list], numeric: set[int] = frozenset())
         + "</tr>"
         for row in rows
     )
-    return f"<table><tr>{head}</tr>{body}</table>"
+    head = f"<tr>{head}</tr>" if any(header) else ""  # a two-column list has no header
+    return f"<table>{head}{body}</table>"
 
 
 def _fit_section(r: dict) -> str:
