@@ -14,17 +14,28 @@ float32, a 170 MB .nii.gz), as ``nishard synth CACHE/data --size large --subject
   cleaned (time, voxel) array; the TR comes from the record.
 
 Both sides read the same files from the page cache (a warm-up read first) on one core:
-BLAS and OpenMP pools are pinned to one thread before numpy is imported, and nishard's ISA-L
-reader is single-threaded. Each side runs ``--repeats`` times and the fastest counts. Then
-nishard's time is broken down by step, the NIfTI read alone is timed against nibabel with
-zlib (and against ISA-L's threaded reader, for reference only), and the peak memory of each
-path is measured with tracemalloc (numpy reports its buffers to it).
+BLAS and OpenMP pools are pinned to one thread before numpy is imported (XLA's CPU pools
+too, for JAX), and nishard's ISA-L reader is single-threaded. Each side runs ``--repeats``
+times and the fastest counts. Then nishard's time is broken down by step, the NIfTI read
+alone is timed against nibabel with zlib (and against ISA-L's threaded reader, for
+reference only), and the peak memory of each path is measured with tracemalloc (numpy
+reports its buffers to it; JAX's do not go through it, so no figure for the JAX plan).
+
+``--backend jax`` (or ``both``) times the same plan with ``Clean(backend="jax")`` on JAX's
+default device (a GPU when one is there): its first call, which compiles, apart, then the
+fastest of ``--repeats``. Its output is compared with nilearn's and with the NumPy
+backend's (computed untimed when only JAX is timed). ``--skip-nilearn`` leaves the anchor
+out (about 10 minutes of a 2-core machine): ``nilearn_s``, ``ratio`` and ``max_abs_diff``
+are then null.
 
     python benchmarks/clean.py [--cache /tmp/nishard-bench-clean] [--repeats 3]
+                               [--backend numpy|jax|both] [--skip-nilearn]
 
 Prints the figures, then one line of JSON: ``nishard_s``, ``nilearn_s``, ``ratio`` (how many
 times faster nishard is), ``max_abs_diff`` between the two outputs (same voxel order), the
-breakdown and the read-only times.
+breakdown and the read-only times; with JAX also ``jax_s``, ``jax_first_s``, ``jax_device``,
+``jax_ratio`` (nilearn over JAX), ``jax_max_abs_diff`` (against nilearn) and
+``jax_max_abs_diff_numpy``. Figures of a side that did not run are null.
 """
 
 from __future__ import annotations
@@ -34,6 +45,10 @@ import os
 # One core each: thread pools size themselves when numpy/scipy load, so set this first.
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = "1"
+# XLA's CPU client sizes its pools from the cores, not from the variables above.
+os.environ.setdefault(
+    "XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+)
 
 import argparse  # noqa: E402
 import json  # noqa: E402
@@ -80,16 +95,16 @@ def nilearn_clean(record: Record) -> np.ndarray:
     return masker.fit_transform(bold, confounds=confounds, sample_mask=sample_mask)
 
 
-def plan() -> ns.Plan:
+def plan(backend: str = "numpy") -> ns.Plan:
     clean = ns.t.Clean(
         detrend=True, standardize="zscore_sample", low_pass=LOW_PASS, high_pass=HIGH_PASS,
-        confounds="24P",
+        confounds="24P", backend=backend,
     )  # fmt: skip
     return ns.assemble([ns.t.Mask(), clean])
 
 
-def nishard_clean(record: Record) -> np.ndarray:
-    outcome = plan().run(record)
+def nishard_clean(record: Record, backend: str = "numpy") -> np.ndarray:
+    outcome = plan(backend).run(record)
     if outcome.error is not None:
         raise outcome.error
     return outcome.products["bold"]
@@ -106,9 +121,9 @@ def fastest(function: Callable[[], object], repeats: int) -> tuple[float, object
     return best, result
 
 
-def breakdown(record: Record) -> dict[str, float]:
+def breakdown(record: Record, backend: str = "numpy") -> dict[str, float]:
     """Seconds of each part of ``nishard_clean``, run one by one."""
-    steps = plan()
+    steps = plan(backend)
     times = {}
     started = time.perf_counter()
     input_checksums(record, steps.inputs)
@@ -156,63 +171,122 @@ def peak_mb(function: Callable[[], object]) -> float:
         tracemalloc.stop()
 
 
+def jax_device() -> str:
+    """JAX's default device, as ``platform (kind)``: where ``Clean(backend="jax")`` runs."""
+    import jax
+
+    device = jax.devices()[0]
+    return f"{device.platform} ({device.device_kind})"
+
+
+def max_abs_diff(ours: np.ndarray | None, theirs: np.ndarray | None) -> float | None:
+    if ours is None or theirs is None:
+        return None
+    return float(np.abs(ours.astype(np.float64) - theirs).max())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cache", type=Path, default=Path("/tmp/nishard-bench-clean"))
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--backend", choices=("numpy", "jax", "both"), default="numpy",
+                        help="the Clean backend(s) to time (default numpy)")  # fmt: skip
+    parser.add_argument("--skip-nilearn", action="store_true",
+                        help="leave out the nilearn anchor (about 10 minutes)")  # fmt: skip
     args = parser.parse_args()
     warnings.simplefilter("ignore", FutureWarning)  # nilearn's notices about defaults
+    with_numpy = args.backend in ("numpy", "both")
+    with_jax = args.backend in ("jax", "both")
 
     record = dataset(args.cache)
     for kind in ("bold", "mask", "confounds"):
         Path(record.files[kind]).read_bytes()  # the page cache, for both sides alike
     _read_bold(record)  # the first large allocation of a process costs more: not timed
 
-    t_nilearn, theirs = fastest(lambda: nilearn_clean(record), args.repeats)
-    t_nishard, ours = fastest(lambda: nishard_clean(record), args.repeats)
-    diff = float(np.abs(ours.astype(np.float64) - theirs).max())
-    shape = ours.shape
-    del ours, theirs
+    t_nilearn = theirs = t_nishard = ours = None
+    if not args.skip_nilearn:
+        t_nilearn, theirs = fastest(lambda: nilearn_clean(record), args.repeats)
+    if with_numpy:
+        t_nishard, ours = fastest(lambda: nishard_clean(record), args.repeats)
+    diff = max_abs_diff(ours, theirs)
+    jax, on_jax = {}, None
+    if with_jax:
+        # The first call compiles a kernel per block shape: timed apart from the runs.
+        t_first, _ = fastest(lambda: nishard_clean(record, "jax"), 1)
+        t_jax, on_jax = fastest(lambda: nishard_clean(record, "jax"), args.repeats)
+        numpy_out = ours if ours is not None else nishard_clean(record)
+        jax = {
+            "jax_s": round(t_jax, 3), "jax_first_s": round(t_first, 3),
+            "jax_device": jax_device(),
+            "jax_ratio": None if t_nilearn is None else round(t_nilearn / t_jax, 2),
+            "jax_max_abs_diff": max_abs_diff(on_jax, theirs),
+            "jax_max_abs_diff_numpy": max_abs_diff(on_jax, numpy_out),
+            "jax_breakdown_s": {k: round(v, 3) for k, v in breakdown(record, "jax").items()},
+        }  # fmt: skip
+        del numpy_out
+    shape = (ours if ours is not None else on_jax).shape
+    del ours, theirs, on_jax
 
-    parts = breakdown(record)
+    parts = breakdown(record) if with_numpy else {}
     t_zlib, _ = fastest(lambda: _read_bold_nibabel(record), 1)
     t_isal, _ = fastest(lambda: _read_bold(record), args.repeats)
     t_threaded, _ = fastest(lambda: _inflate_threaded(record), args.repeats)
     memory = {
         "nishard_read": peak_mb(lambda: _read_bold(record)),
         "nibabel_read": peak_mb(lambda: _read_bold_nibabel(record)),
-        "nishard_plan": peak_mb(lambda: nishard_clean(record)),
-        "nilearn_masker": peak_mb(lambda: nilearn_clean(record)),
     }
+    if with_numpy:
+        memory["nishard_plan"] = peak_mb(lambda: nishard_clean(record))
+    if not args.skip_nilearn:
+        memory["nilearn_masker"] = peak_mb(lambda: nilearn_clean(record))
 
     gz_mb = Path(record.files["bold"]).stat().st_size / 1e6
     print(f"1 run: {shape[0]} volumes x {shape[1]} voxels, 2 mm MNI, .nii.gz {gz_mb:.0f} MB, "
           f"TR {record.metadata['t_r']} s, 24P, {HIGH_PASS}-{LOW_PASS} Hz; one core each, "
           f"fastest of {args.repeats}")  # fmt: skip
-    print(f"  nilearn NiftiMasker.fit_transform   {t_nilearn:7.2f} s")
-    print(
-        f"  nishard Mask + Clean plan.run        {t_nishard:7.2f} s   {t_nilearn / t_nishard:.1f}x"
-    )
-    print("  nishard breakdown (one by one):")
-    print(f"    checksums (sha256, provenance)     {parts['checksums']:7.2f} s")
-    print(f"    read bold + mask + confounds       {parts['read']:7.2f} s"
-          f"   (bold alone {parts['read_bold']:.2f} s)")  # fmt: skip
-    print(f"    mask                               {parts['mask']:7.2f} s")
-    print(f"    clean (confounds, fused operator)  {parts['clean']:7.2f} s")
+    if t_nilearn is not None:
+        print(f"  nilearn NiftiMasker.fit_transform   {t_nilearn:7.2f} s")
+    if t_nishard is not None:
+        ratio = "" if t_nilearn is None else f"   {t_nilearn / t_nishard:.1f}x"
+        print(f"  nishard Mask + Clean plan.run        {t_nishard:7.2f} s{ratio}")
+    if jax:
+        ratio = "" if t_nilearn is None else f"   {t_nilearn / jax['jax_s']:.1f}x"
+        print(
+            f"  nishard Clean(backend='jax')         {jax['jax_s']:7.2f} s{ratio}"
+            f"   on {jax['jax_device']}; first call (compiling) {jax['jax_first_s']:.2f} s"
+        )
+        print(f"    clean step alone                   {jax['jax_breakdown_s']['clean']:7.2f} s")
+    if parts:
+        print("  nishard breakdown (one by one):")
+        print(f"    checksums (sha256, provenance)     {parts['checksums']:7.2f} s")
+        print(f"    read bold + mask + confounds       {parts['read']:7.2f} s"
+              f"   (bold alone {parts['read_bold']:.2f} s)")  # fmt: skip
+        print(f"    mask                               {parts['mask']:7.2f} s")
+        print(f"    clean (confounds, fused operator)  {parts['clean']:7.2f} s")
     print("  reading the bold to float32 alone:")
     print(f"    nibabel (zlib)                     {t_zlib:7.2f} s")
     print(f"    nishard (ISA-L, one thread)        {t_isal:7.2f} s   {t_zlib / t_isal:.1f}x")
     print(f"    ISA-L igzip_threaded(2), raw bytes {t_threaded:7.2f} s   (not used: 2 cores)")
     print("  peak traced memory (MB): " + ", ".join(f"{k} {v:,.0f}" for k, v in memory.items()))
-    print(f"  max_abs_diff {diff:.2e}")
+    if diff is not None:
+        print(f"  max_abs_diff {diff:.2e}")
+    if jax:
+        against = [f"numpy {jax['jax_max_abs_diff_numpy']:.2e}"]
+        if jax["jax_max_abs_diff"] is not None:
+            against.insert(0, f"nilearn {jax['jax_max_abs_diff']:.2e}")
+        print(f"  jax max_abs_diff against {', '.join(against)}")
+    rounded = None if t_nishard is None else round(t_nishard, 3)
     print(json.dumps({
-        "volumes": shape[0], "voxels": shape[1],
-        "nishard_s": round(t_nishard, 3), "nilearn_s": round(t_nilearn, 3),
-        "ratio": round(t_nilearn / t_nishard, 2), "max_abs_diff": diff,
-        "breakdown_s": {k: round(v, 3) for k, v in parts.items()},
+        "volumes": shape[0], "voxels": shape[1], "backend": args.backend,
+        "nishard_s": rounded,
+        "nilearn_s": None if t_nilearn is None else round(t_nilearn, 3),
+        "ratio": None if rounded is None or t_nilearn is None else round(t_nilearn / t_nishard, 2),
+        "max_abs_diff": diff,
+        "breakdown_s": {k: round(v, 3) for k, v in parts.items()} or None,
         "read_nibabel_zlib_s": round(t_zlib, 3), "read_isal_s": round(t_isal, 3),
         "inflate_isal_threaded2_s": round(t_threaded, 3),
         "peak_mb": {k: round(v) for k, v in memory.items()},
+        **jax,
     }))  # fmt: skip
 
 
