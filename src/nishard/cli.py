@@ -133,7 +133,7 @@ def _learn(args: argparse.Namespace) -> None:
         args.method, args.shards, args.output, key=args.key, n_components=args.n_components,
         memory=args.memory, jobs=args.jobs, mask=args.mask, split=args.split,
         cache=args.cache_dir, truth=args.truth, plots=not args.no_plots,
-        random_state=args.seed, **options,
+        random_state=args.seed, verbose=0 if args.quiet else 1, **options,
     )  # fmt: skip
     figures = outcome["results"]
     from .units import format_bytes
@@ -279,6 +279,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--alpha", type=float, help="DictLearning: sparsity (default 10)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-plots", action="store_true", help="no PNGs (faster)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("-o", "--output", required=True, help="output folder")
     p.set_defaults(func=_learn)
     return top

@@ -175,7 +175,7 @@ def run_demo(out: str | Path = "nishard-demo", size: str = "demo", seed: int = 0
     started = time.perf_counter()
     learned = canica_report(
         pipeline.output, key="bold", n_components=N_COMPONENTS, out=out / "canica",
-        memory=LEARN_BUDGET, jobs=jobs, truth=data / "truth" / "networks.nii.gz",
+        memory=LEARN_BUDGET, jobs=jobs, truth=data / "truth" / "networks.nii.gz", verbose=1,
     )  # fmt: skip
     t_learn = time.perf_counter() - started
     fit = learned["results"]

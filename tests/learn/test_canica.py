@@ -62,9 +62,13 @@ def test_nilearn_gives_the_same_maps_on_the_same_data(fitted, truth_maps, networ
     np.testing.assert_allclose(fitted.explained_variance_, expected, atol=1e-4)
 
 
-def test_a_second_fit_reuses_the_cached_reductions(networks, tmp_path):
-    first = CanICA(n_components=10, cache=tmp_path / "cache", score=False).fit(networks.shards)
+def test_a_second_fit_reuses_the_cached_reductions(networks, tmp_path, capsys):
+    first = CanICA(n_components=10, cache=tmp_path / "cache", score=False, verbose=1).fit(
+        networks.shards
+    )
     assert first.reduction_log_.cached == 0
+    bar = capsys.readouterr().err  # the progress bar of the pass that reduces the subjects
+    assert "reduce: 100%" in bar and "12/12" in bar
     second = CanICA(
         n_components=10, cache=tmp_path / "cache", score=False, n_init=2, threshold=None
     ).fit(networks.shards)

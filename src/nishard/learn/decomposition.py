@@ -83,7 +83,7 @@ class GroupDecomposition(TransformerMixin, BaseEstimator):
     score : bool
         Compute ``explained_variance_`` with a second pass over the data.
     verbose : int
-        Print the steps to stderr.
+        1: progress bars of the passes over the data; 2: also each step; on stderr.
     """
 
     _accumulators: tuple[str, ...] = ("unit",)
@@ -118,7 +118,7 @@ class GroupDecomposition(TransformerMixin, BaseEstimator):
     # -- steps shared by the estimators ---------------------------------------------------
 
     def _say(self, message: str) -> None:
-        if self.verbose:
+        if self.verbose > 1:
             print(f"[{type(self).__name__}] {message}", file=sys.stderr, flush=True)
 
     def _check_params(self) -> None:
@@ -271,6 +271,7 @@ class GroupDecomposition(TransformerMixin, BaseEstimator):
             jobs=plan.jobs if plan else 1,
             cache=self.cache,
             identities=identities,
+            progress=bool(self.verbose),
         )
         timings["reduce"] = time.perf_counter() - tick
         if not reducers:
@@ -293,10 +294,15 @@ class GroupDecomposition(TransformerMixin, BaseEstimator):
                 stacklevel=3,
             )
             return
+        from tqdm.auto import tqdm
+
         scorer = ExplainedVariance(self.components_)
-        for _, sample in data.arrays():
-            scorer.observe(sample)
-            del sample
+        total = len(data.samples) if isinstance(data, Shards) else len(data.items)
+        with tqdm(total=total, unit="sample", desc="score", disable=not self.verbose) as bar:
+            for _, sample in data.arrays():
+                scorer.observe(sample)
+                del sample
+                bar.update(1)
         self.explained_variance_ = scorer.per_component()
         self.explained_variance_total_ = scorer.joint()
 

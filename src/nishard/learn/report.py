@@ -135,6 +135,7 @@ def learn_report(
     truth: object = None,
     plots: bool = True,
     random_state: int | None = 0,
+    verbose: int = 0,
     **options,
 ) -> dict:
     """Fit ``method`` on shard folders and write maps, pictures and the report to ``out``.
@@ -146,7 +147,7 @@ def learn_report(
         Shard folders.
     out : path
         Output folder (created).
-    key, n_components, memory, jobs, mask, split, cache, random_state
+    key, n_components, memory, jobs, mask, split, cache, random_state, verbose
         As the estimators take them (``jobs`` is ``n_jobs``; it also draws the PNGs).
     truth : path, optional
         A 4D image of ground-truth maps (e.g. a synthetic dataset's
@@ -174,6 +175,7 @@ def learn_report(
         cache=cache,
         n_jobs=jobs,
         random_state=random_state,
+        verbose=verbose,
         **options,
     )
     estimator.fit(source)

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from joblib import Memory, Parallel, delayed
 from threadpoolctl import threadpool_limits
+from tqdm.auto import tqdm
 
 from .pca import subject_reduction
 
@@ -130,6 +131,7 @@ def reduce_subjects(
     jobs: int = 1,
     cache: object = None,
     identities: list[str] | None = None,
+    progress: bool = False,
 ) -> ReductionLog:
     """Reduce every sample of ``source`` and hand each reduction to ``consume``, in order.
 
@@ -147,6 +149,8 @@ def reduce_subjects(
     identities : list of str, optional
         Every sample's identity, when known before reading: if all are cached, nothing
         is decoded.
+    progress : bool
+        Show a progress bar (samples, rate, time left when the count is known).
 
     Returns
     -------
@@ -168,43 +172,47 @@ def reduce_subjects(
         log.kept_squares += float(np.sum(reduced.singular_values**2))
         consume(reduced)
 
-    if (
-        keyed is not None
-        and identities
-        and all(keyed.check_call_in_cache(i, settings, None) for i in identities)
-    ):
-        log.decoded = False
-        for identity in identities:
-            record(keyed(identity, settings, None), 0, cached=True)
-        return log
-
     def work(identity: str | None, data: np.ndarray) -> tuple[Reduced, int, bool]:
         if keyed is not None and identity is not None:
             hit = keyed.check_call_in_cache(identity, settings, None)
             return keyed(identity, settings, data), data.nbytes, hit
         return plain(data, settings), data.nbytes, False
 
-    if jobs <= 1:
-        for identity, data in source.arrays():
-            outcome = work(identity, data)
-            del data  # before the stream decodes the next sample
-            record(*outcome)
-        return log
+    def outcomes() -> Iterator[tuple[Reduced, int, bool]]:
+        if (
+            keyed is not None
+            and identities
+            and all(keyed.check_call_in_cache(i, settings, None) for i in identities)
+        ):
+            log.decoded = False
+            for identity in identities:
+                yield keyed(identity, settings, None), 0, True
+            return
+        if jobs <= 1:
+            for identity, data in source.arrays():
+                outcome = work(identity, data)
+                del data  # before the stream decodes the next sample
+                yield outcome
+            return
 
-    def tasks() -> Iterator:
-        for identity, data in source.arrays():
-            yield delayed(work)(identity, data)
-            del data
+        def tasks() -> Iterator:
+            for identity, data in source.arrays():
+                yield delayed(work)(identity, data)
+                del data
 
-    threads = max(1, (os.cpu_count() or 1) // jobs)
-    run = Parallel(
-        n_jobs=jobs,
-        backend="threading",
-        return_as="generator",
-        pre_dispatch=str(jobs),
-        batch_size=1,
-    )
-    with threadpool_limits(limits=threads):
-        for outcome in run(tasks()):
+        run = Parallel(
+            n_jobs=jobs,
+            backend="threading",
+            return_as="generator",
+            pre_dispatch=str(jobs),
+            batch_size=1,
+        )
+        with threadpool_limits(limits=max(1, (os.cpu_count() or 1) // jobs)):
+            yield from run(tasks())
+
+    total = len(identities) if identities else None
+    with tqdm(total=total, unit="sample", desc="reduce", disable=not progress) as bar:
+        for outcome in outcomes():
             record(*outcome)
+            bar.update(1)
     return log
