@@ -97,3 +97,24 @@ def test_the_learners_are_reached_from_the_package():
 
     assert ns.learn.CanICA is CanICA
     assert ns.learn.DictLearning.__name__ == "DictLearning"
+
+
+def test_a_stopped_fit_resumes_from_the_reductions_it_cached(networks, tmp_path, monkeypatch):
+    from nishard.learn.source import Shards
+
+    whole = Shards.arrays
+
+    def stopped(self):
+        for count, item in enumerate(whole(self)):
+            if count == 5:
+                raise KeyboardInterrupt  # the user's Ctrl-C halfway through the subjects
+            yield item
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Shards, "arrays", stopped)
+        with pytest.raises(KeyboardInterrupt):
+            CanICA(n_components=10, cache=tmp_path / "cache", score=False).fit(networks.shards)
+    resumed = CanICA(n_components=10, cache=tmp_path / "cache", score=False).fit(networks.shards)
+    assert resumed.reduction_log_.cached == 5 and resumed.reduction_log_.samples == 12
+    fresh = CanICA(n_components=10, score=False).fit(networks.shards)
+    np.testing.assert_allclose(resumed.components_, fresh.components_, atol=1e-6)
