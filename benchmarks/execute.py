@@ -93,6 +93,7 @@ class Cpu:
     wall_s: float
     writer_s: float
     records_s: float
+    records_wall_s: float
     workers_s: float
     peak: int
 
@@ -102,6 +103,7 @@ class Cpu:
     def to_dict(self, cores: int) -> dict:
         return {"wall_s": round(self.wall_s, 3), "writer_s": round(self.writer_s, 2),
                 "worker_records_s": round(self.records_s, 2),
+                "worker_records_wall_s": round(self.records_wall_s, 2),
                 "workers_s": round(self.workers_s, 2),
                 "utilisation": round(self.utilisation(cores), 3),
                 "peak_worker_bytes": self.peak}  # fmt: skip
@@ -160,7 +162,7 @@ def build(data: Path, folder: Path, executor) -> tuple[Cpu, dict, dict[str, str]
     after = _children_cpu()
     workers = _reaped_cpu() - reaped + sum(t - live.get(pid, 0.0) for pid, t in after.items())
     tally = metered.tally
-    cpu = Cpu(wall, writer, sum(tally.cpu_s.values()), workers,
+    cpu = Cpu(wall, writer, sum(tally.cpu_s.values()), sum(tally.wall_s.values()), workers,
               max(tally.peaks.values(), default=0))  # fmt: skip
     shards = folder / "shards"
     hashes = {p.name: sha256_file(p) for p in sorted(shards.glob("*.tar"))}
@@ -213,8 +215,9 @@ def main() -> None:
         print(f"  {label:<14} {c.wall_s:7.2f} s  {n / c.wall_s:5.3f} runs/s  "
               f"x{t_serial / c.wall_s:4.2f} serial   (rounds: {rounds} s)")  # fmt: skip
         print(f"  {'':<14} cpu: writer {c.writer_s:6.1f} s, workers {c.workers_s:6.1f} s "
-              f"({c.records_s:.1f} s on records), {c.utilisation(cores):.0%} of "
-              f"{cores} cores; peak worker {c.peak / 2**30:.2f} GiB")  # fmt: skip
+              f"({c.records_s:.1f} s on records, which took {c.records_wall_s:.1f} s), "
+              f"{c.utilisation(cores):.0%} of {cores} cores; "
+              f"peak worker {c.peak / 2**30:.2f} GiB")  # fmt: skip
     print(f"  Pydra against local: {overhead:+.1%}, {per_task:+.3f} s per task")
     print(json.dumps({
         "runs": n, "timepoints": args.timepoints, "voxels": shape[1], "nodes": nodes,

@@ -35,7 +35,7 @@ def test_a_tally_keeps_each_workers_largest_peak():
     for pid, peak in [(1, 10), (2, 50), (1, 30)]:
         tally.add(Usage(pid, peak, cpu_s=1.0, wall_s=1.0))
     tally.add(None)  # a record run in the writer's own process
-    assert tally.peaks == {1: 30, 2: 50} and tally.cpu_s == {1: 2.0, 2: 1.0}
+    assert tally.peaks == {1: 30, 2: 50} and tally.cpu_s == {1: 2.0, 2: 1.0} == tally.wall_s
     huge = Usage(3, peak_rss() + (1 << 40), cpu_s=0.0, wall_s=0.0)
     tally.add(huge)
     assert tally.largest() == (3, huge.peak)

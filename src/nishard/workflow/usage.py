@@ -123,10 +123,14 @@ class Tally:
         Largest peak resident memory reported by each worker process, by pid.
     cpu_s : dict of int to float
         CPU seconds each worker process spent on records, by pid.
+    wall_s : dict of int to float
+        Wall-clock seconds each worker process spent on records, by pid: more than its
+        CPU seconds when it waited (for the disk, or for a core another process held).
     """
 
     peaks: dict[int, int] = field(default_factory=dict)
     cpu_s: dict[int, float] = field(default_factory=dict)
+    wall_s: dict[int, float] = field(default_factory=dict)
 
     def add(self, usage: Usage | None) -> None:
         """Count one record's usage (None: it ran in the writer's process)."""
@@ -134,6 +138,7 @@ class Tally:
             return
         self.peaks[usage.pid] = max(self.peaks.get(usage.pid, 0), usage.peak)
         self.cpu_s[usage.pid] = self.cpu_s.get(usage.pid, 0.0) + usage.cpu_s
+        self.wall_s[usage.pid] = self.wall_s.get(usage.pid, 0.0) + usage.wall_s
 
     def largest(self) -> tuple[int, int]:
         """The largest peak of any process, this one included, and its pid."""
