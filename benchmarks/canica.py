@@ -21,7 +21,7 @@ works in loky worker processes, whose peaks are added). The maps of each are mat
 the true networks (Hungarian assignment on |spatial correlation|) and to each other.
 
     python benchmarks/canica.py [--subjects 8] [--timepoints 200] [--components 20]
-                                [--n-init 10] [--memory 256MiB] [--jobs 1] [--cache DIR]
+                                [--n-init 10] [--memory 350MiB] [--jobs 1] [--cache DIR]
 
 Prints the figures, then one line of JSON: ``time_ratio`` and ``memory_ratio`` (nilearn's
 over nishard's), ``match_nishard`` and ``match_nilearn`` (the smallest matched
@@ -159,7 +159,7 @@ def main() -> None:
     parser.add_argument("--timepoints", type=int, default=200)
     parser.add_argument("--components", type=int, default=20)
     parser.add_argument("--n-init", type=int, default=10)
-    parser.add_argument("--memory", default="256MiB", help="nishard's budget")
+    parser.add_argument("--memory", default="350MiB", help="nishard's budget")
     parser.add_argument("--jobs", type=int, default=1, help="n_jobs of both")
     parser.add_argument("--cache", default="/tmp/nishard-bench-canica")
     options = parser.parse_args()
