@@ -46,10 +46,7 @@ def load_bold(record: Record, path: str, sample: Sample) -> np.ndarray:
     what = "a 4D NIfTI image (x, y, z, time)"
     img = _nifti(record, path, 4, what)
     sample["affine"] = img.affine
-    data = _read(record, path, img, what, np.float32)
-    if not np.isfinite(data).all():
-        raise RecordError(record.id, path, "finite values", "NaN or infinite values")
-    return data
+    return _finite(record, path, _read(record, path, img, what, np.float32))
 
 
 def load_mask(record: Record, path: str, sample: Sample) -> np.ndarray:
@@ -100,7 +97,11 @@ def _existing(record: Record, path: str, what: str) -> None:
 
 
 def _finite(record: Record, path: str, data: np.ndarray) -> np.ndarray:
-    if not np.isfinite(data).all():
+    # The smallest and largest values are finite exactly when every value is (a NaN
+    # makes both NaN): two passes and no temporary, where ``isfinite(data).all()`` would
+    # allocate a boolean array a quarter the size of a float32 run (1.3 GB for a 2 mm
+    # run of 1200 volumes), the largest allocation of a record after the run itself.
+    if data.size and not (np.isfinite(data.min()) and np.isfinite(data.max())):
         raise RecordError(record.id, path, "finite values", "NaN or infinite values")
     return data
 
