@@ -68,3 +68,15 @@ def test_bad_options_and_budgets_are_refused(networks):
         CanICA(n_components=0).fit(networks.shards)
     with pytest.raises(LearnError, match="cannot learn from a int"):
         CanICA().fit(3)
+
+
+def test_samples_without_time_points_or_with_nan_are_named():
+    good = np.random.default_rng(0).standard_normal((20, 50)).astype(np.float32)
+    broken = good.copy()
+    broken[3, 7] = np.nan
+    with pytest.raises(LearnError, match="sample 1: NaN or infinite values"):
+        CanICA(n_components=3).fit([good, broken])
+    with pytest.raises(LearnError, match=r"sample 1: no time points \(shape \(0, 50\)\)"):
+        CanICA(n_components=3).fit([good, good[:0]])
+    with pytest.raises(LearnError, match="threshold must be a non-negative ratio"):
+        CanICA(n_components=3, threshold=-1.0).fit([good])

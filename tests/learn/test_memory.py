@@ -54,7 +54,7 @@ from nishard.learn.memory import current_rss
 imported = current_rss()
 ica = CanICA(n_components=10, memory=int(sys.argv[2]), n_init=3, score=True).fit(sys.argv[1])
 print(json.dumps({"imported": imported, **ica.memory_, "streamed": ica.bytes_streamed_,
-                  "exact": ica.group_exact_, "plan": ica.memory_plan_.to_dict(),
+                  "group_exact": ica.group_exact_, "plan": ica.memory_plan_.to_dict(),
                   "samples": ica.n_samples_}))
 """
 
@@ -70,9 +70,10 @@ def test_peak_memory_stays_under_the_budget(big_shards):
     figures = json.loads(done.stdout.strip().splitlines()[-1])
     # The data streamed (twice: fit and explained variance) is 5x the budget, once 3x.
     assert figures["streamed"] == RUNS * TIMEPOINTS * voxels * 4 >= 3 * BUDGET
-    assert figures["exact"] is False and figures["plan"]["capacity"] < RUNS * 10
+    assert figures["group_exact"] is False and figures["plan"]["capacity"] < RUNS * 10
     # Measured: the kernel's high-water mark of the process, reset when the fit starts.
-    assert figures["exact"] is not None and figures["added"] <= BUDGET, figures
+    # "exact": the kernel's high-water mark was reset when the fit started (Linux).
+    assert figures["exact"] is True and figures["added"] <= BUDGET, figures
     assert figures["peak"] - figures["imported"] <= BUDGET + 16 * 2**20
 
 

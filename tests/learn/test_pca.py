@@ -94,3 +94,15 @@ def test_group_pca_streams_the_exact_group_components(networks):
     np.testing.assert_allclose(pca.singular_values_, s[:6], rtol=1e-3)
     assert subspace_cosines(pca.components_, vt[:6]).min() > 0.999
     assert pca.components_img_.shape[-1] == 6
+
+
+def test_a_buffer_that_grows_past_the_announced_rows_keeps_its_nominal_keep():
+    from nishard.learn.pca import GroupReducer
+
+    rows = np.random.default_rng(1).standard_normal((90, 40)).astype(np.float32)
+    reducer = GroupReducer(40, capacity=60, keep=50, expected_rows=30)
+    assert (reducer.capacity, reducer.keep) == (30, 30)  # sized for what was announced
+    reducer.add(rows)  # three times as many rows come
+    # Grown to 60 rows; full three times, each time folded into 50 rows, then 10 more.
+    assert reducer.capacity == 60 and reducer.keep == 50 and reducer.reductions == 3
+    assert reducer.stack().shape[0] == 60

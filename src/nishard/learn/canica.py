@@ -126,6 +126,8 @@ class CanICA(GroupDecomposition):
         threshold = self.threshold
         if threshold not in (None, "auto") and not isinstance(threshold, (int, float)):
             raise LearnError(f"threshold must be None, 'auto' or a number, got {threshold!r}")
+        if isinstance(threshold, (int, float)) and threshold < 0:
+            raise LearnError(f"threshold must be a non-negative ratio, got {threshold!r}")
         if isinstance(threshold, (int, float)) and threshold > self.n_components:
             raise LearnError(
                 f"threshold {threshold} exceeds the number of maps ({self.n_components}): "

@@ -146,7 +146,7 @@ class GroupDecomposition(TransformerMixin, BaseEstimator):
         n = int(self.n_components)
         if isinstance(data, Shards):
             n_time = data.n_timepoints or int(data.sample_bytes // (n_features * data.itemsize))
-            total_rows = len(data.samples) * min(n, n_time) if data.n_timepoints else None
+            total_rows = data.total_rows(n)
             sample_bytes = data.sample_bytes
         else:
             n_time, total_rows, sample_bytes = n, None, 0
@@ -189,12 +189,7 @@ class GroupDecomposition(TransformerMixin, BaseEstimator):
             space = None
             if isinstance(data, Shards):
                 n_features = data.n_features
-                total = data.total_timepoints
-                rows = (
-                    None
-                    if total is None
-                    else len(data.samples) * min(int(self.n_components), data.n_timepoints)
-                )
+                rows = data.total_rows(int(self.n_components))
                 self._check_counts(n_features, rows, len(data.samples))
                 space = resolve_space(data.folders, data.manifests, data.key, n_features, self.mask)
             else:
@@ -254,9 +249,7 @@ class GroupDecomposition(TransformerMixin, BaseEstimator):
                     jobs=1,
                     accumulators=len(self._accumulators),
                 )
-                expected = None
-                if isinstance(data, Shards) and data.n_timepoints:
-                    expected = len(data.samples) * min(n, data.n_timepoints)
+                expected = data.total_rows(n) if isinstance(data, Shards) else None
                 for name in self._accumulators:
                     reducers[name] = GroupReducer(features, active.capacity, active.keep, expected)
             for name, reducer in reducers.items():

@@ -67,7 +67,9 @@ class DictLearning(GroupDecomposition):
     n_components : int
         Maps to learn.
     n_epochs : int
-        Passes over the voxels (the samples of dictionary learning).
+        As nilearn's: the bound on the passes over the voxels is the number of their
+        mini-batches times ``n_epochs``; learning stops earlier when the cost stops
+        improving (``tol``, ``max_no_improvement``).
     alpha : float
         Sparsity of the maps (nilearn: 10).
     batch_size : int
@@ -205,7 +207,10 @@ class DictLearning(GroupDecomposition):
         learner = MiniBatchDictionaryLearning(
             n_components=n,
             alpha=self.alpha,
-            max_iter=int(self.n_epochs),
+            # nilearn's bound, which scikit-learn reads as passes over the voxels: in
+            # effect, learning stops when the cost stops improving (tol,
+            # max_no_improvement), as it does in nilearn.
+            max_iter=-(-voxels.shape[0] // int(self.batch_size)) * int(self.n_epochs),
             fit_algorithm=self.method,
             batch_size=int(self.batch_size),
             shuffle=False,

@@ -30,7 +30,7 @@ from scipy import linalg
 from .pca import block_size
 
 
-def whiten(components: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def whiten(components: np.ndarray) -> np.ndarray:
     """sklearn's "arbitrary-variance" whitening of ``components.T`` (voxels as samples).
 
     Parameters
@@ -42,8 +42,6 @@ def whiten(components: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     -------
     white : ndarray, shape (n, voxels), float64
         ``K @ (components - mean) * sqrt(voxels)``: rows of unit mean square.
-    centred : ndarray, shape (n, voxels), float64
-        The components with each row's mean removed.
     """
     centred = np.array(components, dtype=np.float64)
     centred -= centred.mean(axis=1, keepdims=True)
@@ -51,7 +49,7 @@ def whiten(components: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     u *= np.sign(u[0])  # sklearn's sign convention, for the same whitening
     white = (u / d).T @ centred
     white *= np.sqrt(centred.shape[1])
-    return white, centred
+    return white
 
 
 def _sym_decorrelation(w: np.ndarray) -> np.ndarray:
@@ -266,7 +264,7 @@ def unmix(
         (the start kept).
     """
     n = components.shape[0]
-    white, _ = whiten(components)
+    white = whiten(components)
     starts = starting_matrices(random_state, n_init, n)
     unmixing, iterations = fastica_runs(
         white, starts, max_iter=max_iter, tol=tol, precision=precision, threads=threads

@@ -192,7 +192,7 @@ class GroupReducer:
         self.n_features = n_features
         self.capacity = capacity if expected_rows is None else min(capacity, expected_rows)
         self.keep = min(keep, self.capacity)
-        self._nominal = capacity
+        self._nominal = (capacity, keep)
         self._buffer: np.ndarray | None = None
         self._filled = 0
         self.rows_seen = 0
@@ -217,7 +217,7 @@ class GroupReducer:
         start = 0
         while start < rows.shape[0]:
             if self._filled == self.capacity:
-                if self.capacity < self._nominal:  # more rows came than announced
+                if self.capacity < self._nominal[0]:  # more rows came than announced
                     self._grow()
                 else:
                     self._reduce()
@@ -228,9 +228,10 @@ class GroupReducer:
         self.rows_seen += rows.shape[0]
 
     def _grow(self) -> None:
-        bigger = np.empty((self._nominal, self.n_features), dtype=np.float32)
+        bigger = np.empty((self._nominal[0], self.n_features), dtype=np.float32)
         bigger[: self._filled] = self._buffer[: self._filled]
-        self._buffer, self.capacity = bigger, self._nominal
+        self._buffer = bigger
+        self.capacity, self.keep = self._nominal
 
     def _reduce(self) -> None:
         """Replace the buffer by its ``keep`` leading rows ``s_i v_i`` (in place)."""

@@ -29,6 +29,21 @@ from .errors import LearnError
 _WIDENED = {"float16": 4, "bfloat16": 4}
 
 
+def check_values(data: np.ndarray, where: str) -> None:
+    """Refuse a sample without time points or with NaN or infinite values, naming it.
+
+    One sum over the sample (a few milliseconds for a 2 mm run) finds them before the
+    SVD would fail on them with a message that names no sample.
+    """
+    if data.shape[0] == 0:
+        raise LearnError(f"{where}: no time points (shape {data.shape})")
+    if not np.isfinite(data.sum(dtype=np.float64)):
+        raise LearnError(
+            f"{where}: NaN or infinite values; learning needs finite data (were the "
+            "shards built from broken runs? nishard verify SHARDS checks them)"
+        )
+
+
 @dataclass(frozen=True)
 class SampleRef:
     """One sample of a shard folder."""
@@ -139,9 +154,13 @@ class Shards:
             for shard in sorted(shards, key=lambda s: order.index(s["split"])):
                 if self.split is not None and shard["split"] != self.split:
                     continue
+                if not shard.get("sha256"):  # the identity of its samples, in the cache
+                    raise LearnError(
+                        f"{folder}: the manifest gives no sha256 for shard {shard['name']}"
+                    )
                 for key in shard.get("keys") or []:
                     ref = SampleRef(
-                        folder, shard["name"], str(shard.get("sha256")), key, str(shard["split"])
+                        folder, shard["name"], shard["sha256"], key, str(shard["split"])
                     )
                     if ref.identity in seen:
                         raise LearnError(
@@ -206,6 +225,13 @@ class Shards:
             )
         )
 
+    def total_rows(self, n_rows: int) -> int | None:
+        """Rows the subject reductions give in all (each keeps at most its time points),
+        or None when the lengths vary."""
+        if self.n_timepoints is None:
+            return None
+        return len(self.samples) * min(n_rows, self.n_timepoints)
+
     @property
     def total_timepoints(self) -> int | None:
         return None if self.n_timepoints is None else self.n_timepoints * len(self.samples)
@@ -231,6 +257,7 @@ class Shards:
                         f"{folder}: sample {ref.key} of {ref.shard}: expected "
                         f"(time, {self.n_features}), found shape {data.shape}"
                     )
+                check_values(data, f"{folder}: sample {ref.key} of {ref.shard}")
                 yield ref.identity, data
                 del data
 
@@ -291,4 +318,5 @@ class ArraySource:
                     "group learning needs one mask"
                 )
             features = data.shape[1]
+            check_values(data, f"sample {index}")
             yield None, data

@@ -90,6 +90,11 @@ def reduce_array(data: np.ndarray, options: dict) -> Reduced:
     return Reduced(rows, singular, squares, int(data.shape[0]))
 
 
+#: Bumped when the reduction's arithmetic changes, so that caches made before miss (joblib
+#: hashes only the source of the cached function, not of what it calls).
+REDUCTION_VERSION = 1
+
+
 def _by_identity(identity: str, options: dict, data: np.ndarray | None) -> Reduced:
     """Cached by ``identity`` and ``options``; ``data`` is ignored by the cache."""
     return reduce_array(data, options)
@@ -159,7 +164,9 @@ def reduce_subjects(
     memory = _memory(cache)
     plain = memory.cache(reduce_array) if memory is not None else reduce_array
     keyed = memory.cache(_by_identity, ignore=["data"]) if memory is not None else None
-    settings = asdict(options)
+    # One shard's sha256 covers every product in it: the product read is part of the key.
+    settings = {**asdict(options), "key": getattr(source, "key", None)}
+    settings["version"] = REDUCTION_VERSION
     log = ReductionLog()
 
     def record(reduced: Reduced, nbytes: int, cached: bool = False) -> None:
