@@ -148,6 +148,8 @@ class GroupDecomposition(TransformerMixin, BaseEstimator):
             n_time = data.n_timepoints or int(data.sample_bytes // (n_features * data.itemsize))
             total_rows = data.total_rows(n)
             sample_bytes = data.sample_bytes
+            if data.itemsize != 4:  # the reduction works on a float32 copy of the sample
+                sample_bytes += n_time * n_features * 4
         else:
             n_time, total_rows, sample_bytes = n, None, 0
         return plan_memory(

@@ -312,4 +312,12 @@ def resolve_mask(
             UserWarning,
             stacklevel=2,
         )
+    elif missing and len(folders) > 1:
+        warnings.warn(
+            f"no mask found for any of the {len(folders)} folders, so their masks could not "
+            "be compared: the same voxel count does not mean the same voxels; "
+            + "; ".join(missing),
+            UserWarning,
+            stacklevel=2,
+        )
     return found[0][1] if found else None
