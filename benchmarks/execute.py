@@ -6,17 +6,20 @@ of 1200 volumes on the 2 mm MNI grid (TR 0.72 s, HCP-like; about 1 GB of ``.nii.
 ``--timepoints`` shrink it for a quick look. The spec: mask, then nilearn-style cleaning
 (detrend, 0.01-0.1 Hz band, simple confounds, z-score), WebDataset shards. Every build
 reads the same files from the page cache (one warm-up read first); BLAS and OpenMP pools
-are pinned to one thread, so that 2 workers are 2 cores. The three builds must write the
-same bytes: the script hashes every shard after each build (outside the timing) and
-compares. The builds run in ``--repeats`` rounds (serial, local, Pydra, then again), and
-the fastest of each counts: on a shared machine another process can take a core for a
-while, and the load average before and after is printed.
+are pinned to one thread, so that 2 workers are 2 cores. Each build runs in a fresh Python
+process, as ``nishard build`` would (no worker, heap or import left over from the build
+before). The three builds must write the same bytes: the script hashes every shard after
+each build (outside the timing) and compares. The builds run in ``--repeats`` rounds
+(serial, local, Pydra, then again), and the fastest of each counts: on a shared machine
+another process can take a core for a while, and the load average before and after is
+printed.
 
 Where the time goes is printed too: the CPU seconds of the writer's process (all its
 threads: writing, hashing, syncing, and for ``serial`` the computing) and of the workers
 (what each worker measured on its records, see ``nishard.workflow.usage``, and the
-processes' totals, their start-up included), and the utilisation of the machine's cores
-over the build; with the peak resident memory of the largest worker.
+processes' totals, their start-up included), the utilisation of the machine's cores over
+the build, the CPU seconds other processes of the machine took meanwhile (from
+``/proc/stat``: interference), and the peak resident memory of the largest worker.
 
     python benchmarks/execute.py [--cache /tmp/nishard-bench-execute] [--subjects 8]
                                  [--timepoints 1200] [--repeats 2]
@@ -39,6 +42,8 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 import resource  # noqa: E402
 import shutil  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
@@ -88,13 +93,14 @@ class Metered:
 @dataclass(frozen=True)
 class Cpu:
     """CPU seconds of one build: the writer's process, the workers' records, the worker
-    processes in all (start-up included)."""
+    processes in all (start-up included), and the other processes of the machine."""
 
     wall_s: float
     writer_s: float
     records_s: float
     records_wall_s: float
     workers_s: float
+    others_s: float
     peak: int
 
     def utilisation(self, cores: int) -> float:
@@ -106,6 +112,7 @@ class Cpu:
                 "worker_records_wall_s": round(self.records_wall_s, 2),
                 "workers_s": round(self.workers_s, 2),
                 "utilisation": round(self.utilisation(cores), 3),
+                "other_processes_s": round(self.others_s, 2),
                 "peak_worker_bytes": self.peak}  # fmt: skip
 
 
@@ -140,8 +147,17 @@ def _own_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _machine_cpu() -> float:
+    """CPU seconds every process of the machine has used (busy time, all cores)."""
+    with open("/proc/stat") as stat:
+        fields = [int(x) for x in stat.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    busy = sum(fields[:8]) - idle  # user nice system idle iowait irq softirq steal
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
 def build(data: Path, folder: Path, executor) -> tuple[Cpu, dict, dict[str, str]]:
-    """One timed build; its CPU, manifest and the sha256 of each shard (read back)."""
+    """One timed build in this process; its CPU, manifest and the sha256 of each shard."""
     folder.mkdir()
     spec = {
         "input": {"path": str(data),
@@ -154,20 +170,43 @@ def build(data: Path, folder: Path, executor) -> tuple[Cpu, dict, dict[str, str]
     pipeline = load_spec(folder / "spec.yaml").with_overrides(executor=metered)
     for bold in data.rglob("*.nii.gz"):  # warm the page cache alike for every build
         bold.read_bytes()
-    live, reaped, own = _children_cpu(), _reaped_cpu(), _own_cpu()
+    live, reaped, own, machine = _children_cpu(), _reaped_cpu(), _own_cpu(), _machine_cpu()
     started = time.perf_counter()
     manifest = ns.build(pipeline, progress=False)
     wall = time.perf_counter() - started
     writer = _own_cpu() - own
     after = _children_cpu()
     workers = _reaped_cpu() - reaped + sum(t - live.get(pid, 0.0) for pid, t in after.items())
+    others = max(0.0, _machine_cpu() - machine - writer - workers)
     tally = metered.tally
     cpu = Cpu(wall, writer, sum(tally.cpu_s.values()), sum(tally.wall_s.values()), workers,
-              max(tally.peaks.values(), default=0))  # fmt: skip
+              others, max(tally.peaks.values(), default=0))  # fmt: skip
     shards = folder / "shards"
     hashes = {p.name: sha256_file(p) for p in sorted(shards.glob("*.tar"))}
     shutil.rmtree(shards)  # 9 GB a build: only the hashes are kept
     return cpu, manifest, hashes
+
+
+EXECUTORS = {
+    "serial": lambda: ns.executors.serial(),
+    "local(2)": lambda: ns.executors.local(2),
+    "pydra(cf, 2)": lambda: Pydra(worker="cf", jobs=2),
+}
+
+
+def build_apart(data: Path, folder: Path, label: str) -> tuple[Cpu, dict, dict[str, str]]:
+    """:func:`build` in a fresh Python process (``--one``), as ``nishard build`` runs."""
+    command = [sys.executable, __file__, "--one", label, "--data", str(data),
+               "--folder", str(folder)]  # fmt: skip
+    out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    result = json.loads(out.strip().splitlines()[-1])
+    return Cpu(**result["cpu"]), result["manifest"], result["hashes"]
+
+
+def one(label: str, data: Path, folder: Path) -> None:
+    """The child's side of :func:`build_apart`: one build, its facts as a JSON line."""
+    cpu, manifest, hashes = build(data, folder, EXECUTORS[label]())
+    print(json.dumps({"cpu": cpu.__dict__, "manifest": manifest, "hashes": hashes}))
 
 
 def main() -> None:
@@ -176,22 +215,24 @@ def main() -> None:
     parser.add_argument("--subjects", type=int, default=LARGE.n_subjects)
     parser.add_argument("--timepoints", type=int, default=LARGE.n_timepoints)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--one", choices=list(EXECUTORS), help=argparse.SUPPRESS)
+    parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.one:
+        one(args.one, args.data, args.folder)
+        return
 
     data = dataset(args.cache, args.subjects, args.timepoints)
-    executors = {
-        "serial": ns.executors.serial(),
-        "local(2)": ns.executors.local(2),
-        "pydra(cf, 2)": Pydra(worker="cf", jobs=2),
-    }
+    executors = list(EXECUTORS)
     cores = os.cpu_count() or 1
     load_before = os.getloadavg()
     runs: dict[str, list[Cpu]] = {label: [] for label in executors}
     for _ in range(args.repeats):
         with tempfile.TemporaryDirectory(dir=args.cache) as tmp:
             hashes = {}
-            for i, (label, executor) in enumerate(executors.items()):
-                cpu, manifest, hashes[label] = build(data, Path(tmp) / str(i), executor)
+            for i, label in enumerate(executors):
+                cpu, manifest, hashes[label] = build_apart(data, Path(tmp) / str(i), label)
                 runs[label].append(cpu)
                 assert manifest["records"]["quarantined"] == 0, manifest["quarantine"]
             for label in executors:
@@ -216,8 +257,8 @@ def main() -> None:
               f"x{t_serial / c.wall_s:4.2f} serial   (rounds: {rounds} s)")  # fmt: skip
         print(f"  {'':<14} cpu: writer {c.writer_s:6.1f} s, workers {c.workers_s:6.1f} s "
               f"({c.records_s:.1f} s on records, which took {c.records_wall_s:.1f} s), "
-              f"{c.utilisation(cores):.0%} of {cores} cores; "
-              f"peak worker {c.peak / 2**30:.2f} GiB")  # fmt: skip
+              f"{c.utilisation(cores):.0%} of {cores} cores; other processes "
+              f"{c.others_s:.1f} s; peak worker {c.peak / 2**30:.2f} GiB")  # fmt: skip
     print(f"  Pydra against local: {overhead:+.1%}, {per_task:+.3f} s per task")
     print(json.dumps({
         "runs": n, "timepoints": args.timepoints, "voxels": shape[1], "nodes": nodes,
