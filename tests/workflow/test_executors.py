@@ -17,6 +17,7 @@ from nishard.errors import RecordError
 from nishard.spec import load_spec
 from nishard.workflow import EXECUTORS, NodeCache, Serial
 from nishard.workflow.pydra import Pydra
+from nishard.workflow.pydra_cf import ForkServerWorker
 from tests.helpers import bold_files, write_spec
 
 # Mask + nilearn-style cleaning with confounds: two inputs besides the BOLD, a TR from
@@ -114,10 +115,25 @@ def test_pydra_spec_round_trip_and_worker_options():
         "sbatch_args": "--mem=8G",
         "max_concurrent": 20,
     }
-    assert Pydra(jobs=2).submitter_options() == {"worker": "cf", "n_procs": 2}
-    assert Pydra(jobs=-1).submitter_options() == {"worker": "cf"}
+    assert Pydra(jobs=2).submitter_options() == {"worker": ForkServerWorker, "n_procs": 2}
+    assert Pydra(jobs=-1).submitter_options() == {"worker": ForkServerWorker}
     with pytest.raises(ValueError, match="batch"):
         Pydra(batch=0)
+
+
+def test_pydras_local_worker_starts_its_processes_from_a_fork_server():
+    # Forking the submitting process, which runs threads (JAX's among them once a script
+    # has used it), can deadlock the child.
+    worker = ForkServerWorker(n_procs=1)
+    try:
+        assert worker.plugin_name() == "cf"
+        assert worker.pool._mp_context.get_start_method() == "forkserver"
+        assert worker.pool.submit(os.getpid).result() != os.getpid()
+        copy = pickle.loads(pickle.dumps(worker))
+        assert copy.pool._mp_context.get_start_method() == "forkserver"
+        copy.close()
+    finally:
+        worker.close()
 
 
 def test_pydra_refuses_an_unknown_worker(tiny):

@@ -130,6 +130,10 @@ class Pydra:
     def submitter_options(self) -> dict[str, Any]:
         """Keyword arguments of ``pydra.engine.submitter.Submitter`` besides the cache root."""
         options: dict[str, Any] = {"worker": self.worker, **dict(self.options)}
+        if self.worker == "cf":
+            from .pydra_cf import ForkServerWorker
+
+            options["worker"] = ForkServerWorker
         jobs = None if self.jobs == -1 else self.jobs
         if jobs is not None:
             options["n_procs" if self.worker == "cf" else "max_concurrent"] = jobs
