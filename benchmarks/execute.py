@@ -126,12 +126,14 @@ def dataset(cache: Path, subjects: int, timepoints: int) -> Path:
 
 
 def _children_cpu() -> dict[int, float]:
-    """CPU seconds of each live descendant process (loky workers outlive a build)."""
+    """CPU seconds of each live descendant process and of the children it has reaped
+    (loky workers outlive a build; Pydra's workers are reaped by their fork server, which
+    does, and the ``RUSAGE_CHILDREN`` of this process never sees them)."""
     out = {}
     for child in psutil.Process().children(recursive=True):
         try:
             times = child.cpu_times()
-            out[child.pid] = times.user + times.system
+            out[child.pid] = times.user + times.system + times.children_user + times.children_system
         except psutil.Error:
             pass
     return out
