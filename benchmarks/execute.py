@@ -127,8 +127,8 @@ def dataset(cache: Path, subjects: int, timepoints: int) -> Path:
 
 def _children_cpu() -> dict[int, float]:
     """CPU seconds of each live descendant process and of the children it has reaped
-    (loky workers outlive a build; Pydra's workers are reaped by their fork server, which
-    does, and the ``RUSAGE_CHILDREN`` of this process never sees them)."""
+    (loky workers outlive a build; workers reaped by another process than this one, a fork
+    server's for instance, never reach this process's ``RUSAGE_CHILDREN``)."""
     out = {}
     for child in psutil.Process().children(recursive=True):
         try:

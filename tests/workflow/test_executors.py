@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import pickle
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +19,7 @@ from nishard.errors import RecordError
 from nishard.spec import load_spec
 from nishard.workflow import EXECUTORS, NodeCache, Serial
 from nishard.workflow.pydra import Pydra
-from nishard.workflow.pydra_cf import ForkServerWorker
+from nishard.workflow.pydra_loky import LokyWorker
 from tests.helpers import bold_files, write_spec
 
 # Mask + nilearn-style cleaning with confounds: two inputs besides the BOLD, a TR from
@@ -115,25 +117,37 @@ def test_pydra_spec_round_trip_and_worker_options():
         "sbatch_args": "--mem=8G",
         "max_concurrent": 20,
     }
-    assert Pydra(jobs=2).submitter_options() == {"worker": ForkServerWorker, "n_procs": 2}
-    assert Pydra(jobs=-1).submitter_options() == {"worker": ForkServerWorker}
+    assert Pydra(jobs=2).submitter_options() == {"worker": LokyWorker, "n_procs": 2}
+    assert Pydra(jobs=-1).submitter_options() == {"worker": LokyWorker}
     with pytest.raises(ValueError, match="batch"):
         Pydra(batch=0)
 
 
-def test_pydras_local_worker_starts_its_processes_from_a_fork_server():
-    # Forking the submitting process, which runs threads (JAX's among them once a script
-    # has used it), can deadlock the child.
-    worker = ForkServerWorker(n_procs=1)
-    try:
-        assert worker.plugin_name() == "cf"
-        assert worker.pool._mp_context.get_start_method() == "forkserver"
-        assert worker.pool.submit(os.getpid).result() != os.getpid()
-        copy = pickle.loads(pickle.dumps(worker))
-        assert copy.pool._mp_context.get_start_method() == "forkserver"
-        copy.close()
-    finally:
-        worker.close()
+def test_pydras_local_worker_runs_an_unguarded_script_once_and_forks_no_threads(tiny, tmp_path):
+    # A script without `if __name__ == "__main__"` that has started JAX's threads: forking
+    # it could deadlock a worker (Python warns), and spawn or a fork server would run its
+    # body again in every new process.
+    script = tmp_path / "script.py"
+    script.write_text(
+        "import jax.numpy as jnp\n"
+        "import nishard as ns\n"
+        "from nishard.workflow.pydra import Pydra\n"
+        "print('body', flush=True)\n"
+        "jnp.ones(3).sum().block_until_ready()\n"
+        f"records = ns.locate({str(tiny)!r}, schema=ns.schemas.fmriprep(res='8'))\n"
+        "outcomes = list(Pydra(jobs=2).map(ns.assemble([ns.t.Mask()]), records))\n"
+        "print('errors', sum(o.error is not None for o in outcomes), flush=True)\n"
+    )
+    run = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True, text=True, cwd=tmp_path, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines() == ["body", "errors 0"], run.stdout
+    assert "os.fork() was called" not in run.stderr  # JAX's warning
+    worker = pickle.loads(pickle.dumps(LokyWorker(n_procs=1)))
+    assert worker.pool._context.get_start_method() == "loky"
+    worker.close()
 
 
 def test_pydra_refuses_an_unknown_worker(tiny):

@@ -131,9 +131,9 @@ class Pydra:
         """Keyword arguments of ``pydra.engine.submitter.Submitter`` besides the cache root."""
         options: dict[str, Any] = {"worker": self.worker, **dict(self.options)}
         if self.worker == "cf":
-            from .pydra_cf import ForkServerWorker
+            from .pydra_loky import LokyWorker
 
-            options["worker"] = ForkServerWorker
+            options["worker"] = LokyWorker
         jobs = None if self.jobs == -1 else self.jobs
         if jobs is not None:
             options["n_procs" if self.worker == "cf" else "max_concurrent"] = jobs
