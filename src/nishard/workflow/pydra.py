@@ -56,8 +56,9 @@ class Pydra:
     Parameters
     ----------
     worker : str
-        Pydra's worker: ``"cf"`` (local processes, the default), ``"slurm"``, ``"sge"``,
-        ``"debug"`` (in this process, one task at a time).
+        Pydra's worker: ``"cf"`` (local processes, the default; on a loky pool, see
+        :mod:`.pydra_loky`), ``"slurm"``, ``"sge"``, ``"debug"`` (in this process, one
+        task at a time).
     jobs : int or None
         ``cf``: worker processes (None or -1: every core). Other workers: the most jobs
         submitted at once (None: no limit).
