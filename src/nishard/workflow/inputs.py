@@ -9,6 +9,7 @@ import numpy as np
 
 from ..checksums import sha256_file
 from ..errors import RecordError
+from ..finite import all_finite
 from ..records.table import Record
 from ..transforms.base import Sample
 
@@ -97,11 +98,7 @@ def _existing(record: Record, path: str, what: str) -> None:
 
 
 def _finite(record: Record, path: str, data: np.ndarray) -> np.ndarray:
-    # The smallest and largest values are finite exactly when every value is (a NaN
-    # makes both NaN): two passes and no temporary, where ``isfinite(data).all()`` would
-    # allocate a boolean array a quarter the size of a float32 run (1.3 GB for a 2 mm
-    # run of 1200 volumes), the largest allocation of a record after the run itself.
-    if data.size and not (np.isfinite(data.min()) and np.isfinite(data.max())):
+    if not all_finite(data):
         raise RecordError(record.id, path, "finite values", "NaN or infinite values")
     return data
 
