@@ -48,7 +48,7 @@ from .records.sources import Local as LocalFiles
 from .spec import Pipeline, load_spec, parse_spec
 from .workflow import Local, Plan, Pydra, Serial, assemble
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 #: Namespaces of primitives, as the core routines take them: ``ns.schemas.fmriprep(res="2")``
 #: builds the frozen dataclass :class:`~nishard.records.Fmriprep`, and so on.

@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 from nibabel import cifti2
 
-from nishard import __version__
+from nishard._version import __version__
 from nishard.datasets import confounds as cf
 from nishard.datasets import hcp
 from nishard.datasets import networks as nw

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .._version import __version__
 from ..checksums import sha256_file
 
 #: What the store writes: ``<key[:2]>/<key>.joblib``, and ``.tmp`` files while saving.
@@ -38,8 +39,6 @@ def node_key(
     outputs: Sequence[str] = (),
 ) -> str:
     """The content hash of one node's output for one record."""
-    from .. import __version__  # here: the package imports this module while it loads
-
     payload = {"nishard": __version__, "steps": steps, "parents": parents, "files": files,
                "meta": meta, "outputs": sorted(outputs)}  # fmt: skip
     text = json.dumps(payload, sort_keys=True, default=str)
