@@ -10,7 +10,7 @@ confounds, 0.01-0.1 Hz Butterworth, z-score) into WebDataset shards. Made once i
   (memory-mapped, no gzip), ``CanICA(mask=<mask>, smoothing_fwhm=None, standardize=False,
   detrend=False, n_components, n_init, random_state=0, n_jobs)``: no smoothing and no
   re-cleaning of clean data.
-- nishard: ``CanICA(n_components, n_init, random_state=0, memory=--memory,
+- nishard: ``CanICA(n_components, n_init, random_state=0, memory_budget=--memory-budget,
   n_jobs).fit(<shards>)``, streaming the shards (no explained-variance pass, as nilearn
   computes none).
 
@@ -21,7 +21,7 @@ works in loky worker processes, whose peaks are added). The maps of each are mat
 the true networks (Hungarian assignment on |spatial correlation|) and to each other.
 
     python benchmarks/canica.py [--subjects 8] [--timepoints 200] [--components 20]
-                                [--n-init 10] [--memory 350MiB] [--jobs 1] [--cache DIR]
+                                [--n-init 10] [--memory-budget 350MiB] [--jobs 1] [--cache DIR]
 
 Prints the figures, then one line of JSON: ``time_ratio`` and ``memory_ratio`` (nilearn's
 over nishard's), ``match_nishard`` and ``match_nilearn`` (the smallest matched
@@ -50,10 +50,12 @@ args = json.loads(sys.argv[1])
 warnings.simplefilter("ignore")
 started = time.perf_counter()
 ica = CanICA(n_components=args["components"], n_init=args["n_init"], random_state=0,
-             memory=args["memory"], n_jobs=args["jobs"], score=False).fit(args["shards"])
+             memory_budget=args["memory_budget"], n_jobs=args["jobs"], score=False)
+ica.fit(args["shards"])
 seconds = time.perf_counter() - started
 np.save(args["out"], ica.components_)
-print(json.dumps({"seconds": seconds, "timings": ica.timings_, "fit_added": ica.memory_["added"],
+print(json.dumps({"seconds": seconds, "timings": ica.timings_,
+                  "fit_added": ica.memory_usage_["added"],
                   "plan": ica.memory_plan_.to_dict() if ica.memory_plan_ else None,
                   "exact": ica.group_exact_, "streamed": ica.bytes_streamed_}))
 """
@@ -159,7 +161,7 @@ def main() -> None:
     parser.add_argument("--timepoints", type=int, default=200)
     parser.add_argument("--components", type=int, default=20)
     parser.add_argument("--n-init", type=int, default=10)
-    parser.add_argument("--memory", default="350MiB", help="nishard's budget")
+    parser.add_argument("--memory-budget", default="350MiB", help="nishard's budget")
     parser.add_argument("--jobs", type=int, default=1, help="n_jobs of both")
     parser.add_argument("--cache", default="/tmp/nishard-bench-canica")
     options = parser.parse_args()
@@ -173,13 +175,13 @@ def main() -> None:
     cache.mkdir(parents=True, exist_ok=True)
     data, shards, mask_path, images = dataset(cache, options.subjects, options.timepoints)
     common = {"components": options.components, "n_init": options.n_init, "jobs": options.jobs}
-    print(f"nishard: CanICA from {shards} (budget {options.memory}) ...")
+    print(f"nishard: CanICA from {shards} (budget {options.memory_budget}) ...")
     ours = run(
         NISHARD,
         {
             **common,
             "shards": str(shards),
-            "memory": options.memory,
+            "memory_budget": options.memory_budget,
             "out": str(cache / "nishard.npy"),
         },
     )
@@ -211,7 +213,7 @@ def main() -> None:
         f"nishard   {ours['seconds']:.1f} s ("
         + ", ".join(f"{k} {v:.1f} s" for k, v in ours["timings"].items())
         + f"), peak RSS {ours['peak'] / mb:.0f} MB "
-        f"(the fit added {ours['fit_added'] / mb:.0f} MB; budget {options.memory})"
+        f"(the fit added {ours['fit_added'] / mb:.0f} MB; budget {options.memory_budget})"
     )
     print(f"nilearn   {theirs['seconds']:.1f} s, peak RSS {theirs['peak'] / mb:.0f} MB")
     print(
@@ -231,7 +233,7 @@ def main() -> None:
                 "match_nilearn": round(match_theirs.worst, 4),
                 "match_between": round(float(agreement), 4),
                 "peak_rss_mb": round(ours["peak"] / mb, 1),
-                "budget_mb": round(parse_bytes(options.memory) / mb, 1),
+                "budget_mb": round(parse_bytes(options.memory_budget) / mb, 1),
                 "nishard_s": round(ours["seconds"], 2),
                 "nilearn_s": round(theirs["seconds"], 2),
                 "nilearn_peak_rss_mb": round(theirs["peak"] / mb, 1),

@@ -122,19 +122,21 @@ def _inspect(args: argparse.Namespace) -> None:
 
 
 def _learn(args: argparse.Namespace) -> None:
-    from .learn.report import learn_report
+    from .learn.report import METHODS, learn_report
 
     options = {}
     if args.method == "canica":
         options = {"n_init": args.n_init, "threshold": _threshold(args.threshold)}
     elif args.alpha is not None:
         options = {"alpha": args.alpha}
-    outcome = learn_report(
-        args.method, args.shards, args.output, key=args.key, n_components=args.n_components,
-        memory=args.memory, jobs=args.jobs, mask=args.mask, split=args.split,
-        cache=args.cache_dir, truth=args.truth, plots=not args.no_plots,
-        random_state=args.seed, verbose=0 if args.quiet else 1, **options,
-    )  # fmt: skip
+    estimator = METHODS[args.method](
+        n_components=args.n_components, key=args.key, split=args.split, mask=args.mask,
+        memory=None if args.cache_dir is None else Path(args.cache_dir),
+        memory_budget=args.memory_budget, n_jobs=args.jobs, random_state=args.seed,
+        verbose=0 if args.quiet else 1, **options,
+    ).fit(args.shards)  # fmt: skip
+    # The report reads the fitted estimator: nothing is fitted twice.
+    outcome = learn_report(estimator, args.output, truth=args.truth, plots=not args.no_plots)
     figures = outcome["results"]
     from .units import format_bytes
 
@@ -268,11 +270,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("shards", nargs="+", help="shard folders (one mask for all)")
     p.add_argument("--key", default="bold", help="the product to learn from (default bold)")
     p.add_argument("--n-components", type=int, default=20)
-    p.add_argument("--memory", help="memory budget of the fit, e.g. 1GiB (default: none)")
+    p.add_argument("--memory-budget", help="memory the fit may add, e.g. 1GiB (default: no bound)")
     p.add_argument("--jobs", type=int, default=1, help="subjects reduced at once")
     p.add_argument("--split", help="only this split's samples")
     p.add_argument("--mask", help="the mask of the shards' voxels (default: from the manifest)")
-    p.add_argument("--cache-dir", help="keep subject reductions here for later fits")
+    p.add_argument(
+        "--cache-dir", help="keep subject reductions here for later fits (the memory= cache)"
+    )
     p.add_argument("--truth", help="ground-truth maps (4D NIfTI) to match in the report")
     p.add_argument("--n-init", type=int, default=10, help="CanICA: FastICA starts")
     p.add_argument("--threshold", default="auto", help="CanICA: auto, none or a ratio")

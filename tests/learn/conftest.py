@@ -28,7 +28,9 @@ CLEAN = ns.t.Clean(confounds="24P", low_pass=0.1, high_pass=0.01, standardize="z
 
 def build(data: Path, out: Path, mask: ns.t.Mask, count: int = 4) -> Path:
     records = ns.locate(data, schema=ns.schemas.fmriprep(res="8"))
-    ns.write(records, ns.assemble([mask, CLEAN]), out, shards=ns.by_count(count), progress=False)
+    ns.write(
+        records, ns.assemble([mask, CLEAN]), out, shards=ns.shards.by_count(count), progress=False
+    )
     return out
 
 

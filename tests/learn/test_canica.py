@@ -29,7 +29,7 @@ def test_every_true_network_is_recovered(fitted, truth_maps, networks):
     assert fitted.bytes_streamed_ == 12 * 300 * 3666 * 4
     assert 0 < fitted.explained_variance_total_ < 1
     assert np.all((fitted.explained_variance_ >= 0) & (fitted.explained_variance_ <= 1))
-    assert fitted.memory_["added"] > 0 and fitted.fit_time_ > 0
+    assert fitted.memory_usage_["added"] > 0 and fitted.fit_time_ > 0
 
 
 @pytest.mark.slow
@@ -63,14 +63,14 @@ def test_nilearn_gives_the_same_maps_on_the_same_data(fitted, truth_maps, networ
 
 
 def test_a_second_fit_reuses_the_cached_reductions(networks, tmp_path, capsys):
-    first = CanICA(n_components=10, cache=tmp_path / "cache", score=False, verbose=1).fit(
+    first = CanICA(n_components=10, memory=tmp_path / "cache", score=False, verbose=1).fit(
         networks.shards
     )
     assert first.reduction_log_.cached == 0
     bar = capsys.readouterr().err  # the progress bar of the pass that reduces the subjects
     assert "reduce: 100%" in bar and "12/12" in bar
     second = CanICA(
-        n_components=10, cache=tmp_path / "cache", score=False, n_init=2, threshold=None
+        n_components=10, memory=tmp_path / "cache", score=False, n_init=2, threshold=None
     ).fit(networks.shards)
     log = second.reduction_log_
     assert log.cached == 12 and not log.decoded and second.bytes_streamed_ == 0
@@ -110,10 +110,10 @@ def test_the_learners_are_reached_from_the_package():
 
 def test_the_cache_misses_when_the_product_or_the_reduction_changes(networks, tmp_path):
     cache = tmp_path / "cache"
-    CanICA(n_components=10, cache=cache, score=False).fit(networks.shards)
-    other_rows = CanICA(n_components=8, cache=cache, score=False).fit(networks.shards)
+    CanICA(n_components=10, memory=cache, score=False).fit(networks.shards)
+    other_rows = CanICA(n_components=8, memory=cache, score=False).fit(networks.shards)
     assert other_rows.reduction_log_.cached == 0
-    other_method = CanICA(n_components=10, cache=cache, score=False, reduction="randomized")
+    other_method = CanICA(n_components=10, memory=cache, score=False, reduction="randomized")
     assert other_method.fit(networks.shards).reduction_log_.cached == 0
 
 
@@ -131,8 +131,8 @@ def test_a_stopped_fit_resumes_from_the_reductions_it_cached(networks, tmp_path,
     with monkeypatch.context() as patch:
         patch.setattr(Shards, "arrays", stopped)
         with pytest.raises(KeyboardInterrupt):
-            CanICA(n_components=10, cache=tmp_path / "cache", score=False).fit(networks.shards)
-    resumed = CanICA(n_components=10, cache=tmp_path / "cache", score=False).fit(networks.shards)
+            CanICA(n_components=10, memory=tmp_path / "cache", score=False).fit(networks.shards)
+    resumed = CanICA(n_components=10, memory=tmp_path / "cache", score=False).fit(networks.shards)
     assert resumed.reduction_log_.cached == 5 and resumed.reduction_log_.samples == 12
     fresh = CanICA(n_components=10, score=False).fit(networks.shards)
     np.testing.assert_allclose(resumed.components_, fresh.components_, atol=1e-6)

@@ -59,9 +59,9 @@ def test_fewer_samples_than_components_is_refused(networks):
 
 def test_bad_options_and_budgets_are_refused(networks):
     with pytest.raises(LearnError, match=r"budget 1\.00 MiB too small.*give at least"):
-        CanICA(n_components=10, memory="1MiB").fit(networks.shards)
+        CanICA(n_components=10, memory_budget="1MiB").fit(networks.shards)
     with pytest.raises(LearnError, match="memory budget: a size like"):
-        CanICA(memory="lots").fit(networks.shards)
+        CanICA(memory_budget="lots").fit(networks.shards)
     with pytest.raises(LearnError, match="threshold 30 exceeds the number of maps"):
         CanICA(n_components=10, threshold=30).fit(networks.shards)
     with pytest.raises(LearnError, match="n_components must be a positive integer"):

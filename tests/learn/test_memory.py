@@ -43,7 +43,7 @@ def big_shards(tmp_path_factory):
         nib.save(image, root / f"sub-{run:02d}_bold.nii")
     records = ns.locate(root, schema=ns.schemas.regex({"bold": r"sub-(?P<subject>\d+)_bold\.nii"}))
     plan = ns.assemble([ns.t.Mask(source=str(root / "mask.nii"))])
-    ns.write(records, plan, root / "shards", shards=ns.by_size("128MB"), progress=False)
+    ns.write(records, plan, root / "shards", shards=ns.shards.by_size("128MB"), progress=False)
     return root / "shards", voxels
 
 
@@ -52,8 +52,9 @@ import json, sys
 from nishard.learn import CanICA
 from nishard.learn.memory import current_rss
 imported = current_rss()
-ica = CanICA(n_components=10, memory=int(sys.argv[2]), n_init=3, score=True).fit(sys.argv[1])
-print(json.dumps({"imported": imported, **ica.memory_, "streamed": ica.bytes_streamed_,
+ica = CanICA(n_components=10, memory_budget=int(sys.argv[2]), n_init=3, score=True)
+ica.fit(sys.argv[1])
+print(json.dumps({"imported": imported, **ica.memory_usage_, "streamed": ica.bytes_streamed_,
                   "group_exact": ica.group_exact_, "plan": ica.memory_plan_.to_dict(),
                   "samples": ica.n_samples_}))
 """

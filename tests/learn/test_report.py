@@ -6,22 +6,27 @@ import json
 
 import nibabel as nib
 import numpy as np
+import pytest
+from sklearn.exceptions import NotFittedError
 
 from nishard.cli import main
-from nishard.learn.report import canica_report
+from nishard.learn import CanICA, DictLearning
+from nishard.learn.report import canica_report, learn_report
 
 
-def test_canica_report_writes_maps_pictures_and_the_page(networks, tmp_path):
-    outcome = canica_report(
-        networks.shards,
-        n_components=8,
-        out=tmp_path / "out",
-        memory="256MiB",
-        truth=networks.truth,
-        n_init=2,
-    )
+def test_canica_report_writes_maps_pictures_and_the_page(networks, tmp_path, monkeypatch):
+    ica = CanICA(n_components=8, memory_budget="256MiB", n_init=2).fit(networks.shards)
+
+    def refit(*args, **kwargs):
+        raise AssertionError("the report fitted the estimator again")
+
+    # The report reads the fitted estimator: neither fit nor a pass over the shards.
+    monkeypatch.setattr(CanICA, "fit", refit)
+    monkeypatch.setattr(CanICA, "_fit", refit)
+    monkeypatch.setattr("nishard.learn.source.Shards.arrays", refit)
+    outcome = canica_report(ica, tmp_path / "out", truth=networks.truth)
     out = tmp_path / "out"
-    assert outcome["report"] == out / "report.html"
+    assert outcome["report"] == out / "report.html" and outcome["estimator"] is ica
     assert nib.load(out / "components.nii.gz").shape == (25, 30, 24, 8)
     assert len(list((out / "components").glob("component_*.png"))) == 8
     assert (out / "montage.png").stat().st_size > 10_000
@@ -40,8 +45,23 @@ def test_canica_report_writes_maps_pictures_and_the_page(networks, tmp_path):
         "montage.png",
         "component_07.png",
         "12 written",
+        "manifest sha256 " + ica.shards_[str(networks.shards)]["manifest_sha256"],
     ):
         assert text in page, text
+    # The method gives the same figures (no plots: quicker).
+    again = ica.report(tmp_path / "again", plots=False)
+    assert again["results"]["explained_variance"] == figures["explained_variance"]
+    assert again["results"]["fit_time_s"] == figures["fit_time_s"]
+
+
+def test_a_report_needs_a_fitted_estimator(tmp_path):
+    with pytest.raises(NotFittedError):
+        learn_report(DictLearning(), tmp_path / "out")
+    with pytest.raises(NotFittedError):
+        CanICA().report(tmp_path / "out")
+    with pytest.raises(TypeError, match=r"reports a fitted CanICA.*CanICA\(\.\.\.\)\.fit"):
+        canica_report("shards/", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
 
 
 def test_the_learn_command(networks, tmp_path, capsys):
@@ -52,7 +72,7 @@ def test_the_learn_command(networks, tmp_path, capsys):
             str(networks.shards),
             "--n-components",
             "6",
-            "--memory",
+            "--memory-budget",
             "128MiB",
             "--jobs",
             "2",
@@ -63,6 +83,9 @@ def test_the_learn_command(networks, tmp_path, capsys):
     )
     printed = capsys.readouterr().out
     assert code == 0 and "report" in printed and (tmp_path / "dl" / "report.html").is_file()
+    figures = json.loads((tmp_path / "dl" / "results.json").read_text())
+    assert figures["method"] == "dictlearning" and figures["memory"]["budget"] == 128 * 2**20
+    assert figures["parameters"]["memory_budget"] == "128MiB"
     code = main(["learn", "canica", str(networks.shards), "--key", "nope", "-o", str(tmp_path)])
     assert code == 1 and "no key 'nope'" in capsys.readouterr().err
 

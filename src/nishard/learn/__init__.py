@@ -2,11 +2,15 @@
 
 ::
 
-    from nishard.learn import CanICA, canica_report
+    from nishard.learn import CanICA
 
-    ica = CanICA(n_components=20, memory="1GiB", n_jobs=2).fit("shards/")
+    ica = CanICA(n_components=20, memory_budget="1GiB", memory="nishard_cache", n_jobs=2)
+    courses = ica.fit_transform("shards/")  # per sample, (time, 20) time courses
     ica.components_img_.to_filename("canica.nii.gz")
-    canica_report("shards/", n_components=20, out="canica/")  # maps, PNGs, report.html
+    ica.report("canica/")  # maps, PNGs, report.html, from the fit (nothing fitted again)
+
+``memory`` is the joblib cache (nilearn's and scikit-learn's meaning), ``memory_budget``
+what the fit may add to the process.
 """
 
 from .canica import CanICA

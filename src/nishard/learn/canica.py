@@ -43,8 +43,9 @@ class CanICA(GroupDecomposition):
     precision : {"float32", "float64"}
         Arithmetic of FastICA's products over voxels: float32 with float64 sums (twice as
         fast; updates within 1e-7 of sklearn's) or float64 (sklearn's, to rounding).
-    key, split, mask, memory, cache, n_jobs, random_state, reduction, score, verbose
-        See :class:`~nishard.learn.decomposition.GroupDecomposition`.
+    key, split, mask, memory, memory_level, memory_budget, n_jobs, random_state
+        See :class:`~nishard.learn.decomposition.GroupDecomposition` (``reduction``,
+        ``score`` and ``verbose`` too).
 
     Attributes
     ----------
@@ -63,15 +64,28 @@ class CanICA(GroupDecomposition):
         Iterations and sparsity of each start, and the start kept.
     fit_time_, peak_memory_ : float, int
         Seconds, and bytes the fit added to the process at its peak (measured).
-    memory_ : dict
+    memory_usage_ : dict
         Baseline, peak and added resident bytes, the budget and the plan.
+    memory_plan_ : MemoryPlan or None
+        How the budget was spent (subjects at once, group buffer rows).
+    memory_ : joblib.Memory
+        The cache ``memory`` names (location None: no cache), as in nilearn.
     group_exact_ : bool
         Whether every subject's rows fit the group buffer (the group PCA is then exact).
+    mask_img_ : Nifti1Image or None
+        The mask of volume features.
+    n_samples_, n_timepoints_, n_features_in_, bytes_streamed_ : int
+        What the fit read.
+    shards_ : dict
+        Per shard folder: its manifest's sha256 and the counts the report shows (records,
+        splits, quarantine); empty for arrays. The fit keeps no sample.
 
     Examples
     --------
-    >>> ica = CanICA(n_components=20, memory="1GiB", n_jobs=2).fit("shards/")  # doctest: +SKIP
+    >>> ica = CanICA(20, memory_budget="1GiB", memory="nishard_cache")  # doctest: +SKIP
+    >>> courses = ica.fit_transform("shards/")  # a (time, 20) array per sample # doctest: +SKIP
     >>> ica.components_img_.to_filename("canica.nii.gz")  # doctest: +SKIP
+    >>> ica.report("canica/")  # maps, PNGs, report.html; no second fit  # doctest: +SKIP
     """
 
     def __init__(
@@ -87,8 +101,9 @@ class CanICA(GroupDecomposition):
         key: str = "bold",
         split: str | None = None,
         mask: object = None,
-        memory: int | str | None = None,
-        cache: object = None,
+        memory: object = None,
+        memory_level: int = 1,
+        memory_budget: int | str | None = None,
         n_jobs: int = 1,
         random_state: int | None = 0,
         reduction: str = "auto",
@@ -101,7 +116,8 @@ class CanICA(GroupDecomposition):
             split=split,
             mask=mask,
             memory=memory,
-            cache=cache,
+            memory_level=memory_level,
+            memory_budget=memory_budget,
             n_jobs=n_jobs,
             random_state=random_state,
             reduction=reduction,

@@ -78,13 +78,14 @@ class DictLearning(GroupDecomposition):
         Lasso solver.
     tol, max_no_improvement : float, int
         scikit-learn's early stopping (on the running cost of the mini-batches).
-    key, split, mask, memory, cache, n_jobs, random_state, reduction, score, verbose
-        See :class:`~nishard.learn.decomposition.GroupDecomposition`.
+    key, split, mask, memory, memory_level, memory_budget, n_jobs, random_state
+        See :class:`~nishard.learn.decomposition.GroupDecomposition` (``reduction``,
+        ``score`` and ``verbose`` too).
 
     Attributes
     ----------
     components_, components_img_, explained_variance_, explained_variance_total_,
-    fit_time_, peak_memory_, memory_, group_exact_
+    fit_time_, peak_memory_, memory_usage_, memory_, group_exact_, shards_
         As :class:`~nishard.learn.canica.CanICA`.
     components_init_ : ndarray, shape (n_components, features)
         The CanICA maps it started from.
@@ -107,8 +108,9 @@ class DictLearning(GroupDecomposition):
         key: str = "bold",
         split: str | None = None,
         mask: object = None,
-        memory: int | str | None = None,
-        cache: object = None,
+        memory: object = None,
+        memory_level: int = 1,
+        memory_budget: int | str | None = None,
         n_jobs: int = 1,
         random_state: int | None = 0,
         reduction: str = "auto",
@@ -121,7 +123,8 @@ class DictLearning(GroupDecomposition):
             split=split,
             mask=mask,
             memory=memory,
-            cache=cache,
+            memory_level=memory_level,
+            memory_budget=memory_budget,
             n_jobs=n_jobs,
             random_state=random_state,
             reduction=reduction,

@@ -20,8 +20,9 @@ class GroupPCA(GroupDecomposition):
     n_components : int
     do_cca : bool
         Normalise each subject component before the group step.
-    key, split, mask, memory, cache, n_jobs, random_state, reduction, score, verbose
-        See :class:`~nishard.learn.decomposition.GroupDecomposition`.
+    key, split, mask, memory, memory_level, memory_budget, n_jobs, random_state
+        See :class:`~nishard.learn.decomposition.GroupDecomposition` (``reduction``,
+        ``score`` and ``verbose`` too).
 
     Attributes
     ----------
@@ -29,6 +30,8 @@ class GroupPCA(GroupDecomposition):
         Unit rows, by decreasing singular value.
     singular_values_ : ndarray
     components_img_, explained_variance_, fit_time_, peak_memory_, group_exact_
+        As :class:`~nishard.learn.canica.CanICA`.
+    memory_usage_, memory_, memory_plan_, shards_, n_samples_, mask_img_
         As :class:`~nishard.learn.canica.CanICA`.
     """
 
@@ -40,8 +43,9 @@ class GroupPCA(GroupDecomposition):
         key: str = "bold",
         split: str | None = None,
         mask: object = None,
-        memory: int | str | None = None,
-        cache: object = None,
+        memory: object = None,
+        memory_level: int = 1,
+        memory_budget: int | str | None = None,
         n_jobs: int = 1,
         random_state: int | None = 0,
         reduction: str = "auto",
@@ -54,7 +58,8 @@ class GroupPCA(GroupDecomposition):
             split=split,
             mask=mask,
             memory=memory,
-            cache=cache,
+            memory_level=memory_level,
+            memory_budget=memory_budget,
             n_jobs=n_jobs,
             random_state=random_state,
             reduction=reduction,

@@ -1,15 +1,16 @@
-"""Fit, write the maps, draw them, and say what happened in one HTML page.
+"""Write a fitted estimator's maps, draw them, and say what happened in one HTML page.
 
-:func:`learn_report` is what ``nishard learn`` and the demo run: it fits CanICA or
-DictLearning on shard folders and writes into ``out``:
+:func:`learn_report` (also ``estimator.report(out)``) is what ``nishard learn`` and the
+demo run after the fit; it fits nothing, reading only what the fitted estimator holds,
+and writes into ``out``:
 
 - ``components.nii.gz`` (``.func.gii``, ``.dscalar.nii`` for surface keys; ``.npy``
   without a mask): the maps in the original space;
 - ``components/component_XX.png`` and ``montage.png`` (nilearn plotting);
 - ``results.json``: the figures of the fit (explained variance, time, memory...);
 - ``report.html``: the maps, the explained variance, the time and peak memory of the
-  fit, and the shards' manifest summary (splits, counts, quarantined records), with
-  the match to ground-truth maps when they are given.
+  fit, and the shards' manifest summary (splits, counts, quarantined records) as the fit
+  recorded it, with the match to ground-truth maps when they are given.
 """
 
 from __future__ import annotations
@@ -21,15 +22,18 @@ import time
 from pathlib import Path
 
 import numpy as np
+from sklearn.utils.validation import check_is_fitted
 
 from ..units import format_bytes
 from .canica import CanICA
 from .dictlearning import DictLearning
 from .errors import LearnError
+from .grouppca import GroupPCA
 from .plots import component_pngs, montage, peak_coordinates
 from .spaces import VolumeSpace
 
-METHODS = {"canica": CanICA, "dictlearning": DictLearning}
+#: The estimators by the names ``nishard learn`` and the reports give them.
+METHODS = {"canica": CanICA, "dictlearning": DictLearning, "grouppca": GroupPCA}
 
 
 def _truth_match(estimator, truth: object) -> dict | None:
@@ -66,11 +70,18 @@ def _truth_names(truth: object, count: int) -> list[str]:
     return [f"map {i}" for i in range(count)]
 
 
+def method_name(estimator) -> str:
+    """``"canica"``, ``"dictlearning"``...: the estimator's name in :data:`METHODS`."""
+    for name, cls in METHODS.items():
+        if type(estimator) is cls:
+            return name
+    return type(estimator).__name__.lower()
+
+
 def results(estimator, method: str, pictures: dict, match: dict | None) -> dict:
     """The JSON-able figures of a fitted estimator."""
     log = estimator.reduction_log_
-    source = estimator.source_
-    folders = [str(f) for f in getattr(source, "folders", ())]
+    folders = list(estimator.shards_)
     ev = estimator.explained_variance_
     peaks = (
         peak_coordinates(estimator.space_, estimator.components_).round(1).tolist()
@@ -96,7 +107,7 @@ def results(estimator, method: str, pictures: dict, match: dict | None) -> dict:
         "peaks_mm": peaks,
         "fit_time_s": estimator.fit_time_,
         "timings_s": estimator.timings_,
-        "memory": estimator.memory_,
+        "memory": estimator.memory_usage_,
         "pictures": pictures,
         "truth_match": match,
     }
@@ -121,64 +132,45 @@ def _plain(value: object) -> object:
 
 
 def learn_report(
-    method: str,
-    source: object,
+    estimator,
     out: str | os.PathLike,
     *,
-    key: str = "bold",
-    n_components: int = 20,
-    memory: int | str | None = None,
-    jobs: int = 1,
-    mask: object = None,
-    split: str | None = None,
-    cache: object = None,
     truth: object = None,
     plots: bool = True,
-    random_state: int | None = 0,
-    verbose: int = 0,
-    **options,
+    n_jobs: int | None = None,
 ) -> dict:
-    """Fit ``method`` on shard folders and write maps, pictures and the report to ``out``.
+    """Write a fitted estimator's maps, pictures and report to ``out``; nothing is fitted.
 
     Parameters
     ----------
-    method : {"canica", "dictlearning"}
-    source : path or list of paths
-        Shard folders.
+    estimator : CanICA, DictLearning or GroupPCA
+        Fitted (``estimator.report(out)`` is the same call).
     out : path
         Output folder (created).
-    key, n_components, memory, jobs, mask, split, cache, random_state, verbose
-        As the estimators take them (``jobs`` is ``n_jobs``; it also draws the PNGs).
     truth : path, optional
         A 4D image of ground-truth maps (e.g. a synthetic dataset's
         ``truth/networks.nii.gz``): the report then matches the maps to it.
     plots : bool
-        Draw the PNGs (the slowest part of a small fit).
-    **options
-        Other estimator parameters (``n_init``, ``threshold``, ``alpha``...).
+        Draw the PNGs (the slowest part of a small fit's report).
+    n_jobs : int, optional
+        Processes drawing the PNGs; default: the estimator's ``n_jobs``.
 
     Returns
     -------
     dict
-        ``report``, ``components`` (paths), ``results`` (the figures) and ``estimator``.
+        ``report`` and ``components`` (paths), ``results`` (the figures) and
+        ``estimator`` (the one given).
+
+    Raises
+    ------
+    sklearn.exceptions.NotFittedError
+        When the estimator is not fitted.
     """
-    if method not in METHODS:
-        raise LearnError(f"method: one of {sorted(METHODS)}, got {method!r}")
+    check_is_fitted(estimator)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    estimator = METHODS[method](
-        n_components=n_components,
-        key=key,
-        split=split,
-        mask=mask,
-        memory=memory,
-        cache=cache,
-        n_jobs=jobs,
-        random_state=random_state,
-        verbose=verbose,
-        **options,
-    )
-    estimator.fit(source)
+    jobs = int(estimator.n_jobs if n_jobs is None else n_jobs)
+    method = method_name(estimator)
     components = estimator.save(out / "components")
     match = _truth_match(estimator, truth)
     tick = time.perf_counter()
@@ -195,40 +187,39 @@ def learn_report(
     figures = results(estimator, method, pictures, match)
     figures["components_file"] = components.name
     (out / "results.json").write_text(json.dumps(figures, indent=2, default=_plain) + "\n")
-    summary = estimator.source_.summary() if hasattr(estimator.source_, "summary") else {}
     report = out / "report.html"
-    report.write_text(render_html(figures, summary), encoding="utf-8")
+    report.write_text(render_html(figures, estimator.shards_), encoding="utf-8")
     return {"report": report, "components": components, "results": figures, "estimator": estimator}
 
 
 def canica_report(
-    folder: str | os.PathLike | list,
-    key: str = "bold",
-    n_components: int = 20,
+    estimator: CanICA,
     out: str | os.PathLike = "canica",
-    memory: int | str | None = None,
-    **kwargs,
+    *,
+    truth: object = None,
+    plots: bool = True,
+    n_jobs: int | None = None,
 ) -> dict:
-    """CanICA on shard folders with its maps, pictures and HTML report (the demo's step).
+    """A fitted CanICA's maps, pictures and HTML report (the demo's step); no second fit.
 
     Parameters
     ----------
-    folder : path or list of paths
-        Shard folders.
-    key, n_components, out, memory
+    estimator : CanICA
+        Fitted: ``CanICA(...).fit(folders)``.
+    out, truth, plots, n_jobs
         See :func:`learn_report`.
-    **kwargs
-        Passed to :func:`learn_report` (``jobs``, ``mask``, ``truth``, ``split``,
-        ``plots``, ``n_init``...).
 
     Returns
     -------
     dict
         ``report`` (the HTML file's path), ``components``, ``results``, ``estimator``.
     """
-    return learn_report(
-        "canica", folder, out, key=key, n_components=n_components, memory=memory, **kwargs
-    )
+    if not isinstance(estimator, CanICA):
+        raise TypeError(
+            f"canica_report reports a fitted CanICA, got a {type(estimator).__name__}: "
+            "ica = CanICA(...).fit(folders), then canica_report(ica, out) (or ica.report(out))"
+        )
+    return learn_report(estimator, out, truth=truth, plots=plots, n_jobs=n_jobs)
 
 
 # -- HTML ----------------------------------------------------------------------------------
@@ -365,7 +356,12 @@ def _manifest_section(summary: dict) -> str:
             for k in ("located", "dropped", "quarantined", "written")
             if k in records
         )
-        parts.append(f"<h3>{_e(folder)}</h3><p>Records: {_e(counts) or '—'}.</p>")
+        digest = facts.get("manifest_sha256")
+        parts.append(
+            f"<h3>{_e(folder)}</h3><p>Records: {_e(counts) or '—'}."
+            + (f' <span class="note">manifest sha256 {_e(digest)}</span>' if digest else "")
+            + "</p>"
+        )
         rows = [
             [
                 _e(split),
@@ -406,7 +402,8 @@ def _manifest_section(summary: dict) -> str:
 
 
 def render_html(figures: dict, summary: dict) -> str:
-    """The report page of :func:`learn_report` from its figures and the manifest summary."""
+    """The report page of :func:`learn_report` from its figures and the shard folders'
+    facts (``estimator.shards_``)."""
     title = (
         f"nishard learn {figures['method']}: {figures['n_components']} components "
         f"of {figures['key']}"

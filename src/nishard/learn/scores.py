@@ -15,8 +15,12 @@ import numpy as np
 from scipy import linalg
 
 
-class ExplainedVariance:
-    """Accumulate the explained variance of maps over samples.
+class Projection:
+    """Least squares of each frame on maps: a sample's time courses, nilearn's transform.
+
+    ``courses = X C.T (C C.T)^-1`` for maps ``C``, computed through the unit-normalised
+    maps ``U = C / |C|`` (the projections ``X U.T`` are also what the explained variance
+    sums): ``courses = (X U.T) (U U.T)^-1 / |C|``.
 
     Parameters
     ----------
@@ -28,27 +32,56 @@ class ExplainedVariance:
         norms = np.linalg.norm(comps, axis=1)
         norms[norms == 0] = 1.0
         unit = comps / norms[:, None]
-        self._unit = unit.astype(np.float32)
-        self._sums = unit.sum(axis=1)
-        # Least squares on every component at once: inverse Gram of the components.
-        self._inverse = linalg.pinvh(unit @ unit.T)
+        self.norms = norms
+        self.sums = unit.sum(axis=1)  # of each unit map's values (the explained variance's)
+        self.unit = unit.astype(np.float32)
+        # Least squares on every component at once: inverse Gram of the unit maps.
+        self.inverse = linalg.pinvh(unit @ unit.T)
+
+    def project(self, data: np.ndarray) -> np.ndarray:
+        """``X U.T``, shape (time, n), float64 (float32 products over the features)."""
+        return (np.asarray(data, dtype=np.float32) @ self.unit.T).astype(np.float64)
+
+    def courses(self, projections: np.ndarray) -> np.ndarray:
+        """The least-squares time courses on the maps from :meth:`project`'s output."""
+        return (projections @ self.inverse) / self.norms[None, :]
+
+    def __call__(self, data: np.ndarray) -> np.ndarray:
+        """Time courses of one ``(time, features)`` sample, shape (time, n)."""
+        return self.courses(self.project(data))
+
+
+class ExplainedVariance:
+    """Accumulate the explained variance of maps over samples.
+
+    Parameters
+    ----------
+    components : ndarray, shape (n, features)
+    """
+
+    def __init__(self, components: np.ndarray) -> None:
+        self.projection = Projection(components)
+        self._sums = self.projection.sums
         self.entries = 0
         self.total = 0.0
         self.squares = 0.0
-        self._p_squares = np.zeros(len(comps))
-        self._p_sums = np.zeros(len(comps))
+        self._p_squares = np.zeros(len(self._sums))
+        self._p_sums = np.zeros(len(self._sums))
         self._joint = 0.0
 
-    def observe(self, data: np.ndarray) -> None:
-        """Add one ``(time, features)`` sample."""
+    def observe(self, data: np.ndarray) -> np.ndarray:
+        """Add one ``(time, features)`` sample; its projections on the unit maps, shape
+        (time, n) (:meth:`Projection.courses` turns them into time courses)."""
         data = np.asarray(data, dtype=np.float32)
-        projections = (data @ self._unit.T).astype(np.float64)  # (time, n)
+        projections = self.projection.project(data)
         self.entries += data.size
         self.total += float(data.sum(dtype=np.float64))
         self.squares += float(np.einsum("ij,ij->", data, data, dtype=np.float64))
         self._p_squares += (projections**2).sum(axis=0)
         self._p_sums += projections.sum(axis=0)
-        self._joint += float(np.einsum("ti,ij,tj->", projections, self._inverse, projections))
+        inverse = self.projection.inverse
+        self._joint += float(np.einsum("ti,ij,tj->", projections, inverse, projections))
+        return projections
 
     def per_component(self) -> np.ndarray:
         """nilearn's per-component explained variance over everything observed."""

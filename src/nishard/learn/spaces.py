@@ -38,6 +38,10 @@ class VolumeSpace:
     def to_image(self, maps: np.ndarray):
         return self.mask.to_image(maps)
 
+    def to_series(self, data: np.ndarray):
+        """A ``(time, voxels)`` array as a 4D NIfTI, one volume per frame."""
+        return self.mask.to_image(data)
+
     def save(self, maps: np.ndarray, path: Path) -> Path:
         path = Path(str(path) + self.suffix)
         nib.save(self.to_image(maps), path)
@@ -56,16 +60,23 @@ class SurfaceSpace:
         return f"surface, {self.hemisphere} hemisphere, {self.n_vertices} vertices"
 
     def to_image(self, maps: np.ndarray):
+        return self._gifti(maps, "NIFTI_INTENT_ESTIMATE", "component")
+
+    def to_series(self, data: np.ndarray):
+        """A ``(time, vertices)`` array as a GIfTI time series, one data array per frame."""
+        return self._gifti(data, "NIFTI_INTENT_TIME_SERIES", "frame")
+
+    def _gifti(self, rows: np.ndarray, intent: str, name: str):
         structure = "CortexLeft" if self.hemisphere == "left" else "CortexRight"
         meta = nib.gifti.GiftiMetaData({"AnatomicalStructurePrimary": structure})
         arrays = [
             nib.gifti.GiftiDataArray(
                 np.asarray(m, dtype=np.float32),
-                intent="NIFTI_INTENT_ESTIMATE",
+                intent=intent,
                 datatype="NIFTI_TYPE_FLOAT32",
-                meta=nib.gifti.GiftiMetaData({"Name": f"component {i}"}),
+                meta=nib.gifti.GiftiMetaData({"Name": f"{name} {i}"}),
             )
-            for i, m in enumerate(np.atleast_2d(maps))
+            for i, m in enumerate(np.atleast_2d(rows))
         ]
         return nib.gifti.GiftiImage(darrays=arrays, meta=meta)
 
@@ -92,6 +103,14 @@ class CiftiSpace:
         header = nib.cifti2.Cifti2Header.from_axes((names, self.axis))
         return nib.Cifti2Image(maps, header)
 
+    def to_series(self, data: np.ndarray):
+        """A ``(time, grayordinates)`` array as a CIFTI-2 dense time series; its series axis
+        counts frames (start 0, step 1): the fit does not know the repetition time."""
+        data = np.atleast_2d(np.asarray(data, dtype=np.float32))
+        series = nib.cifti2.SeriesAxis(0.0, 1.0, data.shape[0])
+        header = nib.cifti2.Cifti2Header.from_axes((series, self.axis))
+        return nib.Cifti2Image(data, header)
+
     def save(self, maps: np.ndarray, path: Path) -> Path:
         path = Path(str(path) + self.suffix)
         nib.save(self.to_image(maps), path)
@@ -110,6 +129,10 @@ class ArraySpace:
 
     def to_image(self, maps: np.ndarray):
         return None
+
+    def to_series(self, data: np.ndarray) -> np.ndarray:
+        """Features of unknown geometry stay an array."""
+        return np.asarray(data)
 
     def save(self, maps: np.ndarray, path: Path) -> Path:
         path = Path(str(path) + self.suffix)

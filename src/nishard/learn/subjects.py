@@ -8,7 +8,7 @@ before the next is decoded, so that at most ``jobs`` samples are held at once.
   work is BLAS and NumPy, which release the GIL, and threads share the process, so no
   sample is pickled to a worker and the measured memory is the whole truth. BLAS is
   limited to ``cores // jobs`` threads meanwhile, so that workers do not oversubscribe.
-- **Cached.** With ``cache`` (a folder or a ``joblib.Memory``), each reduction is
+- **Cached.** With ``memory`` (a folder or a ``joblib.Memory``), each reduction is
   stored under the sample's content identity (its shard's sha256 and its key) and the
   reduction options, not under a hash of the array: a second fit (other ICA options,
   another number of initialisations...) finds every reduction without decoding a single
@@ -120,12 +120,18 @@ class ReductionLog:
         return None if self.sum_squares == 0 else self.kept_squares / self.sum_squares
 
 
-def _memory(cache: object):
-    if cache is None:
-        return None
-    if isinstance(cache, Memory):
-        return cache if cache.location is not None else None
-    return Memory(os.fspath(cache), verbose=0)
+def as_memory(memory: object) -> Memory:
+    """A ``joblib.Memory`` for a folder (str or path), a ``joblib.Memory`` or None (a
+    Memory that caches nothing), as scikit-learn's ``check_memory`` and paths too."""
+    if memory is None:
+        return Memory(location=None, verbose=0)
+    if isinstance(memory, (str, os.PathLike)):
+        return Memory(os.fspath(memory), verbose=0)
+    if hasattr(memory, "cache") and hasattr(memory, "location"):
+        return memory
+    raise TypeError(
+        f"memory: a folder (str or path), a joblib.Memory or None, got a {type(memory).__name__}"
+    )
 
 
 def reduce_subjects(
@@ -134,7 +140,7 @@ def reduce_subjects(
     consume: Callable[[Reduced], None],
     *,
     jobs: int = 1,
-    cache: object = None,
+    memory: object = None,
     identities: list[str] | None = None,
     progress: bool = False,
 ) -> ReductionLog:
@@ -149,8 +155,8 @@ def reduce_subjects(
         Called with each :class:`Reduced`, in the source's order.
     jobs : int
         Samples reduced at once (threads).
-    cache : str, PathLike, joblib.Memory or None
-        Where reductions are stored and found again.
+    memory : str, PathLike, joblib.Memory or None
+        Where reductions are stored and found again (None: nowhere).
     identities : list of str, optional
         Every sample's identity, when known before reading: if all are cached, nothing
         is decoded.
@@ -161,7 +167,9 @@ def reduce_subjects(
     -------
     ReductionLog
     """
-    memory = _memory(cache)
+    memory = as_memory(memory)
+    if memory.location is None:  # joblib's no-op Memory: skip hashing every array
+        memory = None
     plain = memory.cache(reduce_array) if memory is not None else reduce_array
     keyed = memory.cache(_by_identity, ignore=["data"]) if memory is not None else None
     # One shard's sha256 covers every product in it: the product read is part of the key.
