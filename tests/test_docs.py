@@ -325,6 +325,12 @@ def test_blocks_are_found(tmp_path) -> None:
         (3, "yaml", "a: 1\n", "skip (no GPU)"),
         (6, "python", "b = 2\n", None),
     ]
+    readme_block = readme[0]
+    for label in ("skip", "skip ()", "skip: no GPU", "run"):  # no reason, or not a skip
+        with pytest.raises(pytest.fail.Exception, match="every skipped block says why"):
+            skip_if_labelled(Block(readme_block.page, 1, "yaml", "a: 1\n", label))
+    with pytest.raises(pytest.skip.Exception, match=r"README.md:1: no GPU \(CUDA\)"):
+        skip_if_labelled(Block(readme_block.page, 1, "yaml", "a: 1\n", " skip (no GPU (CUDA)) "))
     line = "nishard build s.yaml --jobs 2 && VAR=1 .venv/bin/nishard plan s.yaml | less # x"
     assert list(nishard_commands(f"$ {line}\n")) == [
         ["nishard", "build", "s.yaml", "--jobs", "2"],
