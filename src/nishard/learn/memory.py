@@ -16,10 +16,9 @@ not enter: memory is set by the budget and the size of one sample.
 
 from __future__ import annotations
 
-import resource
-import sys
 from dataclasses import dataclass
 
+from ..peak import current_rss, peak_rss, reset_peak
 from ..units import format_bytes, parse_bytes
 from .errors import LearnError
 
@@ -30,41 +29,6 @@ SAFETY = 0.8
 #: The largest group buffer: its eigendecomposition costs ``capacity**3`` and each
 #: reduction ``capacity**2 * voxels``; MIGP needs no more to be accurate.
 MAX_CAPACITY = 4096
-
-
-def _status(field: str) -> int | None:
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
-
-
-def current_rss() -> int:
-    """Resident memory of this process now, in bytes (0 where unknown)."""
-    return _status("VmRSS") or 0
-
-
-def peak_rss() -> int:
-    """Peak resident memory of this process (since the last :func:`reset_peak`), bytes."""
-    peak = _status("VmHWM")
-    if peak is not None:
-        return peak
-    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
-
-
-def reset_peak() -> bool:
-    """Reset the high-water mark to the current resident memory; False where unsupported."""
-    try:
-        with open("/proc/self/clear_refs", "w", encoding="ascii") as refs:
-            refs.write("5")
-        return True
-    except OSError:
-        return False
 
 
 class PeakMemory:

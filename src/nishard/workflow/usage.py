@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import os
 import resource
-import sys
 import time
 from dataclasses import dataclass, field
+
+from ..peak import peak_rss, reset_peak
 
 
 @dataclass(frozen=True)
@@ -83,29 +84,6 @@ class Meter:
     def __exit__(self, *exc: object) -> None:
         self.usage = Usage(os.getpid(), peak_rss(), _cpu_s() - self._cpu,
                            time.perf_counter() - self._wall)  # fmt: skip
-
-
-def peak_rss() -> int:
-    """Peak resident memory of this process in bytes (since the last :func:`reset_peak`)."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
-
-
-def reset_peak() -> bool:
-    """Reset the high-water mark to the current resident memory; False where unsupported."""
-    try:
-        with open("/proc/self/clear_refs", "w", encoding="ascii") as refs:
-            refs.write("5")
-        return True
-    except OSError:
-        return False
 
 
 def _cpu_s() -> float:
