@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .datasets import SIZES, generate
-from .errors import NishardError
-from .pipeline import build
-from .spec import load_spec
+from ..datasets import SIZES, generate
+from ..errors import NishardError
+from ..pipeline import build
+from ..spec import load_spec
 
 #: CanICA of the demo: the synthetic dataset's 7 networks among 10 maps, in a budget a
 #: third of the voxel data it streams (48 runs x 120 frames x 29,398 voxels: 677 MB).
@@ -158,7 +158,7 @@ def run_demo(out: str | Path = "nishard-demo", size: str = "demo", seed: int = 0
     print("formats   WebDataset tar and TFRecord shards of every sample")
 
     print("\n[4/5] training a linear classifier of diagnosis on the connectivity shards ...")
-    from .stream.classifier import train_classifier
+    from .classifier import train_classifier
 
     started = time.perf_counter()
     trained = train_classifier(pipeline.output, key="connectivity", label="diagnosis")
@@ -169,14 +169,14 @@ def run_demo(out: str | Path = "nishard-demo", size: str = "demo", seed: int = 0
           f"{trained['n_test']} runs, chance {trained['chance']:.2f}")  # fmt: skip
 
     print(f"\n[5/5] learning the networks from the voxel shards (CanICA, {LEARN_BUDGET}) ...")
-    from .learn import canica_report
-    from .units import format_bytes
+    from ..learn import CanICA, canica_report
+    from ..units import format_bytes
 
     started = time.perf_counter()
-    learned = canica_report(
-        pipeline.output, key="bold", n_components=N_COMPONENTS, out=out / "canica",
-        memory=LEARN_BUDGET, jobs=jobs, truth=data / "truth" / "networks.nii.gz", verbose=1,
-    )  # fmt: skip
+    ica = CanICA(
+        n_components=N_COMPONENTS, key="bold", memory_budget=LEARN_BUDGET, n_jobs=jobs, verbose=1
+    ).fit(pipeline.output)  # fmt: skip
+    learned = canica_report(ica, out / "canica", truth=data / "truth" / "networks.nii.gz")
     t_learn = time.perf_counter() - started
     fit = learned["results"]
     pairs = fit["truth_match"]["pairs"]

@@ -60,7 +60,7 @@ def train_classifier(
     import torch
     from torch.utils.data import DataLoader
 
-    from .torch_stream import torch as stream
+    from ..stream.torch_stream import torch as stream
 
     def split_data(name: str) -> tuple[torch.Tensor, list]:
         features, labels = [], []
