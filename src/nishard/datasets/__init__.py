@@ -6,6 +6,7 @@ confounds with fMRIPrep's columns and metadata) plus a ``truth/`` folder;
 fsaverage5 GIfTI and CIFTI-2 files; see :mod:`nishard.datasets.synth`.
 """
 
-from nishard.datasets.synth import SIZES, SynthConfig, SynthDataset, generate
+from .config import SIZES, SynthConfig
+from .synth import SynthDataset, generate
 
 __all__ = ["SIZES", "SynthConfig", "SynthDataset", "generate"]

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from nishard.datasets.grid import CSF, WM
+from .grid import CSF, WM
 
 MOTION_COLUMNS = ("trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z")
 HEAD_RADIUS_MM = 50.0  # Power et al. 2012: rotations converted to arc length on this sphere

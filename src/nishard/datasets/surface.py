@@ -28,7 +28,7 @@ import numpy as np
 from nibabel import cifti2
 from scipy.spatial import cKDTree
 
-from nishard.datasets.grid import Grid
+from .grid import Grid
 
 HEMISPHERES = ("L", "R")
 SURFACE_SPACE = "fsaverage5"

@@ -15,7 +15,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from nishard.datasets.grid import Grid
+from .grid import Grid
 
 # NIfTI code 4: coordinates are MNI152 (as in fMRIPrep's standard-space outputs).
 MNI_XFORM_CODE = 4
