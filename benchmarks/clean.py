@@ -63,9 +63,9 @@ import numpy as np  # noqa: E402
 
 import nishard as ns  # noqa: E402
 from nishard.datasets import SIZES, generate  # noqa: E402
+from nishard.imageio.nifti import load_nifti  # noqa: E402
 from nishard.records.table import Record  # noqa: E402
 from nishard.workflow.inputs import input_checksums, load_inputs  # noqa: E402
-from nishard.workflow.nifti import load_nifti  # noqa: E402
 
 LOW_PASS, HIGH_PASS = 0.1, 0.01
 TIMEPOINTS = 200

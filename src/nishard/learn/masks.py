@@ -33,6 +33,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from ..imageio import load as load_image
 from .errors import LearnError
 
 
@@ -101,7 +102,7 @@ def load_volume_mask(mask: object, origin: str | None = None) -> VolumeMask:
         return mask
     name = origin or (str(mask) if isinstance(mask, (str, os.PathLike)) else "the mask given")
     try:
-        image = nib.load(os.fspath(mask)) if isinstance(mask, (str, os.PathLike)) else mask
+        image = load_image(mask) if isinstance(mask, (str, os.PathLike)) else mask
         data = np.asanyarray(image.dataobj)
         affine = np.asarray(image.affine, dtype=np.float64)
     except (OSError, ValueError, AttributeError, TypeError) as err:
@@ -200,7 +201,7 @@ def _bold_grid(root: Path | None, inputs: dict) -> tuple[tuple[int, ...], np.nda
     for name in sorted(inputs):
         if ".nii" in name and "mask" not in Path(name).name.lower():
             try:
-                image = nib.load(root / name)
+                image = load_image(root / name)
             except (OSError, ValueError):
                 continue
             if len(image.shape) == 4:

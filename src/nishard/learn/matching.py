@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import nibabel as nib
 import numpy as np
+
+from ..imageio import load as load_image
 
 
 def spatial_correlation(maps: np.ndarray, reference: np.ndarray) -> np.ndarray:
@@ -78,7 +79,7 @@ def image_maps(image, mask) -> np.ndarray:
     The image is resampled to the mask's grid (linear interpolation) when it is on
     another grid.
     """
-    image = nib.load(image) if not hasattr(image, "affine") else image
+    image = load_image(image) if not hasattr(image, "affine") else image
     if image.shape[:3] != mask.mask.shape or not np.allclose(image.affine, mask.affine):
         from nilearn.image import resample_img
 

@@ -11,13 +11,13 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
+from ..imageio import load_header
 from .errors import LearnError
 from .masks import VolumeMask, manifest_mask, resolve_mask
 
@@ -165,7 +165,7 @@ def _cifti_axis(folders, manifests, n_features: int):
             continue
         for name in sorted(inputs):
             if name.endswith(".dtseries.nii") and (root / name).is_file():
-                axis = nib.load(root / name).header.get_axis(1)
+                axis = load_header(root / name).header.get_axis(1)
                 if len(axis) == n_features:
                     return axis, str(root / name)
     return None, ""
@@ -196,7 +196,7 @@ def resolve_space(
         return SurfaceSpace(hemi, n_features)
     if "cifti" in key.lower():
         if mask is not None:
-            axis = nib.load(os.fspath(mask)).header.get_axis(1)
+            axis = load_header(mask).header.get_axis(1)
             if len(axis) != n_features:
                 raise LearnError(
                     f"the CIFTI file given ({mask}) has {len(axis)} grayordinates, the "

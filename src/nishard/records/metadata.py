@@ -104,10 +104,10 @@ def sidecar_tr(path: str) -> float:
 
 def header_tr(path: str) -> float:
     """Repetition time from a NIfTI header (4th zoom, ms converted) or a CIFTI series step."""
-    try:
-        import nibabel as nib
+    from ..imageio import load_header
 
-        img = nib.load(path)
+    try:
+        img = load_header(path)  # the header only: a .nii.gz is inflated no further
         if hasattr(img.header, "get_index_map"):  # CIFTI-2: the series axis holds the step
             axis = img.header.get_index_map(0)
             step = float(axis.series_step)

@@ -182,15 +182,14 @@ def load_image(path: str | os.PathLike, role: Role) -> tuple[np.ndarray, np.ndar
 
 @functools.lru_cache(maxsize=16)
 def _load_image(file: str, mtime_ns: int, size: int, role: Role):
-    import nibabel as nib
+    from ..imageio import ImageError, load, read
 
     ndim, expected = _ROLES[role]
     try:
-        img = nib.load(file)
-        data = np.asarray(img.dataobj)
-    except Exception as err:
-        found = f"an unreadable image ({type(err).__name__}: {err})"
-        raise SampleError(None, expected, found, path=file) from err
+        img = load(file)
+        data = read(img, file)
+    except ImageError as err:
+        raise SampleError(None, expected, err.found, path=file) from err
     if role != "maps" and data.ndim == 4 and data.shape[3] == 1:
         data = data[..., 0]  # a single volume stored as 4D, as nilearn accepts
     if data.ndim != ndim:

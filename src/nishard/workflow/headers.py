@@ -8,37 +8,36 @@ keeps is their count of voxels.
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 
 from ..errors import RecordError
+from ..imageio import ImageError, ImageHeader, load, load_header, read
 from ..records.table import Record
 from ..transforms.base import ArraySpec
 
 
-def _header(record: Record, path: str, what: str):
-    import nibabel as nib
-
-    if not Path(path).is_file():
-        raise RecordError(record.id, path, what, "no such file")
+def _header(record: Record, path: str, what: str) -> ImageHeader:
     try:
-        return nib.load(path)
-    except Exception as err:
-        raise RecordError(record.id, path, what, f"an unreadable header ({err})") from err
+        return load_header(path)
+    except ImageError as err:
+        raise RecordError(record.id, path, what, err.found) from err
 
 
 def _image(record: Record, path: str) -> ArraySpec:
     # Loaders give float32 whatever is on disk (int16 with scaling included).
-    return ArraySpec(tuple(_header(record, path, "a NIfTI or CIFTI image").shape), "float32")
+    return ArraySpec(_header(record, path, "a NIfTI or CIFTI image").shape, "float32")
 
 
 def _mask(record: Record, path: str) -> ArraySpec:
-    img = _header(record, path, "a 3D NIfTI brain mask")
     try:
-        selected = int(np.count_nonzero(np.asarray(img.dataobj) > 0))
-    except Exception as err:
-        raise RecordError(record.id, path, "a readable brain mask", str(err)) from err
+        img = load(path)
+    except ImageError as err:
+        raise RecordError(record.id, path, "a 3D NIfTI brain mask", err.found) from err
+    try:
+        selected = int(np.count_nonzero(read(img, path) > 0))
+    except ImageError as err:
+        raise RecordError(record.id, path, "a readable brain mask", err.found) from err
     return ArraySpec(tuple(img.shape), "bool", selected)
 
 
@@ -54,11 +53,10 @@ def _confounds(record: Record, path: str) -> ArraySpec:
 
 
 def _surface(record: Record, path: str) -> ArraySpec:
-    img = _header(record, path, "a GIfTI functional surface")
-    arrays = img.darrays
+    arrays = _header(record, path, "a GIfTI functional surface").arrays
     if len(arrays) == 1:
-        return ArraySpec(tuple(arrays[0].dims[::-1]), "float32")
-    return ArraySpec((len(arrays), *arrays[0].dims), "float32") if arrays else ArraySpec((0,))
+        return ArraySpec(tuple(arrays[0][::-1]), "float32")
+    return ArraySpec((len(arrays), *arrays[0]), "float32") if arrays else ArraySpec((0,))
 
 
 #: How each staged kind is described; a kind without an entry is estimated at 0 bytes.
