@@ -1,4 +1,4 @@
-"""nishard.stream.arrays and the offset reader: the arrays the verifying decoders read."""
+"""Stream.arrays and the offset reader: the arrays the verifying decoders read."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 import nishard as ns
+from nishard import stream
 from nishard.archives.decoders import DecodeError
-from nishard.stream import arrays, reader
+from nishard.stream import reader
 from nishard.stream.catalog import open_catalog
 from tests.stream.conftest import decoded
 
@@ -24,7 +25,7 @@ def _manifest_order(folder, split, format="webdataset"):
 def test_arrays_equal_the_decoders_in_every_format(shards, format):
     for split in ("train", "test"):
         expected = decoded(shards, split, format)
-        got = list(arrays(shards, split=split, format=format, float32=False))
+        got = list(stream.open(shards, split, format=format).fields(float32=False).arrays())
         assert [s["__key__"] for s in got] == list(expected)
         for sample in got:
             reference = expected[sample["__key__"]]
@@ -36,28 +37,28 @@ def test_arrays_equal_the_decoders_in_every_format(shards, format):
 
 
 def test_every_split_in_manifest_order_without_a_split(shards):
-    keys = [s["__key__"] for s in arrays(shards, keys=["regions"])]
+    keys = [s["__key__"] for s in stream.open(shards, "*").keys("regions").arrays()]
     assert keys == _manifest_order(shards, "train") + _manifest_order(shards, "test")
 
 
 def test_float16_comes_back_as_float32_when_asked(shards):
     stored = {k: s.arrays["connectivity"] for k, s in decoded(shards, "train").items()}
     assert next(iter(stored.values())).dtype == np.float16
-    for sample in arrays(shards, keys=["connectivity"], split="train"):
+    for sample in stream.open(shards, "train").keys("connectivity").arrays():
         assert sample["connectivity"].dtype == np.float32
         np.testing.assert_array_equal(sample["connectivity"], stored[sample["__key__"]])
         assert set(sample) == {"__key__", "__meta__", "connectivity"}
 
 
 def test_keys_select_products_and_an_unknown_key_is_named(shards):
-    sample = next(arrays(shards, keys=[], split="test"))
+    sample = next(iter(stream.open(shards, "test").keys().arrays()))
     assert set(sample) == {"__key__", "__meta__"}
     with pytest.raises(KeyError, match=r"no key \['nope'\].*they hold \['bold'"):
-        next(arrays(shards, keys=["nope"]))
+        stream.open(shards).keys("nope").arrays()
 
 
 def test_arrays_are_the_callers_own(shards):
-    first, second = list(arrays(shards, keys=["bold"], split="test"))[:2]
+    first, second = list(stream.open(shards, "test").keys("bold").arrays())[:2]
     assert first["bold"].flags.writeable and first["bold"].flags.owndata
     assert not np.shares_memory(first["bold"], second["bold"])
 
@@ -75,7 +76,7 @@ def test_large_samples_read_straight_into_place_give_the_same_arrays(shards, for
 
     monkeypatch.setattr(reader, "_tar_in_memory", in_memory)
     monkeypatch.setattr(reader, "_tfrecord_in_memory", in_memory)
-    for sample in arrays(shards, split="train", format=format, float32=False):
+    for sample in stream.open(shards, "train", format=format).fields(float32=False).arrays():
         for name, array in expected[sample["__key__"]].arrays.items():
             np.testing.assert_array_equal(sample[name], array)
         assert sample["__meta__"] == expected[sample["__key__"]].meta
@@ -112,20 +113,21 @@ def test_damaged_tfrecord_framing_is_refused_on_both_paths(shards, tmp_path, sma
     monkeypatch.setattr(reader, "SMALL", small)
     length_crc = _damaged(shards, tmp_path / "crc", lambda d: d[:8] + bytes([d[8] ^ 1]) + d[9:])
     with pytest.raises(DecodeError, match="length is damaged"):
-        list(arrays(length_crc, split="train", format="tfrecord"))
+        list(stream.open(length_crc, "train", format="tfrecord").arrays())
     # bold/shape [120, 7] -> [120, 6]: the array's bytes no longer match its shape.
     shape = b"bold/shape\x12\x06\x1a\x04\x0a\x02\x78\x07"
     assert shape in (sorted(shards.glob("train-*.tfrecord"))[0]).read_bytes()
     wrong = _damaged(shards, tmp_path / "shape", lambda d: d.replace(shape, shape[:-1] + b"\x06"))
     with pytest.raises(DecodeError, match="bytes for"):
-        list(arrays(wrong, split="train", format="tfrecord"))
+        list(stream.open(wrong, "train", format="tfrecord").arrays())
 
 
 def test_shuffled_arrays_are_a_seeded_permutation(shards):
     order = _manifest_order(shards, "train")
-    one = [s["__key__"] for s in arrays(shards, keys=[], split="train", shuffle=True, seed=3)]
-    two = [s["__key__"] for s in arrays(shards, keys=[], split="train", shuffle=True, seed=3)]
-    other = [s["__key__"] for s in arrays(shards, keys=[], split="train", shuffle=True, seed=4)]
+    train = stream.open(shards, "train").keys()
+    one = [s["__key__"] for s in train.shuffle(seed=3).arrays()]
+    two = [s["__key__"] for s in train.shuffle(seed=3).arrays()]
+    other = [s["__key__"] for s in train.shuffle(seed=4).arrays()]
     assert one == two and sorted(one) == sorted(order)
     assert one != order and other != one
 
@@ -135,4 +137,4 @@ def test_a_shard_that_is_not_the_manifests_is_refused(shards, tmp_path):
     names = sorted(p.name for p in copy.glob("train-*.tar"))
     (copy / names[0]).write_bytes((copy / names[1]).read_bytes())  # same size, other samples
     with pytest.raises(DecodeError, match="not the one the manifest"):
-        list(arrays(copy, split="train"))
+        list(stream.open(copy, "train").arrays())

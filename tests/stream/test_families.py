@@ -25,7 +25,7 @@ def test_the_narrowest_family_with_the_keys_is_read(families):
     out, manifest = families
     expected = _decoded(out, manifest, "webdataset", None)
     for fmt in ("webdataset", "tfrecord"):
-        samples = list(ns.stream.arrays(out, ["connectivity"], "all", format=fmt))
+        samples = list(ns.stream.open(out, "all", format=fmt).keys("connectivity").arrays())
         assert {s["__key__"] for s in samples} == set(expected)
         for sample in samples:
             want = expected[sample["__key__"]]["connectivity"]
@@ -34,11 +34,11 @@ def test_the_narrowest_family_with_the_keys_is_read(families):
     assert {shard.path.name.split("-")[1] for shard in catalog.shards} == {"connectivity"}
     full = open_catalog(out, ["bold"], "all", "webdataset")
     assert all(re.fullmatch(r"all-\d{6}\.tar", shard.path.name) for shard in full.shards)
-    both = next(iter(ns.stream.arrays(out, ["bold", "connectivity"], "all")))
+    both = next(iter(ns.stream.open(out, "all").keys("bold", "connectivity").arrays()))
     assert set(both) >= {"bold", "connectivity"}
 
 
 def test_no_family_with_every_key_is_an_error(families):
     out, _ = families
     with pytest.raises(KeyError, match="no family of shards holds all of"):
-        next(iter(ns.stream.arrays(out, ["bold"], "all", format="tfrecord")))
+        ns.stream.open(out, "all", format="tfrecord").keys("bold").arrays()

@@ -1,4 +1,4 @@
-"""nishard.stream.jax (device prefetch, sharding) and GrainSource with grain's own loader."""
+"""Stream.jax (device prefetch, sharding) and the grain source with grain's own loader."""
 
 from __future__ import annotations
 
@@ -16,14 +16,17 @@ from nishard import stream
 from tests.stream.conftest import decoded
 
 jax = pytest.importorskip("jax")
+# JAX's threads run in this process once a stream used it; the DataLoader workers forked
+# here never use JAX, so its fork warning does not apply to them.
+pytestmark = pytest.mark.filterwarnings("ignore:os.fork\\(\\) was called:RuntimeWarning")
 grain = pytest.importorskip("grain.python")
 
 
 def test_jax_batches_equal_the_torch_batches(shards):
-    args = dict(keys=["bold", "connectivity"], split="train", batch_size=5, shuffle=True,
-                seed=4, epoch=2, meta=["diagnosis"])  # fmt: skip
-    with_torch = list(DataLoader(stream.torch(shards, **args), batch_size=None, num_workers=2))
-    with_jax = list(stream.jax(shards, **args))
+    composed = (stream.open(shards, "train").keys("bold", "connectivity").batch(5)
+                .shuffle(seed=4).epoch(2).fields(meta=["diagnosis"]))  # fmt: skip
+    with_torch = list(DataLoader(composed.torch(), batch_size=None, num_workers=2))
+    with_jax = list(composed.jax())
     assert len(with_jax) == len(with_torch) == 3
     for j, t in zip(with_jax, with_torch, strict=True):
         assert j["__key__"] == t["__key__"] and j["diagnosis"] == t["diagnosis"]
@@ -33,13 +36,13 @@ def test_jax_batches_equal_the_torch_batches(shards):
 
 
 def test_jax_epochs_and_early_exit(shards):
-    data = stream.jax(shards, [], "train", batch_size=4, shuffle=True, seed=0, prefetch=1)
+    data = stream.open(shards, "train").keys().batch(4).shuffle(seed=0).jax(prefetch=1)
     first = [b["__key__"] for b in data]
     data.set_epoch(1)
     second = [b["__key__"] for b in data]
     assert sorted(k for b in first for k in b) == sorted(k for b in second for k in b)
     assert first != second
-    for _ in stream.jax(shards, ["bold"], "train", batch_size=1, prefetch=1):
+    for _ in stream.open(shards, "train").keys("bold").batch(1).jax(prefetch=1):
         break  # leaving early stops the background thread without hanging
 
 
@@ -50,14 +53,15 @@ def test_jax_shards_batches_over_devices(shards):
         from nishard import stream
         devices = jax.devices()
         assert len(devices) == 2, devices
-        data = stream.jax({str(shards)!r}, ["bold"], "train", batch_size=4, devices=devices)
+        bold = stream.open({str(shards)!r}, "train").keys("bold")
+        data = bold.batch(4).jax(devices=devices)
         host = list(data.host_batches())
         for batch, expected in zip(data, host, strict=True):
             assert len(batch["bold"].sharding.device_set) == 2
             assert batch["bold"].addressable_shards[0].data.shape == (2, 120, 7)
             np.testing.assert_array_equal(np.asarray(batch["bold"]), expected["bold"])
         try:
-            stream.jax({str(shards)!r}, ["bold"], "train", batch_size=3, devices=devices)
+            bold.batch(3).jax(devices=devices)
         except ValueError as err:
             assert "multiple of the 2 devices" in str(err)
         else:
@@ -73,7 +77,7 @@ def test_jax_shards_batches_over_devices(shards):
 
 def test_grain_loader_reads_the_grain_source(shards):
     expected = decoded(shards, "train")
-    source = stream.GrainSource(shards, ["bold", "connectivity"], "train")
+    source = stream.open(shards, "train").keys("bold", "connectivity").grain()
     assert isinstance(source, grain.RandomAccessDataSource) and len(source) == 12
     sampler = grain.IndexSampler(len(source), shard_options=grain.NoSharding(), shuffle=True,
                                  num_epochs=1, seed=0)  # fmt: skip
@@ -98,7 +102,7 @@ def test_grain_source_in_grain_worker_processes(shards):
     # flags parsed (google/grain#1355, fixed after 0.2.18).
     if not flags.FLAGS.is_parsed():
         flags.FLAGS.mark_as_parsed()
-    source = stream.GrainSource(shards, ["regions"], "test", meta=["age"])
+    source = stream.open(shards, "test").keys("regions").fields(meta=["age"]).grain()
     sampler = grain.IndexSampler(len(source), shard_options=grain.NoSharding(), shuffle=False,
                                  num_epochs=1, seed=0)  # fmt: skip
     loader = grain.DataLoader(data_source=source, sampler=sampler, worker_count=1,
@@ -112,8 +116,8 @@ def test_grain_source_in_grain_worker_processes(shards):
 
 
 def test_jax_and_torch_agree_on_normalisation(shards):
-    t = next(iter(DataLoader(stream.torch(shards, ["bold"], "test", batch_size=4, normalize=True),
-                             batch_size=None)))  # fmt: skip
-    j = next(iter(stream.jax(shards, ["bold"], "test", batch_size=4, normalize=True)))
+    normalized = stream.open(shards, "test").keys("bold").batch(4).normalize()
+    t = next(iter(DataLoader(normalized.torch(), batch_size=None)))
+    j = next(iter(normalized.jax()))
     np.testing.assert_array_equal(np.asarray(j["bold"]), t["bold"].numpy())
     assert torch.is_tensor(t["bold"])

@@ -1,4 +1,4 @@
-"""nishard.stream.torch and MapDataset through the real torch DataLoader."""
+"""Stream.torch and the map-style dataset through the real torch DataLoader."""
 
 from __future__ import annotations
 
@@ -33,8 +33,8 @@ def _epoch(dataset, workers=2):
 
 def test_one_epoch_with_two_workers_yields_each_sample_exactly_once(shards):
     expected = decoded(shards, "train")
-    dataset = stream.torch(shards, ["bold", "connectivity"], "train", batch_size=5,
-                           shuffle=True, seed=0)  # fmt: skip
+    dataset = (stream.open(shards, "train").keys("bold", "connectivity").shuffle(seed=0)
+               .batch(5).torch())  # fmt: skip
     batches = _epoch(dataset, workers=2)
     keys = [k for b in batches for k in b["__key__"]]
     assert sorted(keys) == sorted(_manifest_keys(shards, "train")) and len(keys) == 12
@@ -49,7 +49,7 @@ def test_one_epoch_with_two_workers_yields_each_sample_exactly_once(shards):
 
 
 def test_batches_come_in_the_same_order_whatever_the_number_of_workers(shards):
-    dataset = stream.torch(shards, ["bold"], "train", batch_size=3, shuffle=True, seed=7)
+    dataset = stream.open(shards, "train").keys("bold").shuffle(seed=7).batch(3).torch()
     runs = [_epoch(dataset, workers) for workers in (0, 1, 2)]
     for other in runs[1:]:
         assert [b["__key__"] for b in other] == [b["__key__"] for b in runs[0]]
@@ -61,8 +61,8 @@ def test_batches_come_in_the_same_order_whatever_the_number_of_workers(shards):
 def test_simulated_ranks_get_equal_batch_counts_and_their_own_samples(shards, world, remainder):
     per_rank = []
     for rank in range(world):
-        dataset = stream.torch(shards, [], "train", batch_size=2, shuffle=True, seed=1,
-                               rank=rank, world_size=world, remainder=remainder)  # fmt: skip
+        dataset = (stream.open(shards, "train").keys().shuffle(seed=1)
+                   .shard(rank, world, remainder).batch(2).torch())  # fmt: skip
         batches = _epoch(dataset, workers=2)
         assert len(batches) == len(dataset)
         per_rank.append([k for b in batches for k in b["__key__"]])
@@ -78,7 +78,7 @@ def test_simulated_ranks_get_equal_batch_counts_and_their_own_samples(shards, wo
 
 def test_a_fixed_seed_gives_the_same_order_and_epochs_reshuffle(shards):
     def order(seed, epoch):
-        dataset = stream.torch(shards, [], "train", shuffle=True, seed=seed, buffer=4)
+        dataset = stream.open(shards, "train").keys().shuffle(seed, buffer=4).torch()
         dataset.set_epoch(epoch)
         return [b["__key__"] for b in _epoch(dataset, workers=2)]
 
@@ -86,7 +86,7 @@ def test_a_fixed_seed_gives_the_same_order_and_epochs_reshuffle(shards):
     assert first == order(3, 0)
     assert sorted(first) == sorted(_manifest_keys(shards, "train"))
     assert order(3, 1) != first and order(4, 0) != first
-    unshuffled = stream.torch(shards, [], "train")
+    unshuffled = stream.open(shards, "train").keys().torch()
     assert [b["__key__"] for b in _epoch(unshuffled, 0)] == _manifest_keys(shards, "train")
 
 
@@ -94,22 +94,22 @@ def test_normalize_uses_the_training_split_statistics(shards):
     train = np.concatenate([s.arrays["bold"] for s in decoded(shards, "train").values()])
     mean, std = train.mean(axis=0), train.std(axis=0)
     expected = decoded(shards, "test")
-    dataset = stream.torch(shards, ["bold", "volumes"], "test", batch_size=4, normalize=True)
+    dataset = stream.open(shards, "test").keys("bold", "volumes").batch(4).normalize().torch()
     (batch,) = _epoch(dataset, workers=0)
     assert batch["volumes"].dtype == torch.int32  # integers are not normalised
     for row, key in enumerate(batch["__key__"]):
         want = (expected[key].arrays["bold"] - mean) / std
         np.testing.assert_allclose(batch["bold"][row].numpy(), want, rtol=1e-5, atol=1e-5)
     with pytest.raises(KeyError, match="no statistics file for split 'nope'"):
-        stream.torch(shards, ["bold"], "test", normalize=True, stats_split="nope")
+        stream.open(shards, "test").keys("bold").normalize(stats_split="nope").torch()
     with pytest.raises(KeyError, match="not among the keys read"):
-        stream.torch(shards, ["bold"], "test", normalize=["connectivity"])
+        stream.open(shards, "test").keys("bold").normalize("connectivity").torch()
 
 
 def test_float16_stays_float16_unless_asked_and_metadata_comes_as_asked(shards):
     expected = decoded(shards, "test")
-    dataset = stream.torch(shards, ["connectivity"], "test", batch_size=4, float32=False,
-                           meta=["age", "diagnosis", "missing"])  # fmt: skip
+    dataset = (stream.open(shards, "test").keys("connectivity").batch(4)
+               .fields(float32=False, meta=["age", "diagnosis", "missing"]).torch())  # fmt: skip
     (batch,) = _epoch(dataset, workers=2)
     assert batch["connectivity"].dtype == torch.float16
     keys = batch["__key__"]
@@ -117,13 +117,13 @@ def test_float16_stays_float16_unless_asked_and_metadata_comes_as_asked(shards):
     assert batch["age"].dtype == torch.float64
     assert batch["age"].tolist() == [expected[k].meta["age"] for k in keys]
     assert batch["missing"] == [None] * 4
-    (whole,) = _epoch(stream.torch(shards, [], "test", batch_size=4), workers=0)
+    (whole,) = _epoch(stream.open(shards, "test").keys().batch(4).torch(), workers=0)
     assert whole["__meta__"] == [expected[k].meta for k in whole["__key__"]]
 
 
 def test_one_sample_at_a_time_without_a_batch_size(shards):
     expected = decoded(shards, "test")
-    samples = _epoch(stream.torch(shards, ["regions"], "test"), workers=2)
+    samples = _epoch(stream.open(shards, "test").keys("regions").torch(), workers=2)
     assert [s["__key__"] for s in samples] == list(expected)
     for sample in samples:
         assert sample["regions"].shape == (7,)
@@ -132,8 +132,8 @@ def test_one_sample_at_a_time_without_a_batch_size(shards):
 
 def test_tfrecord_shards_give_the_tar_batches(shards):
     def epoch(format):
-        dataset = stream.torch(shards, ["bold", "connectivity"], "train", batch_size=4,
-                               shuffle=True, seed=2, format=format)  # fmt: skip
+        dataset = (stream.open(shards, "train", format=format).keys("bold", "connectivity")
+                   .shuffle(seed=2).batch(4).torch())  # fmt: skip
         return _epoch(dataset, workers=2)
 
     for tar, tfrecord in zip(epoch("webdataset"), epoch("tfrecord"), strict=True):
@@ -143,7 +143,7 @@ def test_tfrecord_shards_give_the_tar_batches(shards):
 
 
 def test_an_epoch_length_sets_the_batches_per_epoch(shards):
-    dataset = stream.torch(shards, [], "train", batch_size=4, length=20, shuffle=True)
+    dataset = stream.open(shards, "train").keys().batch(4).epoch(length=20).shuffle().torch()
     assert len(dataset) == 5
     keys = [k for b in _epoch(dataset) for k in b["__key__"]]
     assert len(keys) == 20 and set(keys) == set(_manifest_keys(shards, "train"))
@@ -152,7 +152,7 @@ def test_an_epoch_length_sets_the_batches_per_epoch(shards):
 def test_held_batches_are_never_refilled_and_released_ones_are_reused(shards):
     # In the main process batches come from a pool of reused buffers.
     expected = decoded(shards, "train")
-    dataset = stream.torch(shards, ["bold"], "train", batch_size=2, threads=2)
+    dataset = stream.open(shards, "train").keys("bold").batch(2).torch(threads=2)
     held = list(dataset)  # every batch kept: each needs its own memory
     assert len({b["bold"].data_ptr() for b in held}) == len(held) == 6
     for batch in held:
@@ -166,16 +166,18 @@ def test_held_batches_are_never_refilled_and_released_ones_are_reused(shards):
 
 
 def test_large_samples_read_by_threads_give_the_same_batches(shards, monkeypatch):
-    small = _epoch(stream.torch(shards, ["bold"], "train", batch_size=4, threads=0), 0)
+    bold = stream.open(shards, "train").keys("bold").batch(4)
+    small = _epoch(bold.torch(threads=0), 0)
     monkeypatch.setattr(reader, "SMALL", 0)  # every array preadv'd into its row
-    large = _epoch(stream.torch(shards, ["bold"], "train", batch_size=4, threads=2), 0)
+    large = _epoch(bold.torch(threads=2), 0)
     for a, b in zip(small, large, strict=True):
         assert a["__key__"] == b["__key__"] and torch.equal(a["bold"], b["bold"])
 
 
 def test_map_dataset_serves_a_random_sampler(shards):
     expected = decoded(shards, "test")
-    dataset = stream.MapDataset(shards, ["bold", "connectivity"], "test", meta=["diagnosis"])
+    dataset = (stream.open(shards, "test").keys("bold", "connectivity")
+               .fields(meta=["diagnosis"]).map_dataset())  # fmt: skip
     assert len(dataset) == 4
     sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(0))
     batches = list(DataLoader(dataset, batch_size=3, sampler=sampler, num_workers=2))
@@ -204,7 +206,7 @@ def _segments():
 def test_worker_batches_travel_in_reused_shared_memory_and_never_change_while_held(shards):
     expected = decoded(shards, "train")
     before = _segments()
-    dataset = stream.torch(shards, ["bold"], "train", batch_size=1)
+    dataset = stream.open(shards, "train").keys("bold").batch(1).torch()
     # Kept: 12 batches from one worker, more than its ring's slots; the rest come in fresh
     # shared memory, and none is overwritten.
     held = list(DataLoader(dataset, batch_size=None, num_workers=1))

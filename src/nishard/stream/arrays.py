@@ -1,103 +1,121 @@
-"""Plain NumPy iteration over the samples of a shard folder, for out-of-core learners."""
+"""Plain NumPy iteration over the samples of a shard folder, for out-of-core learners.
+
+:meth:`Stream.arrays <nishard.stream.Stream.arrays>` makes an :class:`ArrayStream`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from pathlib import Path
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..archives.decoders import DECODERS
-from .batch import Assembler, Fields, is_half
-from .catalog import STREAMABLE, open_catalog, pick_format, read_folder, splits_of
-from .normalize import load_normalizer
-from .order import Order
-from .reader import ShardReader
+from .batch import Assembler, is_half
+from .catalog import STREAMABLE, Catalog
+from .plan import Plan
+from .prefetch import Readers, ordered
+from .ranks import torch_ranks
+from .stages import Batch, Epoch, Normalize, Output, Shard, Shuffle
+
+if TYPE_CHECKING:
+    from .compose import Stream
 
 
-def arrays(
-    path: str | Path,
-    keys: Sequence[str] | None = None,
-    split: str | None = None,
-    *,
-    format: str | None = None,
-    float32: bool = True,
-    shuffle: bool = False,
-    seed: int = 0,
-    epoch: int = 0,
-    normalize: bool | Sequence[str] = False,
-) -> Iterator[dict[str, object]]:
-    """Samples of a shard folder, as dicts of NumPy arrays.
+class ArrayStream:
+    """Samples (or batches) as dicts of NumPy arrays: iterate once per epoch.
 
-    Tar and TFRecord shards are read with nishard's own readers (each array read
-    straight into a fresh array of its own); HDF5 and Zarr shards with their decoders.
+    Each array is the caller's own (writable, shared with no other sample or batch).
+    With several splits each is read in turn, in its own order (a plan per split).
 
     Parameters
     ----------
-    path : str or Path
-        The shard folder (or its ``manifest.json``).
-    keys : sequence of str, optional
-        Products to return (default: all; an empty list: none). A key the shards lack
-        raises ``KeyError`` naming the keys they have.
-    split : str, optional
-        Only the shards of this split (default: every split, in manifest order).
-    format : str, optional
-        Which format's shards to read when the folder has several (default:
-        ``webdataset`` when present, else the first format of the manifest).
-    float32 : bool
-        Return float16 and bfloat16 arrays as float32.
-    shuffle : bool
-        Visit the samples of each split in an order drawn from ``(seed, epoch)``: shards
-        permuted, samples mixed through a shuffle buffer (see
-        :mod:`nishard.stream.order`). Tar and TFRecord shards only.
-    seed, epoch : int
-        The order's seed and epoch.
-    normalize : bool or sequence of str
-        ``(x - mean) / std`` per feature with the build's statistics (the ``train``
-        split's when it has them), as float32.
-
-    Yields
-    ------
-    dict
-        ``{"__key__": key, "__meta__": metadata, <product>: ndarray, ...}``; each array
-        is the caller's own (writable, not shared with a later sample).
+    stream : Stream
     """
-    folder, manifest = read_folder(path)
-    format = pick_format(folder, manifest, format)
-    for name in [split] if split is not None else splits_of(manifest, format):
-        catalog = open_catalog(folder, keys, name, format, streamable=False)
-        if catalog.format not in STREAMABLE:
-            if shuffle or normalize:
-                raise ValueError(f"shuffle and normalize read tar and TFRecord shards only, "
-                                 f"not {catalog.format!r}")  # fmt: skip
-            yield from _decoded(catalog, float32)
-            continue
-        normalizer = load_normalizer(catalog, normalize)
-        assembler = Assembler(catalog, Fields(float32, True), normalizer)
-        order = Order(shuffle=shuffle, seed=seed)
-        numbers = (
-            order.epoch_indices(catalog.counts, epoch)
-            if shuffle
-            else np.arange(len(catalog), dtype=np.int64)
-        )
-        reader = ShardReader(catalog)
-        try:
-            for index in numbers.tolist():
-                sample = assembler.sample(reader, index)
-                sample["__meta__"] = sample.pop("__meta__")
-                yield sample
-        finally:
-            reader.close()
+
+    def __init__(self, stream: Stream):
+        self.epoch = stream.first_epoch
+        self.parts: list[Plan | _Decoded] = []
+        for split in stream.split_names():
+            catalog = stream._catalog(split, streamable=False)
+            if catalog.format in STREAMABLE:
+                self.parts.append(stream._compile(catalog, True, torch_ranks))
+            else:
+                self.parts.append(_Decoded.of(stream, catalog))
+
+    def set_epoch(self, epoch: int) -> None:
+        """Order the next iteration as epoch ``epoch``."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        """Items (batches, or samples) per epoch."""
+        return sum(len(part) for part in self.parts)
+
+    def __iter__(self) -> Iterator[dict[str, object]]:
+        for part in self.parts:
+            if isinstance(part, _Decoded):
+                yield from part
+            else:
+                yield from _read(part, self.epoch)
+
+    def __repr__(self) -> str:
+        splits = [p.catalog.split for p in self.parts]
+        return f"ArrayStream({str(self.parts[0].catalog.folder)!r}, splits={splits})"
 
 
-def _decoded(catalog, float32: bool) -> Iterator[dict[str, object]]:
-    """Samples of formats without an offset reader, through the verifying decoders."""
-    for shard in catalog.shards:
-        for sample in DECODERS[catalog.format](shard.path):
-            out: dict[str, object] = {"__key__": sample.key, "__meta__": sample.meta}
-            for name in catalog.keys:
-                array = sample.arrays[name]
-                if float32 and is_half(array.dtype):
-                    array = array.astype(np.float32)
-                out[name] = array
-            yield out
+def _read(plan: Plan, epoch: int) -> Iterator[dict[str, object]]:
+    """A plan's epoch, each array freshly allocated."""
+    assembler = Assembler(plan.catalog, plan.fields, plan.normalizer)
+    if plan.batch_size is None:
+
+        def work(reader, numbers):
+            return assembler.sample(reader, int(numbers[0]))
+    else:
+
+        def work(reader, numbers):
+            return assembler.batch(reader, numbers)
+
+    readers = Readers(plan.catalog)
+    try:
+        yield from ordered(work, plan.batches(epoch), readers, 0)
+    finally:
+        readers.close()
+
+
+class _Decoded:
+    """Samples of formats without an offset reader (HDF5, Zarr), through the verifying
+    decoders, in manifest order."""
+
+    def __init__(self, catalog: Catalog, float32: bool, meta: bool | tuple[str, ...]):
+        self.catalog, self.float32, self.meta = catalog, float32, meta
+
+    @classmethod
+    def of(cls, stream: Stream, catalog: Catalog) -> _Decoded:
+        epoch = stream.stage(Epoch)
+        ordering = [stream.stage(kind) for kind in (Shuffle, Shard, Batch, Normalize)]
+        if any(ordering) or (epoch is not None and epoch.length is not None):
+            raise ValueError(
+                "shuffle, shard, batch, normalize and epoch lengths read tar and TFRecord "
+                f"shards only, not {catalog.format!r}"
+            )
+        output = stream.stage(Output) or Output()
+        return cls(catalog, output.float32, True if output.meta is None else output.meta)
+
+    def __len__(self) -> int:
+        return len(self.catalog)
+
+    def __iter__(self) -> Iterator[dict[str, object]]:
+        catalog = self.catalog
+        for shard in catalog.shards:
+            for sample in DECODERS[catalog.format](shard.path):
+                out: dict[str, object] = {"__key__": sample.key}
+                for name in catalog.keys:
+                    array = sample.arrays[name]
+                    if self.float32 and is_half(array.dtype):
+                        array = array.astype(np.float32)
+                    out[name] = array
+                if self.meta is True:
+                    out["__meta__"] = sample.meta
+                elif self.meta:
+                    out.update({m: (sample.meta or {}).get(m) for m in self.meta})
+                yield out

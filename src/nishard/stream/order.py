@@ -3,7 +3,8 @@
 The plan is index arithmetic on the manifest's sample counts; no data is read. One pass
 over the split:
 
-1. shards in order, or permuted by ``(seed, pass)`` when shuffling;
+1. shards in order, or permuted by ``(seed, pass)`` when shuffling (unless ``shards`` is
+   False);
 2. their samples concatenated (sample order inside a shard kept: reads stay sequential);
 3. cut into ``world`` contiguous, equal parts, one per rank: with ``remainder="wrap"``
    the sequence is first extended by its own beginning to a multiple of ``world`` (as
@@ -55,6 +56,8 @@ class Order:
         How every rank gets as many samples when ``world`` does not divide the split.
     length : int, optional
         Samples per rank per epoch (default: one pass).
+    shards : bool
+        When shuffling, permute the shards too (False: only the buffer mixes samples).
     """
 
     shuffle: bool = False
@@ -64,6 +67,7 @@ class Order:
     world: int = 1
     remainder: Remainder = "wrap"
     length: int | None = None
+    shards: bool = True
 
     def __post_init__(self) -> None:
         if not (isinstance(self.world, int) and self.world >= 1):
@@ -90,7 +94,7 @@ class Order:
         counts = np.asarray(counts, dtype=np.int64)
         starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
         shards = np.arange(len(counts))
-        if self.shuffle:
+        if self.shuffle and self.shards:
             shards = np.random.default_rng([self.seed, index, 0]).permutation(len(counts))
         sequence = _ranges(starts[shards], counts[shards])
         n = self.per_pass(sequence.size)

@@ -7,7 +7,12 @@ lookup is a binary search and one read: no shard is scanned. Two front ends:
 - :class:`MapDataset` for PyTorch samplers (tensors; ``torch`` is imported on first use);
 - :class:`GrainSource` for Google's grain (a ``RandomAccessDataSource``: NumPy arrays).
 
-Both are thread-safe (a reader per thread) and picklable (files reopen in each process).
+Made by :meth:`Stream.map_dataset <nishard.stream.Stream.map_dataset>` and
+:meth:`Stream.grain <nishard.stream.Stream.grain>` from a stream with order stages
+(shuffle, shard, epoch length, batch), item ``i`` is the ``i``-th item of this rank's
+epoch instead (a batch when the stream batches): a sequential sampler then reads the
+stream's order. Both are thread-safe (a reader per thread) and picklable (files reopen
+in each process).
 """
 
 from __future__ import annotations
@@ -16,9 +21,10 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from .batch import Assembler, Fields
-from .catalog import open_catalog
-from .normalize import load_normalizer
+import numpy as np
+
+from .batch import Assembler
+from .plan import Plan
 from .prefetch import Readers
 
 
@@ -45,6 +51,10 @@ class RandomAccess:
     meta : bool or sequence of str
         Default False: loaders stack every value of a sample, and JSON metadata (strings,
         missing values) does not stack; a list of names returns those fields.
+
+    The same is ``ns.stream.open(path, split, format=format).keys(*keys)
+    .normalize(...).fields(float32, meta)`` and its :meth:`~nishard.stream.Stream.grain`
+    or :meth:`~nishard.stream.Stream.map_dataset`.
     """
 
     def __init__(
@@ -59,29 +69,69 @@ class RandomAccess:
         stats_split: str | None = None,
         meta: bool | Sequence[str] = False,
     ):
-        self.catalog = open_catalog(path, keys, split, format)
-        self.fields = Fields(float32, meta)
-        self.normalizer = load_normalizer(self.catalog, normalize, stats_split)
+        from .legacy import composed
+
+        stream = composed(path, keys, split, format=format, float32=float32,
+                          normalize=normalize, stats_split=stats_split, meta=meta)  # fmt: skip
+        self._setup(stream.plan(meta=False), 0)
+
+    @classmethod
+    def from_plan(cls, plan: Plan, epoch: int = 0):
+        """Item ``i`` of ``plan``'s epoch ``epoch`` as ``ds[i]``."""
+        made = cls.__new__(cls)
+        made._setup(plan, epoch)
+        return made
+
+    def _setup(self, plan: Plan, epoch: int) -> None:
+        self.plan, self.epoch = plan, int(epoch)
+        order = plan.order
+        # Without order stages item i is sample i: no table of numbers to hold.
+        self.identity = (not order.shuffle and order.world == 1 and order.length is None
+                         and plan.batch_size is None)  # fmt: skip
+        self._items: tuple[int, list[np.ndarray] | np.ndarray] | None = None
         self._state: tuple[int, Readers, Assembler] | None = None
 
+    @property
+    def catalog(self):
+        """The split's :class:`~nishard.stream.Catalog`."""
+        return self.plan.catalog
+
+    def set_epoch(self, epoch: int) -> None:
+        """Number items as epoch ``epoch`` orders them (a no-op without order stages).
+        DataLoader and grain workers get a copy when they start."""
+        self.epoch = int(epoch)
+
+    def _numbers(self) -> list[np.ndarray] | np.ndarray:
+        items = self._items
+        if items is None or items[0] != self.epoch:
+            items = self._items = (self.epoch, self.plan.batches(self.epoch))
+        return items[1]
+
     def __len__(self) -> int:
-        return len(self.catalog)
+        return len(self.catalog) if self.identity else len(self._numbers())
 
     def __getitem__(self, index: int) -> dict:
-        n = len(self.catalog)
+        n = len(self)
         index = int(index)
         if index < 0:
             index += n
         if not 0 <= index < n:
-            raise IndexError(f"sample {index} of split {self.catalog.split!r} ({n} samples)")
+            what = "sample" if self.plan.batch_size is None else "batch"
+            raise IndexError(f"{what} {index} of split {self.catalog.split!r} ({n} in all)")
         readers, assembler = self._open()
-        return self._convert(assembler.sample(readers.get(), index))
+        if self.identity:
+            return self._convert(assembler.sample(readers.get(), index))
+        numbers = self._numbers()[index]
+        if self.plan.batch_size is None:
+            return self._convert(assembler.sample(readers.get(), int(numbers[0])))
+        return self._convert(assembler.batch(readers.get(), numbers))
 
     def _open(self) -> tuple[Readers, Assembler]:
         state = self._state
         if state is None or state[0] != os.getpid():
-            assembler = Assembler(self.catalog, self.fields, self.normalizer)
-            state = self._state = (os.getpid(), Readers(self.catalog), assembler)
+            plan = self.plan
+            assembler = Assembler(plan.catalog, plan.fields, plan.normalizer)
+            state = self._state = (os.getpid(), Readers(plan.catalog), assembler)
         return state[1], state[2]
 
     def _convert(self, sample: dict) -> dict:
@@ -90,14 +140,18 @@ class RandomAccess:
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         state["_state"] = None  # open files and thread-locals stay in their process
+        state["_items"] = None  # recomputed from the plan
         return state
 
     def __repr__(self) -> str:
         # grain checkpoints name the source by its repr: the same shards give the same one.
-        c = self.catalog
+        c, plan = self.catalog, self.plan
+        order = "" if self.identity else (
+            f", order={plan.order!r}, batch_size={plan.batch_size}, drop_last={plan.drop_last}"
+        )  # fmt: skip
         return (
             f"{type(self).__name__}({str(c.folder)!r}, split={c.split!r}, "
-            f"keys={list(c.keys)}, format={c.format!r}, samples={len(c)})"
+            f"keys={list(c.keys)}, format={c.format!r}, samples={len(c)}{order})"
         )
 
 
@@ -135,6 +189,4 @@ class GrainSource(RandomAccess):
 
 
 def _is_array(value: object) -> bool:
-    import numpy as np
-
     return isinstance(value, np.ndarray)

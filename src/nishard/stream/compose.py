@@ -1,0 +1,385 @@
+"""Streams as composable stages: ``ns.stream.open(path)`` and the chain that follows.
+
+::
+
+    stream = (ns.stream.open("shards", split="train")
+              .keys("bold")
+              .shuffle(seed=0, buffer=64)
+              .shard()
+              .batch(32, drop_last=True))
+    loader = DataLoader(stream.torch(), batch_size=None, num_workers=4)
+
+Each call returns a new, immutable :class:`Stream` with one more stage (see
+:mod:`nishard.stream.stages`); nothing is read until a terminal (:meth:`~Stream.torch`,
+:meth:`~Stream.jax`, :meth:`~Stream.arrays`, :meth:`~Stream.grain`,
+:meth:`~Stream.map_dataset`) compiles the stages into a :class:`~nishard.stream.Plan`.
+The stages are declarative: their order in the chain does not matter, and a stage given
+twice keeps its last call.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .batch import Fields
+from .catalog import Catalog, open_catalog, pick_format, read_folder, splits_of
+from .normalize import load_normalizer
+from .order import Order
+from .plan import Plan, check_threads
+from .ranks import jax_ranks, torch_ranks
+from .stages import KINDS, Batch, Epoch, Keys, Normalize, Output, Shard, Shuffle, Stage
+
+if TYPE_CHECKING:
+    from .arrays import ArrayStream
+    from .jax_stream import JaxStream
+    from .random_access import GrainSource, MapDataset
+    from .torch_stream import TorchStream
+
+#: ``open(path, split=EVERY_SPLIT)``: every split, in manifest order (``arrays`` only).
+EVERY_SPLIT = "*"
+
+Ranks = Callable[[], tuple[int, int]]
+
+
+def open(  # ns.stream.open, as tarfile.open: the builtin is not used here
+    path: str | Path, split: str | Sequence[str] | None = None, *, format: str | None = None
+) -> Stream:
+    """A stream of a shard folder's split, to which stages are chained.
+
+    Parameters
+    ----------
+    path : str or Path
+        The shard folder or its ``manifest.json``.
+    split : str or sequence of str, optional
+        Default: ``train`` when the manifest has it, else its only split. ``"*"``
+        (:data:`EVERY_SPLIT`) or several names: those splits one after the other, each in
+        its own order (:meth:`Stream.arrays` only).
+    format : str, optional
+        Which shards to read when the folder has several formats: default
+        ``webdataset`` when present, else the first of the manifest. The iterating and
+        random-access terminals read ``webdataset`` and ``tfrecord``; :meth:`Stream.arrays`
+        reads every format.
+
+    Returns
+    -------
+    Stream
+        No stage yet: every product, the split in manifest order, one sample at a time.
+    """
+    return Stream(Path(path), split, format)
+
+
+@dataclass(frozen=True)
+class Stream:
+    """A description of what to read from a shard folder and how; see :func:`open`.
+
+    The chained methods each return a new stream; the terminals compile it. Whatever the
+    order of the calls, the reading order is built one way (:class:`~nishard.stream.Order`):
+
+    1. the split's shards, in manifest order or permuted by ``(seed, pass)``;
+    2. their samples concatenated and cut into ``world_size`` equal, contiguous parts:
+       this rank reads its own part (:meth:`shard`);
+    3. within the part, a shuffle buffer mixes the samples (:meth:`shuffle`), seeded by
+       ``(seed, pass, rank)``;
+    4. epochs are passes, or stretches of ``length`` samples of the passes laid end to
+       end (:meth:`epoch`);
+    5. the sequence is cut into batches (:meth:`batch`), which DataLoader workers take
+       in turn: the batches come in the same order whatever the number of workers.
+
+    So ``.shard().shuffle()`` and ``.shuffle().shard()`` are the same stream: the split
+    is divided between ranks first and shuffled within each rank's part, and
+    ``.batch().shuffle()`` shuffles samples, not batches.
+
+    Attributes
+    ----------
+    path : Path
+    split : str, tuple of str or None
+    format : str or None
+    stages : tuple
+        At most one stage of each kind (:mod:`nishard.stream.stages`).
+    """
+
+    path: Path
+    split: str | tuple[str, ...] | None = None
+    format: str | None = None
+    stages: tuple[Stage, ...] = ()
+
+    def __post_init__(self) -> None:
+        split = self.split
+        if split is not None and not isinstance(split, str):
+            split = tuple(split)
+            if not split or not all(isinstance(s, str) for s in split):
+                raise ValueError(f"split is a name or a non-empty list of names, got {split!r}")
+            object.__setattr__(self, "split", split[0] if len(split) == 1 else split)
+
+    # -- stages -------------------------------------------------------------------------------
+
+    def keys(self, *names: str) -> Stream:
+        """Read these products only (default: every product; none given: only each
+        sample's key and metadata). A name the shards lack raises ``KeyError`` at the
+        terminal, naming those they have."""
+        return self._with(Keys(names))
+
+    def shuffle(self, seed: int = 0, buffer: int = 1000, shards: bool = True) -> Stream:
+        """Shuffle each pass: the shards permuted by ``(seed, pass)`` (unless ``shards``
+        is False), the samples of this rank's part mixed through a buffer of ``buffer``
+        sample numbers. The buffer holds numbers, not data: it costs no memory; reads
+        jump within a window of about ``buffer`` samples. The same seed, epoch, rank and
+        world size give the same order, whatever the DataLoader's workers."""
+        return self._with(Shuffle(seed, buffer, shards))
+
+    def shard(
+        self, rank: int | None = None, world_size: int | None = None, remainder: str = "wrap"
+    ) -> Stream:
+        """Read this process's part of the split: rank ``rank`` of ``world_size``.
+
+        Without this stage every process reads the whole split. A rank or world size
+        left None is found by the terminal: ``torch.distributed``'s when it is
+        initialised, else the ``RANK`` and ``WORLD_SIZE`` that ``torchrun`` sets, else 0
+        and 1 (:meth:`torch`, :meth:`arrays`, :meth:`map_dataset`); JAX's process index
+        and count (:meth:`jax`, :meth:`grain`).
+
+        When ``world_size`` does not divide the split, ``remainder="wrap"`` gives the
+        last ranks samples from the start of the pass (a few samples twice per epoch, as
+        ``DistributedSampler``) and ``"drop"`` leaves the pass's last samples out; either
+        way every rank gets as many samples, hence as many batches.
+        """
+        return self._with(Shard(rank, world_size, remainder))  # type: ignore[arg-type]
+
+    def batch(self, size: int | None, drop_last: bool = False) -> Stream:
+        """Batches of ``size`` samples, each key stacked into one array (a key whose
+        shape varies between samples gives a list); ``drop_last`` drops each epoch's last,
+        partial batch. ``size=None``: one sample at a time, without a batch axis."""
+        return self._with(Batch(size, drop_last))
+
+    def epoch(self, index: int = 0, length: int | None = None) -> Stream:
+        """Start at epoch ``index`` (the terminals' ``set_epoch`` moves on); ``length``:
+        samples per rank per epoch (default: one pass over the split), taken from the
+        rank's passes laid end to end, so short epochs walk through the data and long
+        ones repeat it, reshuffled each pass."""
+        return self._with(Epoch(index, length))
+
+    def normalize(self, *keys: str, stats_split: str | None = None) -> Stream:
+        """``(x - mean) / std`` per feature (last axis) with the statistics the build
+        stored, as float32: of these keys (none given: every floating key read that has
+        statistics), from split ``stats_split`` (default ``train`` when it has them, else
+        the split read: a model is normalised with its training statistics)."""
+        return self._with(Normalize(keys, stats_split))
+
+    def fields(self, float32: bool = True, meta: bool | Sequence[str] | None = None) -> Stream:
+        """How values come back. ``float32``: float16 and bfloat16 arrays as float32.
+        ``meta``: True, each sample's JSON metadata under ``__meta__`` (a list per batch);
+        names, those fields each under its own name (an array when all are numbers, else a
+        list; a missing field is None); False, none (the JSON is not read). Default: True
+        for :meth:`torch`, :meth:`jax` and :meth:`arrays`, False for :meth:`grain` and
+        :meth:`map_dataset` (their loaders stack every value, and JSON does not stack)."""
+        return self._with(Output(float32, meta))  # type: ignore[arg-type]
+
+    def stage(self, kind: type) -> Stage | None:
+        """This stream's stage of ``kind`` (e.g. :class:`~nishard.stream.stages.Shuffle`),
+        or None."""
+        return next((s for s in self.stages if isinstance(s, kind)), None)
+
+    def _with(self, stage: Stage) -> Stream:
+        kept = [s for s in self.stages if not isinstance(s, type(stage))]
+        ordered = sorted([*kept, stage], key=lambda s: KINDS.index(type(s)))
+        return dataclasses.replace(self, stages=tuple(ordered))
+
+    # -- compiling ----------------------------------------------------------------------------
+
+    @property
+    def first_epoch(self) -> int:
+        """The epoch the terminals read first (:meth:`epoch`)."""
+        epoch = self.stage(Epoch)
+        return epoch.index if epoch is not None else 0
+
+    def order(self, ranks: Ranks = torch_ranks) -> Order:
+        """The :class:`~nishard.stream.Order` of the shuffle, shard and epoch stages;
+        ``ranks`` finds a rank or world size the :meth:`shard` stage left None."""
+        shuffle, shard, epoch = self.stage(Shuffle), self.stage(Shard), self.stage(Epoch)
+        rank, world = 0, 1
+        if shard is not None:
+            rank, world = shard.rank, shard.world_size
+            if rank is None or world is None:
+                found_rank, found_world = ranks()
+                rank = found_rank if rank is None else rank
+                world = found_world if world is None else world
+        return Order(
+            shuffle=shuffle is not None,
+            seed=shuffle.seed if shuffle is not None else 0,
+            buffer=shuffle.buffer if shuffle is not None else Shuffle.buffer,
+            rank=rank,
+            world=world,
+            remainder=shard.remainder if shard is not None else "wrap",
+            length=epoch.length if epoch is not None else None,
+            shards=shuffle.shards if shuffle is not None else True,
+        )
+
+    def plan(self, split: str | None = None, *, meta: bool = True, ranks: Ranks = torch_ranks
+             ) -> Plan:  # fmt: skip
+        """Compile the stages for one split into a :class:`~nishard.stream.Plan`.
+
+        Reads the manifest (and the statistics for :meth:`normalize`); opens no shard.
+
+        Parameters
+        ----------
+        split : str, optional
+            Default: the stream's split (which must then be one).
+        meta : bool
+            The metadata when no :meth:`fields` stage says (the terminal's default).
+        ranks : callable
+            Finds a rank or world size the :meth:`shard` stage left None.
+        """
+        if split is None:
+            if isinstance(self.split, tuple) or self.split == EVERY_SPLIT:
+                raise ValueError(
+                    f"split {self.split!r}: this reader reads one split; arrays() reads several"
+                )
+            split = self.split
+        return self._compile(self._catalog(split, streamable=True), meta, ranks)
+
+    def _catalog(self, split: str | None, streamable: bool) -> Catalog:
+        keys = self.stage(Keys)
+        return open_catalog(self.path, None if keys is None else list(keys.names), split,
+                            self.format, streamable=streamable)  # fmt: skip
+
+    def _compile(self, catalog: Catalog, meta: bool, ranks: Ranks) -> Plan:
+        batch, normalize, output = self.stage(Batch), self.stage(Normalize), self.stage(Output)
+        output = output or Output()
+        normalizer = None
+        if normalize is not None:
+            normalizer = load_normalizer(catalog, list(normalize.keys) or True,
+                                         normalize.stats_split)  # fmt: skip
+        return Plan(
+            catalog,
+            self.order(ranks),
+            Fields(output.float32, meta if output.meta is None else output.meta),
+            normalizer,
+            batch.size if batch is not None else None,
+            batch.drop_last if batch is not None else False,
+        )
+
+    def split_names(self) -> list[str | None]:
+        """The splits to read, in order (None: the catalog's default split)."""
+        if isinstance(self.split, tuple):
+            return list(self.split)
+        if self.split != EVERY_SPLIT:
+            return [self.split]
+        folder, manifest = read_folder(self.path)
+        return list(splits_of(manifest, pick_format(folder, manifest, self.format)))
+
+    # -- terminals ----------------------------------------------------------------------------
+
+    def torch(self, *, threads: int | None = None) -> TorchStream:
+        """A PyTorch ``IterableDataset`` (imports torch): give the DataLoader
+        ``batch_size=None`` (the stream batches), any ``num_workers``.
+
+        Parameters
+        ----------
+        threads : int, optional
+            Reader threads, reading batches ahead of the training loop. Default: none
+            inside DataLoader workers; in the main process two for samples of 256 KiB or
+            more (their reads run without the GIL), else one.
+
+        Returns
+        -------
+        TorchStream
+            Its ``len()`` is the number of batches (or samples) per epoch on this rank;
+            ``set_epoch`` before each epoch.
+        """
+        from .torch_stream import TorchStream
+
+        check_threads(threads)
+        return TorchStream(self.plan(ranks=torch_ranks), self.first_epoch, threads)
+
+    def jax(
+        self, *, threads: int | None = None, prefetch: int = 2, devices: Sequence | None = None,
+        sharding=None,
+    ) -> JaxStream:  # fmt: skip
+        """Batches as JAX arrays, put on the device by a background thread ahead of use
+        (the host batches are those of :meth:`torch`: same plan, same reader).
+
+        Parameters
+        ----------
+        threads : int, optional
+            Reader threads of the background thread (as :meth:`torch`).
+        prefetch : int
+            Batches put on the device ahead of the one in use.
+        devices : sequence of jax devices, optional
+            Shard each batch's first axis over these devices (a 1-D mesh named
+            ``batch``); the batch size must be a multiple of their number and
+            ``drop_last`` true unless the epoch divides into whole batches.
+        sharding : jax.sharding.Sharding, optional
+            Put every key's batch with this sharding instead. With several processes each
+            process's batch is its part of a global array
+            (``jax.make_array_from_process_local_data``).
+
+        Returns
+        -------
+        JaxStream
+            Iterate it once per epoch; ``len()`` is the number of batches per epoch.
+        """
+        from .jax_stream import make_jax_stream
+
+        check_threads(threads)
+        plan = self.plan(ranks=jax_ranks)
+        return make_jax_stream(plan, self.first_epoch, threads, prefetch, devices, sharding)
+
+    def arrays(self) -> ArrayStream:
+        """Samples (or batches) as dicts of NumPy arrays, each array the caller's own
+        (writable, shared with nothing), for out-of-core learners.
+
+        Tar and TFRecord shards are read by nishard's own readers; HDF5 and Zarr shards
+        (no stage but :meth:`keys`, :meth:`fields` and :meth:`epoch`'s index) through
+        their verifying decoders. With several splits (``open(path, "*")``) each is read
+        in turn, in its own order.
+
+        Returns
+        -------
+        ArrayStream
+            Iterate it once per epoch; ``len()`` is the number of items per epoch.
+        """
+        from .arrays import ArrayStream
+
+        return ArrayStream(self)
+
+    def grain(self) -> GrainSource:
+        """A grain ``RandomAccessDataSource``: ``source[i]`` is item ``i`` of this rank's
+        epoch (sample ``i`` of the split in manifest order without order stages), as
+        NumPy arrays. Give grain's sampler ``shuffle=False`` and ``NoSharding()`` to keep
+        the stream's order, or let it shuffle a stream without order stages."""
+        from .random_access import GrainSource
+
+        return GrainSource.from_plan(self.plan(meta=False, ranks=jax_ranks), self.first_epoch)
+
+    def map_dataset(self) -> MapDataset:
+        """A map-style PyTorch dataset: ``ds[i]`` is item ``i`` of this rank's epoch
+        (sample ``i`` of the split in manifest order without order stages), as tensors;
+        for PyTorch's samplers."""
+        from .random_access import MapDataset
+
+        return MapDataset.from_plan(self.plan(meta=False, ranks=torch_ranks), self.first_epoch)
+
+    def __repr__(self) -> str:
+        split = "" if self.split is None else f", split={self.split!r}"
+        fmt = "" if self.format is None else f", format={self.format!r}"
+        chain = "".join(f".{_method(s)}" for s in self.stages)
+        return f"ns.stream.open({str(self.path)!r}{split}{fmt}){chain}"
+
+
+def _method(stage: Stage) -> str:
+    """The call that makes ``stage``, for the stream's repr."""
+    fields = dataclasses.asdict(stage)
+    if isinstance(stage, Keys):
+        return f"keys({', '.join(map(repr, stage.names))})"
+    if isinstance(stage, Normalize):
+        args = [*map(repr, stage.keys)]
+        if stage.stats_split is not None:
+            args.append(f"stats_split={stage.stats_split!r}")
+        return f"normalize({', '.join(args)})"
+    name = {Shuffle: "shuffle", Shard: "shard", Batch: "batch", Epoch: "epoch",
+            Output: "fields"}[type(stage)]  # fmt: skip
+    return f"{name}({', '.join(f'{k}={v!r}' for k, v in fields.items())})"

@@ -1,0 +1,87 @@
+"""What a stream's stages compile into: everything an epoch's iteration needs.
+
+A :class:`Plan` is the split's :class:`~nishard.stream.Catalog` (its shards and the keys
+read), the :class:`~nishard.stream.Order` (which samples this rank reads, in what order),
+the :class:`~nishard.stream.Fields` (how values come back), the
+:class:`~nishard.stream.Normalizer` and the batching. It is picklable: DataLoader
+workers and grain's processes get a copy.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from .batch import Fields
+from .catalog import Catalog
+from .normalize import Normalizer
+from .order import Order, batches, n_batches
+from .reader import SMALL
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One split's reading plan; see the module docstring.
+
+    Attributes
+    ----------
+    catalog : Catalog
+    order : Order
+    fields : Fields
+    normalizer : Normalizer or None
+    batch_size : int or None
+        None: one sample at a time, without a batch axis.
+    drop_last : bool
+    """
+
+    catalog: Catalog
+    order: Order
+    fields: Fields
+    normalizer: Normalizer | None = None
+    batch_size: int | None = None
+    drop_last: bool = False
+
+    def __post_init__(self) -> None:
+        n = len(self.catalog)
+        if n == 0:
+            raise ValueError(f"{self.catalog.folder}: split {self.catalog.split!r} has no samples")
+        if self.order.per_pass(n) == 0:
+            raise ValueError(
+                f"{n} samples cannot give each of {self.order.world} ranks one with "
+                "remainder='drop'"
+            )
+
+    def __len__(self) -> int:
+        """Batches (samples without a batch size) per epoch on this rank."""
+        per_epoch = self.order.per_epoch(len(self.catalog))
+        return n_batches(per_epoch, self.batch_size, self.drop_last)
+
+    def indices(self, epoch: int) -> np.ndarray:
+        """This rank's sample numbers (split-wide) in epoch ``epoch``, in reading order."""
+        return self.order.epoch_indices(self.catalog.counts, epoch)
+
+    def batches(self, epoch: int) -> list[np.ndarray] | np.ndarray:
+        """The sample numbers of each batch of epoch ``epoch`` (without a batch size, one
+        number each)."""
+        return batches(self.indices(epoch), self.batch_size, self.drop_last)
+
+    def reader_threads(self, threads: int | None, in_worker: bool) -> int:
+        """Reader threads: ``threads`` when given, else none in a DataLoader worker
+        (workers are the parallelism); in the main process two for large samples (their
+        reads run without the GIL and overlap), one for small ones (parsing holds the
+        GIL: one thread overlaps it with the training step, a second would only contend)."""
+        if threads is not None:
+            return threads
+        if in_worker:
+            return 0
+        return min(2, os.cpu_count() or 1) if self.catalog.sample_bytes >= SMALL else 1
+
+
+def check_threads(threads: int | None) -> int | None:
+    """``threads``, refused when negative."""
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
+                                or threads < 0):  # fmt: skip
+        raise ValueError(f"threads must be a non-negative integer or None, got {threads!r}")
+    return threads
