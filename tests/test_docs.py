@@ -7,11 +7,12 @@ One test per block, named ``page:line`` (the line of its opening fence):
   as ``make demo`` leaves the repository root: ``nishard-demo/data`` (the synthetic
   fMRIPrep derivatives), ``nishard-demo/spec.yaml`` and ``nishard-demo/shards``. A block
   that raises fails, and so does one that reads a path or a shard range the demo does not
-  write.
+  write, or that calls an API warning it is deprecated.
 - ``yaml`` blocks: a whole pipeline spec (``input``, ``transforms``, ``output``) is parsed
   with :func:`nishard.spec.parse_spec` as if saved in that folder, then built; part of a
   spec (some of those sections) is laid over the demo's own spec, parsed and built, so its
-  keys, names and products meet the demo's data. Shard file names a block mentions (in a
+  keys, names and products meet the demo's data (a key that parses with a deprecation
+  warning fails). Shard file names a block mentions (in a
   comment: ``train-timeseries-000000.tar``) must be among the shards built. Other YAML
   must parse, and each ``nishard-demo/...`` path in it must exist.
 - ``bash`` (``sh``, ``shell``, ``console``) blocks are not executed: they set up
@@ -40,6 +41,7 @@ import linecache
 import re
 import shlex
 import traceback
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -176,6 +178,13 @@ def in_demo_root(demo_root, monkeypatch) -> Path:
     return demo_root
 
 
+DEPRECATIONS = (DeprecationWarning, PendingDeprecationWarning, FutureWarning)
+
+
+class DeprecatedInDocs(AssertionError):
+    """A block ran, but through an API that warns it is deprecated."""
+
+
 @dataclass
 class Page:
     """What the Python blocks of one page share: a namespace, and which blocks ran in it."""
@@ -199,7 +208,19 @@ def run_python(block: Block, page: Page) -> None:
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     code = compile(source, filename, "exec")
     try:
-        exec(code, page.namespace)  # running the docs is the point
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            exec(code, page.namespace)  # running the docs is the point
+        # A deprecated call written in the block is a page that shows yesterday's API;
+        # other warnings go on to pytest as they came.
+        stale = []
+        for w in caught:
+            if w.filename == filename and issubclass(w.category, DEPRECATIONS):
+                stale.append(f"line {w.lineno}: {w.category.__name__}: {w.message}")
+            else:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        if stale:
+            raise DeprecatedInDocs("the block calls a deprecated API\n" + "\n".join(stale))
     except BaseException as err:
         page.errors[block.line] = f"{type(err).__name__}: {err}"
         raise
@@ -228,7 +249,7 @@ def test_python_block(block: Block, pages, in_demo_root) -> None:
         tb = err.__traceback__
         while tb is not None and not tb.tb_frame.f_code.co_filename.startswith(str(block.page)):
             tb = tb.tb_next
-        text = "".join(traceback.format_exception(type(err), err, tb))
+        text = "".join(traceback.format_exception(type(err), err, tb)) if tb else ""
         failed = [f"  {block.page.name}:{line}: {e}" for line, e in page.errors.items()
                   if e and line < block.line]  # fmt: skip
         if failed:
@@ -278,7 +299,10 @@ def check_spec(block: Block, content: dict, root: Path, tmp_path: Path) -> None:
         spec, base = content, root  # saved beside nishard-demo/, where `make demo` ran
     else:
         spec, base = over_demo_spec(content, root / DEMO / "spec.yaml"), root / DEMO
-    pipeline = parse_spec(spec, base=base)
+    with warnings.catch_warnings():  # a deprecated key is a stale page: it fails
+        for category in DEPRECATIONS:
+            warnings.simplefilter("error", category)
+        pipeline = parse_spec(spec, base=base)
     # Built into a folder of its own, so that no block's build resumes another's.
     manifest = build(pipeline.with_overrides(output=tmp_path / "out"), progress=False)
     counts = manifest["records"]
