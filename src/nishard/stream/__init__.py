@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from .arrays import ArrayStream
 from .batch import Fields
-from .catalog import Catalog, KeySpec, Shard, open_catalog
+from .catalog import Catalog, open_catalog
 from .compose import EVERY_SPLIT, Stream, open
 from .jax_stream import JaxStream
 from .legacy import arrays, jax, torch
@@ -41,9 +41,8 @@ from .plan import Plan
 from .random_access import GrainSource, MapDataset
 
 __all__ = ["EVERY_SPLIT", "ArrayStream", "Catalog", "Fields", "GrainSource", "JaxStream",
-           "KeySpec", "MapDataset", "Normalizer", "Order", "Plan", "Shard", "Stream",
-           "TorchStream", "arrays", "jax", "load_normalizer", "open", "open_catalog",
-           "torch"]  # fmt: skip
+           "MapDataset", "Normalizer", "Order", "Plan", "Stream", "TorchStream", "arrays", "jax",
+           "load_normalizer", "open", "open_catalog", "torch"]  # fmt: skip
 
 
 def __getattr__(name: str):

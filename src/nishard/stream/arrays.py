@@ -37,9 +37,9 @@ class ArrayStream:
         self.epoch = stream.first_epoch
         self.parts: list[Plan | _Decoded] = []
         for split in stream.split_names():
-            catalog = stream._catalog(split, streamable=False)
+            catalog = stream.catalog(split, streamable=False)
             if catalog.format in STREAMABLE:
-                self.parts.append(stream._compile(catalog, True, torch_ranks))
+                self.parts.append(stream.compile(catalog, meta=True, ranks=torch_ranks))
             else:
                 self.parts.append(_Decoded.of(stream, catalog))
 

@@ -132,7 +132,7 @@ def open_catalog(
     if streamable and format not in STREAMABLE:
         raise KeyError(
             f"{folder}: the stream readers read {' and '.join(STREAMABLE)} shards, not "
-            f"{format!r}; use nishard.stream.arrays for other formats"
+            f"{format!r}; Stream.arrays() reads the others"
         )
     splits = splits_of(manifest, format)
     split = _default_split(folder, splits) if split is None else split

@@ -239,14 +239,19 @@ class Stream:
                     f"split {self.split!r}: this reader reads one split; arrays() reads several"
                 )
             split = self.split
-        return self._compile(self._catalog(split, streamable=True), meta, ranks)
+        return self.compile(self.catalog(split), meta=meta, ranks=ranks)
 
-    def _catalog(self, split: str | None, streamable: bool) -> Catalog:
+    def catalog(self, split: str | None = None, *, streamable: bool = True) -> Catalog:
+        """The :class:`~nishard.stream.Catalog` of one split (default: the catalog's
+        default split, see :func:`open`) and the :meth:`keys` read; ``streamable=False``
+        accepts HDF5 and Zarr shards too."""
         keys = self.stage(Keys)
         return open_catalog(self.path, None if keys is None else list(keys.names), split,
                             self.format, streamable=streamable)  # fmt: skip
 
-    def _compile(self, catalog: Catalog, meta: bool, ranks: Ranks) -> Plan:
+    def compile(self, catalog: Catalog, *, meta: bool = True, ranks: Ranks = torch_ranks) -> Plan:
+        """The :class:`~nishard.stream.Plan` of the stages over ``catalog`` (see
+        :meth:`plan`)."""
         batch, normalize, output = self.stage(Batch), self.stage(Normalize), self.stage(Output)
         output = output or Output()
         normalizer = None
