@@ -97,3 +97,20 @@ def test_map_titles_name_the_variance_and_the_true_network():
     titles = map_titles(np.array([0.042, 0.031]), match, 2)
     assert titles == ["0: 4.2% of variance", "1: 3.1% of variance\nvisual (r 0.95)"]
     assert map_titles(None, None, 2) == ["0", "1"]
+
+
+def test_pictures_drawn_in_workers_land_in_a_relative_out(networks, tmp_path, monkeypatch):
+    from joblib import Parallel, delayed
+
+    ica = CanICA(n_components=2, n_init=1, score=False, n_jobs=2).fit(networks.shards)
+    (tmp_path / "before").mkdir()
+    monkeypatch.chdir(tmp_path / "before")
+    Parallel(n_jobs=2)(delayed(abs)(i) for i in range(2))  # a pool started here, reused
+    (tmp_path / "now").mkdir()
+    monkeypatch.chdir(tmp_path / "now")
+    (tmp_path / "before" / "maps" / "components").mkdir(parents=True)  # where they went
+    outcome = ica.report("maps")
+    pngs = sorted(p.name for p in (tmp_path / "now" / "maps" / "components").glob("*.png"))
+    assert pngs == ["component_00.png", "component_01.png"]
+    assert not any((tmp_path / "before" / "maps").rglob("*.png"))
+    assert outcome["report"] == tmp_path / "now" / "maps" / "report.html"

@@ -167,7 +167,9 @@ def learn_report(
         When the estimator is not fitted.
     """
     check_is_fitted(estimator)
-    out = Path(out)
+    # Absolute: the PNGs are drawn in worker processes, which a reused pool started in
+    # another working directory (a notebook's chdir) would resolve a relative path from.
+    out = Path(out).absolute()
     out.mkdir(parents=True, exist_ok=True)
     jobs = int(estimator.n_jobs if n_jobs is None else n_jobs)
     method = method_name(estimator)
