@@ -8,8 +8,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from nishard import stream
 from nishard.learn import CanICA, match_components
-from nishard.stream import arrays
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,7 @@ def test_nilearn_gives_the_same_maps_on_the_same_data(fitted, truth_maps, networ
     from nilearn.decomposition import CanICA as NilearnCanICA
     from nilearn.decomposition._base import _explained_variance
 
-    samples = [s["bold"] for s in arrays(networks.shards, keys=["bold"])]
+    samples = [s["bold"] for s in stream.open(networks.shards, "*").keys("bold").arrays()]
     images = [fitted.space_.mask.to_image(s) for s in samples]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -80,7 +80,7 @@ def test_a_second_fit_reuses_the_cached_reductions(networks, tmp_path, capsys):
 def test_threads_and_arrays_give_the_same_maps(networks, fitted, monkeypatch):
     threaded = CanICA(n_components=10, n_jobs=2, score=False).fit(networks.shards)
     np.testing.assert_allclose(threaded.components_, fitted.components_, atol=1e-5)
-    samples = list(arrays(networks.shards, keys=["bold"]))
+    samples = list(stream.open(networks.shards, "*").keys("bold").arrays())
     from_arrays = CanICA(n_components=10, mask=networks.mask, score=False).fit(samples)
     np.testing.assert_allclose(from_arrays.components_, fitted.components_, atol=1e-5)
     assert from_arrays.components_img_.shape == fitted.components_img_.shape
@@ -96,7 +96,7 @@ def test_threads_and_arrays_give_the_same_maps(networks, fitted, monkeypatch):
 
 
 def test_transform_gives_time_courses(networks, fitted):
-    sample = next(arrays(networks.shards, keys=["bold"]))["bold"]
+    sample = next(iter(stream.open(networks.shards, "*").keys("bold").arrays()))["bold"]
     (courses,) = fitted.transform([sample])
     assert courses.shape == (300, 10)
 

@@ -7,8 +7,8 @@ import warnings
 import numpy as np
 import pytest
 
+from nishard import stream
 from nishard.learn import DictLearning, match_components
-from nishard.stream import arrays
 
 
 @pytest.mark.slow
@@ -19,7 +19,9 @@ def test_nilearn_learns_the_same_maps(networks, truth_maps):
     assert ours.components_.shape == (10, 3666) and ours.n_steps_ > 0
     np.testing.assert_allclose(np.linalg.norm(ours.components_, axis=1), 1, atol=1e-5)
     mask = ours.space_.mask
-    images = [mask.to_image(s["bold"]) for s in arrays(networks.shards, keys=["bold"])]
+    images = [
+        mask.to_image(s["bold"]) for s in stream.open(networks.shards, "*").keys("bold").arrays()
+    ]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         theirs = NilearnDictLearning(

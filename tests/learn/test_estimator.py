@@ -15,9 +15,9 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
+from nishard import stream
 from nishard.learn import CanICA, DictLearning, GroupPCA, LearnError
 from nishard.learn.source import ArraySource, Shards
-from nishard.stream import arrays
 
 ESTIMATORS = [CanICA, DictLearning, GroupPCA]
 
@@ -166,7 +166,7 @@ def test_transform_and_inverse_transform_are_nilearns(networks, fitted):
     inverse_transform are those of a maps masker on the maps (least squares)."""
     from nilearn.maskers import NiftiMapsMasker
 
-    sample = next(arrays(networks.shards, keys=["bold"]))["bold"]
+    sample = next(iter(stream.open(networks.shards, "*").keys("bold").arrays()))["bold"]
     (courses,) = fitted.transform(sample)
     maps = fitted.components_.astype(np.float64)
     # The least-squares projection of the data on the maps' span.

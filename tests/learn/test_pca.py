@@ -82,12 +82,12 @@ def test_group_reducer_refuses_too_few_rows_and_bad_sizes():
 
 
 def test_group_pca_streams_the_exact_group_components(networks):
+    from nishard import stream
     from nishard.learn import GroupPCA
-    from nishard.stream import arrays
 
     pca = GroupPCA(n_components=6, score=False).fit(networks.shards)
     stack = []
-    for sample in arrays(networks.shards, keys=["bold"]):
+    for sample in stream.open(networks.shards, "*").keys("bold").arrays():
         rows, _ = subject_reduction(sample["bold"], 6, method="randomized")
         stack.append(rows)
     _, s, vt = np.linalg.svd(np.concatenate(stack).astype(np.float64), full_matrices=False)

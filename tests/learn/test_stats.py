@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from nishard import stream
 from nishard.learn import RunningStats, running_stats
-from nishard.stream import arrays
 
 
 def test_running_stats_are_numpys_and_merge_exactly():
@@ -36,7 +36,9 @@ def test_running_stats_of_shards_equal_the_writers_side_file(networks):
     with np.load(networks.shards / "all.stats.npz") as side:
         np.testing.assert_allclose(stats.mean, side["bold.mean"], atol=1e-12)
         np.testing.assert_allclose(stats.std, side["bold.std"], rtol=1e-12)
-    whole = np.concatenate([s["bold"] for s in arrays(networks.shards, keys=["bold"])])
+    whole = np.concatenate(
+        [s["bold"] for s in stream.open(networks.shards, "*").keys("bold").arrays()]
+    )
     np.testing.assert_array_equal(stats.maximum, whole.max(axis=0))
     # Two folders in two worker processes, merged: the statistics of both.
     both = running_stats([networks.shards, networks.shards], keys=["bold"], jobs=2)["bold"]

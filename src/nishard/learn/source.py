@@ -22,7 +22,8 @@ import numpy as np
 from ..archives.inspect import summarize
 from ..archives.manifest import MANIFEST, read_manifest
 from ..finite import all_finite
-from ..stream import arrays
+from ..stream import EVERY_SPLIT
+from ..stream import open as open_stream
 from .errors import LearnError
 
 #: Bytes per value of the arrays the stream yields, by the dtype the manifest lists
@@ -244,7 +245,8 @@ class Shards:
             if not refs:
                 continue
             fmt = self.format_of(manifest)
-            for item in arrays(folder, keys=[self.key], split=self.split, format=fmt):
+            split = EVERY_SPLIT if self.split is None else self.split
+            for item in open_stream(folder, split, format=fmt).keys(self.key).arrays():
                 ref = refs.get(item["__key__"])
                 if ref is None:  # a sample the manifest does not list: refuse to guess
                     raise LearnError(f"{folder}: sample {item['__key__']} is not in the manifest")

@@ -105,9 +105,11 @@ def _fold_stream(samples: Iterable[dict], keys: Sequence[str] | None) -> dict[st
 
 
 def _folder_stats(folder: Path, keys, split, format) -> dict[str, RunningStats]:
-    from ..stream import arrays
+    from ..stream import EVERY_SPLIT
+    from ..stream import open as open_stream
 
-    return _fold_stream(arrays(folder, keys=keys, split=split, format=format), keys)
+    stream = open_stream(folder, EVERY_SPLIT if split is None else split, format=format)
+    return _fold_stream((stream if keys is None else stream.keys(*keys)).arrays(), keys)
 
 
 def running_stats(
