@@ -99,10 +99,10 @@ def dataset(cache: Path, subjects: int, timepoints: int):
     from threadpoolctl import threadpool_limits
 
     import nishard as ns
+    from nishard import stream
     from nishard.datasets import SIZES, generate
     from nishard.learn import Shards
     from nishard.learn.spaces import resolve_space
-    from nishard.stream import arrays
 
     stamp = cache / "stamp.json"
     wanted = {"subjects": subjects, "timepoints": timepoints, "version": 1}
@@ -132,7 +132,7 @@ def dataset(cache: Path, subjects: int, timepoints: int):
         mask = resolve_space(source.folders, source.manifests, "bold", source.n_features).mask
         images.mkdir(exist_ok=True)
         mask.mask_image().to_filename(cache / "mask.nii")
-        for sample in arrays(shards, keys=["bold"]):
+        for sample in stream.open(shards, "*").keys("bold").arrays():
             image = mask.to_image(sample["bold"])
             image.to_filename(images / f"{sample['__key__']}.nii")
             del image, sample

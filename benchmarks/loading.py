@@ -14,9 +14,10 @@ float32, 14.1 MB a sample). The same 48 records in every measurement:
     ``--anchor-samples`` samples are timed and the per-sample rate extrapolated (each takes
     about a second; all 48 would add a minute and tell nothing more). Their output is
     compared with nishard's shards (``max_abs_diff``): the same cleaned data.
-(b) nishard: ``DataLoader(ns.stream.torch(shards, ["bold"], batch_size=B, meta=False),
-    batch_size=None, num_workers=W)`` over the tar shards of the cleaned data, parcellated
-    (B = 32) and voxel-level (B = 2), for W = 0 (nishard's reader threads) and W = 2.
+(b) nishard: ``DataLoader(ns.stream.open(shards, "all").keys("bold").batch(B)
+    .fields(meta=False).torch(), batch_size=None, num_workers=W)`` over the tar shards of
+    the cleaned data, parcellated (B = 32) and voxel-level (B = 2), for W = 0 (nishard's
+    reader threads) and W = 2.
 (c) the limit: the voxel-level tar shards read sequentially from the page cache, no
     decoding, into reused buffers in RAM: ``readinto`` one sample's bytes (14 MB) at a time
     into sample-sized buffers in turn, and one batch's (28 MB) into batch-sized ones, the
@@ -31,7 +32,8 @@ float32, 14.1 MB a sample). The same 48 records in every measurement:
     the same ``DataLoader(batch_size=B, num_workers=W)``.
 
 Every loader runs ``--epochs`` passes over the 48 samples (the same samples again: nishard
-with ``length=``, the ``.npy`` dataset by index modulo 48); the loop only counts samples.
+with ``.epoch(length=...)``, the ``.npy`` dataset by index modulo 48); the loop only
+counts samples.
 The sequential reads run as many passes over the voxel-level shards as the voxel-level
 loaders do (``--voxel-epochs``). The loaders and the sequential reads run in rounds,
 interleaved, so that the load of a shared machine falls on all alike; round 0 warms the
@@ -121,7 +123,7 @@ def npy_files(folder: Path, out: Path) -> list[str]:
     """One ``.npy`` per sample of the shards, the same arrays (written once)."""
     out.mkdir(parents=True, exist_ok=True)
     paths = []
-    for sample in stream.arrays(folder, keys=["bold"]):
+    for sample in stream.open(folder, "*").keys("bold").arrays():
         path = out / f"{sample['__key__']}.npy"
         if not path.is_file():
             np.save(path, sample["bold"])
@@ -203,7 +205,8 @@ def anchor(records, atlas: Path, samples: int, shards: Path) -> tuple[float, flo
     from nilearn.interfaces.fmriprep import load_confounds_strategy
     from nilearn.maskers import NiftiLabelsMasker
 
-    stored = {s["__key__"]: s["bold"] for s in stream.arrays(shards, keys=["bold"])}
+    bold = stream.open(shards, "*").keys("bold").arrays()
+    stored = {s["__key__"]: s["bold"] for s in bold}
     chosen = list(records)[:samples]
     worst, started = 0.0, time.perf_counter()
     outputs = {}
@@ -234,7 +237,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     load = os.getloadavg()[0]
     records, atlas, folders = prepare(out)
-    n = len(stream.MapDataset(folders["voxel"], [], "all"))
+    n = len(stream.open(folders["voxel"], "all").keys().map_dataset())
     passes = {"parcellated": args.epochs, "voxel": args.voxel_epochs}
     sample_bytes = {k: sum(p.stat().st_size for p in shard_files(f)) / n
                     for k, f in folders.items()}  # fmt: skip
@@ -250,8 +253,8 @@ def main() -> None:
         length, batch = n * passes[kind], BATCH[kind]
         for workers in (0, 2):
             factories[f"nishard_{kind}", workers] = lambda f=folder, b=batch, m=length, w=workers: (
-                DataLoader(stream.torch(f, ["bold"], "all", batch_size=b, meta=False, length=m),
-                           batch_size=None, num_workers=w)
+                DataLoader(stream.open(f, "all").keys("bold").batch(b).epoch(length=m)
+                           .fields(meta=False).torch(), batch_size=None, num_workers=w)
             )  # fmt: skip
             factories[f"npy_{kind}", workers] = lambda p=paths, b=batch, m=length, w=workers: (
                 DataLoader(NpyFiles(p, m), batch_size=b, num_workers=w)
