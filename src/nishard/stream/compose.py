@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 from .batch import Fields
 from .catalog import Catalog, open_catalog, pick_format, read_folder, splits_of
 from .normalize import load_normalizer
-from .order import Order
+from .order import Order, Remainder
 from .plan import Plan, check_threads
 from .ranks import jax_ranks, torch_ranks
 from .stages import KINDS, Batch, Epoch, Keys, Normalize, Output, Shard, Shuffle, Stage
@@ -132,7 +132,7 @@ class Stream:
         return self._with(Shuffle(seed, buffer, shards))
 
     def shard(
-        self, rank: int | None = None, world_size: int | None = None, remainder: str = "wrap"
+        self, rank: int | None = None, world_size: int | None = None, remainder: Remainder = "wrap"
     ) -> Stream:
         """Read this process's part of the split: rank ``rank`` of ``world_size``.
 
@@ -147,7 +147,7 @@ class Stream:
         ``DistributedSampler``) and ``"drop"`` leaves the pass's last samples out; either
         way every rank gets as many samples, hence as many batches.
         """
-        return self._with(Shard(rank, world_size, remainder))  # type: ignore[arg-type]
+        return self._with(Shard(rank, world_size, remainder))
 
     def batch(self, size: int | None, drop_last: bool = False) -> Stream:
         """Batches of ``size`` samples, each key stacked into one array (a key whose
@@ -218,8 +218,9 @@ class Stream:
             shards=shuffle.shards if shuffle is not None else True,
         )
 
-    def plan(self, split: str | None = None, *, meta: bool = True, ranks: Ranks = torch_ranks
-             ) -> Plan:  # fmt: skip
+    def plan(
+        self, split: str | None = None, *, meta: bool = True, ranks: Ranks = torch_ranks
+    ) -> Plan:
         """Compile the stages for one split into a :class:`~nishard.stream.Plan`.
 
         Reads the manifest (and the statistics for :meth:`normalize`); opens no shard.
@@ -233,18 +234,18 @@ class Stream:
         ranks : callable
             Finds a rank or world size the :meth:`shard` stage left None.
         """
+        return self.compile(self.catalog(split), meta=meta, ranks=ranks)
+
+    def catalog(self, split: str | None = None, *, streamable: bool = True) -> Catalog:
+        """The :class:`~nishard.stream.Catalog` of one split (default: the stream's,
+        which must then be one) and the :meth:`keys` read; ``streamable=False`` accepts
+        HDF5 and Zarr shards too."""
         if split is None:
             if isinstance(self.split, tuple) or self.split == EVERY_SPLIT:
                 raise ValueError(
                     f"split {self.split!r}: this reader reads one split; arrays() reads several"
                 )
             split = self.split
-        return self.compile(self.catalog(split), meta=meta, ranks=ranks)
-
-    def catalog(self, split: str | None = None, *, streamable: bool = True) -> Catalog:
-        """The :class:`~nishard.stream.Catalog` of one split (default: the catalog's
-        default split, see :func:`open`) and the :meth:`keys` read; ``streamable=False``
-        accepts HDF5 and Zarr shards too."""
         keys = self.stage(Keys)
         return open_catalog(self.path, None if keys is None else list(keys.names), split,
                             self.format, streamable=streamable)  # fmt: skip

@@ -6,23 +6,25 @@ most one stage of each kind (a later call replaces the earlier one) and compiles
 all at once, whatever their order, into the parts a reader runs (see
 :meth:`Stream.plan <nishard.stream.Stream.plan>`):
 
-========================  =====================  =================================
-stage (method)            today's keywords       compiles into
-========================  =====================  =================================
-:class:`Keys`             ``keys``               :class:`~nishard.stream.Catalog`
-:class:`Shuffle`          ``shuffle``, ``seed``,  :class:`~nishard.stream.Order`
-                          ``buffer``
-:class:`Shard`            ``rank``,              :class:`~nishard.stream.Order`
-                          ``world_size``,
-                          ``remainder``
-:class:`Epoch`            ``epoch``, ``length``  :class:`~nishard.stream.Order`
-                                                 and the first epoch
-:class:`Batch`            ``batch_size``,        the :class:`~nishard.stream.Plan`'s
-                          ``drop_last``          batches
-:class:`Normalize`        ``normalize``,         :class:`~nishard.stream.Normalizer`
-                          ``stats_split``
-:class:`Output`           ``float32``, ``meta``  :class:`~nishard.stream.Fields`
-========================  =====================  =================================
+===================================  ========================  ==============================
+stage (method)                       the factories' keywords   compiles into
+===================================  ========================  ==============================
+:class:`Keys` (``keys``)             ``keys``                  the :class:`Catalog`
+:class:`Shuffle` (``shuffle``)       ``shuffle``, ``seed``,    the :class:`Order`
+                                     ``buffer``
+:class:`Shard` (``shard``)           ``rank``,                 the :class:`Order`
+                                     ``world_size``,
+                                     ``remainder``
+:class:`Epoch` (``epoch``)           ``epoch``, ``length``     the :class:`Order`, the first
+                                                               epoch
+:class:`Batch` (``batch``)           ``batch_size``,           the :class:`Plan`'s batches
+                                     ``drop_last``
+:class:`Normalize` (``normalize``)   ``normalize``,            the :class:`Normalizer`
+                                     ``stats_split``
+:class:`Output` (``fields``)         ``float32``, ``meta``     the :class:`Fields`
+===================================  ========================  ==============================
+
+(The classes of the last column are ``nishard.stream``'s.)
 """
 
 from __future__ import annotations
