@@ -8,79 +8,99 @@ The three core routines, each taking small primitives::
                         variables=ns.tables.participants(["age", "diagnosis"]))
     plan = ns.assemble([ns.t.Mask(), ns.t.Standardize()])
     ns.write(records, plan, "shards/", shards=ns.shards.by_count(16))
+
+Every name here is imported on first use (PEP 562), so that ``import nishard.stream`` in
+a training process loads the readers and nothing of the build (records, transforms,
+workflow: pandas, SciPy, nibabel).
 """
 
-from types import SimpleNamespace
+from __future__ import annotations
 
-from . import stream
-from . import transforms as t
-from .archives import (
-    HDF5,
-    Family,
-    ShardSpec,
-    TFRecord,
-    WebDataset,
-    Zarr,
-    by_count,
-    by_size,
-    read_manifest,
-    write,
-)
-from .archives import splits as _splits
-from .errors import NishardError, RecordError, SpecError
-from .pipeline import build
-from .records import (
-    Bids,
-    Complete,
-    Entities,
-    Fmriprep,
-    Hcp,
-    Participants,
-    Phenotype,
-    RecordTable,
-    Regex,
-    Table,
-    Where,
-    locate,
-)  # fmt: skip
-from .records.sources import DataLad, Url
-from .records.sources import Local as LocalFiles
-from .spec import Pipeline, load_spec, parse_spec
-from .workflow import Local, Plan, Pydra, Serial, assemble
+import importlib
+from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
 from ._version import __version__
 
+#: Public names and where they live: ``name: (module, attribute)``.
+_NAMES: dict[str, tuple[str, str]] = {
+    "NishardError": (".errors", "NishardError"),
+    "RecordError": (".errors", "RecordError"),
+    "SpecError": (".errors", "SpecError"),
+    "RecordTable": (".records", "RecordTable"),
+    "locate": (".records", "locate"),
+    "assemble": (".workflow", "assemble"),
+    "Plan": (".workflow", "Plan"),
+    "write": (".builder", "write"),
+    "read_manifest": (".archives", "read_manifest"),
+    "build": (".pipeline", "build"),
+    "Pipeline": (".spec", "Pipeline"),
+    "load_spec": (".spec", "load_spec"),
+    "parse_spec": (".spec", "parse_spec"),
+}
+_MODULES = {"t": ".transforms", "stream": ".stream", "learn": ".learn"}
+
 #: Namespaces of primitives, as the core routines take them: ``ns.schemas.fmriprep(res="2")``
 #: builds the frozen dataclass :class:`~nishard.records.Fmriprep`, and so on.
-schemas = SimpleNamespace(fmriprep=Fmriprep, bids=Bids, hcp=Hcp, regex=Regex)
-tables = SimpleNamespace(participants=Participants, phenotype=Phenotype, table=Table)
-filters = SimpleNamespace(complete=Complete, entities=Entities, where=Where)
-sources = SimpleNamespace(local=LocalFiles, url=Url, datalad=DataLad)
-formats = SimpleNamespace(
-    webdataset=WebDataset, tfrecord=TFRecord, hdf5=HDF5, zarr=Zarr, family=Family
-)
-shards = SimpleNamespace(by_count=by_count, by_size=by_size, ShardSpec=ShardSpec)
-executors = SimpleNamespace(serial=Serial, local=Local, pydra=Pydra)
-splits = SimpleNamespace(
-    random=_splits.Random, stratified=_splits.Stratified,
-    representative=_splits.Representative, kfold=_splits.KFold,
-)  # fmt: skip
+_NAMESPACES: dict[str, dict[str, tuple[str, str]]] = {
+    "schemas": {"fmriprep": (".records", "Fmriprep"), "bids": (".records", "Bids"),
+                "hcp": (".records", "Hcp"), "regex": (".records", "Regex")},
+    "tables": {"participants": (".records", "Participants"),
+               "phenotype": (".records", "Phenotype"), "table": (".records", "Table")},
+    "filters": {"complete": (".records", "Complete"), "entities": (".records", "Entities"),
+                "where": (".records", "Where")},
+    "sources": {"local": (".records.sources", "Local"), "url": (".records.sources", "Url"),
+                "datalad": (".records.sources", "DataLad")},
+    "formats": {"webdataset": (".archives", "WebDataset"), "tfrecord": (".archives", "TFRecord"),
+                "hdf5": (".archives", "HDF5"), "zarr": (".archives", "Zarr"),
+                "family": (".archives", "Family")},
+    "shards": {"by_count": (".archives", "by_count"), "by_size": (".archives", "by_size"),
+               "ShardSpec": (".archives", "ShardSpec")},
+    "executors": {"serial": (".workflow", "Serial"), "local": (".workflow", "Local"),
+                  "pydra": (".workflow", "Pydra")},
+    "splits": {"random": (".builder.splits", "Random"),
+               "stratified": (".builder.splits", "Stratified"),
+               "representative": (".builder.splits", "Representative"),
+               "kfold": (".builder.splits", "KFold")},
+}  # fmt: skip
+
+
+def _resolve(module: str, attribute: str):
+    return getattr(importlib.import_module(module, __name__), attribute)
 
 
 def __getattr__(name: str):
-    # ``ns.learn`` on first use: it imports scikit-learn and nilearn's plotting, which a
-    # build or a training loop does not need.
-    if name == "learn":
-        import importlib
+    if name in _NAMES:
+        value = _resolve(*_NAMES[name])
+    elif name in _MODULES:
+        value = importlib.import_module(_MODULES[name], __name__)
+    elif name in _NAMESPACES:
+        value = SimpleNamespace(**{k: _resolve(*v) for k, v in _NAMESPACES[name].items()})
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value  # once resolved, a plain attribute
+    return value
 
-        return importlib.import_module(".learn", __name__)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_NAMES, *_MODULES, *_NAMESPACES])
+
+
+if TYPE_CHECKING:  # for type checkers and IDEs: the names as if imported eagerly
+    from . import learn, stream
+    from . import transforms as t
+    from .archives import read_manifest
+    from .builder import write
+    from .errors import NishardError, RecordError, SpecError
+    from .pipeline import build
+    from .records import RecordTable, locate
+    from .spec import Pipeline, load_spec, parse_spec
+    from .workflow import Plan, assemble
 
 __all__ = [
-    "NishardError", "Pipeline", "Plan", "RecordError", "RecordTable", "SpecError",
+    "NishardError", "Pipeline", "Plan", "RecordError", "RecordTable", "SpecError", "__version__",
     "assemble", "build", "executors", "filters", "formats", "learn", "load_spec", "locate",
     "parse_spec", "read_manifest", "schemas", "shards", "sources", "splits", "stream", "t",
-    "tables",
-    "write",
+    "tables", "write",
 ]  # fmt: skip
+assert set(__all__) == {"__version__", *_NAMES, *_MODULES, *_NAMESPACES}

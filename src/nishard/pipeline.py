@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .archives import write
+from .builder import write
 from .errors import RecordError
 from .records import Record, RecordTable, locate
 from .spec import Pipeline, load_spec

@@ -16,9 +16,10 @@ from typing import Any
 
 import yaml
 
-from .archives import FORMATS, Family, Format, ShardSpec, output_spec, parse_bytes
-from .archives.splits import Split
-from .archives.splits import from_dict as split_from_dict
+from .archives import FORMATS, Family, Format, ShardSpec, parse_bytes
+from .builder import output_spec
+from .builder.splits import Split
+from .builder.splits import from_dict as split_from_dict
 from .errors import SpecError
 from .records import FILTERS, LEVELS, SCHEMAS, SOURCES, TABLES, Complete, Source, input_spec
 from .transforms import TRANSFORMS, Transform

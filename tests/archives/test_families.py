@@ -15,7 +15,7 @@ from nishard.archives import Family, TFRecord, WebDataset
 from nishard.archives.decoders import DECODERS
 from nishard.archives.inspect import summarize
 from nishard.archives.verify import verify
-from tests.archives.test_write import _records
+from tests.builder.test_write import _records
 from tests.helpers import write_spec
 
 

@@ -14,8 +14,8 @@ import webdataset as wds
 
 import nishard as ns
 from nishard.archives import TFRecord, WebDataset
-from nishard.archives.splits import Random
-from tests.archives.test_write import TRANSFORMS, _records
+from nishard.builder.splits import Random
+from tests.builder.test_write import TRANSFORMS, _records
 
 wids = pytest.importorskip("wids")
 

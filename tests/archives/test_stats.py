@@ -11,7 +11,6 @@ import webdataset as wds
 
 import nishard as ns
 from nishard.archives import stats as stats_module
-from nishard.archives.splits import Random
 from nishard.archives.stats import (
     Moments,
     SplitStats,
@@ -20,7 +19,8 @@ from nishard.archives.stats import (
     save_block,
     write_npz,
 )
-from tests.archives.test_write import TRANSFORMS, _records
+from nishard.builder.splits import Random
+from tests.builder.test_write import TRANSFORMS, _records
 
 #: float64 throughout: the streamed result agrees with numpy's two-pass one to rounding.
 RTOL, ATOL = 1e-12, 1e-12

@@ -17,7 +17,7 @@ import pytest
 import nishard as ns
 from nishard.archives import HDF5, TFRecord, WebDataset
 from nishard.archives.decoders import DECODERS
-from nishard.archives.splits import Stratified
+from nishard.builder.splits import Stratified
 from nishard.datasets import generate
 from tests.helpers import TINY_RES
 

@@ -12,7 +12,7 @@ import pytest
 
 import nishard as ns
 from nishard.archives import TFRecord, WebDataset
-from nishard.archives.splits import Stratified
+from nishard.builder.splits import Stratified
 from nishard.demo.classifier import train_classifier
 from tests.stream.conftest import decoded
 

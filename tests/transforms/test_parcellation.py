@@ -12,9 +12,9 @@ import pytest
 from nilearn.maskers import NiftiLabelsMasker, NiftiMapsMasker
 
 from nishard.errors import SampleError
+from nishard.imageio.resampling import _load_image
 from nishard.transforms.base import ArraySpec
 from nishard.transforms.parcellation import Maps, Parcellate, label_signals, map_signals
-from nishard.transforms.resampling import _load_image
 from tests.helpers import bold_files
 
 #: Label means are sums in float64 in the same order as scipy.ndimage.mean: equal to float32

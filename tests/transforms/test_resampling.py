@@ -8,7 +8,7 @@ import pytest
 from nilearn.image import resample_img, resample_to_img
 
 from nishard.errors import RecordError, SampleError
-from nishard.transforms.resampling import (
+from nishard.imageio.resampling import (
     image_on_grid,
     load_image,
     resample_to_grid,

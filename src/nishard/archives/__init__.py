@@ -1,4 +1,6 @@
-"""Write: products as sharded archives (WebDataset tar, TFRecord, HDF5, Zarr) with a manifest.
+"""Archives: the shard formats (WebDataset tar, TFRecord, HDF5, Zarr), their manifest and
+readers, and ``verify``/``inspect``. Nothing here runs transforms or drives a build
+(that is :mod:`nishard.builder`): a training process imports this layer and no other.
 
 Formats are found by name in :data:`FORMATS`, where a YAML spec's ``output.formats``
 looks them up. A new format is a class with the methods of :class:`Format`, registered
@@ -47,7 +49,6 @@ from .manifest import MANIFEST, read_manifest
 from .shards import Format, ShardSpec, by_count, by_size, parse_bytes
 from .tfrecord import TFRecord
 from .webdataset import WebDataset
-from .write import output_spec, write
 from .zarr import Zarr
 
 #: Formats by the name a YAML spec gives them; add to it with :func:`register_format`.
@@ -98,6 +99,5 @@ for _builtin in (WebDataset, TFRecord, HDF5, Zarr):
 
 __all__ = [
     "FORMATS", "HDF5", "MANIFEST", "Family", "Format", "ShardSpec", "TFRecord", "WebDataset",
-    "Zarr", "by_count", "by_size", "output_spec", "parse_bytes", "read_manifest", "register_format",
-    "write",
+    "Zarr", "by_count", "by_size", "parse_bytes", "read_manifest", "register_format",
 ]  # fmt: skip

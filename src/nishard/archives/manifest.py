@@ -83,7 +83,7 @@ def build_manifest(
     """Assemble the manifest's content (pure: no clock, no host names, so builds compare).
 
     ``stats`` and ``indexes`` are per split: the summary statistics of each key with the
-    side file of per-feature vectors (see :func:`nishard.archives.write.write`), and the
+    side file of per-feature vectors (see :func:`nishard.builder.driver.write`), and the
     wids shard index of its tar shards.
     """
     return {

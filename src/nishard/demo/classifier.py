@@ -2,8 +2,9 @@
 
 Logistic regression (one linear layer, softmax, weight decay) on one key of each sample
 (a connectivity matrix gives its upper triangle), with the label from each sample's
-JSON metadata. The training split streams through :func:`nishard.stream.torch`, shuffled
-anew each epoch; features are standardised with the training split's mean and std.
+JSON metadata. The training split streams through ``nishard.stream.open(...).torch()``,
+shuffled anew each epoch; features are standardised with the training split's mean and
+std.
 Accuracy on the test split is reported next to chance, the fraction of its most frequent
 class.
 """
@@ -60,13 +61,13 @@ def train_classifier(
     import torch
     from torch.utils.data import DataLoader
 
-    from ..stream.torch_stream import torch as stream
+    from .. import stream
 
     def split_data(name: str) -> tuple[torch.Tensor, list]:
         features, labels = [], []
-        for batch in stream(
-            folder, [key], name, batch_size=64, meta=[label], format=format, threads=0
-        ):
+        # Whole splits in file order: the model sees every sample once per epoch below.
+        batches = stream.open(folder, name, format=format).keys(key).batch(64)
+        for batch in batches.fields(meta=[label]).torch(threads=0):
             features.append(_features(batch[key]))
             labels += _labels(batch[label])
         return torch.cat(features), labels
@@ -81,8 +82,8 @@ def train_classifier(
     model = torch.nn.Linear(x_train.shape[1], len(classes))
     optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate, weight_decay=weight_decay)
     # threads=0: a tiny split, read in the loop; reader threads would cost more to start.
-    data = stream(folder, [key], train, batch_size=batch_size, shuffle=True, seed=seed,
-                  meta=[label], format=format, threads=0)  # fmt: skip
+    composed = stream.open(folder, train, format=format).keys(key).batch(batch_size)
+    data = composed.shuffle(seed=seed, buffer=1000).fields(meta=[label]).torch(threads=0)
     loss = torch.tensor(float("nan"))
     for epoch in range(epochs):
         data.set_epoch(epoch)

@@ -244,7 +244,7 @@ def manifest_mask(folder: Path, manifest: dict, key: str) -> tuple[VolumeMask | 
         mask.mask.shape != grid[0][:3] or not np.allclose(mask.affine, grid[1], atol=1e-4)
     )
     if on_grid:
-        from ..transforms.resampling import image_on_grid
+        from ..imageio.resampling import image_on_grid
 
         resampled = image_on_grid(given, "mask", grid[0], grid[1])
         mask = VolumeMask(np.asarray(resampled, dtype=bool), grid[1], f"{given} on the BOLD grid")

@@ -5,6 +5,7 @@ resampling; signal (standardize, clean), filters, regression, confounds (strateg
 denoise (the Clean step); connectivity; storage (crop, windows, cast).
 """
 
+from ..imageio.resampling import resample_to_grid
 from .base import ArraySpec, Demands, Sample, Transform
 from .confounds import PRESETS, ConfoundStrategy, get_strategy, read_confounds, select_confounds
 from .connectivity import Connectivity, connectivity, ledoit_wolf, sym_to_vec, vec_to_sym
@@ -12,7 +13,6 @@ from .denoise import Clean, as_strategy
 from .filters import butterworth, cosine_drift, detrend, fft_filter, interpolate_censored
 from .parcellation import Maps, Parcellate, label_signals, map_signals
 from .regression import regress_out
-from .resampling import resample_to_grid
 from .signal import Standardize, clean, standardize
 from .smoothing import Smooth, smooth
 from .spatial import Mask, apply_mask

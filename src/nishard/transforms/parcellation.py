@@ -30,8 +30,8 @@ from typing import ClassVar, Literal, get_args
 import numpy as np
 
 from ..errors import SampleError
+from ..imageio.resampling import image_on_grid, load_image
 from .base import ArraySpec, Demands, Sample, Transform
-from .resampling import image_on_grid, load_image
 
 Missing = Literal["drop", "zero"]
 MISSING: tuple[str, ...] = get_args(Missing)

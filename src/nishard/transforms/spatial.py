@@ -11,8 +11,8 @@ from typing import ClassVar
 import numpy as np
 
 from ..errors import SampleError
+from ..imageio.resampling import image_on_grid
 from .base import ArraySpec, Demands, Sample, Transform
-from .resampling import image_on_grid
 
 
 def apply_mask(data: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 import nishard as ns
-from nishard.archives.splits import (
+from nishard.builder.splits import (
     MISSING,
     SPLITS,
     KFold,

@@ -8,9 +8,9 @@ import pytest
 import webdataset as wds
 
 import nishard as ns
-from nishard.archives.splits import Random, Stratified
+from nishard.builder.splits import Random, Stratified
 from nishard.spec import parse_spec
-from tests.archives.test_write import TRANSFORMS, _records
+from tests.builder.test_write import TRANSFORMS, _records
 from tests.helpers import TINY_RES
 
 

@@ -34,10 +34,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..archives.shards import ShardInfo, _sync
+from ..archives.stats import Moments, load_block, save_block
 from ..checksums import sha256_file
 from ..records.table import Record
-from .shards import ShardInfo, _sync
-from .stats import Moments, load_block, save_block
 
 FOLDER = ".nishard-resume"
 JOURNAL = "journal.jsonl"

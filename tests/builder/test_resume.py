@@ -15,10 +15,10 @@ import pytest
 
 import nishard as ns
 from nishard.archives import FORMATS, TFRecord, WebDataset
-from nishard.archives.resume import FOLDER, JOURNAL
-from nishard.archives.splits import Random
+from nishard.builder.resume import FOLDER, JOURNAL
+from nishard.builder.splits import Random
 from nishard.workflow.executors import Serial
-from tests.archives.test_write import TRANSFORMS, _records
+from tests.builder.test_write import TRANSFORMS, _records
 
 ROOT = Path(__file__).resolve().parents[2]
 

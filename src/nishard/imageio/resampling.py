@@ -182,7 +182,7 @@ def load_image(path: str | os.PathLike, role: Role) -> tuple[np.ndarray, np.ndar
 
 @functools.lru_cache(maxsize=16)
 def _load_image(file: str, mtime_ns: int, size: int, role: Role):
-    from ..imageio import ImageError, load, read
+    from . import ImageError, load, read
 
     ndim, expected = _ROLES[role]
     try:

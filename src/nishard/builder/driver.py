@@ -14,16 +14,9 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from ..checksums import sha256_file
-from ..errors import NishardError, RecordError, SpecError
-from ..records.table import RecordTable
-from ..workflow.cache import NodeCache
-from ..workflow.executors import Executor, Serial
-from ..workflow.plan import Outcome, Plan
-from ..workflow.usage import Tally
-from .families import Family, family_name, family_products, resolve, unwrap
-from .index import WIDS_FORMAT, wids_index, wids_name, write_json
-from .manifest import (
+from ..archives.families import Family, family_name, family_products, resolve, unwrap
+from ..archives.index import WIDS_FORMAT, wids_index, wids_name, write_json
+from ..archives.manifest import (
     MANIFEST,
     KeyStats,
     build_manifest,
@@ -32,11 +25,18 @@ from .manifest import (
     versions,
     write_manifest,
 )
+from ..archives.shards import Format, ShardInfo, ShardSpec, ShardWriter
+from ..archives.stats import Moments, SplitStats, sample_moments, stats_arrays, write_npz
+from ..archives.webdataset import WebDataset
+from ..checksums import sha256_file
+from ..errors import NishardError, RecordError, SpecError
+from ..records.table import RecordTable
+from ..workflow.cache import NodeCache
+from ..workflow.executors import Executor, Serial
+from ..workflow.plan import Outcome, Plan
+from ..workflow.usage import Tally
 from .resume import Journal, Resumed, fingerprint
-from .shards import Format, ShardInfo, ShardSpec, ShardWriter
 from .splits import Split, counts_table
-from .stats import Moments, SplitStats, sample_moments, stats_arrays, write_npz
-from .webdataset import WebDataset
 
 _SPLIT = re.compile(r"^[A-Za-z0-9_]+$")
 
