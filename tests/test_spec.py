@@ -74,7 +74,7 @@ def test_yaml_types_are_checked_or_coerced(tiny, tmp_path):
         ("execution", {"executor": "local", "worker": "cf"}, "unknown key 'worker' in execution"),
         ("execution", {"executor": "pydra", "wroker": "cf"}, "did you mean 'worker'"),
         ("execution", {"executor": "pydra", "batch": 0}, "batch must be a positive int"),
-        ("output", {"path": "s", "split": "../x"}, "output.split '../x'"),
+        ("output", {"path": "s", "split": "../x"}, "output.split: split name '../x'"),
     ]:
         with pytest.raises(ns.SpecError, match=re.escape(message)):
             ns.load_spec(write_spec(tmp_path, tiny, **{section: bad}))
@@ -83,7 +83,7 @@ def test_yaml_types_are_checked_or_coerced(tiny, tmp_path):
 def test_pydra_options_come_from_the_execution_section(tiny, tmp_path):
     execution = {"executor": "pydra", "worker": "slurm", "jobs": 8, "batch": 16,
                  "cache_dir": "/scratch/nishard", "options": {"sbatch_args": "--mem=8G"},
-                 "memory": "2GiB"}  # fmt: skip
+                 "memory_budget": "2GiB"}  # fmt: skip
     pipeline = ns.load_spec(write_spec(tmp_path, tiny, execution=execution))
     assert pipeline.executor == ns.executors.pydra(
         "slurm", jobs=8, batch=16, cache_dir="/scratch/nishard", sbatch_args="--mem=8G"
@@ -158,7 +158,7 @@ def test_products_memory_cache_and_atlas_paths_from_yaml(tiny, tmp_path):
             {"connectivity": {"vectorize": True}},
         ],
         output={"path": "shards", "products": ["regions", "connectivity"]},
-        execution={"executor": "serial", "memory": "1GiB", "cache": "cache"},
+        execution={"executor": "serial", "memory_budget": "1GiB", "cache": "cache"},
     )  # fmt: skip
     pipeline = ns.load_spec(spec)
     assert pipeline.products == ("regions", "connectivity")
@@ -179,10 +179,34 @@ def test_products_memory_cache_and_atlas_paths_from_yaml(tiny, tmp_path):
     raw["transforms"][0] = {"maps": {"atlas": "atlas.nii.gz"}}
     assert ns.spec.parse_spec(raw, folder).transforms[0].atlas == str(folder / "atlas.nii.gz")
 
-    raw["execution"]["memory"] = "lots"
-    with pytest.raises(ns.SpecError, match=r"execution\.memory: a size like 512MB"):
+    raw["execution"]["memory_budget"] = "lots"
+    with pytest.raises(ns.SpecError, match=r"execution\.memory_budget: a size like 512MB"):
         ns.spec.parse_spec(raw, folder)
-    raw["execution"]["memory"] = "1GiB"
+    raw["execution"]["memory_budget"] = "1GiB"
     raw["output"]["products"] = ["regoins"]
     with pytest.raises(ns.SpecError, match="product 'regoins'"):
         ns.build(ns.spec.parse_spec(raw, folder), progress=False)
+
+
+def test_the_budget_has_one_name(tiny, tmp_path):
+    """``memory`` is a joblib cache to scikit-learn and nilearn users: the spec's budget is
+    ``memory_budget``, and the old key is refused with the new name."""
+    spec = write_spec(tmp_path, tiny, execution={"executor": "serial", "memory": "1GiB"})
+    with pytest.raises(ns.SpecError, match=r"execution\.memory is now execution\.memory_budget"):
+        ns.load_spec(spec)
+    spec = write_spec(tmp_path, tiny, execution={"executor": "serial", "memory_budget": "1GiB"})
+    pipeline = ns.load_spec(spec)
+    assert pipeline.fusion.to_dict() == {"name": "greedy", "memory_budget": "1GiB"}
+    assert pipeline.with_overrides(memory_budget="2GiB").fusion.budget == 2 * 2**30
+
+
+@pytest.mark.parametrize("name", ["trainé", "a-b", "a b"])
+def test_one_rule_for_split_names(tiny, tmp_path, name):
+    """The same names are refused in a spec and in Python (they start shard file names)."""
+    spec = write_spec(tmp_path, tiny, output={"path": "shards", "split": name})
+    with pytest.raises(ns.SpecError, match="use ASCII letters, digits and _"):
+        ns.load_spec(spec)
+    records = ns.locate(tiny, schema=ns.schemas.fmriprep(res=TINY_RES))
+    with pytest.raises(ns.SpecError, match="use ASCII letters, digits and _"):
+        plan = ns.assemble([ns.t.Standardize()])
+        ns.write(records, plan, tmp_path / "out", split=name, progress=False)

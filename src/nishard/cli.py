@@ -36,7 +36,10 @@ def _build(args: argparse.Namespace) -> None:
         options = {"worker": args.worker} if args.worker else {}
         executor = executor_from(name, args.jobs, **options)
     pipeline = pipeline.with_overrides(
-        output=args.output, executor=executor, memory=args.memory, cache=args.cache_dir
+        output=args.output,
+        executor=executor,
+        memory_budget=args.memory_budget,
+        cache=args.cache_dir,
     )
     manifest = build(pipeline, resume=not args.restart)
     counts = manifest["records"]
@@ -82,7 +85,7 @@ def _plan(args: argparse.Namespace) -> None:
     from .pipeline import locate_records, plan_for
     from .spec import load_spec
 
-    pipeline = load_spec(args.spec).with_overrides(memory=args.memory)
+    pipeline = load_spec(args.spec).with_overrides(memory_budget=args.memory_budget)
     plan = plan_for(pipeline, locate_records(pipeline))
     print(plan.explain())
     if args.draw:
@@ -215,7 +218,7 @@ def parser() -> argparse.ArgumentParser:
         choices=["cf", "slurm", "sge", "debug"],
         help="Pydra's worker (implies --executor pydra); see the README on clusters",
     )
-    p.add_argument("--memory", help="memory budget per node, e.g. 4GiB (greedy fusion)")
+    p.add_argument("--memory-budget", help="memory budget per node, e.g. 4GiB (greedy fusion)")
     p.add_argument("--cache-dir", help="reuse node outputs stored here (content-addressed)")
     p.add_argument(
         "--restart",
@@ -244,7 +247,7 @@ def parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("plan", help="print the plan a spec compiles to")
     p.add_argument("spec")
-    p.add_argument("--memory", help="memory budget per node, e.g. 4GiB (greedy fusion)")
+    p.add_argument("--memory-budget", help="memory budget per node, e.g. 4GiB (greedy fusion)")
     p.add_argument("--draw", metavar="FILE", help="also draw the DAG to FILE (.png or .svg)")
     p.set_defaults(func=_plan)
 

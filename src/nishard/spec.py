@@ -18,7 +18,7 @@ import yaml
 
 from .archives import FORMATS, Family, Format, ShardSpec, parse_bytes
 from .builder import output_spec
-from .builder.splits import Split
+from .builder.splits import Split, check_split_name
 from .builder.splits import from_dict as split_from_dict
 from .errors import SpecError
 from .records import FILTERS, LEVELS, SCHEMAS, SOURCES, TABLES, Complete, Source, input_spec
@@ -31,7 +31,7 @@ _SECTIONS = {
     "output": ("path", "formats", "shards", "split", "shuffle", "products"),
     # The rest of an executor's options (Pydra's worker, batch, cache_dir...) are checked by
     # the executor itself.
-    "execution": ("executor", "jobs", "memory", "cache"),
+    "execution": ("executor", "jobs", "memory_budget", "cache"),
 }
 
 
@@ -77,7 +77,7 @@ class Pipeline:
         self,
         output: str | Path | None = None,
         executor: Executor | None = None,
-        memory: str | None = None,
+        memory_budget: str | None = None,
         cache: str | Path | None = None,
     ) -> Pipeline:
         """The same pipeline writing elsewhere, run by another executor, under another memory
@@ -94,11 +94,11 @@ class Pipeline:
             spec["output"] = {**spec["output"], "path": relative}
         if executor is not None:
             changes["executor"] = executor
-            extra = {k: v for k, v in spec["execution"].items() if k in ("memory", "cache")}
+            extra = {k: v for k, v in spec["execution"].items() if k in ("memory_budget", "cache")}
             spec["execution"] = {**executor.to_dict(), **extra}
-        if memory is not None:
-            changes["fusion"] = _fusion(memory)
-            spec["execution"]["memory"] = memory
+        if memory_budget is not None:
+            changes["fusion"] = _fusion(memory_budget)
+            spec["execution"]["memory_budget"] = memory_budget
         if cache is not None:
             changes["cache"] = Path(cache).absolute()
             spec["execution"]["cache"] = os.path.relpath(changes["cache"], self.base.absolute())
@@ -162,6 +162,9 @@ def parse_spec(raw: Any, base: str | Path = ".") -> Pipeline:
         raise SpecError(f"output.shuffle must be an integer seed or null, got {shuffle!r}")
 
     execution = _mapping(raw.get("execution", {}), "execution")
+    if "memory" in execution:
+        # Renamed: ``memory`` is a joblib cache in scikit-learn and nilearn.
+        raise SpecError("execution.memory is now execution.memory_budget (a size such as 4GiB)")
     name = execution.get("executor", "serial")
     if name in EXECUTORS:
         fields = [f.name for f in dataclasses.fields(EXECUTORS[name])]
@@ -169,8 +172,8 @@ def parse_spec(raw: Any, base: str | Path = ".") -> Pipeline:
         _known(execution, known, "execution")
     options = {k: v for k, v in execution.items() if k not in _SECTIONS["execution"]}
     executor = executor_from(name, execution.get("jobs"), **options)
-    memory = execution.get("memory")
-    fusion = ByBackend() if memory is None else _fusion(memory)
+    memory_budget = execution.get("memory_budget")
+    fusion = ByBackend() if memory_budget is None else _fusion(memory_budget)
     cache = execution.get("cache")
     products = out.get("products")
     if products is not None:
@@ -184,8 +187,8 @@ def parse_spec(raw: Any, base: str | Path = ".") -> Pipeline:
     }
     if products is not None:
         spec["output"]["products"] = list(products)
-    if memory is not None:
-        spec["execution"]["memory"] = memory
+    if memory_budget is not None:
+        spec["execution"]["memory_budget"] = memory_budget
     if cache is not None:
         spec["execution"]["cache"] = str(cache)
     return Pipeline(
@@ -202,21 +205,22 @@ def parse_spec(raw: Any, base: str | Path = ".") -> Pipeline:
 def _split(entry: Any) -> str | Split:
     """``train`` (one named split) or ``{name: stratified, by: diagnosis, ...}``."""
     if isinstance(entry, str):
-        if not entry.replace("_", "").isalnum():
-            raise SpecError(f"output.split {entry!r}: use letters, digits and _")
-        return entry
+        try:
+            return check_split_name(entry)
+        except ValueError as err:
+            raise SpecError(f"output.split: {err}") from err
     try:
         return split_from_dict(_mapping(entry, "output.split"))
     except (TypeError, ValueError) as err:
         raise SpecError(f"output.split: {err}") from err
 
 
-def _fusion(memory: Any) -> Fusion:
+def _fusion(memory_budget: Any) -> Fusion:
     """Greedy fusion under a memory budget such as ``4GiB`` (checked here)."""
     try:
-        return Greedy(memory=memory)
+        return Greedy(memory_budget=memory_budget)
     except ValueError as err:
-        raise SpecError(f"execution.memory: {err}") from err
+        raise SpecError(f"execution.memory_budget: {err}") from err
 
 
 def _local_or_url(base: Path, root: str) -> Path | str:

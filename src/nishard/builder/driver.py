@@ -36,9 +36,7 @@ from ..workflow.executors import Executor, Serial
 from ..workflow.plan import Outcome, Plan
 from ..workflow.usage import Tally
 from .resume import Journal, Resumed, fingerprint
-from .splits import Split, counts_table
-
-_SPLIT = re.compile(r"^[A-Za-z0-9_]+$")
+from .splits import Split, check_split_name, counts_table
 
 
 def output_spec(
@@ -67,8 +65,10 @@ def split_records(
     shards then hold a mix of subjects and classes rather than runs in name order.
     """
     if isinstance(split, str):
-        if not _SPLIT.match(split):
-            raise SpecError(f"split name {split!r}: use letters, digits and _")
+        try:
+            check_split_name(split)
+        except ValueError as err:
+            raise SpecError(str(err)) from err
         names, assignment = (split,), dict.fromkeys(records.frame.index.astype(str), split)
     else:
         try:

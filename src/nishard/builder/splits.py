@@ -37,12 +37,24 @@ import pandas as pd
 #: The class of a group that has no value for a variable.
 MISSING = "n/a"
 
-_NAME = re.compile(r"[A-Za-z0-9_]+")
 _COMMON = ("group", "seed", "stable")
 
 
 def _default_fractions() -> dict[str, float]:
     return {"train": 0.8, "val": 0.1, "test": 0.1}
+
+
+#: What a split may be called: it starts shard names (``train-000000.tar``), so ASCII
+#: letters, digits and ``_`` only (``-`` separates a family and the shard number).
+_SPLIT_NAME = re.compile(r"[A-Za-z0-9_]+")
+
+
+def check_split_name(name: object) -> str:
+    """``name`` if it can name a split, else a ValueError saying what can: the one rule
+    for split names, in specs and in Python."""
+    if not isinstance(name, str) or not _SPLIT_NAME.fullmatch(name):
+        raise ValueError(f"split name {name!r}: use ASCII letters, digits and _")
+    return name
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -444,8 +456,7 @@ def _check_fractions(fractions: object) -> dict[str, float]:
         raise ValueError(f"fractions must map split names to fractions, got {fractions!r}")
     out: dict[str, float] = {}
     for name, value in fractions.items():
-        if not isinstance(name, str) or not _NAME.fullmatch(name):
-            raise ValueError(f"split name {name!r}: use letters, digits and _")
+        check_split_name(name)
         if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
             raise ValueError(f"fraction of {name} must be in (0, 1], got {value!r}")
         out[name] = float(value)

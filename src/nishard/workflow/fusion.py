@@ -123,7 +123,7 @@ class ByBackend:
 
 @dataclass(frozen=True)
 class Greedy:
-    """Fuse contiguous steps on one backend while the node's estimated peak fits ``memory``.
+    """Fuse contiguous steps on one backend while the node's estimated peak fits ``memory_budget``.
 
     Without shapes to estimate from (no example record), it fuses as :class:`ByBackend`. A
     step that alone exceeds the budget becomes a node of its own; running it on a record
@@ -131,20 +131,20 @@ class Greedy:
 
     Parameters
     ----------
-    memory : int or str
+    memory_budget : int or str
         The budget per node, e.g. ``"4GiB"``.
     """
 
-    memory: int | str = "8GiB"
+    memory_budget: int | str = "8GiB"
 
     name: ClassVar[str] = "greedy"
 
     def __post_init__(self) -> None:
-        parse_bytes(self.memory)
+        parse_bytes(self.memory_budget)
 
     @property
     def budget(self) -> int:
-        return parse_bytes(self.memory)
+        return parse_bytes(self.memory_budget)
 
     def fuse(self, steps, specs, after) -> list[tuple[int, ...]]:
         if specs is None:
@@ -161,7 +161,7 @@ class Greedy:
         return [tuple(g) for g in groups]
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "memory": self.memory}
+        return {"name": self.name, "memory_budget": self.memory_budget}
 
 
 #: Fusion heuristics by the name a spec gives them.

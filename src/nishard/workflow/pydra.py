@@ -85,7 +85,7 @@ class Pydra:
     with the interpreter of the submitting process, so the cluster nodes need the same
     environment at the same path. ``cache_dir`` must be shared with the compute nodes (the
     system temporary folder usually is not); ``--mem`` should cover the largest node's
-    peak (``nishard plan`` prints the estimates, and ``--memory`` caps them). The writer
+    peak (``nishard plan`` prints the estimates, and ``--memory-budget`` caps them). The writer
     runs in the submitting process, which stays alive until every record is written; with
     many short nodes, fuse more (a larger memory budget) to keep scheduler overhead low.
     """
