@@ -7,7 +7,7 @@ in a 24 GB box's RAM next to the page cache, and the run should stay within ~3 m
 and the metadata dict of a record (entities, TR, age, sex...).
 
 - nishard (each format): per sample, exactly what ``nishard.write`` does for it
-  (``archives/write.py``): the format's ``encode`` (``.npy`` bytes + JSON for WebDataset;
+  (``builder/driver.py``): the format's ``encode`` (``.npy`` bytes + JSON for WebDataset;
   the ``tf.train.Example`` for TFRecord), then ``ShardWriter.add`` (tar headers and
   padding; TFRecord framing with its two CRC-32C), shards rolled at ``--max-bytes`` (512 MB,
   the default), written under a temporary name, and ``ShardWriter.close``, which computes

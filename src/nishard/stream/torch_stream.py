@@ -19,7 +19,6 @@ import torch as _torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from .batch import Assembler
-from .legacy import torch  # noqa: F401 (deprecated; stream/classifier.py imports it from here)
 from .memory import Allocator, BufferPool
 from .plan import Plan
 from .prefetch import Readers, ordered
