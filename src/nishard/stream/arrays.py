@@ -14,7 +14,7 @@ from ..archives.decoders import DECODERS
 from .batch import Assembler, is_half
 from .catalog import STREAMABLE, Catalog
 from .plan import Plan
-from .prefetch import Readers, ordered
+from .prefetch import assembled
 from .ranks import torch_ranks
 from .stages import Batch, Epoch, Normalize, Output, Shard, Shuffle
 
@@ -66,20 +66,8 @@ class ArrayStream:
 def _read(plan: Plan, epoch: int) -> Iterator[dict[str, object]]:
     """A plan's epoch, each array freshly allocated."""
     assembler = Assembler(plan.catalog, plan.fields, plan.normalizer)
-    if plan.batch_size is None:
-
-        def work(reader, numbers):
-            return assembler.sample(reader, int(numbers[0]))
-    else:
-
-        def work(reader, numbers):
-            return assembler.batch(reader, numbers)
-
-    readers = Readers(plan.catalog)
-    try:
-        yield from ordered(work, plan.batches(epoch), readers, 0)
-    finally:
-        readers.close()
+    batched = plan.batch_size is not None
+    yield from assembled(assembler, plan.catalog, plan.batches(epoch), batched, 0)
 
 
 class _Decoded:

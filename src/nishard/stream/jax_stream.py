@@ -19,7 +19,7 @@ import numpy as np
 from .batch import Assembler
 from .memory import BufferPool, numpy_allocator
 from .plan import Plan
-from .prefetch import Readers, ordered
+from .prefetch import assembled
 
 
 def make_jax_stream(
@@ -82,20 +82,8 @@ class JaxStream:
         # else) no longer references it.
         pool = BufferPool(capacity=(self.prefetch + threads + 3) * max(1, len(plan.catalog.keys)))
         assembler = Assembler(plan.catalog, plan.fields, plan.normalizer, numpy_allocator(pool))
-        if plan.batch_size is None:
-
-            def work(reader, numbers):
-                return assembler.sample(reader, int(numbers[0]))
-        else:
-
-            def work(reader, numbers):
-                return assembler.batch(reader, numbers)
-
-        readers = Readers(plan.catalog)
-        try:
-            yield from ordered(work, plan.batches(self.epoch), readers, threads)
-        finally:
-            readers.close()
+        batches, batched = plan.batches(self.epoch), plan.batch_size is not None
+        yield from assembled(assembler, plan.catalog, batches, batched, threads)
 
     def __iter__(self) -> Iterator[dict]:
         import jax as _jax

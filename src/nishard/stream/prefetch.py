@@ -45,6 +45,27 @@ class Readers:
         self._local = threading.local()
 
 
+def assembled(
+    assembler, catalog: Catalog, batches: Sequence, batched: bool, threads: int
+) -> Iterator[object]:
+    """Each item of ``batches`` (arrays of sample numbers) assembled in order: a sample
+    (the first number) when not ``batched``, else a batch; the readers of ``catalog`` are
+    closed when the loop ends. What every terminal's epoch loop does."""
+
+    def work(reader: ShardReader, numbers) -> object:
+        return (
+            assembler.batch(reader, numbers)
+            if batched
+            else assembler.sample(reader, int(numbers[0]))
+        )
+
+    readers = Readers(catalog)
+    try:
+        yield from ordered(work, batches, readers, threads)
+    finally:
+        readers.close()
+
+
 def ordered(
     work: Callable[[ShardReader, T], object], items: Sequence[T], readers: Readers, threads: int
 ) -> Iterator[object]:

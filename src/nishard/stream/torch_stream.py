@@ -21,7 +21,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 from .batch import Assembler
 from .memory import Allocator, BufferPool
 from .plan import Plan
-from .prefetch import Readers, ordered
+from .prefetch import assembled
 from .shared import ring_for
 
 _BFLOAT16 = np.dtype(ml_dtypes.bfloat16)
@@ -61,20 +61,9 @@ class TorchStream(IterableDataset):
         capacity = (threads + 4) * max(1, len(plan.catalog.keys))
         allocate = shared_allocator() if info is not None else pooled_allocator(capacity)
         assembler = Assembler(plan.catalog, plan.fields, plan.normalizer, allocate)
-        if plan.batch_size is None:
-
-            def work(reader, numbers):
-                return _tensors(assembler.sample(reader, int(numbers[0])))
-        else:
-
-            def work(reader, numbers):
-                return _tensors(assembler.batch(reader, numbers))
-
-        readers = Readers(plan.catalog)
-        try:
-            yield from ordered(work, mine, readers, threads)
-        finally:
-            readers.close()
+        batched = plan.batch_size is not None
+        for item in assembled(assembler, plan.catalog, mine, batched, threads):
+            yield _tensors(item)
 
     def __repr__(self) -> str:
         c = self.plan.catalog
