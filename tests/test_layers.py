@@ -25,6 +25,14 @@ def test_the_stream_loads_nothing_of_the_build():
     assert _loaded("import nishard.archives.decoders, nishard.archives.manifest") == set()
 
 
+def test_the_package_root_lists_what_it_serves():
+    import nishard as ns
+
+    lazy = {"__version__", *ns._NAMES, *ns._MODULES, *ns._NAMESPACES}
+    assert set(ns.__all__) == lazy
+    assert all(getattr(ns, name) is not None for name in ns.__all__)
+
+
 def test_the_package_root_loads_on_first_use():
     assert _loaded("import nishard") == set()
     # ...and the names are there when asked for: a build-side name brings its layer.

@@ -103,4 +103,3 @@ __all__ = [
     "parse_spec", "read_manifest", "schemas", "shards", "sources", "splits", "stream", "t",
     "tables", "write",
 ]  # fmt: skip
-assert set(__all__) == {"__version__", *_NAMES, *_MODULES, *_NAMESPACES}

@@ -164,7 +164,7 @@ def run_demo(out: str | Path = "nishard-demo", size: str = "demo", seed: int = 0
     trained = train_classifier(pipeline.output, key="connectivity", label="diagnosis")
     t_train = time.perf_counter() - started
     print(f"classify  diagnosis from {trained['features']} connectivity features "
-          f"(PyTorch, ns.stream.torch, {trained['epochs']} epochs, {trained['n_train']} "
+          f"(PyTorch, ns.stream...torch(), {trained['epochs']} epochs, {trained['n_train']} "
           f"training runs): test accuracy {trained['test_accuracy']:.2f} on "
           f"{trained['n_test']} runs, chance {trained['chance']:.2f}")  # fmt: skip
 

@@ -41,7 +41,7 @@ def open_source(source: object, key: str, split: str | None) -> Shards | ArraySo
     """A :class:`Shards` or :class:`ArraySource` for what a user passes to ``fit``.
 
     Shard folders (a path or a list of paths), a :class:`Shards`, a 2D array (one
-    subject), or an iterable of arrays or of the dicts ``nishard.stream.arrays`` yields.
+    subject), or an iterable of arrays or of the dicts ``nishard.stream.open(...).arrays()`` yields.
     """
     if isinstance(source, (Shards, ArraySource)):
         return source
@@ -59,7 +59,7 @@ def open_source(source: object, key: str, split: str | None) -> Shards | ArraySo
         return ArraySource(source if isinstance(source, (list, tuple)) else iter(source), key=key)
     raise LearnError(
         f"cannot learn from a {type(source).__name__}: give shard folders, arrays, or the "
-        "samples of nishard.stream.arrays"
+        "samples of nishard.stream.open(...).arrays()"
     )
 
 

@@ -4,7 +4,7 @@
 shard is opened (the key exists, it holds ``(time, features)`` arrays, the folders agree
 on the feature count, the split exists), names every sample by the sha256 of its shard
 and its key (a content identity that survives copying the folder, used as the cache key
-of its subject reduction) and streams the arrays with :func:`nishard.stream.arrays`.
+of its subject reduction) and streams the arrays with ``nishard.stream.open(...).arrays()``.
 :class:`ArraySource` gives the same interface to any iterable of arrays (or of the dicts
 that ``arrays`` yields), for data that is not in shards.
 """

@@ -125,7 +125,7 @@ def running_stats(
     Parameters
     ----------
     source : path, sequence of paths, or iterable of dicts
-        Shard folders (each streamed by :func:`nishard.stream.arrays`), or samples as
+        Shard folders (each streamed by ``nishard.stream.open(...).arrays()``), or samples as
         that function yields them.
     keys : sequence of str, optional
         Keys to summarise (default: every array of the samples).

@@ -45,7 +45,7 @@ class RandomAccess:
         float16 and bfloat16 arrays as float32.
     normalize : bool or sequence of str
         Per-feature ``(x - mean) / std`` with the build's statistics (see
-        :func:`nishard.stream.torch`).
+        :meth:`nishard.stream.Stream.normalize`).
     stats_split : str, optional
         Whose statistics: default ``train`` when it has them.
     meta : bool or sequence of str
