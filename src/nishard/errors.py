@@ -13,6 +13,15 @@ class SpecError(NishardError, ValueError):
     """A pipeline spec (YAML or Python) is invalid: unknown key, bad value, missing input."""
 
 
+class StorageError(NishardError):
+    """A shard folder or object store cannot do what was asked (a remote store not yet
+    supported, a folder where a file should be); the message names the file or URL."""
+
+
+class MissingFileError(StorageError, FileNotFoundError):
+    """A file a storage was asked for is not there; still a ``FileNotFoundError``."""
+
+
 class RecordError(NishardError):
     """One record cannot be processed; the run quarantines it and goes on.
 

@@ -1,0 +1,289 @@
+"""Where shards live: one interface for reading, listing and publishing the files of a
+shard folder, whatever holds them.
+
+The writer, the stream, ``verify``, ``inspect`` and resume reach a shard folder through a
+:class:`Storage` only: sequential reads (:meth:`~Storage.open`), range reads
+(:meth:`~Storage.read_range`), whole small files (:meth:`~Storage.read_bytes`),
+:meth:`~Storage.stat`, :meth:`~Storage.list`, :meth:`~Storage.remove` and an atomic
+:meth:`~Storage.publish` of a finished file. :class:`LocalStorage` is a folder on a file
+system; object stores (S3) and HTTP mirrors come later behind the same methods, which is
+why names are relative, ``/``-separated strings and not paths.
+
+Atomicity is what makes a half-written build safe to read: a file appears under its final
+name complete or not at all. Locally that is a synced file renamed over its name; on an
+object store, where an upload is already atomic, it is the order of publication: shards
+first, ``manifest.json`` last, so a reader that finds the manifest finds every shard it
+lists.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat as stat_module
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Protocol, runtime_checkable
+
+from ..errors import MissingFileError, StorageError
+
+__all__ = ["LocalStorage", "MissingFileError", "Stat", "Storage", "StorageError", "storage_for"]
+
+#: :data:`nishard.archives.manifest.MANIFEST`, named here because the manifest module
+#: reads through this one (a test keeps the two equal).
+_MANIFEST = "manifest.json"
+
+#: URL schemes of the remote stores that object storage support will add.
+REMOTE_SCHEMES = ("s3", "http", "https", "gs", "gcs", "az", "abfs")
+
+_URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+)://")
+
+
+@dataclass(frozen=True)
+class Stat:
+    """What a storage knows of one file without reading it."""
+
+    size: int
+
+
+@runtime_checkable
+class Storage(Protocol):
+    """A shard folder: files by relative name, read whole, by range or sequentially.
+
+    Names are relative and ``/``-separated (``train-000000.tar``,
+    ``.nishard-resume/journal.jsonl``). Every method that needs a file raises
+    :class:`~nishard.errors.MissingFileError` (a ``FileNotFoundError``) naming the file
+    and the storage when it is not there.
+    """
+
+    @property
+    def url(self) -> str:
+        """Where the storage is, for messages: a folder's path, later an ``s3://`` URL."""
+        ...
+
+    def join(self, name: str) -> str:
+        """Where the file ``name`` is, for messages (a path, later a URL)."""
+        ...
+
+    def open(self, name: str) -> BinaryIO:
+        """The file ``name``, open for sequential reading (a context manager).
+
+        Locally a plain buffered file; remote stores will read ahead in large ranges
+        behind the caller, so a tar streamed from S3 is not one request per member.
+        """
+        ...
+
+    def read_range(self, name: str, start: int, length: int) -> bytes:
+        """``length`` bytes of ``name`` from byte ``start``; fewer only where the file
+        ends first (as ``pread``)."""
+        ...
+
+    def read_bytes(self, name: str) -> bytes:
+        """The whole file ``name`` (manifests, statistics, indexes: small files)."""
+        ...
+
+    def stat(self, name: str) -> Stat | None:
+        """The file's size, or None when there is no such file.
+
+        Raises
+        ------
+        StorageError
+            Where ``name`` is a folder: a file was expected.
+        """
+        ...
+
+    def list(self, prefix: str = "") -> list[str]:
+        """Sorted names of the files whose name starts with ``prefix`` (folders are not
+        files; an object store has none)."""
+        ...
+
+    def publish(self, temporary: Path, name: str) -> None:
+        """Make the finished local file ``temporary`` the file ``name``, atomically: a
+        reader sees the whole file under ``name`` or none; ``temporary`` is gone after."""
+        ...
+
+    def remove(self, name: str) -> None:
+        """Remove the file ``name``; nothing when it is not there."""
+        ...
+
+
+@dataclass(frozen=True)
+class LocalStorage:
+    """A folder on a local (or mounted) file system.
+
+    Parameters
+    ----------
+    folder : Path
+        The shard folder; it need not exist yet to be named (a build makes it).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> storage = LocalStorage(Path(tempfile.mkdtemp()))
+    >>> _ = storage.path("a.bin").write_bytes(b"0123456789")
+    >>> storage.read_range("a.bin", 2, 3), storage.stat("a.bin"), storage.list()
+    (b'234', Stat(size=10), ['a.bin'])
+    """
+
+    folder: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "folder", Path(self.folder))
+
+    @property
+    def url(self) -> str:
+        """The folder's path."""
+        return str(self.folder)
+
+    def path(self, name: str) -> Path:
+        """The file's real path, for code that needs one (memory maps, ``os.open``,
+        libraries that open files themselves); local storage only."""
+        return self.folder / name
+
+    def join(self, name: str) -> str:
+        """The file's path as a string, for messages."""
+        return str(self.folder / name)
+
+    def open(self, name: str) -> BinaryIO:
+        """The file, open for reading (buffered; the caller closes it)."""
+        try:
+            return open(self.folder / name, "rb")  # the caller closes it
+        except FileNotFoundError as error:
+            raise self._missing(name) from error
+
+    def read_range(self, name: str, start: int, length: int) -> bytes:
+        """``length`` bytes from ``start`` by ``os.pread`` (no seek: safe from threads);
+        fewer only where the file ends first."""
+        if start < 0 or length < 0:
+            raise ValueError(f"a range starts and lasts at least 0 bytes, got {start}, {length}")
+        try:
+            descriptor = os.open(self.folder / name, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        except FileNotFoundError as error:
+            raise self._missing(name) from error
+        try:
+            data = os.pread(descriptor, length, start)
+            if len(data) == length or not data:
+                return data
+            # A short read that is not the end of the file (a signal, a network mount):
+            # go on until the range is whole or the file ends.
+            parts = [data]
+            done = len(data)
+            while done < length:
+                more = os.pread(descriptor, length - done, start + done)
+                if not more:
+                    break
+                parts.append(more)
+                done += len(more)
+            return b"".join(parts)
+        finally:
+            os.close(descriptor)
+
+    def read_bytes(self, name: str) -> bytes:
+        """The whole file."""
+        try:
+            return (self.folder / name).read_bytes()
+        except FileNotFoundError as error:
+            raise self._missing(name) from error
+        except IsADirectoryError as error:
+            raise self._folder(name) from error
+
+    def stat(self, name: str) -> Stat | None:
+        """The file's size; None when it is not there (nor is its folder)."""
+        try:
+            found = os.stat(self.folder / name)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        if stat_module.S_ISDIR(found.st_mode):
+            raise self._folder(name)
+        return Stat(size=found.st_size)
+
+    def list(self, prefix: str = "") -> list[str]:
+        """Sorted names of the folder's files that start with ``prefix``; a prefix with a
+        ``/`` lists that sub-folder's files (names relative to this folder). Sub-folders
+        themselves are not listed, nor their files otherwise; an absent folder lists
+        nothing."""
+        head, _, start = prefix.rpartition("/")
+        where = self.folder / head if head else self.folder
+        try:
+            entries = list(os.scandir(where))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        names = []
+        for entry in entries:
+            if entry.name.startswith(start) and entry.is_file():
+                names.append(f"{head}/{entry.name}" if head else entry.name)
+        return sorted(names)
+
+    def publish(self, temporary: Path, name: str) -> None:
+        """Sync ``temporary`` to disk, rename it to ``name`` and sync the folder.
+
+        The first sync is what makes the rename safe: after a power cut a renamed file
+        must not name data that never reached the disk. The folder's sync makes the
+        rename itself durable. ``temporary`` must be on the folder's file system (the
+        writer writes it beside its final name).
+        """
+        final = self.folder / name
+        _sync(Path(temporary))
+        os.replace(temporary, final)
+        _sync(final.parent)
+
+    def remove(self, name: str) -> None:
+        """Remove the file; nothing when it is not there."""
+        (self.folder / name).unlink(missing_ok=True)
+
+    def _missing(self, name: str) -> MissingFileError:
+        return MissingFileError(f"no file {name!r} in {self.url}")
+
+    def _folder(self, name: str) -> StorageError:
+        return StorageError(f"{self.join(name)} is a folder; a file was expected")
+
+
+def storage_for(location: str | os.PathLike | Storage) -> Storage:
+    """The storage of a shard folder.
+
+    Parameters
+    ----------
+    location : str, path-like or Storage
+        A local folder, or the path to the ``manifest.json`` in one (its folder is the
+        storage); a storage is returned as it is.
+
+    Returns
+    -------
+    Storage
+
+    Raises
+    ------
+    StorageError
+        For an ``s3://``, ``http://`` or ``https://`` URL (and the other object stores):
+        remote stores come with object storage support.
+    """
+    if isinstance(location, Storage) and not isinstance(location, (str, os.PathLike)):
+        return location
+    text = os.fspath(location)
+    if isinstance(text, bytes):
+        text = os.fsdecode(text)
+    scheme = _URL.match(text)
+    if scheme is not None and scheme.group(1).lower() in REMOTE_SCHEMES:
+        raise StorageError(
+            f"{text}: remote stores ({scheme.group(1).lower()}://) come with object storage "
+            "support; for now a shard folder is a local (or mounted) folder"
+        )
+    path = Path(text)
+    if path.name == _MANIFEST and not path.is_dir():
+        path = path.parent
+    return LocalStorage(path)
+
+
+def _sync(path: Path) -> None:
+    """Flush a file (or a folder's entries) to disk: a rename must not outlive the data
+    it names after a power cut. Folders cannot be opened on Windows; skipped there."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
