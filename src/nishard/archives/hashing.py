@@ -1,4 +1,4 @@
-"""A shard file that computes its sha256 while it is written, on the second core.
+"""A shard file that computes its sha256 (and each sample's CRC-32C) while it is written.
 
 Reading a finished shard back to hash it doubles the bytes a build moves, and hashing on
 the writing thread serialises two jobs that can overlap: ``hashlib`` and ``FileIO.write``
@@ -6,6 +6,11 @@ both release the GIL on large buffers, so one thread hashes chunk ``i`` while th
 writes chunk ``i + 1``. Buffers go to the file as they are (array views, no copies); small
 ones (headers, JSON) are gathered first, so that each system call and each hash update is
 worth its overhead.
+
+The same thread computes the CRC-32C of each byte range marked as a sample
+(:meth:`HashingFile.begin` ... :meth:`HashingFile.end`): manifest v2 lists them, so that a
+reader that fetches one sample by its offset (a range request) can check those bytes
+without the rest of the shard.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ from collections import deque
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+
+import crc32c
 
 #: Buffers below this size are gathered before they are written and hashed.
 SMALL = 1 << 16
@@ -38,6 +45,9 @@ class HashingFile:
         Bytes written so far.
     sha256 : str or None
         Hex digest of the whole file, set by :meth:`close`.
+    crc32c : tuple of int
+        CRC-32C (unmasked, as ``crc32c.crc32c`` gives it) of each range marked by
+        :meth:`begin` and :meth:`end`, in order; complete after :meth:`close`.
     """
 
     def __init__(self, path: str | Path):
@@ -46,8 +56,25 @@ class HashingFile:
         self._hasher = ThreadPoolExecutor(1, thread_name_prefix="nishard-sha256")
         self._behind: deque[Future] = deque()
         self._small = bytearray()
+        self._put_at = 0  # bytes handed to the hashing thread so far
+        # (position, is a start) marks not yet reached by the bytes handed over.
+        self._marks: deque[tuple[int, bool]] = deque()
+        self._crc: int | None = None  # the open range's CRC (hashing thread only)
+        self._crcs: list[int] = []
         self.size = 0
         self.sha256: str | None = None
+
+    @property
+    def crc32c(self) -> tuple[int, ...]:
+        return tuple(self._crcs)
+
+    def begin(self) -> None:
+        """Start a sample's range at the current size."""
+        self._marks.append((self.size, True))
+
+    def end(self) -> None:
+        """End the sample's range at the current size."""
+        self._marks.append((self.size, False))
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
         """Write a bytes-like object (C-contiguous); the number of bytes written."""
@@ -77,6 +104,9 @@ class HashingFile:
             return
         try:
             self._flush_small()
+            if self._marks:  # ranges ending at the very end of the file
+                last = self._take(1)
+                self._behind.append(self._hasher.submit(self._update, memoryview(b""), last))
             while self._behind:
                 self._behind.popleft().result()
             self.sha256 = self._digest.hexdigest()
@@ -89,9 +119,35 @@ class HashingFile:
             gathered, self._small = bytes(self._small), bytearray()
             self._put(memoryview(gathered))
 
+    def _take(self, n: int) -> list[tuple[int, bool]]:
+        """The marks inside the next ``n`` bytes handed over, relative to their start."""
+        start, taken = self._put_at, []
+        while self._marks and self._marks[0][0] < start + n:
+            position, opening = self._marks.popleft()
+            taken.append((position - start, opening))
+        self._put_at += n
+        return taken
+
+    def _update(self, chunk: memoryview, marks: list[tuple[int, bool]]) -> None:
+        """Hash a chunk, and CRC its parts inside marked ranges (hashing thread)."""
+        self._digest.update(chunk)
+        done = 0
+        for at, opening in marks:
+            if self._crc is not None:
+                self._crc = crc32c.crc32c(chunk[done:at], value=self._crc)
+            if opening:
+                self._crc = 0
+            elif self._crc is not None:
+                self._crcs.append(self._crc)
+                self._crc = None
+            done = at
+        if self._crc is not None and done < chunk.nbytes:
+            self._crc = crc32c.crc32c(chunk[done:], value=self._crc)
+
     def _put(self, chunk: memoryview) -> None:
-        # The single hashing thread takes the chunks in order, so the digest is the file's.
-        self._behind.append(self._hasher.submit(self._digest.update, chunk))
+        # The single hashing thread takes the chunks in order, so the digest is the file's
+        # and the ranges' CRCs are theirs.
+        self._behind.append(self._hasher.submit(self._update, chunk, self._take(chunk.nbytes)))
         written = 0
         while written < chunk.nbytes:  # a raw write may be partial
             written += self._file.write(chunk[written:])

@@ -96,6 +96,11 @@ class ShardInfo:
     #: The archive family (see :mod:`.families`) and its products; None: every product.
     family: str | None = None
     products: tuple[str, ...] | None = None
+    #: Bytes of each sample: exactly those from its offset for byte-exact formats, the
+    #: format's estimate (payload and overhead) for the others. None in a v1 manifest.
+    sizes: tuple[int, ...] | None = None
+    #: CRC-32C of each sample's bytes (from its offset, ``sizes`` long): byte-exact formats.
+    crc32c: tuple[int, ...] | None = None
 
     def to_dict(self) -> dict:
         entry = {
@@ -103,8 +108,9 @@ class ShardInfo:
             "samples": self.samples, "bytes": self.bytes, "sha256": self.sha256,
             "keys": list(self.keys),
         }  # fmt: skip
-        if self.offsets is not None:
-            entry["offsets"] = list(self.offsets)
+        for name in ("offsets", "sizes", "crc32c"):
+            if getattr(self, name) is not None:
+                entry[name] = list(getattr(self, name))
         if self.family is not None:
             entry["family"] = self.family
             entry["products"] = list(self.products or ())
@@ -112,13 +118,15 @@ class ShardInfo:
 
     @classmethod
     def from_dict(cls, entry: dict) -> ShardInfo:
-        offsets, products = entry.get("offsets"), entry.get("products")
+        lists = {
+            name: None if entry.get(name) is None else tuple(entry[name])
+            for name in ("offsets", "products", "sizes", "crc32c")
+        }
         return cls(
             **{k: entry[k] for k in ("name", "split", "format", "samples", "bytes", "sha256")},
             keys=tuple(entry["keys"]),
-            offsets=None if offsets is None else tuple(offsets),
             family=entry.get("family"),
-            products=None if products is None else tuple(products),
+            **lists,
         )
 
 
@@ -181,6 +189,7 @@ class ShardWriter:
         self._open: ShardFile | None = None
         self._keys: list[str] = []
         self._offsets: list[int] = []
+        self._sizes: list[int] = []
         self._content = 0
 
     @property
@@ -194,10 +203,11 @@ class ShardWriter:
             self._finish()
         if self._open is None:
             self._open = self.fmt.open(str(self._temporary()))
-            self._keys, self._offsets, self._content = [], [], 0
+            self._keys, self._offsets, self._sizes, self._content = [], [], [], 0
         self._open.add(key, fields)
         self._keys.append(key)
         self._offsets.append(self._content)
+        self._sizes.append(incoming)
         self._content += incoming
 
     def close(self) -> list[ShardInfo]:
@@ -248,6 +258,7 @@ class ShardWriter:
         shard.close()
         temporary = self._temporary()
         name = temporary.name.removesuffix(".tmp")
+        crcs = tuple(getattr(shard, "crc32c", ()))
         info = ShardInfo(
             name=name,
             split=self.split,
@@ -259,6 +270,8 @@ class ShardWriter:
             offsets=tuple(self._offsets) if self._exact else None,
             family=self.family,
             products=self.products,
+            sizes=tuple(self._sizes),
+            crc32c=crcs if self._exact and len(crcs) == len(self._keys) else None,
         )
         self.shards.append(info)
         then = self.on_finish(info) if self.on_finish is not None else None

@@ -101,8 +101,15 @@ class TFRecordShard:
     def sha256(self) -> str | None:
         return self._file.sha256
 
+    @property
+    def crc32c(self) -> tuple[int, ...]:
+        """CRC-32C of each sample's record, framing included."""
+        return self._file.crc32c
+
     def add(self, key: str, fields: dict[str, bytes | Parts]) -> None:
+        self._file.begin()
         self._file.writelines(frame(fields["example"]))
+        self._file.end()
 
     def close(self) -> None:
         self._file.close()

@@ -34,7 +34,13 @@ class TarShard:
     def sha256(self) -> str | None:
         return self._file.sha256
 
+    @property
+    def crc32c(self) -> tuple[int, ...]:
+        """CRC-32C of each sample's bytes (its members' headers, data and padding)."""
+        return self._file.crc32c
+
     def add(self, key: str, fields: dict[str, bytes | Parts]) -> None:
+        self._file.begin()
         for field in sorted(fields):
             info = tarfile.TarInfo(f"{key}.{field}")
             info.size = nbytes(fields[field])
@@ -44,6 +50,7 @@ class TarShard:
             self._file.write(info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
             self._file.writelines(buffers(fields[field]))
             self._file.write(bytes(_padded(info.size) - info.size))
+        self._file.end()
 
     def close(self) -> None:
         # The end of an archive: two zero blocks, then zeros to a whole tar record.

@@ -3,40 +3,41 @@
 from __future__ import annotations
 
 import inspect
-import os
 import re
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from ..archives.families import Family, family_name, family_products, resolve, unwrap
+from ..archives.families import Family, family_name, resolve, unwrap
 from ..archives.index import WIDS_FORMAT, wids_index, wids_name, write_json
 from ..archives.manifest import (
     MANIFEST,
-    KeyStats,
+    Merged,
     build_manifest,
-    describe,
+    merge,
     read_manifest,
     versions,
     write_manifest,
 )
 from ..archives.shards import Format, ShardInfo, ShardSpec, ShardWriter
-from ..archives.stats import Moments, SplitStats, sample_moments, stats_arrays, write_npz
+from ..archives.stats import Moments, sample_moments, stats_arrays, write_npz
 from ..archives.webdataset import WebDataset
 from ..checksums import sha256_file
-from ..errors import NishardError, RecordError, SpecError
+from ..errors import NishardError, SpecError
 from ..records.table import RecordTable
 from ..workflow.cache import NodeCache
 from ..workflow.executors import Executor, Serial
 from ..workflow.plan import Outcome, Plan
 from ..workflow.usage import Tally
+from .planning import plan_shards
 from .resume import Journal, Resumed, fingerprint
-from .splits import Split, check_split_name, counts_table
+from .splits import Split, counts_table
+from .tasks import ShardTask
 
 
 def output_spec(
@@ -47,39 +48,9 @@ def output_spec(
     shuffle: int | None = 0,
 ) -> dict:
     """The output section of a pipeline spec, with the path as the user wrote it."""
-    return {
-        "path": str(out),
-        "formats": [fmt.to_dict() for fmt in formats],
-        "shards": shards.to_dict(),
-        "split": split if isinstance(split, str) else split.to_dict(),
-        "shuffle": shuffle,
-    }
+    from .output import Output  # the one writer of the output section
 
-
-def split_records(
-    records: RecordTable, split: str | Split, shuffle: int | None
-) -> tuple[tuple[str, ...], dict[str, str], list]:
-    """Split names, the split of each record id, and the records in writing order.
-
-    The order is the records' own, or, with a ``shuffle`` seed, a permutation drawn from it:
-    shards then hold a mix of subjects and classes rather than runs in name order.
-    """
-    if isinstance(split, str):
-        try:
-            check_split_name(split)
-        except ValueError as err:
-            raise SpecError(str(err)) from err
-        names, assignment = (split,), dict.fromkeys(records.frame.index.astype(str), split)
-    else:
-        try:
-            assigned = split.assign(records.frame)
-        except ValueError as err:
-            raise SpecError(f"split {split.to_dict()}: {err}") from err
-        names, assignment = split.names, {str(k): str(v) for k, v in assigned.items()}
-    order = list(records)
-    if shuffle is not None:
-        order = [order[i] for i in np.random.default_rng(shuffle).permutation(len(order))]
-    return names, assignment, order
+    return Output(out, formats, shards, split, shuffle).to_dict()
 
 
 def write(
@@ -171,7 +142,8 @@ def write(
             f"records are at {records.level} level; writing needs one record per run for now "
             "(a plan loads one run at a time)"
         )
-    names, assignment, order = split_records(records, split, shuffle)
+    planned = plan_shards(records, split, shuffle, shards)
+    names, assignment = planned.splits, planned.assignment
     missing = [kind for kind in plan.inputs if kind not in records.files]
     if missing:
         raise SpecError(f"the plan reads {missing}, which the records do not stage")
@@ -185,6 +157,8 @@ def write(
         "formats": [item.to_dict() for item in writing], "shards": shards.to_dict(),
         "split": split if isinstance(split, str) else split.to_dict(), "shuffle": shuffle,
     }  # fmt: skip
+    by_id = {record.id: record for record in records}
+    order = [by_id[i] for i in planned.order]
     journal = Journal(folder, fingerprint(order, assignment, setup, versions()))
     first = {name: (unwrap(writing[0]).name, family_name(writing[0])) for name in names}
     resumed, listed = journal.load(first) if resume else (None, journal.listed())
@@ -198,15 +172,11 @@ def write(
         if ours.fullmatch(leftover.name.removesuffix(".tmp")):
             leftover.unlink()  # a shard a killed build was writing
 
-    stats = {name: SplitStats(blocks=list(resumed.blocks.get(name, []))) for name in names}
-    writers = {name: [_writer(folder, name, item, shards, journal, stats[name], i == 0, resumed)
-                      for i, item in enumerate(writing)] for name in names}  # fmt: skip
-    skipped = _skippable(resumed.records, writers)
-    keys = KeyStats()
+    tasks = [ShardTask(folder, g, writing, shards, journal, resumed) for g in planned.groups]
+    task_of = {record: task for task in tasks for record in task.group.records}
+    skipped = _skippable(resumed.records, {task.group.split: task.writers for task in tasks})
     tally = Tally()
-    inputs: dict[str, str] = {}
-    quarantine: list[dict] = []
-    written = {name: 0 for name in names}
+    quarantined = 0
     started = time.perf_counter()
     bar = tqdm(total=len(records), unit="record", desc="build", disable=not progress)
     if skipped:
@@ -214,17 +184,13 @@ def write(
 
     def take(entry: dict) -> None:
         """Count a record's entry, whether just written or done by an earlier run."""
-        inputs.update(entry["inputs"])
-        if entry["quarantine"] is not None:
-            quarantine.append(entry["quarantine"])
-        else:
-            for name, (dtype, shape) in sorted(entry["keys"].items()):
-                keys.add(name, dtype, shape)
-            written[entry["split"]] += 1
+        nonlocal quarantined
+        task_of[entry["id"]].take(entry)
+        quarantined += entry["quarantine"] is not None
         bar.update()
-        bar.set_postfix(quarantined=len(quarantine), refresh=False)
+        bar.set_postfix(quarantined=quarantined, refresh=False)
 
-    position = {record.id: p for p, record in enumerate(order)}
+    position = {record: p for p, record in enumerate(planned.order)}
     todo = [record for p, record in enumerate(order) if p not in skipped]
     replay = iter(sorted(skipped.items()))
     waiting = next(replay, None)
@@ -235,34 +201,26 @@ def write(
             while waiting is not None and waiting[0] < here:
                 take(waiting[1])
                 waiting = next(replay, None)
-            name = assignment[outcome.record.id]
-            error = outcome.error
-            entry = {
-                "position": here, "id": outcome.record.id, "split": name,
-                "inputs": {_relative(p, records.root): h for p, h in outcome.checksums.items()},
-                "quarantine": None, "keys": None,
-            }  # fmt: skip
-            if error is None:
-                error = _write_sample(outcome, writers[name], written[name], stats[name])
-            if error is None:
-                entry["keys"] = describe(outcome.products)
-            else:
-                entry["quarantine"] = _quarantine_entry(error, records.root)
-                bar.write(f"quarantined: {error}")
+            entry = task_of[outcome.record.id].write(outcome, here, records.root)
+            if entry["quarantine"] is not None:
+                bar.write(f"quarantined: {outcome.error or _found(entry)}")
             journal.record(entry)
             take(entry)
         while waiting is not None:
             take(waiting[1])
             waiting = next(replay, None)
-        finished = [info for name in names for w in writers[name] for info in w.close()]
+        partials = [task.close() for task in tasks]
     except BaseException:
-        for writer in (w for name in names for w in writers[name]):
-            writer.abort()
+        for task in tasks:
+            task.abort()
         journal.close()
         raise
     finally:
         bar.close()
 
+    merged = merge(partials, names, planned.order)
+    _check_counts(merged, len(records))
+    written_frame = _written(records, merged.quarantine)
     manifest = build_manifest(
         spec=spec
         or {
@@ -271,28 +229,68 @@ def write(
             "output": output_spec(out, formats, shards, split, shuffle),
             "execution": executor.to_dict(),
         },
-        shards=finished,
-        keys=keys,
-        inputs=inputs,
-        quarantine=quarantine,
+        shards=merged.shards,
+        keys=merged.keys,
+        inputs=merged.inputs,
+        quarantine=merged.quarantine,
         dropped=records.dropped.to_dict(orient="records"),
         n_records=len(records),
-        splits=_split_table(records, split, names, assignment, quarantine),
-        stats={name: _write_stats(folder, name, stats[name]) for name in names},
-        indexes=_write_indexes(folder, names, finished),
+        splits=_split_table(records, written_frame, split, names, assignment),
+        stats={name: _write_stats(folder, name, merged.moments[name]) for name in names},
+        indexes=_write_indexes(folder, names, merged.shards),
+        classes=text_classes(written_frame, records.variables),
+        qc=merged.qc,
     )
     write_manifest(folder, manifest)
     journal.remove()
     if progress:
         print(summary(manifest, time.perf_counter() - started, tally), file=sys.stderr)
-    rewritten = {info.name for info in finished} | _side_files(manifest)
+    rewritten = {info.name for info in merged.shards} | _side_files(manifest)
     for stale in previous - rewritten:
         (folder / stale).unlink(missing_ok=True)
-    if len(records) and len(quarantine) == len(records):
+    if len(records) and len(merged.quarantine) == len(records):
         raise NishardError(
             f"every one of the {len(records)} records was quarantined; see {folder / MANIFEST}"
         )
     return manifest
+
+
+def _found(entry: dict) -> str:
+    """A quarantine entry as one line (an encoding failure has no outcome error)."""
+    q = entry["quarantine"]
+    return f"{q['record']}: expected {q['expected']}, found {q['found']}"
+
+
+def _check_counts(merged: Merged, n_records: int) -> None:
+    """Every record planned is written or quarantined, once: nothing vanishes."""
+    written = sum(merged.written.values())
+    if written + len(merged.quarantine) != n_records:
+        raise NishardError(
+            f"the build accounts for {written} written and {len(merged.quarantine)} "
+            f"quarantined records of {n_records} planned: a record was lost or counted twice"
+        )
+
+
+def _written(records: RecordTable, quarantine: list[dict]) -> pd.DataFrame:
+    """The records' table without the quarantined ones, infinities as missing values."""
+    bad = {entry["record"] for entry in quarantine}
+    frame = records.frame[[str(i) not in bad for i in records.frame.index]]
+    # An infinite variable is written as null in the samples; count it as missing too.
+    return frame.replace([np.inf, -np.inf], np.nan)
+
+
+def text_classes(frame: pd.DataFrame, variables: Sequence[str]) -> dict[str, list[str]]:
+    """The sorted values of each variable whose values are all text (missing ones aside),
+    over the written records of every split: the class map labels index, one for all
+    splits."""
+    classes = {}
+    for name in variables:
+        if name not in frame.columns:
+            continue
+        values = [v for v in frame[name].tolist() if isinstance(v, str) or pd.notna(v)]
+        if values and all(isinstance(v, str) for v in values):
+            classes[name] = sorted(set(values))
+    return classes
 
 
 def _outcomes(
@@ -312,34 +310,6 @@ def _outcomes(
     if takes:
         return executor.map(plan, records, cache, summarize=sample_moments)
     return executor.map(plan, records, cache)
-
-
-def _writer(
-    folder: Path,
-    split: str,
-    item: Format | Family,
-    shards: ShardSpec,
-    journal: Journal,
-    stats: SplitStats,
-    first: bool,
-    resumed: Resumed,
-) -> ShardWriter:
-    """A split's writer in one format, after the shards an interrupted build finished.
-
-    The shards of a split's first format delimit its statistics blocks: when one is
-    finished, the moments of its samples are journaled with it.
-    """
-
-    def finished(info: ShardInfo) -> Callable[[], None]:
-        # The block ends now, before the next sample is counted; the journal lists the
-        # shard once it is on disk under its name (the writer calls this back then).
-        block = stats.close_block() if first else None
-        return lambda: journal.shard(info, block)
-
-    fmt, family = unwrap(item), family_name(item)
-    done = resumed.shards.get((split, fmt.name, family), [])
-    return ShardWriter(folder, split, fmt, shards, finished=done, on_finish=finished,
-                       family=family, products=family_products(item))  # fmt: skip
 
 
 def _skippable(entries: dict[int, dict], writers: dict[str, list[ShardWriter]]) -> dict:
@@ -362,49 +332,8 @@ def _skippable(entries: dict[int, dict], writers: dict[str, list[ShardWriter]]) 
     return skipped
 
 
-def _write_sample(
-    outcome: Outcome, writers: list[ShardWriter], index: int, stats: SplitStats
-) -> RecordError | None:
-    """Encode and write one sample; an encoding failure quarantines it, as bad data does.
-
-    ``index`` is the sample's place in its split: a writer that has it in a shard finished
-    by an interrupted build skips it, and so do the statistics if the first format does.
-    """
-    record = outcome.record
-    try:
-        encoded = [
-            w.fmt.encode(record.id, _only(outcome.products, w.products), record.metadata)
-            for w in writers
-        ]
-    except (ValueError, TypeError) as err:
-        found = f"{type(err).__name__}: {err}"
-        return RecordError(record.id, None, "products and metadata the format can encode", found)
-    # A finished first-format shard ends the statistics block before its successor's
-    # first sample is counted, so writers go first.
-    counted = index >= writers[0].done
-    for writer, fields in zip(writers, encoded, strict=True):
-        if index >= writer.done:
-            writer.add(record.id, fields)
-    if counted:
-        given = outcome.summaries or {}
-        moments: dict[str, Moments] = {}
-        for name, array in outcome.products.items():  # in the products' order, as observe
-            if isinstance(given.get(name), Moments):
-                moments[name] = given[name]
-            else:  # a product the worker did not summarise (a staged file kept as it is)
-                moments |= sample_moments({name: array})
-        stats.add(moments)
-    return None
-
-
-def _only(products: dict, names: tuple[str, ...] | None) -> dict:
-    """The products a family holds (all for None), in the order of ``products``."""
-    return products if names is None else {k: v for k, v in products.items() if k in names}
-
-
-def _write_stats(folder: Path, split: str, stats: SplitStats) -> dict:
+def _write_stats(folder: Path, split: str, moments: dict[str, Moments]) -> dict:
     """The split's per-feature vectors to ``<split>.stats.npz``; the manifest's entry."""
-    moments = stats.total()
     arrays = stats_arrays(moments)
     entry: dict = {"keys": {name: m.summary() for name, m in moments.items()}, "file": None}
     if arrays:
@@ -441,12 +370,8 @@ def _side_files(manifest: dict) -> set[str]:
     return {name for name in side if isinstance(name, str)}
 
 
-def _split_table(records, split, names, assignment, quarantine) -> dict:
-    """The strategy and the counts per class per split of the records written."""
-    bad = {entry["record"] for entry in quarantine}
-    frame = records.frame[[str(i) not in bad for i in records.frame.index]]
-    # An infinite variable is written as null in the samples; count it as missing too.
-    frame = frame.replace([np.inf, -np.inf], np.nan)
+def _split_table(records, frame, split, names, assignment) -> dict:
+    """The strategy and the counts per class per split of the records written (``frame``)."""
     group = "subject" if isinstance(split, str) else split.group
     if group is not None and group not in frame.columns:
         group = None
@@ -467,15 +392,6 @@ def _finite(value):
     if isinstance(value, float) and not np.isfinite(value):
         return None
     return value
-
-
-def _quarantine_entry(error: RecordError, root: str) -> dict:
-    return {
-        "record": error.record,
-        "file": None if error.path is None else _relative(error.path, root),
-        "expected": error.expected,
-        "found": error.found,
-    }
 
 
 def _our_files(names: Sequence[str], formats: Sequence[Format | Family]) -> re.Pattern:
@@ -504,14 +420,6 @@ def _previous_files(folder: Path) -> set[str]:
         return listed | _side_files(manifest)
     except (ValueError, KeyError, TypeError, AttributeError):
         return set()
-
-
-def _relative(path: str, root: str) -> str:
-    """A path relative to the dataset root, so manifests compare across machines."""
-    try:
-        return os.path.relpath(path, root)
-    except ValueError:
-        return path
 
 
 def summary(manifest: dict, seconds: float, tally: Tally | None = None) -> str:
