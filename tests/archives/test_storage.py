@@ -1,6 +1,7 @@
 """The storage interface: a local folder's range reads, atomic publication, listing and
 stat, and what ``storage_for`` takes and refuses."""
 
+import json
 import os
 import threading
 
@@ -160,3 +161,76 @@ def test_storage_for_refuses_remote_urls_naming_them(url):
         storage_for(url)
     assert url in str(caught.value)
     assert isinstance(caught.value, NishardError)
+
+
+# -- the call sites ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def built(tiny, tmp_path_factory):
+    """Four records in tar shards of two samples."""
+    import nishard as ns
+    from tests.helpers import TINY_RES
+
+    records = ns.locate(
+        tiny,
+        schema=ns.schemas.fmriprep(res=TINY_RES),
+        filters=[ns.filters.complete(), ns.filters.entities(include={"subject": ["01", "02"]})],
+    )
+    out = tmp_path_factory.mktemp("storage")
+    plan = ns.assemble([ns.t.Mask()])
+    ns.write(records, plan, out, shards=ns.shards.by_count(2), progress=False)
+    return out
+
+
+def test_the_stream_reads_shards_through_the_storage(built):
+    from nishard.stream.catalog import open_catalog
+    from nishard.stream.reader import ShardReader
+
+    listed = [s["name"] for s in json.loads((built / "manifest.json").read_text())["shards"]]
+    for location in (built, str(built / "manifest.json"), LocalStorage(built)):
+        catalog = open_catalog(location)
+        assert catalog.storage == LocalStorage(built)
+        assert catalog.folder == built
+        assert [s.name for s in catalog.shards] == listed[: len(catalog.shards)]
+        assert all(s.path == built / s.name for s in catalog.shards)
+    reader = ShardReader(catalog)
+    try:
+        assert reader.locate(0, 0, None, False).key == catalog.shards[0].keys[0]
+    finally:
+        reader.close()
+
+
+def test_verify_takes_the_manifest_path_and_a_folder_for_a_shard_is_missing(built, tmp_path):
+    from nishard.archives.verify import verify
+
+    report = verify(built / "manifest.json", progress=False)
+    assert report.ok and report.folder == built and report.shards > 0
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for name in LocalStorage(built).list():
+        (copy / name).write_bytes((built / name).read_bytes())
+    first = LocalStorage(copy).list("all-")[0]
+    (copy / first).unlink()
+    (copy / first).mkdir()
+    problems = [str(p) for p in verify(copy, progress=False).problems]
+    assert f"{first}: expected the shard file, found none: it is missing" in problems
+
+
+@pytest.mark.parametrize("entry", ["verify", "inspect", "open_catalog", "stream"])
+def test_every_reader_refuses_a_remote_url_naming_it(entry):
+    import nishard as ns
+    from nishard.archives.inspect import inspect
+    from nishard.archives.verify import verify
+    from nishard.stream.catalog import open_catalog
+
+    url = "s3://bucket/shards"
+    call = {
+        "verify": lambda: verify(url, progress=False),
+        "inspect": lambda: inspect(url),
+        "open_catalog": lambda: open_catalog(url),
+        "stream": lambda: ns.stream.open(url).arrays(),
+    }[entry]
+    with pytest.raises(StorageError, match="object storage") as caught:
+        call()
+    assert url in str(caught.value)

@@ -14,6 +14,7 @@ from pathlib import Path
 from ..errors import NishardError
 from ..units import format_bytes
 from .manifest import MANIFEST, read_manifest
+from .storage import LocalStorage, Storage, storage_for
 
 
 def summarize(manifest: dict) -> dict:
@@ -78,13 +79,14 @@ def _stats(stats: object) -> dict[str, dict[str, dict]]:
     return found
 
 
-def inspect(folder: str | Path) -> str:
+def inspect(folder: str | Path | Storage) -> str:
     """A readable account of a shard folder's manifest.
 
     Parameters
     ----------
-    folder : str or Path
-        A folder that :func:`nishard.write` wrote, or its ``manifest.json``.
+    folder : str, Path or Storage
+        A folder that :func:`nishard.write` wrote, or its ``manifest.json`` (see
+        :func:`~nishard.archives.storage.storage_for`).
 
     Returns
     -------
@@ -95,10 +97,12 @@ def inspect(folder: str | Path) -> str:
     Raises
     ------
     NishardError
-        When there is no readable manifest.
+        When there is no readable manifest (a
+        :class:`~nishard.errors.StorageError` for a store not supported yet).
     """
+    storage = storage_for(folder)
     try:
-        manifest = read_manifest(folder)
+        manifest = read_manifest(storage.folder if isinstance(storage, LocalStorage) else storage)
     except (OSError, ValueError) as err:
         raise NishardError(f"no readable {MANIFEST} in {folder}: {err}") from err
     if not isinstance(manifest, dict):

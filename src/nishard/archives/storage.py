@@ -18,6 +18,7 @@ lists.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import stat as stat_module
@@ -27,7 +28,15 @@ from typing import BinaryIO, Protocol, runtime_checkable
 
 from ..errors import MissingFileError, StorageError
 
-__all__ = ["LocalStorage", "MissingFileError", "Stat", "Storage", "StorageError", "storage_for"]
+__all__ = [
+    "LocalStorage",
+    "MissingFileError",
+    "Stat",
+    "Storage",
+    "StorageError",
+    "sha256_of",
+    "storage_for",
+]
 
 #: :data:`nishard.archives.manifest.MANIFEST`, named here because the manifest module
 #: reads through this one (a test keeps the two equal).
@@ -223,9 +232,9 @@ class LocalStorage:
         writer writes it beside its final name).
         """
         final = self.folder / name
-        _sync(Path(temporary))
+        sync(Path(temporary))
         os.replace(temporary, final)
-        _sync(final.parent)
+        sync(final.parent)
 
     def remove(self, name: str) -> None:
         """Remove the file; nothing when it is not there."""
@@ -274,7 +283,17 @@ def storage_for(location: str | os.PathLike | Storage) -> Storage:
     return LocalStorage(path)
 
 
-def _sync(path: Path) -> None:
+def sha256_of(storage: Storage, name: str, chunk: int = 1 << 22) -> str:
+    """Hex sha256 of a storage's file, read sequentially in 4 MiB chunks (as
+    :func:`nishard.checksums.sha256_file` reads a path)."""
+    digest = hashlib.sha256()
+    with storage.open(name) as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def sync(path: Path) -> None:
     """Flush a file (or a folder's entries) to disk: a rename must not outlive the data
     it names after a power cut. Folders cannot be opened on Windows; skipped there."""
     try:

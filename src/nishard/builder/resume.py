@@ -34,9 +34,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..archives.shards import ShardInfo, _sync
+from ..archives.shards import ShardInfo
 from ..archives.stats import Moments, load_block, save_block
+from ..archives.storage import LocalStorage, sha256_of, sync
 from ..checksums import sha256_file
+from ..errors import StorageError
 from ..records.table import Record
 
 FOLDER = ".nishard-resume"
@@ -94,6 +96,10 @@ class Journal:
     def __init__(self, folder: Path, fingerprint: str):
         self.folder, self.fingerprint = folder, fingerprint
         self.home = folder / FOLDER
+        # The shards through the output folder's storage; the journal, appended to
+        # line by line, stays a local file.
+        self.storage = LocalStorage(folder)
+        self._home = LocalStorage(self.home)
         self._file = None
         self._lines: list[dict] = []
         # Shards are journaled from the shard writers' sync threads, records from the
@@ -167,10 +173,9 @@ class Journal:
         return set(lines[0].get("previous", [])) | shards
 
     def _read(self) -> list[dict]:
-        path = self.home / JOURNAL
         try:
-            text = path.read_text()
-        except (OSError, UnicodeDecodeError):
+            text = self._home.read_bytes(JOURNAL).decode()
+        except (OSError, UnicodeDecodeError, StorageError):
             return []
         lines = []
         for raw in text.split("\n")[:-1]:  # the last piece lacks its newline: cut short
@@ -185,12 +190,16 @@ class Journal:
 
     def _intact(self, info: ShardInfo, index: int) -> bool:
         """The shard is the next one of its writer, and on disk with the bytes listed."""
-        path = self.folder / info.name
         if not info.name.startswith(f"{info.split}-{index:06d}."):
             return False
         try:
-            return path.stat().st_size == info.bytes and sha256_file(path) == info.sha256
-        except OSError:
+            found = self.storage.stat(info.name)
+            return (
+                found is not None
+                and found.size == info.bytes
+                and sha256_of(self.storage, info.name) == info.sha256
+            )
+        except (OSError, StorageError):
             return False
 
     def _block(self, stats: dict | None) -> dict[str, Moments] | None:
@@ -218,8 +227,7 @@ class Journal:
         path = self.home / JOURNAL
         temporary = path.with_name(JOURNAL + ".tmp")
         temporary.write_text("".join(_line(line) for line in self._lines))
-        _sync(temporary)
-        os.replace(temporary, path)
+        self._home.publish(temporary, JOURNAL)
         self._file = open(path, "a", encoding="utf-8")  # closed by close()
 
     def record(self, entry: dict) -> None:
@@ -233,7 +241,7 @@ class Journal:
         if block is not None:
             path = self.home / f"{info.name}.stats.npz"
             save_block(path, block)
-            _sync(path)
+            sync(path)
             entry["stats"] = {"file": path.name, "sha256": sha256_file(path)}
         with self._lock:
             self._append({"shard": entry})

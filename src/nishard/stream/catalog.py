@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from ..archives.manifest import MANIFEST, read_manifest
+from ..archives.storage import LocalStorage, Storage, storage_for
+from ..errors import StorageError
 
 #: Formats whose samples these readers locate by byte offset and read without a library.
 STREAMABLE = ("webdataset", "tfrecord")
@@ -23,13 +25,22 @@ STREAMABLE = ("webdataset", "tfrecord")
 
 @dataclass(frozen=True)
 class Shard:
-    """One shard file: where it is, how many samples, where each begins (bytes)."""
+    """One shard file: where it is, how many samples, where each begins (bytes).
+
+    ``name`` is the file's name in the catalog's storage; ``path`` its local path (the
+    shard folder's file), which the readers open.
+    """
 
     path: Path
     samples: int
     bytes: int
     keys: tuple[str, ...]
     offsets: tuple[int, ...] | None
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            object.__setattr__(self, "name", self.path.name)
 
 
 @dataclass(frozen=True)
@@ -49,7 +60,8 @@ class KeySpec:
 class Catalog:
     """The shards of one split in one format, and the keys to read from them.
 
-    Build it with :func:`open_catalog`.
+    Build it with :func:`open_catalog`. ``storage`` is where the shards are (see
+    :mod:`nishard.archives.storage`); ``folder`` is its local folder.
     """
 
     folder: Path
@@ -59,6 +71,11 @@ class Catalog:
     keys: tuple[str, ...]
     specs: dict[str, KeySpec]
     manifest: dict
+    storage: Storage | None = None
+
+    def __post_init__(self) -> None:
+        if self.storage is None:
+            object.__setattr__(self, "storage", LocalStorage(self.folder))
 
     def __len__(self) -> int:
         return sum(s.samples for s in self.shards)
@@ -126,7 +143,8 @@ def open_catalog(
     KeyError
         A key, split or format the manifest does not have; the message lists those it has.
     """
-    folder, manifest = read_folder(path)
+    storage, manifest = read_storage(path)
+    folder = storage.folder
     shards = manifest.get("shards", [])
     format = pick_format(folder, manifest, format)
     if streamable and format not in STREAMABLE:
@@ -147,7 +165,8 @@ def open_catalog(
     family = pick_family(folder, shards, keys, sorted(available))
     chosen = tuple(
         Shard(
-            path=folder / s["name"],
+            name=s["name"],
+            path=storage.path(s["name"]),
             samples=int(s["samples"]),
             bytes=int(s["bytes"]),
             keys=tuple(s.get("keys", ())),
@@ -157,7 +176,7 @@ def open_catalog(
         if s.get("family") == family
     )
     specs = {k: KeySpec(available[k]["dtype"], tuple(available[k]["shape"])) for k in keys}
-    return Catalog(folder, split, format, chosen, tuple(keys), specs, manifest)
+    return Catalog(folder, split, format, chosen, tuple(keys), specs, manifest, storage)
 
 
 def pick_family(folder: Path, shards: list[dict], keys: list[str], every: list[str]) -> str | None:
@@ -174,13 +193,32 @@ def pick_family(folder: Path, shards: list[dict], keys: list[str], every: list[s
     return holding[0]
 
 
-def read_folder(path: str | Path) -> tuple[Path, dict]:
+def read_folder(path: str | Path | Storage) -> tuple[Path, dict]:
     """The shard folder of a folder or manifest path, and its manifest."""
-    folder = Path(path)
-    folder = folder.parent if folder.name == MANIFEST or folder.is_file() else folder
-    if not (folder / MANIFEST).is_file():
-        raise FileNotFoundError(f"{folder}: no {MANIFEST}; is it a nishard shard folder?")
-    return folder, read_manifest(folder)
+    storage, manifest = read_storage(path)
+    return storage.folder, manifest
+
+
+def read_storage(path: str | Path | Storage) -> tuple[LocalStorage, dict]:
+    """The storage of a shard folder, manifest path (any file names its folder) or
+    storage, and its manifest.
+
+    Raises
+    ------
+    FileNotFoundError
+        No manifest there.
+    StorageError
+        A remote URL: the stream reads local (or mounted) folders until object storage
+        support.
+    """
+    storage = storage_for(path)
+    if not isinstance(storage, LocalStorage):
+        raise StorageError(f"{storage.url}: the stream reads shards from local folders")
+    if storage.folder.is_file():  # a manifest under another name: its folder's
+        storage = LocalStorage(storage.folder.parent)
+    if storage.stat(MANIFEST) is None:
+        raise FileNotFoundError(f"{storage.url}: no {MANIFEST}; is it a nishard shard folder?")
+    return storage, read_manifest(storage.folder)
 
 
 def pick_format(folder: Path, manifest: dict, format: str | None) -> str:

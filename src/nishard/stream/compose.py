@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..archives.storage import storage_for
 from .batch import Fields
 from .catalog import Catalog, open_catalog, pick_format, read_folder, splits_of
 from .normalize import load_normalizer
@@ -69,6 +70,7 @@ def open(  # ns.stream.open, as tarfile.open: the builtin is not used here
     Stream
         No stage yet: every product, the split in manifest order, one sample at a time.
     """
+    storage_for(path)  # a remote URL is refused by name here, before Path() mangles it
     return Stream(Path(path), split, format)
 
 

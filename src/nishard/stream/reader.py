@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..archives.decoders import DecodeError, example_sample
+from ..archives.storage import LocalStorage, Storage
+from ..errors import StorageError
 from .catalog import Catalog, Shard
 from .npy import PREFIX, header_at, header_length, parse_header
 from .tfrecord import HEADER, Span, example_at, record_length
@@ -126,12 +128,12 @@ class ShardReader:
             else:
                 located = self._locate(self, fd, start, end, want, meta)
         except ValueError as err:
-            expected = f"{info.path.name}: a sample at offset {start}"
+            expected = f"{info.name}: a sample at offset {start}"
             raise DecodeError(None, expected, str(err)) from None
         if info.keys and located.key != info.keys[position]:
             raise DecodeError(
                 located.key,
-                f"{info.path.name}: sample {info.keys[position]!r} at offset {start}",
+                f"{info.name}: sample {info.keys[position]!r} at offset {start}",
                 f"{located.key!r}: the shard is not the one the manifest describes",
             )
         return located
@@ -182,7 +184,7 @@ class ShardReader:
         if fd is not None:
             self._files.move_to_end(shard)
             return fd
-        fd = os.open(self.catalog.shards[shard].path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        fd = _descriptor(self.catalog.storage, self.catalog.shards[shard].name)
         self._files[shard] = fd
         if len(self._files) > OPEN_FILES:
             os.close(self._files.popitem(last=False)[1])
@@ -194,12 +196,21 @@ class ShardReader:
         return self._scratch[:n]
 
 
+def _descriptor(storage: Storage, name: str) -> int:
+    """A file descriptor of a shard of a local folder: the readers' fast path is
+    ``pread``/``preadv`` on it (one system call per sample, arrays read straight into
+    their rows), which a storage's ``read_range`` would cost a copy and a call more."""
+    if not isinstance(storage, LocalStorage):
+        raise StorageError(f"{storage.join(name)}: the stream reads shards of local folders")
+    return os.open(storage.path(name), os.O_RDONLY | getattr(os, "O_BINARY", 0))
+
+
 def _span(info: Shard, position: int) -> tuple[int, int]:
     """Byte range of a sample: its offset to the next one's (the file's end for the last)."""
     offsets = info.offsets
     if offsets is None:
         raise DecodeError(
-            None, f"{info.path.name}: sample offsets in the manifest", "none (rebuild the shards)"
+            None, f"{info.name}: sample offsets in the manifest", "none (rebuild the shards)"
         )
     end = offsets[position + 1] if position + 1 < len(offsets) else info.bytes
     return offsets[position], end
