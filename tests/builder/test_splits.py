@@ -275,8 +275,9 @@ def test_records_without_group():
         (lambda: KFold(1), "k must be"),
         (lambda: KFold(3, fold=3), "fold must be None or in 0..2"),
         (lambda: Random(seed="0"), "seed"),
-        (lambda: from_dict({"name": "shuffle"}), "use one of random, stratified"),
-        (lambda: from_dict({"name": "random", "by": "age"}), "unknown \\['by'\\]"),
+        (lambda: from_dict({"name": "shuffle"}), "unknown split 'shuffle'; known: kfold, random"),
+        (lambda: from_dict({"name": "random", "by": "age"}), "unknown key 'by' in split random"),
+        (lambda: from_dict({"name": "randm"}), "did you mean 'random'"),
     ],
 )
 def test_invalid_specs(make, message):

@@ -72,5 +72,5 @@ def test_split_strategy_from_yaml_round_trips(tiny, tmp_path):
     assert pipeline.shuffle is None
     assert parse_spec({**spec, "output": pipeline.spec["output"]}, tmp_path).split == pipeline.split
     bad = {**spec, "output": {"path": "out", "split": {"name": "stratifed"}}}
-    with pytest.raises(ns.SpecError, match=r"output\.split: .*stratified"):
+    with pytest.raises(ns.SpecError, match=r"output\.split 'stratifed' \(did you mean"):
         parse_spec(bad, tmp_path)

@@ -43,6 +43,7 @@ after which ``formats: [npz]`` in a spec and ``write(..., formats=[Npz()])`` use
 
 from __future__ import annotations
 
+from ..registry import Registry
 from .families import Family
 from .hdf5 import HDF5
 from .manifest import MANIFEST, read_manifest
@@ -51,14 +52,30 @@ from .tfrecord import TFRecord
 from .webdataset import WebDataset
 from .zarr import Zarr
 
-#: Formats by the name a YAML spec gives them; add to it with :func:`register_format`.
-FORMATS: dict[str, type] = {}
-
 _METHODS = ("to_dict", "open", "encode", "sample_size", "file_size")
+
+
+def _check_format(cls: type) -> None:
+    """Refuse a class that cannot be a format: an odd name or extension, missing methods."""
+    name, extension = getattr(cls, "name", None), getattr(cls, "extension", None)
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"{cls.__name__}.name must be an identifier string, got {name!r}")
+    if not isinstance(extension, str) or not extension.startswith("."):
+        raise TypeError(f"{cls.__name__}.extension must be a string such as '.tar'")
+    missing = [method for method in _METHODS if not callable(getattr(cls, method, None))]
+    if missing:
+        raise TypeError(f"{cls.__name__} is not a format: it lacks {', '.join(missing)}")
+
+
+#: Formats by the name a YAML spec gives them; add to it with ``FORMATS.register`` (or
+#: :func:`register_format`).
+FORMATS: Registry = Registry("format", (WebDataset, TFRecord, HDF5, Zarr), check=_check_format)
 
 
 def register_format(cls: type, *, replace: bool = False) -> type:
     """Make a format class known by its ``name``, to specs and to :data:`FORMATS`.
+
+    The same as ``FORMATS.register(cls, replace=replace)``.
 
     Parameters
     ----------
@@ -80,22 +97,8 @@ def register_format(cls: type, *, replace: bool = False) -> type:
     TypeError
         When the class lacks an attribute or method of a format.
     """
-    name, extension = getattr(cls, "name", None), getattr(cls, "extension", None)
-    if not isinstance(name, str) or not name.isidentifier():
-        raise ValueError(f"{cls.__name__}.name must be an identifier string, got {name!r}")
-    if not isinstance(extension, str) or not extension.startswith("."):
-        raise TypeError(f"{cls.__name__}.extension must be a string such as '.tar'")
-    missing = [method for method in _METHODS if not callable(getattr(cls, method, None))]
-    if missing:
-        raise TypeError(f"{cls.__name__} is not a format: it lacks {', '.join(missing)}")
-    if name in FORMATS and FORMATS[name] is not cls and not replace:
-        raise ValueError(f"a format named {name!r} is registered already ({FORMATS[name]})")
-    FORMATS[name] = cls
-    return cls
+    return FORMATS.register(cls, replace=replace)
 
-
-for _builtin in (WebDataset, TFRecord, HDF5, Zarr):
-    register_format(_builtin)
 
 __all__ = [
     "FORMATS", "HDF5", "MANIFEST", "Family", "Format", "ShardSpec", "TFRecord", "WebDataset",

@@ -15,6 +15,7 @@ A build is three steps, named so that a cluster can run the middle one anywhere:
 from __future__ import annotations
 
 from .driver import output_spec, write
+from .output import Output
 from .splits import SPLITS, Split
 
-__all__ = ["SPLITS", "Split", "output_spec", "write"]
+__all__ = ["SPLITS", "Output", "Split", "output_spec", "write"]

@@ -34,6 +34,8 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
+from ..registry import Registry
+
 #: The class of a group that has no value for a variable.
 MISSING = "n/a"
 
@@ -337,29 +339,21 @@ class KFold(Split):
 
 
 #: Split strategies by the name a YAML spec gives them.
-SPLITS: dict[str, type[Split]] = {
-    cls.name: cls for cls in (Random, Stratified, Representative, KFold)
-}
+SPLITS: Registry = Registry("split", (Random, Stratified, Representative, KFold))
 
 
 def from_dict(spec: Mapping) -> Split:
     """A split from its spec, e.g. ``{name: stratified, by: diagnosis, seed: 0}``.
 
+    The same as ``SPLITS.from_dict(spec)``.
+
     Raises
     ------
     ValueError
-        When the name is unknown or a key is not a parameter of that strategy.
+        (a :class:`~nishard.errors.SpecError`) When the name is unknown, a key is not a
+        parameter of that strategy, or the strategy refuses a value.
     """
-    spec = dict(spec)
-    name = spec.pop("name", None)
-    if name not in SPLITS:
-        raise ValueError(f"split name {name!r}: use one of {', '.join(SPLITS)}")
-    cls = SPLITS[name]
-    accepted = [f.name for f in fields(cls)]
-    unknown = sorted(set(spec) - set(accepted))
-    if unknown:
-        raise ValueError(f"{name} split: unknown {unknown}; it accepts {', '.join(accepted)}")
-    return cls(**spec)
+    return SPLITS.from_dict(spec)
 
 
 def counts_table(

@@ -14,6 +14,7 @@ from typing import ClassVar
 import pandas as pd
 
 from ..errors import SpecError
+from ..registry import Registry
 
 
 def _combine(flags: list[tuple[pd.Series, str]], index: pd.Index) -> pd.Series:
@@ -158,4 +159,4 @@ def _as_list(values: object) -> list:
 
 
 #: Filters by the name a YAML spec gives them.
-FILTERS: dict[str, type] = {cls.name: cls for cls in (Complete, Entities, Where)}
+FILTERS: Registry = Registry("filter", (Complete, Entities, Where))

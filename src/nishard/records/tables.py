@@ -10,6 +10,7 @@ from typing import ClassVar
 import pandas as pd
 
 from ..errors import SpecError
+from ..registry import Registry
 
 
 class _Joined:
@@ -220,4 +221,6 @@ def _infer_type(column: pd.Series) -> pd.Series:
 
 
 #: Tables by the name a YAML spec gives them.
-TABLES: dict[str, type] = {cls.name: cls for cls in (Table, Participants, Phenotype)}
+TABLES: Registry = Registry(
+    "table", (Table, Participants, Phenotype), key="table", default="participants"
+)

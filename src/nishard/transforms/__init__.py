@@ -6,6 +6,7 @@ denoise (the Clean step); connectivity; storage (crop, windows, cast).
 """
 
 from ..imageio.resampling import resample_to_grid
+from ..registry import Registry
 from .base import ArraySpec, Demands, Sample, Transform
 from .confounds import PRESETS, ConfoundStrategy, get_strategy, read_confounds, select_confounds
 from .connectivity import Connectivity, connectivity, ledoit_wolf, sym_to_vec, vec_to_sym
@@ -20,7 +21,7 @@ from .storage import Cast, Crop, Windows, cast, crop, windows
 
 #: Transforms by the name a YAML spec gives them.
 _CLASSES = (Mask, Smooth, Parcellate, Maps, Clean, Standardize, Connectivity, Crop, Windows, Cast)
-TRANSFORMS: dict[str, type[Transform]] = {cls.name: cls for cls in _CLASSES}
+TRANSFORMS: Registry = Registry("transform", _CLASSES, key=None)
 
 __all__ = [
     "PRESETS", "TRANSFORMS", "ArraySpec", "Cast", "Clean", "ConfoundStrategy", "Connectivity",

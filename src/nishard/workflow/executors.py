@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
 from ..records.table import Record
+from ..registry import Registry
 from .cache import NodeCache
 from .handoff import handoff_folder, receive, share
 from .plan import Outcome, Plan, Summarize
@@ -126,4 +127,4 @@ def _run_and_share(
 
 
 #: Executors by the name a YAML spec or the command line gives them.
-EXECUTORS: dict[str, type] = {Serial.name: Serial, Local.name: Local, Pydra.name: Pydra}
+EXECUTORS: Registry = Registry("executor", (Serial, Local, Pydra), key="executor")

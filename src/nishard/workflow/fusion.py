@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
+from ..registry import Registry
 from ..transforms.base import ArraySpec, Transform
 from ..units import parse_bytes
 
@@ -165,4 +166,4 @@ class Greedy:
 
 
 #: Fusion heuristics by the name a spec gives them.
-FUSIONS: dict[str, type] = {ByBackend.name: ByBackend, Greedy.name: Greedy}
+FUSIONS: Registry = Registry("fusion", (ByBackend, Greedy))

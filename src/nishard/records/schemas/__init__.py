@@ -6,6 +6,7 @@ stage, each giving one or more file columns), ``default_stage``, ``scan(root) ->
 options.
 """
 
+from ...registry import Registry
 from .base import ENTITY_COLUMNS, Run, Scan
 from .bids import Bids
 from .fmriprep import Fmriprep
@@ -13,6 +14,6 @@ from .hcp import Hcp
 from .regex import Regex
 
 #: Schemas by the name a YAML spec gives them.
-SCHEMAS: dict[str, type] = {cls.name: cls for cls in (Fmriprep, Bids, Hcp, Regex)}
+SCHEMAS: Registry = Registry("schema", (Fmriprep, Bids, Hcp, Regex))
 
 __all__ = ["ENTITY_COLUMNS", "SCHEMAS", "Bids", "Fmriprep", "Hcp", "Regex", "Run", "Scan"]

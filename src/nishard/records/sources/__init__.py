@@ -11,13 +11,14 @@ mirrored into a cache with checksums) and :class:`DataLad` (``datalad get`` of o
 files needed).
 """
 
+from ...registry import Registry
 from .base import EAGER, Local, Source
 from .datalad import DataLad
 from .listing import ListedFile, format_listing, parse_listing, write_listing
 from .url import Url
 
 #: Sources by the name a YAML spec gives them.
-SOURCES: dict[str, type] = {Local.name: Local, Url.name: Url, DataLad.name: DataLad}
+SOURCES: Registry = Registry("source", (Local, Url, DataLad))
 
 __all__ = [
     "EAGER", "SOURCES", "DataLad", "ListedFile", "Local", "Source", "Url", "format_listing",
