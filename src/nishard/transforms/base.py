@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -105,3 +105,24 @@ class Transform:
     def to_dict(self) -> dict:
         """The transform as it appears in a YAML spec: ``{name: {option: value}}``."""
         return {self.name: asdict(self)}
+
+
+@dataclass(frozen=True)
+class SingleKey(Transform):
+    """Base of the transforms of the one sample array under their ``key`` field.
+
+    Such a step reads ``key`` and writes its result back under it; a subclass that writes
+    elsewhere (a connectivity matrix under ``output``) overrides :attr:`writes`. It adds
+    no field, so a subclass's fields, their order and its constructor stay its own.
+    """
+
+    if TYPE_CHECKING:  # a field of every subclass, declared there (not one of this class)
+        key: str
+
+    @property
+    def reads(self) -> tuple[str, ...]:
+        return (self.key,)
+
+    @property
+    def writes(self) -> tuple[str, ...]:
+        return (self.key,)

@@ -32,7 +32,7 @@ from typing import ClassVar, Literal, get_args
 import numpy as np
 import scipy.linalg
 
-from .base import ArraySpec, Demands, Sample, Transform
+from .base import ArraySpec, Demands, Sample, SingleKey
 
 Kind = Literal["correlation", "partial correlation", "covariance"]
 KINDS: tuple[str, ...] = get_args(Kind)
@@ -327,7 +327,7 @@ def _kind(kind: str) -> str:
 
 
 @dataclass(frozen=True)
-class Connectivity(Transform):
+class Connectivity(SingleKey):
     """Connectivity of region time series; see :func:`connectivity`.
 
     Parameters
@@ -370,10 +370,6 @@ class Connectivity(Transform):
                 f"output {self.output!r} would replace the time series under the same key; "
                 "choose another output or set keep_timeseries: false"
             )
-
-    @property
-    def reads(self) -> tuple[str, ...]:
-        return (self.key,)
 
     @property
     def writes(self) -> tuple[str, ...]:

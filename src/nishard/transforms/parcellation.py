@@ -252,7 +252,50 @@ def _atlas_regions(file: str, mtime_ns: int) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class Parcellate(Transform):
+class _AtlasSignals(Transform):
+    """The options, keys and output that :class:`Parcellate` and :class:`Maps` share.
+
+    Region signals of an atlas file: (x, y, z, t) under ``key`` in, (t, regions) under
+    ``output`` (or ``key``) out, the region of each column under ``regions_key``.
+    """
+
+    atlas: str
+    mask: bool = False
+    missing: Missing = "drop"
+    key: str = "bold"
+    regions_key: str | None = "regions"
+    output: str | None = None
+
+    demands: ClassVar[Demands] = Demands(
+        memory_factor=1.5, whole_time_axis=False, voxel_blocks=False
+    )
+
+    def __post_init__(self) -> None:
+        _check_atlas(self.atlas, self.missing)
+
+    @property
+    def reads(self) -> tuple[str, ...]:
+        return (self.key, "mask") if self.mask else (self.key,)
+
+    @property
+    def writes(self) -> tuple[str, ...]:
+        target = self.output or self.key
+        return (target,) if self.regions_key is None else (target, self.regions_key)
+
+    def _signal_specs(self, specs: Mapping[str, ArraySpec], n: int) -> dict[str, ArraySpec]:
+        """What the step writes for ``n`` regions, from the spec of the image it reads."""
+        return _region_specs(specs[self.key], n, self.output or self.key, self.regions_key)
+
+    def _with_signals(self, sample: Sample, signals: np.ndarray, regions: np.ndarray) -> Sample:
+        """A new sample with the signals and, under ``regions_key``, their regions."""
+        out = {**sample, self.output or self.key: signals}
+        if self.regions_key is not None:
+            out[self.regions_key] = regions
+        return out
+
+
+@dataclass(frozen=True)
+class Parcellate(_AtlasSignals):
     """Mean signal of each region of a labels atlas: (x, y, z, t) -> (t, regions).
 
     Equal to ``NiftiLabelsMasker(labels_img=atlas, strategy="mean")`` (with
@@ -283,34 +326,13 @@ class Parcellate(Transform):
         replace it.
     """
 
-    atlas: str
-    mask: bool = False
-    missing: Missing = "drop"
-    key: str = "bold"
-    regions_key: str | None = "regions"
-    output: str | None = None
-
     name: ClassVar[str] = "parcellate"
-    demands: ClassVar[Demands] = Demands(
-        memory_factor=1.5, whole_time_axis=False, voxel_blocks=False
-    )
-
-    def __post_init__(self) -> None:
-        _check_atlas(self.atlas, self.missing)
-
-    @property
-    def reads(self) -> tuple[str, ...]:
-        return (self.key, "mask") if self.mask else (self.key,)
-
-    @property
-    def writes(self) -> tuple[str, ...]:
-        target = self.output or self.key
-        return (target,) if self.regions_key is None else (target, self.regions_key)
 
     def infer(self, specs: Mapping[str, ArraySpec]) -> dict[str, ArraySpec]:
         # Every label of the atlas: an upper bound where some miss the grid or the mask.
-        n = len(_atlas_regions(str(self.atlas), os.stat(self.atlas).st_mtime_ns))
-        return _region_specs(specs[self.key], n, self.output or self.key, self.regions_key)
+        return self._signal_specs(
+            specs, len(_atlas_regions(str(self.atlas), os.stat(self.atlas).st_mtime_ns))
+        )
 
     def __call__(self, sample: Sample) -> Sample:
         data = _volume(sample, self.key, self.name)
@@ -326,14 +348,11 @@ class Parcellate(Transform):
                 "no labelled voxel inside the brain mask",
             )
         signals, regions = label_signals(data, labels, mask, regions=regions)
-        out = {**sample, self.output or self.key: signals}
-        if self.regions_key is not None:
-            out[self.regions_key] = regions
-        return out
+        return self._with_signals(sample, signals, regions)
 
 
 @dataclass(frozen=True)
-class Maps(Transform):
+class Maps(_AtlasSignals):
     """Signal of each map of a probabilistic atlas: (x, y, z, t) -> (t, maps).
 
     Equal to ``NiftiMapsMasker(maps_img=atlas)`` (with ``mask_img=`` the record's brain
@@ -356,34 +375,11 @@ class Maps(Transform):
         As for :class:`Parcellate`.
     """
 
-    atlas: str
-    mask: bool = False
-    missing: Missing = "drop"
-    key: str = "bold"
-    regions_key: str | None = "regions"
-    output: str | None = None
-
     name: ClassVar[str] = "maps"
-    demands: ClassVar[Demands] = Demands(
-        memory_factor=1.5, whole_time_axis=False, voxel_blocks=False
-    )
-
-    def __post_init__(self) -> None:
-        _check_atlas(self.atlas, self.missing)
-
-    @property
-    def reads(self) -> tuple[str, ...]:
-        return (self.key, "mask") if self.mask else (self.key,)
-
-    @property
-    def writes(self) -> tuple[str, ...]:
-        target = self.output or self.key
-        return (target,) if self.regions_key is None else (target, self.regions_key)
 
     def infer(self, specs: Mapping[str, ArraySpec]) -> dict[str, ArraySpec]:
         maps, _ = load_image(self.atlas, "maps")
-        n = maps.shape[3]
-        return _region_specs(specs[self.key], n, self.output or self.key, self.regions_key)
+        return self._signal_specs(specs, maps.shape[3])
 
     def __call__(self, sample: Sample) -> Sample:
         data = _volume(sample, self.key, self.name)
@@ -396,7 +392,4 @@ class Maps(Transform):
                 f"a brain mask overlapping the maps of {self.atlas}",
                 "no map with a non-zero voxel inside the brain mask",
             )
-        out = {**sample, self.output or self.key: signals}
-        if self.regions_key is not None:
-            out[self.regions_key] = indices
-        return out
+        return self._with_signals(sample, signals, indices)

@@ -7,7 +7,7 @@ from typing import ClassVar, Literal, get_args
 
 import numpy as np
 
-from .base import Demands, Sample, Transform
+from .base import Demands, Sample, SingleKey
 from .filters import (
     butterworth_matrix,
     cosine_drift,
@@ -308,7 +308,7 @@ def _with_cosines(confounds: np.ndarray | None, cosines: np.ndarray) -> np.ndarr
 
 
 @dataclass(frozen=True)
-class Standardize(Transform):
+class Standardize(SingleKey):
     """Standardize every feature over time; see :func:`standardize`.
 
     Parameters
@@ -327,14 +327,6 @@ class Standardize(Transform):
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"method one of {', '.join(METHODS)}; got {self.method!r}")
-
-    @property
-    def reads(self) -> tuple[str, ...]:
-        return (self.key,)
-
-    @property
-    def writes(self) -> tuple[str, ...]:
-        return (self.key,)
 
     def __call__(self, sample: Sample) -> Sample:
         return {**sample, self.key: standardize(sample[self.key], self.method)}

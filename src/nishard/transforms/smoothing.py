@@ -9,7 +9,7 @@ from typing import ClassVar
 import numpy as np
 
 from ..errors import SampleError
-from .base import Demands, Sample, Transform
+from .base import Demands, Sample, SingleKey
 
 #: FWHM of a Gaussian over its standard deviation: sqrt(8 ln 2).
 FWHM_PER_SIGMA = math.sqrt(8 * math.log(2))
@@ -112,7 +112,7 @@ def _check_fwhm(fwhm) -> None:
 
 
 @dataclass(frozen=True)
-class Smooth(Transform):
+class Smooth(SingleKey):
     """Gaussian smoothing of the 4D image before masking; see :func:`smooth`.
 
     Equal to ``nilearn.image.smooth_img(img, fwhm)`` and to a masker's
@@ -139,14 +139,6 @@ class Smooth(Transform):
 
     def __post_init__(self) -> None:
         _check_fwhm(self.fwhm)
-
-    @property
-    def reads(self) -> tuple[str, ...]:
-        return (self.key,)
-
-    @property
-    def writes(self) -> tuple[str, ...]:
-        return (self.key,)
 
     def __call__(self, sample: Sample) -> Sample:
         data = sample[self.key]

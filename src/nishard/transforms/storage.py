@@ -14,7 +14,7 @@ from typing import ClassVar, Literal, get_args
 import ml_dtypes
 import numpy as np
 
-from .base import ArraySpec, Demands, Sample, Transform
+from .base import ArraySpec, Demands, Sample, SingleKey, Transform
 
 CastDtype = Literal["float32", "float16", "bfloat16"]
 CAST_DTYPES: tuple[str, ...] = get_args(CastDtype)
@@ -145,7 +145,7 @@ def _check_window(length: int, step: int) -> None:
 
 
 @dataclass(frozen=True)
-class Crop(Transform):
+class Crop(SingleKey):
     """Keep volumes ``start`` to ``stop`` of a run; see :func:`crop`.
 
     Parameters
@@ -172,14 +172,6 @@ class Crop(Transform):
         if same_sign and self.start >= self.stop:
             raise ValueError(f"crop [{self.start}:{self.stop}] is empty")
 
-    @property
-    def reads(self) -> tuple[str, ...]:
-        return (self.key,)
-
-    @property
-    def writes(self) -> tuple[str, ...]:
-        return (self.key,)
-
     def infer(self, specs: Mapping[str, ArraySpec]) -> dict[str, ArraySpec]:
         image = specs[self.key]
         if len(image.shape) not in (1, 2, 4):
@@ -196,7 +188,7 @@ class Crop(Transform):
 
 
 @dataclass(frozen=True)
-class Windows(Transform):
+class Windows(SingleKey):
     """Cut a (time, features) run into (n_windows, length, features); see :func:`windows`.
 
     Parameters
@@ -227,14 +219,6 @@ class Windows(Transform):
             whole_time_axis=True,
             voxel_blocks=True,
         )
-
-    @property
-    def reads(self) -> tuple[str, ...]:
-        return (self.key,)
-
-    @property
-    def writes(self) -> tuple[str, ...]:
-        return (self.key,)
 
     def infer(self, specs: Mapping[str, ArraySpec]) -> dict[str, ArraySpec]:
         series = specs[self.key]
