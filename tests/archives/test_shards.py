@@ -6,7 +6,7 @@ import threading
 import pytest
 
 from nishard.archives import WebDataset, parse_bytes
-from nishard.archives import shards as shards_module
+from nishard.archives import storage as storage_module
 from nishard.archives.shards import ShardSpec, ShardWriter, by_count
 
 
@@ -46,7 +46,7 @@ def test_shards_are_synced_and_renamed_behind_the_writer(tmp_path, monkeypatch):
             assert gate.wait(10), "the writer waited for the sync"
         events.append(("synced", path.name))
 
-    monkeypatch.setattr(shards_module, "_sync", slow_sync)
+    monkeypatch.setattr(storage_module, "sync", slow_sync)
 
     def finished(info):
         events.append(("finished", info.name))  # in the writer's thread, at once
@@ -69,7 +69,7 @@ def test_an_error_syncing_a_shard_is_raised_by_the_writer(tmp_path, monkeypatch)
     def broken(path):
         raise OSError("disk gone")
 
-    monkeypatch.setattr(shards_module, "_sync", broken)
+    monkeypatch.setattr(storage_module, "sync", broken)
     writer = ShardWriter(tmp_path, "all", WebDataset(), by_count(1))
     writer.add("a", {"json": b"{}"})
     writer.add("b", {"json": b"{}"})

@@ -14,7 +14,7 @@ from pathlib import Path
 from ..errors import NishardError
 from ..units import format_bytes
 from .manifest import MANIFEST, read_manifest
-from .storage import LocalStorage, Storage, storage_for
+from .storage import Storage, storage_for
 
 
 def summarize(manifest: dict) -> dict:
@@ -102,7 +102,7 @@ def inspect(folder: str | Path | Storage) -> str:
     """
     storage = storage_for(folder)
     try:
-        manifest = read_manifest(storage.folder if isinstance(storage, LocalStorage) else storage)
+        manifest = read_manifest(storage)
     except (OSError, ValueError) as err:
         raise NishardError(f"no readable {MANIFEST} in {folder}: {err}") from err
     if not isinstance(manifest, dict):

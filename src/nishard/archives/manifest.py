@@ -23,6 +23,7 @@ import numpy as np
 
 from .shards import ShardInfo
 from .stats import Moments, load_block, save_block
+from .storage import Storage, storage_for
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 2
@@ -325,8 +326,11 @@ def upgrade(manifest: dict) -> dict:
     Raises
     ------
     ValueError
-        For a version this nishard cannot read (a newer one: upgrade nishard).
+        For a version this nishard cannot read (a newer one: upgrade nishard), or a
+        manifest that is not a JSON object.
     """
+    if not isinstance(manifest, Mapping):
+        raise ValueError(f"a manifest is a JSON object, found {type(manifest).__name__}")
     version = manifest.get("format_version", 1)  # hand-made ones may lack it: the first
     if version == FORMAT_VERSION:
         return manifest
@@ -342,20 +346,41 @@ def upgrade(manifest: dict) -> dict:
     return upgraded
 
 
-def write_manifest(folder: Path, manifest: dict) -> Path:
-    """Write ``manifest.json`` atomically, sealed (:func:`seal`), with sorted keys so equal
-    content gives equal bytes. Call it last: it commits the build."""
-    path = folder / MANIFEST
-    temporary = folder / (MANIFEST + ".tmp")
+def write_manifest(where: str | os.PathLike | Storage, manifest: dict) -> str:
+    """Publish ``manifest.json`` atomically, sealed (:func:`seal`), with sorted keys so
+    equal content gives equal bytes. Call it last: it commits the build (on an object
+    store, a reader that finds the manifest finds every shard it lists).
+
+    Parameters
+    ----------
+    where : path or Storage
+        The shard folder (:func:`~nishard.archives.storage.storage_for`).
+    manifest : dict
+
+    Returns
+    -------
+    str
+        Where the manifest is (a path, later a URL).
+    """
+    storage = storage_for(where)
+    temporary = storage.staging(MANIFEST)
     text = json.dumps(seal(manifest), indent=2, sort_keys=True, allow_nan=False)
     temporary.write_text(text + "\n")
-    os.replace(temporary, path)
-    return path
+    storage.publish(temporary, MANIFEST)
+    return storage.join(MANIFEST)
 
 
-def read_manifest(folder: str | Path) -> dict:
-    """Read the manifest of a shard folder (or the manifest file itself), as version 2."""
-    path = Path(folder)
-    if path.is_dir():
-        path = path / MANIFEST
-    return upgrade(json.loads(path.read_text()))
+def read_manifest(where: str | os.PathLike | Storage) -> dict:
+    """Read the manifest of a shard folder, as version 2 (:func:`upgrade`).
+
+    Parameters
+    ----------
+    where : path or Storage
+        The shard folder, the ``manifest.json`` in it, or its storage.
+
+    Raises
+    ------
+    MissingFileError
+        No ``manifest.json`` there (a ``FileNotFoundError`` naming the folder).
+    """
+    return upgrade(json.loads(storage_for(where).read_bytes(MANIFEST)))

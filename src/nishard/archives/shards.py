@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -11,6 +10,7 @@ from typing import ClassVar, Protocol
 
 from ..checksums import sha256_file
 from ..units import parse_bytes
+from .storage import Storage, storage_for
 
 
 @dataclass(frozen=True)
@@ -151,7 +151,9 @@ class ShardWriter:
 
     Parameters
     ----------
-    folder : Path
+    folder : Path or Storage
+        Where the shards go (:func:`~nishard.archives.storage.storage_for`); each is
+        written at the storage's staging path and published under its name.
     split : str
     fmt : Format
     spec : ShardSpec
@@ -179,7 +181,8 @@ class ShardWriter:
         family: str | None = None,
         products: tuple[str, ...] | None = None,
     ):
-        self.folder, self.split, self.fmt, self.spec = folder, split, fmt, spec
+        self.storage = storage_for(folder)
+        self.split, self.fmt, self.spec = split, fmt, spec
         self.family, self.products = family, products
         self.shards: list[ShardInfo] = list(finished)
         self.on_finish = on_finish
@@ -238,9 +241,11 @@ class ShardWriter:
             return False
         return self.fmt.file_size(self._content + incoming) > spec.max_bytes
 
+    def _name(self) -> str:
+        return shard_name(self.split, len(self.shards), self.fmt, self.family)
+
     def _temporary(self) -> Path:
-        name = shard_name(self.split, len(self.shards), self.fmt, self.family)
-        return self.folder / (name + ".tmp")
+        return self.storage.staging(self._name())
 
     def _wait(self) -> None:
         """Wait for the shard in flight; raise what it met."""
@@ -256,8 +261,7 @@ class ShardWriter:
     def _finish(self) -> None:
         shard, self._open = self._open, None
         shard.close()
-        temporary = self._temporary()
-        name = temporary.name.removesuffix(".tmp")
+        name, temporary = self._name(), self._temporary()
         crcs = tuple(getattr(shard, "crc32c", ()))
         info = ShardInfo(
             name=name,
@@ -279,28 +283,11 @@ class ShardWriter:
             self._syncing.result()
         if self._syncer is None:
             self._syncer = ThreadPoolExecutor(1, thread_name_prefix="nishard-sync")
-        self._syncing = self._syncer.submit(_publish, temporary, self.folder / name, then)
+        self._syncing = self._syncer.submit(_publish, self.storage, temporary, name, then)
 
 
-def _publish(temporary: Path, final: Path, then: Callable[[], None] | None) -> None:
-    """Sync a finished shard, rename it to its final name, sync the folder, then ``then``."""
-    _sync(temporary)
-    os.replace(temporary, final)
-    _sync(final.parent)
+def _publish(storage: Storage, temporary: Path, name: str, then: Callable[[], None] | None) -> None:
+    """Publish a finished shard under its name (locally: synced and renamed), then ``then``."""
+    storage.publish(temporary, name)
     if then is not None:
         then()
-
-
-def _sync(path: Path) -> None:
-    """Flush a file (or a folder's entries) to disk: a rename must not outlive the data
-    it names after a power cut. Folders cannot be opened on Windows; skipped there."""
-    try:
-        descriptor = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)

@@ -106,6 +106,12 @@ class Storage(Protocol):
         files; an object store has none)."""
         ...
 
+    def staging(self, name: str) -> Path:
+        """The local path to write the file ``name`` at before :meth:`publish` makes it
+        ``name``: beside it in a folder (the same file system, so publishing is a
+        rename); a local scratch file for a remote store (publishing uploads it)."""
+        ...
+
     def publish(self, temporary: Path, name: str) -> None:
         """Make the finished local file ``temporary`` the file ``name``, atomically: a
         reader sees the whole file under ``name`` or none; ``temporary`` is gone after."""
@@ -223,13 +229,17 @@ class LocalStorage:
                 names.append(f"{head}/{entry.name}" if head else entry.name)
         return sorted(names)
 
+    def staging(self, name: str) -> Path:
+        """``<name>.tmp`` beside the file: the same file system, so publishing renames."""
+        return self.folder / (name + ".tmp")
+
     def publish(self, temporary: Path, name: str) -> None:
         """Sync ``temporary`` to disk, rename it to ``name`` and sync the folder.
 
         The first sync is what makes the rename safe: after a power cut a renamed file
         must not name data that never reached the disk. The folder's sync makes the
-        rename itself durable. ``temporary`` must be on the folder's file system (the
-        writer writes it beside its final name).
+        rename itself durable. ``temporary`` must be on the folder's file system
+        (:meth:`staging` gives such a path).
         """
         final = self.folder / name
         sync(Path(temporary))

@@ -105,7 +105,7 @@ def verify(folder: str | Path | Storage, *, progress: bool = True) -> Report:
     storage = storage_for(folder)
     where = storage.folder if isinstance(storage, LocalStorage) else storage.url
     try:
-        manifest = read_manifest(where if isinstance(storage, LocalStorage) else storage)
+        manifest = read_manifest(storage)
     except (OSError, ValueError) as err:
         raise NishardError(f"no readable {MANIFEST} in {storage.url}: {err}") from err
     report = Report(where)

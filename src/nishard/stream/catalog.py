@@ -218,7 +218,7 @@ def read_storage(path: str | Path | Storage) -> tuple[LocalStorage, dict]:
         storage = LocalStorage(storage.folder.parent)
     if storage.stat(MANIFEST) is None:
         raise FileNotFoundError(f"{storage.url}: no {MANIFEST}; is it a nishard shard folder?")
-    return storage, read_manifest(storage.folder)
+    return storage, read_manifest(storage)
 
 
 def pick_format(folder: Path, manifest: dict, format: str | None) -> str:
