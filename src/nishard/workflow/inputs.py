@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -14,25 +15,47 @@ from ..imageio import ImageError, load, load_dtseries, load_func_gifti, read
 from ..records.table import Record
 from ..transforms.base import Sample
 
+T = TypeVar("T")
+
+
+def _imageio(record: Record, path: str, what: str, call: Callable[..., T], *args: Any) -> T:
+    """``call(*args)``: an :mod:`~nishard.imageio` function on the record's file ``path``.
+
+    Parameters
+    ----------
+    record : Record
+    path : str
+        The file ``call`` opens or reads.
+    what : str
+        What the file should hold, for the error.
+    call : callable
+        The imageio function; ``args`` its arguments.
+
+    Raises
+    ------
+    RecordError
+        For the ``ImageError`` of every way the file can be broken (missing, truncated,
+        corrupt, not the format), naming the record, the file and ``what``.
+    """
+    try:
+        return call(*args)
+    except ImageError as err:
+        raise RecordError(record.id, path, what, err.found) from err
+
 
 def _nifti(record: Record, path: str, ndim: int, what: str):
     """Open a NIfTI header, turning every way a file can be broken into a RecordError.
 
     A ``.nii.gz`` is inflated with ISA-L, about 5 times faster than nibabel's zlib."""
-    try:
-        img = load(path)
-    except ImageError as err:
-        raise RecordError(record.id, path, what, err.found) from err
+    img = _imageio(record, path, what, load, path)
     if len(img.shape) != ndim:
         raise RecordError(record.id, path, what, f"a {len(img.shape)}D image of shape {img.shape}")
     return img
 
 
 def _read(record: Record, path: str, img, what: str, dtype) -> np.ndarray:
-    try:
-        return read(img, path, dtype)
-    except ImageError as err:  # truncated or corrupt gzip stream, short file
-        raise RecordError(record.id, path, what, err.found) from err
+    # A truncated or corrupt gzip stream, a short file: errors only the data read finds.
+    return _imageio(record, path, what, read, img, path, dtype)
 
 
 def _why(err: BaseException) -> str:
@@ -102,21 +125,13 @@ def _finite(record: Record, path: str, data: np.ndarray) -> np.ndarray:
 def load_cifti(record: Record, path: str, sample: Sample) -> np.ndarray:
     """A CIFTI-2 dense time series as a (time, grayordinate) float32 array."""
     what = "a CIFTI-2 dense time series (.dtseries.nii: time x grayordinates)"
-    try:
-        data = load_dtseries(path)
-    except ImageError as err:
-        raise RecordError(record.id, path, what, err.found) from err
-    return _finite(record, path, data)
+    return _finite(record, path, _imageio(record, path, what, load_dtseries, path))
 
 
 def load_surface(record: Record, path: str, sample: Sample) -> np.ndarray:
     """A GIfTI functional surface (one data array per volume) as (time, vertex) float32."""
     what = "a GIfTI functional surface (.func.gii: one data array per volume)"
-    try:
-        data = load_func_gifti(path)
-    except ImageError as err:
-        raise RecordError(record.id, path, what, err.found) from err
-    return _finite(record, path, data)
+    return _finite(record, path, _imageio(record, path, what, load_func_gifti, path))
 
 
 def load_movement(record: Record, path: str, sample: Sample):
