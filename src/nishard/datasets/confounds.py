@@ -426,26 +426,32 @@ def _compcor_entries(
 # --------------------------------------------------------------------------------------------
 
 
-def _expand_mean(name: str, x: np.ndarray) -> dict[str, np.ndarray]:
-    # Order of the mean-signal expansions in fMRIPrep's files.
-    d = derivative1(x)
-    return {
-        name: x,
-        f"{name}_derivative1": d,
-        f"{name}_derivative1_power2": d**2,
-        f"{name}_power2": x**2,
-    }
+#: The order of a column's expansions in fMRIPrep's files: the mean signals (global, CSF,
+#: white matter) list them in one order, the motion parameters in another.
+_MEAN_ORDER = ("", "_derivative1", "_derivative1_power2", "_power2")
+_MOTION_ORDER = ("", "_derivative1", "_power2", "_derivative1_power2")
 
 
-def _expand_motion(name: str, x: np.ndarray) -> dict[str, np.ndarray]:
-    # Order of the motion expansions in fMRIPrep's files.
+def _expand(name: str, x: np.ndarray, order: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """A column, its first derivative and their squares, named and ordered as fMRIPrep does.
+
+    Parameters
+    ----------
+    name : str
+        The column's name; each expansion appends its suffix.
+    x : numpy.ndarray
+        Shape (T,).
+    order : tuple of str
+        The suffixes in the order of the columns (:data:`_MEAN_ORDER` or
+        :data:`_MOTION_ORDER`).
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+    """
     d = derivative1(x)
-    return {
-        name: x,
-        f"{name}_derivative1": d,
-        f"{name}_power2": x**2,
-        f"{name}_derivative1_power2": d**2,
-    }
+    terms = {"": x, "_derivative1": d, "_power2": x**2, "_derivative1_power2": d**2}
+    return {f"{name}{suffix}": terms[suffix] for suffix in order}
 
 
 def motion_outliers(fd: np.ndarray, std_dvars: np.ndarray) -> np.ndarray:
@@ -486,9 +492,9 @@ def _mean_columns(bold: np.ndarray, masks: dict[str, np.ndarray]) -> dict[str, n
         return bold[:, cols].mean(axis=1, dtype=np.float64)
 
     columns: dict[str, np.ndarray] = {}
-    columns |= _expand_mean("global_signal", bold.mean(axis=1, dtype=np.float64))
-    columns |= _expand_mean("csf", mean_of(masks["CSF"]))
-    columns |= _expand_mean("white_matter", mean_of(masks["WM"]))
+    columns |= _expand("global_signal", bold.mean(axis=1, dtype=np.float64), _MEAN_ORDER)
+    columns |= _expand("csf", mean_of(masks["CSF"]), _MEAN_ORDER)
+    columns |= _expand("white_matter", mean_of(masks["WM"]), _MEAN_ORDER)
     columns["csf_wm"] = mean_of(masks["combined"])
     columns["tcompcor"] = mean_of(masks["temporal"])
     return columns
@@ -562,7 +568,7 @@ def confounds_table(
     cosines = cosine_basis(n_timepoints, t_r)
     columns |= {f"cosine{k:02d}": cosines[:, k] for k in range(cosines.shape[1])}
     for j, name in enumerate(MOTION_COLUMNS):
-        columns |= _expand_motion(name, motion[:, j])
+        columns |= _expand(name, motion[:, j], _MOTION_ORDER)
     for k, frame in enumerate(motion_outliers(fd, std_dv)):
         spike = np.zeros(n_timepoints)
         spike[frame] = 1.0

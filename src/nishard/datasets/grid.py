@@ -286,10 +286,8 @@ def smooth_field(
     rng : numpy.random.Generator
     coords : numpy.ndarray
         Voxel coordinates (mm), shape (V, 3).
-    n_waves : int
-        Number of plane waves.
-    wavelength_mm : tuple of float
-        Range of wavelengths.
+    n_waves, wavelength_mm
+        As for :meth:`SmoothField.draw`.
 
     Returns
     -------

@@ -271,10 +271,8 @@ def physio_signals(rng: np.random.Generator, n_timepoints: int, t_r: float) -> n
 
     Parameters
     ----------
-    rng : numpy.random.Generator
-    n_timepoints : int
-    t_r : float
-        Repetition time (s).
+    rng, n_timepoints, t_r
+        As for :func:`~.networks.band_limited`.
 
     Returns
     -------

@@ -161,10 +161,7 @@ class SynthDataset:
     def confounds_paths(self) -> tuple[Path, ...]:
         """Confounds TSV of each run (fMRIPrep layout only)."""
         self._require("fmriprep", "confounds_paths")
-        return tuple(
-            p.parent / f"{rid}_desc-confounds_timeseries.tsv"
-            for rid, p in zip(self.run_ids, self.bold_paths, strict=True)
-        )
+        return self._beside_bold("desc-confounds_timeseries.tsv")
 
     @property
     def clean_paths(self) -> tuple[Path, ...]:
@@ -184,10 +181,7 @@ class SynthDataset:
         self._require_surfaces()
         if hemi not in sf.HEMISPHERES:
             raise ValueError(f"hemi must be one of {sf.HEMISPHERES}, got {hemi!r}")
-        return tuple(
-            p.parent / f"{rid}_hemi-{hemi}_space-{sf.SURFACE_SPACE}_bold.func.gii"
-            for rid, p in zip(self.run_ids, self.bold_paths, strict=True)
-        )
+        return self._beside_bold(f"hemi-{hemi}_space-{sf.SURFACE_SPACE}_bold.func.gii")
 
     @property
     def cifti_paths(self) -> tuple[Path, ...]:
@@ -197,10 +191,7 @@ class SynthDataset:
             return tuple(
                 sibling(p, ".nii.gz", f"_{CIFTI_HCP}.dtseries.nii") for p in self.bold_paths
             )
-        return tuple(
-            p.parent / f"{rid}_{CIFTI_FMRIPREP}"
-            for rid, p in zip(self.run_ids, self.bold_paths, strict=True)
-        )
+        return self._beside_bold(CIFTI_FMRIPREP)
 
     @property
     def clean_cifti_paths(self) -> tuple[Path, ...]:
@@ -218,6 +209,23 @@ class SynthDataset:
         """True network maps at the fsaverage5 vertices of a hemisphere (GIfTI)."""
         self._require_surfaces()
         return self.truth_dir / surface_truth_name(hemi)
+
+    def _beside_bold(self, suffix: str) -> tuple[Path, ...]:
+        """``<run id>_<suffix>`` in the folder of each run's BOLD, in the order of ``run_ids``.
+
+        Parameters
+        ----------
+        suffix : str
+            What follows the run id in the file name (``desc-confounds_timeseries.tsv``).
+
+        Returns
+        -------
+        tuple of pathlib.Path
+        """
+        return tuple(
+            p.parent / f"{rid}_{suffix}"
+            for rid, p in zip(self.run_ids, self.bold_paths, strict=True)
+        )
 
     def _require(self, layout: str, what: str) -> None:
         if self.layout != layout:
