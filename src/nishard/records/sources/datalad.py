@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from ...errors import SpecError
-from .base import EAGER, _cache_folder, _matches, _options, _walk_files
+from .base import EAGER, _cache_folder, _check_jobs, _matches, _patterns, _to_dict, _walk_files
 
 
 @dataclass(frozen=True)
@@ -51,19 +51,13 @@ class DataLad:
     name: ClassVar[str] = "datalad"
 
     def __post_init__(self) -> None:
-        if isinstance(self.eager, list):
-            object.__setattr__(self, "eager", tuple(self.eager))
-        if isinstance(self.eager, str):
-            object.__setattr__(self, "eager", (self.eager,))
-        if not isinstance(self.eager, tuple) or not all(isinstance(p, str) for p in self.eager):
-            raise ValueError(f"eager must be a list of patterns, got {self.eager!r}")
+        object.__setattr__(self, "eager", _patterns(self.eager))
         if self.clone_to is not None and not isinstance(self.clone_to, str):
             raise ValueError(f"clone_to must be a folder, got {self.clone_to!r}")
-        if isinstance(self.jobs, int) and self.jobs < 1:
-            raise ValueError(f"jobs must be 1 or more, got {self.jobs}")
+        _check_jobs(self.jobs)
 
     def to_dict(self) -> dict:
-        return {"name": self.name, **_options(self)}
+        return _to_dict(self)
 
     def prepare(self, root: str | Path) -> Path:
         """The dataset's folder (cloned first if need be), with the ``eager`` files got.

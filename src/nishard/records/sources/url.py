@@ -23,10 +23,12 @@ from ...errors import SpecError
 from .base import (
     EAGER,
     _cache_folder,
+    _check_jobs,
     _matches,
-    _options,
+    _patterns,
     _strings,
     _temporary,
+    _to_dict,
     _write_text_atomic,
 )
 from .listing import _STATE, ListedFile, format_listing, parse_listing
@@ -115,15 +117,11 @@ class Url:
     name: ClassVar[str] = "url"
 
     def __post_init__(self) -> None:
-        for attr in ("listing", "eager"):
-            if isinstance(getattr(self, attr), list):
-                object.__setattr__(self, attr, tuple(getattr(self, attr)))
-        if isinstance(self.eager, str):
-            object.__setattr__(self, "eager", (self.eager,))
+        if isinstance(self.listing, list):
+            object.__setattr__(self, "listing", tuple(self.listing))
         if not self.listing or not _strings(self.listing):
             raise ValueError("listing must name a listing file or give the listing's lines")
-        if not isinstance(self.eager, tuple) or not all(isinstance(p, str) for p in self.eager):
-            raise ValueError(f"eager must be a list of patterns, got {self.eager!r}")
+        object.__setattr__(self, "eager", _patterns(self.eager))
         if self.cache is not None and not isinstance(self.cache, str):
             raise ValueError(f"cache must be a folder, got {self.cache!r}")
         real = isinstance(self.timeout, (int, float)) and not isinstance(self.timeout, bool)
@@ -131,11 +129,10 @@ class Url:
             raise ValueError(f"timeout must be a positive number of seconds, got {self.timeout!r}")
         if isinstance(self.retries, int) and self.retries < 0:
             raise ValueError(f"retries must be 0 or more, got {self.retries}")
-        if isinstance(self.jobs, int) and self.jobs < 1:
-            raise ValueError(f"jobs must be 1 or more, got {self.jobs}")
+        _check_jobs(self.jobs)
 
     def to_dict(self) -> dict:
-        return {"name": self.name, **_options(self)}
+        return _to_dict(self)
 
     def prepare(self, root: str | Path) -> Path:
         """Mirror the listing's tree into the cache: eager files downloaded, others empty.
