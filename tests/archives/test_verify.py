@@ -9,12 +9,14 @@ import struct
 import tarfile
 from importlib.util import find_spec
 
+import crc32c
 import numpy as np
 import pytest
 
 import nishard as ns
 from nishard.archives import HDF5, TFRecord, WebDataset, Zarr, protobuf
 from nishard.archives.decoders import DECODERS, parse_example, register_decoder
+from nishard.archives.manifest import seal
 from nishard.archives.verify import verify
 from nishard.cli import main
 from nishard.errors import NishardError
@@ -67,22 +69,25 @@ def _flip(folder, name, position, *, hide=False):
 
 
 def _match_manifest(folder, name):
+    """The manifest forged to match the shard: its size, sha256 and samples' CRC-32C."""
     data = (folder / name).read_bytes()
-    _edit_manifest(
-        folder,
-        lambda m: [
-            s.update(sha256=hashlib.sha256(data).hexdigest(), bytes=len(data))
-            for s in m["shards"]
-            if s["name"] == name
-        ],
-    )
+
+    def match(shard):
+        shard.update(sha256=hashlib.sha256(data).hexdigest(), bytes=len(data))
+        if "crc32c" in shard:
+            ranges = zip(shard["offsets"], shard["sizes"], strict=True)
+            shard["crc32c"] = [crc32c.crc32c(data[o : o + n]) for o, n in ranges]
+
+    _edit_manifest(folder, lambda m: [match(s) for s in m["shards"] if s["name"] == name])
 
 
-def _edit_manifest(folder, change):
+def _edit_manifest(folder, change, *, reseal=True):
+    """Change the manifest; resealed (its content checksum written again), as a forger
+    who knows the rule would, unless ``reseal`` is False."""
     path = folder / "manifest.json"
     manifest = json.loads(path.read_text())
     change(manifest)
-    _rewrite(path, json.dumps(manifest).encode())
+    _rewrite(path, json.dumps(seal(manifest) if reseal else manifest).encode())
 
 
 def _first(fmt):
@@ -191,15 +196,56 @@ def test_a_tfrecord_damaged_in_its_data_names_the_sample(shards):
     assert "record 0 at offset 0" in problem.expected
 
 
-def test_array_bytes_of_a_tar_are_guarded_by_the_checksum_alone(shards):
+def test_array_bytes_of_a_tar_are_guarded_by_the_checksums_alone(shards):
     # .npy has no checksum of its own: with the manifest edited to match, a changed value
-    # decodes, so the sha256 in the manifest is what guards it.
+    # decodes, so the sha256 and the sample's CRC-32C in the manifest are what guard it.
     name = _first("webdataset")
-    member = _tar_members(shards / name)[0]
+    member = [m for m in _tar_members(shards / name) if m.name.endswith(".npy")][-1]
     _flip(shards, name, member.offset_data + member.size - 1)
-    assert [p.expected[:7] for p in verify(shards, progress=False).problems] == ["sha256 "]
+    problems = verify(shards, progress=False).problems
+    assert [p.expected[:7] for p in problems] == ["sha256 ", "CRC-32C"]
+    keys = next(s["keys"] for s in _manifest(shards)["shards"] if s["name"] == name)
+    assert problems[1].sample == member.name.split(".")[0] == keys[-1]  # pinned to its sample
     _match_manifest(shards, name)
     assert verify(shards, progress=False).ok
+
+
+@pytest.mark.parametrize("fmt", ["webdataset", "tfrecord"])
+def test_each_changed_sample_is_named_by_its_crc32c(shards, fmt):
+    name = _first(fmt)
+    entry = next(s for s in _manifest(shards)["shards"] if s["name"] == name)
+    for offset, size in zip(entry["offsets"], entry["sizes"], strict=True):
+        _flip(shards, name, offset + size // 2)
+    problems = verify(shards, progress=False).problems
+    named = [p.sample for p in problems if p.expected.startswith("CRC-32C")]
+    assert named == entry["keys"]
+
+
+def test_a_manifest_edited_by_hand_fails_its_content_checksum(shards):
+    _edit_manifest(shards, lambda m: m["records"].update(located=99), reseal=False)
+    (problem,) = verify(shards, progress=False).problems
+    assert problem.shard is None and problem.expected.startswith("content checksum sha256:")
+    assert "edited or damaged" in str(problem) and problem.found.startswith("sha256:")
+
+
+def test_a_version_1_manifest_is_verified_with_a_note(shards):
+    def to_v1(manifest):
+        del manifest["checksum"]
+        manifest["format_version"] = 1
+        for shard in manifest["shards"]:
+            shard.pop("crc32c", None)
+
+    _edit_manifest(shards, to_v1, reseal=False)
+    report = verify(shards, progress=False)
+    assert report.ok, report.to_text()
+    assert report.notes == [
+        "manifest.json: format version 1, without a content checksum; its shards are "
+        "checked against what it lists"
+    ]
+
+
+def _manifest(folder):
+    return json.loads((folder / "manifest.json").read_text())
 
 
 def test_a_missing_shard_is_a_problem(shards):
@@ -389,8 +435,9 @@ def test_verify_command_exit_codes_and_output(shards, tmp_path, capsys):
     lines = captured.out.splitlines()
     assert lines[0].startswith(f"problem: {name}: expected sha256 ")
     assert any(line.startswith(f"problem: {name} [") and ".npy array" in line for line in lines)
-    assert lines[-1].startswith("2 problems in ")
-    assert "nishard: error: 2 problems" in captured.err
+    assert any(line.startswith(f"problem: {name} [") and "CRC-32C" in line for line in lines)
+    assert lines[-1].startswith("3 problems in ")
+    assert "nishard: error: 3 problems" in captured.err
 
     assert main(["verify", str(tmp_path / "nowhere")]) == 1
     assert "no readable manifest.json" in capsys.readouterr().err

@@ -9,14 +9,23 @@ catches damage a manifest edited to match would hide, where the format checks it
 registered decoder gets the size and checksum checks alone, and a note says so. Files
 the manifest lists beside the shards with a sha256 (per-split statistics, wids indexes)
 must be present and unchanged.
+
+The manifest is checked first against the content checksum stored in it (manifest v2):
+a manifest edited by hand, or damaged, is a problem before any shard is read. Tar and
+TFRecord shards list each sample's byte range and CRC-32C; they are checked in the same
+sequential pass as the sha256, so a changed byte is pinned to the sample that holds it
+even where the format's framing still reads.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from itertools import pairwise
 from pathlib import Path
 
+import crc32c
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -24,8 +33,11 @@ from ..errors import NishardError, StorageError
 from ..units import format_bytes
 from . import FORMATS
 from .decoders import DECODERS, DecodeError, Sample
-from .manifest import MANIFEST, read_manifest
+from .manifest import MANIFEST, content_checksum, read_manifest
 from .storage import LocalStorage, Stat, Storage, sha256_of, storage_for
+
+#: Bytes read at a time when a shard is hashed.
+CHUNK = 1 << 22
 
 
 @dataclass(frozen=True)
@@ -112,6 +124,7 @@ def verify(folder: str | Path | Storage, *, progress: bool = True) -> Report:
     if not isinstance(manifest, dict) or not isinstance(manifest.get("shards"), list):
         report.problems.append(Problem(None, None, "a list of shards", "none"))
         return report
+    _check_checksum(manifest, report)
     keys = manifest.get("keys") if isinstance(manifest.get("keys"), dict) else {}
     entries = _entries(manifest["shards"], report)
     _check_totals(manifest, entries, report)
@@ -127,6 +140,21 @@ def verify(folder: str | Path | Storage, *, progress: bool = True) -> Report:
     _check_side_files(storage, manifest, report)
     _check_strays(storage, entries, report)
     return report
+
+
+def _check_checksum(manifest: dict, report: Report) -> None:
+    """The manifest's content against the checksum stored in it (none before v2)."""
+    stored = manifest.get("checksum")
+    if stored is None:
+        version = manifest.get("upgraded_from", manifest.get("format_version"))
+        report.notes.append(
+            f"{MANIFEST}: format version {version}, without a content checksum; its shards "
+            "are checked against what it lists"
+        )
+    elif (found := content_checksum(manifest)) != stored:
+        report.problems.append(
+            Problem(None, None, f"content checksum {stored} (it was edited or damaged)", found)
+        )
 
 
 def _check_side_files(storage: Storage, manifest: dict, report: Report) -> None:
@@ -207,9 +235,16 @@ def _check_shard(storage: Storage, entry: dict, keys: dict, report: Report) -> N
     report.bytes += size
     if entry.get("bytes") != size:
         problems.append(Problem(name, None, f"{entry.get('bytes')} bytes", f"{size} bytes"))
-    digest = sha256_of(storage, name)
+    ranges = _sample_ranges(entry)
+    if ranges is None:
+        digest, crcs = sha256_of(storage, name), []
+    else:
+        digest, crcs = _digests(storage, name, ranges)
     if entry.get("sha256") != digest:
         problems.append(Problem(name, None, f"sha256 {entry.get('sha256')}", digest))
+    for (key, _, _, listed), crc in zip(ranges or (), crcs, strict=True):
+        if crc != listed:  # which sample holds the changed bytes
+            problems.append(Problem(name, key, f"CRC-32C {listed:08x}", f"{crc:08x}"))
     decoder = DECODERS.get(entry.get("format"))
     if decoder is None:
         report.notes.append(
@@ -236,6 +271,47 @@ def _check_shard(storage: Storage, entry: dict, keys: dict, report: Report) -> N
         problems.append(Problem(name, None, f"a readable {entry.get('format')} shard", found))
         return
     _check_keys(name, entry, decoded, problems)
+
+
+def _sample_ranges(entry: dict) -> list[tuple[str, int, int, int]] | None:
+    """``(key, start, end, crc32c)`` of each sample of a shard that lists them (manifest
+    v2's tar and TFRecord shards), in file order; None when it does not, or they do not
+    line up (the sha256 and the decoder still check the shard)."""
+    lists = [entry.get(k) for k in ("keys", "offsets", "sizes", "crc32c")]
+    if not all(isinstance(v, list) for v in lists) or len({len(v) for v in lists}) != 1:
+        return None
+    ranges = []
+    for key, start, size, crc in zip(*lists, strict=True):
+        if not all(isinstance(v, int) and v >= 0 for v in (start, size, crc)):
+            return None
+        ranges.append((str(key), start, start + size, crc))
+    ranges.sort(key=lambda r: r[1])
+    if any(a[2] > b[1] for a, b in pairwise(ranges)):
+        return None  # overlapping ranges: not what a writer lists
+    return ranges
+
+
+def _digests(
+    storage: Storage, name: str, ranges: list[tuple[str, int, int, int]]
+) -> tuple[str, list[int]]:
+    """The file's sha256 and each range's CRC-32C, in one sequential read. A range past
+    the file's end gets the CRC of what is there."""
+    digest = hashlib.sha256()
+    crcs = [0] * len(ranges)
+    current, position = 0, 0
+    with storage.open(name) as handle:
+        while block := handle.read(CHUNK):
+            digest.update(block)
+            end = position + len(block)
+            while current < len(ranges) and ranges[current][1] < end:
+                _, start, stop, _ = ranges[current]
+                piece = block[max(start - position, 0) : max(min(stop, end) - position, 0)]
+                crcs[current] = crc32c.crc32c(piece, value=crcs[current])
+                if stop > end:
+                    break  # the range goes on in the next block
+                current += 1
+            position = end
+    return digest.hexdigest(), crcs
 
 
 def _check_keys(name: str, entry: dict, decoded: list[str], problems: list[Problem]) -> None:
