@@ -95,6 +95,12 @@ def _patterns(eager: object) -> tuple[str, ...]:
     return eager
 
 
+def _check_folder(option: str, value: object) -> None:
+    """Refuse a folder option that is neither None nor a str (a path)."""
+    if value is not None and not isinstance(value, str):
+        raise ValueError(f"{option} must be a folder, got {value!r}")
+
+
 def _check_jobs(jobs: object) -> None:
     """Refuse a number of parallel transfers below 1 (None and the default pass)."""
     if isinstance(jobs, int) and jobs < 1:

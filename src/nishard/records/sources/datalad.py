@@ -11,7 +11,16 @@ from pathlib import Path
 from typing import ClassVar
 
 from ...errors import SpecError
-from .base import EAGER, _cache_folder, _check_jobs, _matches, _patterns, _to_dict, _walk_files
+from .base import (
+    EAGER,
+    _cache_folder,
+    _check_folder,
+    _check_jobs,
+    _matches,
+    _patterns,
+    _to_dict,
+    _walk_files,
+)
 
 
 @dataclass(frozen=True)
@@ -52,8 +61,7 @@ class DataLad:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "eager", _patterns(self.eager))
-        if self.clone_to is not None and not isinstance(self.clone_to, str):
-            raise ValueError(f"clone_to must be a folder, got {self.clone_to!r}")
+        _check_folder("clone_to", self.clone_to)
         _check_jobs(self.jobs)
 
     def to_dict(self) -> dict:

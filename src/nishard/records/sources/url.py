@@ -23,6 +23,7 @@ from ...errors import SpecError
 from .base import (
     EAGER,
     _cache_folder,
+    _check_folder,
     _check_jobs,
     _matches,
     _patterns,
@@ -122,8 +123,7 @@ class Url:
         if not self.listing or not _strings(self.listing):
             raise ValueError("listing must name a listing file or give the listing's lines")
         object.__setattr__(self, "eager", _patterns(self.eager))
-        if self.cache is not None and not isinstance(self.cache, str):
-            raise ValueError(f"cache must be a folder, got {self.cache!r}")
+        _check_folder("cache", self.cache)
         real = isinstance(self.timeout, (int, float)) and not isinstance(self.timeout, bool)
         if not real or not self.timeout > 0:
             raise ValueError(f"timeout must be a positive number of seconds, got {self.timeout!r}")
