@@ -59,8 +59,8 @@ def match_components(maps: np.ndarray, reference: np.ndarray) -> Match:
 
     Parameters
     ----------
-    maps : ndarray, shape (n, features)
-    reference : ndarray, shape (m, features)
+    maps, reference
+        As for :func:`spatial_correlation`.
 
     Returns
     -------

@@ -16,7 +16,7 @@ not enter: memory is set by the budget and the size of one sample.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from ..peak import current_rss, peak_rss, reset_peak
 from ..units import format_bytes, parse_bytes
@@ -89,13 +89,7 @@ class MemoryPlan:
     estimate: int
 
     def to_dict(self) -> dict:
-        return {
-            "budget": self.budget,
-            "jobs": self.jobs,
-            "capacity": self.capacity,
-            "keep": self.keep,
-            "estimate": self.estimate,
-        }
+        return asdict(self)
 
 
 def parse_budget(memory: int | str | None) -> int | None:

@@ -25,8 +25,23 @@ from .masks import VolumeMask, manifest_mask, resolve_mask
 FSAVERAGE5_VERTICES = 10242
 
 
+class _ImageSpace:
+    """Base of the spaces whose maps become an image that nibabel writes.
+
+    A subclass sets ``suffix`` (the file extension) and defines ``to_image(maps)``.
+    """
+
+    suffix: str
+
+    def save(self, maps: np.ndarray, path: Path) -> Path:
+        """Write ``maps`` as the space's image at ``path`` plus ``suffix``; the path written."""
+        path = Path(str(path) + self.suffix)
+        nib.save(self.to_image(maps), path)
+        return path
+
+
 @dataclass(frozen=True, eq=False)
-class VolumeSpace:
+class VolumeSpace(_ImageSpace):
     mask: VolumeMask
     kind = "volume"
     suffix = ".nii.gz"
@@ -42,14 +57,9 @@ class VolumeSpace:
         """A ``(time, voxels)`` array as a 4D NIfTI, one volume per frame."""
         return self.mask.to_image(data)
 
-    def save(self, maps: np.ndarray, path: Path) -> Path:
-        path = Path(str(path) + self.suffix)
-        nib.save(self.to_image(maps), path)
-        return path
-
 
 @dataclass(frozen=True)
-class SurfaceSpace:
+class SurfaceSpace(_ImageSpace):
     hemisphere: str  # "left" or "right"
     n_vertices: int
     kind = "surface"
@@ -80,14 +90,9 @@ class SurfaceSpace:
         ]
         return nib.gifti.GiftiImage(darrays=arrays, meta=meta)
 
-    def save(self, maps: np.ndarray, path: Path) -> Path:
-        path = Path(str(path) + self.suffix)
-        nib.save(self.to_image(maps), path)
-        return path
-
 
 @dataclass(frozen=True, eq=False)
-class CiftiSpace:
+class CiftiSpace(_ImageSpace):
     axis: object  # nibabel.cifti2.BrainModelAxis
     origin: str = ""
     kind = "cifti"
@@ -110,11 +115,6 @@ class CiftiSpace:
         series = nib.cifti2.SeriesAxis(0.0, 1.0, data.shape[0])
         header = nib.cifti2.Cifti2Header.from_axes((series, self.axis))
         return nib.Cifti2Image(data, header)
-
-    def save(self, maps: np.ndarray, path: Path) -> Path:
-        path = Path(str(path) + self.suffix)
-        nib.save(self.to_image(maps), path)
-        return path
 
 
 @dataclass(frozen=True)
