@@ -16,6 +16,18 @@ from __future__ import annotations
 
 from .driver import output_spec, write
 from .output import Output
+from .planning import ShardGroup, ShardPlan, plan_shards
 from .splits import SPLITS, Split
+from .tasks import ShardTask
 
-__all__ = ["SPLITS", "Output", "Split", "output_spec", "write"]
+__all__ = [
+    "SPLITS",
+    "Output",
+    "ShardGroup",
+    "ShardPlan",
+    "ShardTask",
+    "Split",
+    "output_spec",
+    "plan_shards",
+    "write",
+]
