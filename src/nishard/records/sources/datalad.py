@@ -11,16 +11,8 @@ from pathlib import Path
 from typing import ClassVar
 
 from ...errors import SpecError
-from .base import (
-    EAGER,
-    _cache_folder,
-    _check_folder,
-    _check_jobs,
-    _matches,
-    _patterns,
-    _to_dict,
-    _walk_files,
-)
+from .base import EAGER, _cache_folder, _matches, _walk_files
+from .options import _check_folder, _check_jobs, _patterns, _to_dict
 
 
 @dataclass(frozen=True)

@@ -23,16 +23,13 @@ from ...errors import SpecError
 from .base import (
     EAGER,
     _cache_folder,
-    _check_folder,
-    _check_jobs,
     _matches,
-    _patterns,
     _strings,
     _temporary,
-    _to_dict,
     _write_text_atomic,
 )
 from .listing import _STATE, ListedFile, format_listing, parse_listing
+from .options import _check_folder, _check_jobs, _patterns, _to_dict
 
 _ORIGIN = "url.json"
 _LISTING = "files.tsv"
