@@ -153,3 +153,24 @@ class HashingFile:
             written += self._file.write(chunk[written:])
         while len(self._behind) > AHEAD:
             self._behind.popleft().result()
+
+
+class HashedShard:
+    """Base of the shard files written through a :class:`HashingFile`: their ``sha256``
+    and each sample's ``crc32c`` come from it. Subclasses mark each sample's bytes with the
+    file's ``begin()`` and ``end()``."""
+
+    def __init__(self, path: str):
+        self._file = HashingFile(path)
+
+    @property
+    def sha256(self) -> str | None:
+        return self._file.sha256
+
+    @property
+    def crc32c(self) -> tuple[int, ...]:
+        """CRC-32C of each sample's bytes, in the order they were added."""
+        return self._file.crc32c
+
+    def close(self) -> None:
+        self._file.close()

@@ -53,7 +53,7 @@ import numpy as np
 
 from . import protobuf
 from .encode import Parts, buffers, encode_json, nbytes
-from .hashing import HashingFile
+from .hashing import HashedShard
 
 #: Feature names the writer itself uses; metadata names go under ``meta/``.
 KEY, JSON, META = "__key__", "json", "meta/"
@@ -90,29 +90,14 @@ def frame(data: bytes | Parts) -> list[bytes | memoryview]:
 FRAMING = 8 + 4 + 4
 
 
-class TFRecordShard:
-    """An open ``.tfrecord`` file; each sample is one record. Its sha256 is computed as it
-    is written."""
-
-    def __init__(self, path: str):
-        self._file = HashingFile(path)
-
-    @property
-    def sha256(self) -> str | None:
-        return self._file.sha256
-
-    @property
-    def crc32c(self) -> tuple[int, ...]:
-        """CRC-32C of each sample's record, framing included."""
-        return self._file.crc32c
+class TFRecordShard(HashedShard):
+    """An open ``.tfrecord`` file; each sample is one record (its CRC-32C covers the
+    framing). Its sha256 is computed as it is written."""
 
     def add(self, key: str, fields: dict[str, bytes | Parts]) -> None:
         self._file.begin()
         self._file.writelines(frame(fields["example"]))
         self._file.end()
-
-    def close(self) -> None:
-        self._file.close()
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from typing import ClassVar
 import numpy as np
 
 from .encode import Parts, buffers, encode_json, nbytes, npy_parts
-from .hashing import HashingFile
+from .hashing import HashedShard
 
 #: The mtime stamped on every member, so that the same samples give the same bytes.
 FIXED_MTIME = 0
@@ -18,26 +18,15 @@ FIXED_MTIME = 0
 _KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
-class TarShard:
+class TarShard(HashedShard):
     """An open tar shard; members get fixed owner, mode and mtime.
 
     The bytes are those ``tarfile`` writes in PAX format (names up to 100 characters get
     plain ustar headers, longer BIDS keys a PAX record, where ustar would refuse them), but
     written here: ``tarfile`` copies each member through 16 kB reads, and the array
-    buffers go to the file as they are. The shard's sha256 is computed as it is written.
+    buffers go to the file as they are. The shard's sha256 is computed as it is written,
+    and each sample's CRC-32C over its members' headers, data and padding.
     """
-
-    def __init__(self, path: str):
-        self._file = HashingFile(path)
-
-    @property
-    def sha256(self) -> str | None:
-        return self._file.sha256
-
-    @property
-    def crc32c(self) -> tuple[int, ...]:
-        """CRC-32C of each sample's bytes (its members' headers, data and padding)."""
-        return self._file.crc32c
 
     def add(self, key: str, fields: dict[str, bytes | Parts]) -> None:
         self._file.begin()
@@ -55,7 +44,7 @@ class TarShard:
     def close(self) -> None:
         # The end of an archive: two zero blocks, then zeros to a whole tar record.
         self._file.write(bytes(WebDataset.file_size(self._file.size) - self._file.size))
-        self._file.close()
+        super().close()
 
 
 @dataclass(frozen=True)
