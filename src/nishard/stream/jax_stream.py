@@ -18,7 +18,7 @@ import numpy as np
 
 from .batch import Assembler
 from .memory import BufferPool, numpy_allocator
-from .plan import Plan
+from .plan import EpochIterable, Plan
 from .prefetch import assembled
 
 
@@ -56,7 +56,7 @@ def make_jax_stream(
     return JaxStream(plan, epoch, prefetch, sharding, threads)
 
 
-class JaxStream:
+class JaxStream(EpochIterable):
     """What :meth:`Stream.jax <nishard.stream.Stream.jax>` returns: iterate once per
     epoch, :meth:`set_epoch` between."""
 
@@ -66,13 +66,6 @@ class JaxStream:
     ):  # fmt: skip
         self.plan, self.epoch, self.prefetch, self.sharding = plan, epoch, prefetch, sharding
         self.threads = threads
-
-    def set_epoch(self, epoch: int) -> None:
-        """Order the next iteration as epoch ``epoch``."""
-        self.epoch = int(epoch)
-
-    def __len__(self) -> int:
-        return len(self.plan)
 
     def host_batches(self) -> Iterator[dict]:
         """The epoch's batches as NumPy arrays (what goes to the device), in order."""

@@ -79,6 +79,24 @@ class Plan:
         return min(2, os.cpu_count() or 1) if self.catalog.sample_bytes >= SMALL else 1
 
 
+class EpochIterable:
+    """Base of the framework streams over a :class:`Plan` (torch's, JAX's): an iterable
+    of one epoch's batches at a time, the epoch set between iterations.
+
+    A subclass sets ``plan`` and ``epoch`` and defines ``__iter__``.
+    """
+
+    plan: Plan
+    epoch: int
+
+    def set_epoch(self, epoch: int) -> None:
+        """Order the next iteration as epoch ``epoch``."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.plan)
+
+
 def check_threads(threads: int | None) -> int | None:
     """``threads``, refused when negative."""
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)

@@ -20,14 +20,14 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from .batch import Assembler
 from .memory import Allocator, BufferPool
-from .plan import Plan
+from .plan import EpochIterable, Plan
 from .prefetch import assembled
 from .shared import ring_for
 
 _BFLOAT16 = np.dtype(ml_dtypes.bfloat16)
 
 
-class TorchStream(IterableDataset):
+class TorchStream(EpochIterable, IterableDataset):
     """The IterableDataset :meth:`Stream.torch <nishard.stream.Stream.torch>` returns.
 
     Each DataLoader worker reads every ``num_workers``-th batch of the rank's epoch, the
@@ -42,13 +42,6 @@ class TorchStream(IterableDataset):
     def __init__(self, plan: Plan, epoch: int = 0, threads: int | None = None):
         super().__init__()
         self.plan, self.epoch, self.threads = plan, epoch, threads
-
-    def set_epoch(self, epoch: int) -> None:
-        """Order the next iteration as epoch ``epoch``."""
-        self.epoch = int(epoch)
-
-    def __len__(self) -> int:
-        return len(self.plan)
 
     def __iter__(self) -> Iterator[dict]:
         plan = self.plan
