@@ -132,6 +132,23 @@ def scan_bids(root: Path, classify: Callable[[BidsName, str], Match | None]) -> 
     return found
 
 
+def own_columns(*kinds: str) -> dict[str, tuple[str, ...]]:
+    """Staged kinds that each give one file column of their own name.
+
+    Parameters
+    ----------
+    *kinds : str
+        The kinds, in the order a schema lists them.
+
+    Returns
+    -------
+    dict
+        Kind to its columns, ``{"bold": ("bold",), ...}``: a schema's ``kinds``, or part
+        of them where a kind gives several columns (fMRIPrep's ``surface``).
+    """
+    return {kind: (kind,) for kind in kinds}
+
+
 def claim(files: dict[str, str], column: str, path: str, record: str) -> None:
     """Put ``path`` in ``files[column]``, refusing a second file for the same place."""
     if column in files:

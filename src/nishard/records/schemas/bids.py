@@ -9,7 +9,7 @@ from typing import ClassVar
 from ..entities import BidsName
 from ..metadata import by_folder, header_tr, inherited_sidecars, merged, usable_tr
 from .base import NIFTI as _NIFTI
-from .base import Match, Run, Scan, scan_bids
+from .base import Match, Run, Scan, own_columns, scan_bids
 
 
 @dataclass(frozen=True)
@@ -37,11 +37,7 @@ class Bids:
 
     default_stage: ClassVar[tuple[str, ...]] = ("bold",)
     name: ClassVar[str] = "bids"
-    kinds: ClassVar[dict[str, tuple[str, ...]]] = {
-        "bold": ("bold",),
-        "events": ("events",),
-        "sbref": ("sbref",),
-    }
+    kinds: ClassVar[dict[str, tuple[str, ...]]] = own_columns("bold", "events", "sbref")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "metadata", tuple(self.metadata))

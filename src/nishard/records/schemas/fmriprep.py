@@ -10,7 +10,7 @@ from ..entities import BidsName, parse_bids_name
 from ..files import walk
 from ..metadata import first_tr
 from .base import NIFTI as _NIFTI
-from .base import Match, Run, Scan, scan_bids, subject_fallback
+from .base import Match, Run, Scan, own_columns, scan_bids, subject_fallback
 
 
 @dataclass(frozen=True)
@@ -56,12 +56,9 @@ class Fmriprep:
     default_stage: ClassVar[tuple[str, ...]] = ("bold", "mask", "confounds")
     name: ClassVar[str] = "fmriprep"
     kinds: ClassVar[dict[str, tuple[str, ...]]] = {
-        "bold": ("bold",),
-        "mask": ("mask",),
-        "boldref": ("boldref",),
-        "confounds": ("confounds",),
+        **own_columns("bold", "mask", "boldref", "confounds"),
         "surface": ("surface_L", "surface_R"),
-        "cifti": ("cifti",),
+        **own_columns("cifti"),
     }
 
     def __post_init__(self) -> None:

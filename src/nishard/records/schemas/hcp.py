@@ -10,7 +10,7 @@ from typing import ClassVar
 
 from ..entities import record_id
 from ..metadata import header_tr
-from .base import ENTITY_COLUMNS, Run, Scan
+from .base import ENTITY_COLUMNS, Run, Scan, own_columns
 
 #: rfMRI_REST1_LR, tfMRI_WM_RL, tfMRI_RETBAR2_AP, rfMRI_REST1_7T_PA: the acquisition, the
 #: name, its number (the day for rest, the run for tasks), 7T, the phase-encoding direction.
@@ -52,12 +52,7 @@ class Hcp:
 
     default_stage: ClassVar[tuple[str, ...]] = ("bold", "mask", "movement")
     name: ClassVar[str] = "hcp"
-    kinds: ClassVar[dict[str, tuple[str, ...]]] = {
-        "bold": ("bold",),
-        "mask": ("mask",),
-        "movement": ("movement",),
-        "cifti": ("cifti",),
-    }
+    kinds: ClassVar[dict[str, tuple[str, ...]]] = own_columns("bold", "mask", "movement", "cifti")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "res", str(self.res))

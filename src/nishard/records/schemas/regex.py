@@ -10,7 +10,7 @@ from typing import ClassVar
 
 from ..files import walk
 from ..metadata import header_tr, sidecar_tr
-from .base import ENTITY_COLUMNS, Run, Scan, claim
+from .base import ENTITY_COLUMNS, Run, Scan, claim, own_columns
 
 #: Short BIDS keys for the long names a user gives groups, so ids read ``sub-01_run-1``.
 _SHORT = {long: short for short, long in ENTITY_COLUMNS.items()}
@@ -74,7 +74,7 @@ class Regex:
 
     @property
     def kinds(self) -> dict[str, tuple[str, ...]]:
-        return {column: (column,) for column in self.patterns}
+        return own_columns(*self.patterns)
 
     def to_dict(self) -> dict:
         out: dict = {"name": self.name, "patterns": dict(self.patterns)}
