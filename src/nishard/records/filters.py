@@ -8,7 +8,7 @@ every dropped record with its reason.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import ClassVar
 
 import pandas as pd
@@ -26,8 +26,18 @@ def _combine(flags: list[tuple[pd.Series, str]], index: pd.Index) -> pd.Series:
     )
 
 
+class _PlainOptions:
+    """Base of the filters whose options are plain YAML values (a bool, a str): such a
+    filter is written back to a spec as its name, then its options as they are."""
+
+    name: ClassVar[str]
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, **asdict(self)}  # type: ignore[call-overload]
+
+
 @dataclass(frozen=True)
-class Complete:
+class Complete(_PlainOptions):
     """Keep records that carry every staged file and a known repetition time.
 
     Parameters
@@ -39,9 +49,6 @@ class Complete:
     variables: bool = False
 
     name: ClassVar[str] = "complete"
-
-    def to_dict(self) -> dict:
-        return {"name": self.name, "variables": self.variables}
 
     def reasons(
         self, frame: pd.DataFrame, files: tuple[str, ...], variables: tuple[str, ...]
@@ -114,7 +121,7 @@ class Entities:
 
 
 @dataclass(frozen=True)
-class Where:
+class Where(_PlainOptions):
     """Keep records for which a pandas query on their columns holds.
 
     Parameters
@@ -128,9 +135,6 @@ class Where:
     query: str
 
     name: ClassVar[str] = "where"
-
-    def to_dict(self) -> dict:
-        return {"name": self.name, "query": self.query}
 
     def reasons(
         self, frame: pd.DataFrame, files: tuple[str, ...], variables: tuple[str, ...]
