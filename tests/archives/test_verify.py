@@ -244,6 +244,46 @@ def test_a_version_1_manifest_is_verified_with_a_note(shards):
     ]
 
 
+@pytest.mark.parametrize("fmt", ["webdataset", "tfrecord"])
+def test_reordered_keys_and_moved_offsets_are_problems(shards, fmt):
+    # Both pass a check of counts and of the set of keys, then break a reader that takes
+    # the i-th key at the i-th offset: verify compares them sample by sample.
+    name = _first(fmt)
+
+    def swap(shard):
+        shard["keys"] = shard["keys"][::-1]
+
+    _edit_manifest(shards, lambda m: [swap(s) for s in m["shards"] if s["name"] == name])
+    (problem,) = verify(shards, progress=False).problems
+    entry = next(s for s in _manifest(shards)["shards"] if s["name"] == name)
+    assert problem.shard == name and problem.sample == entry["keys"][1]
+    assert problem.expected == f"sample 0 to be {entry['keys'][0]!r}"
+    swap(entry)
+    _edit_manifest(shards, lambda m: [swap(s) for s in m["shards"] if s["name"] == name])
+
+    def move(shard):
+        shard["offsets"][1] += 512
+
+    _edit_manifest(shards, lambda m: [move(s) for s in m["shards"] if s["name"] == name])
+    problems = verify(shards, progress=False).problems
+    moved = [p for p in problems if p.expected.startswith("the sample at offset")]
+    assert [(p.sample, p.expected, p.found) for p in moved] == [
+        (entry["keys"][1], f"the sample at offset {entry['offsets'][1] + 512}",
+         str(entry["offsets"][1]))
+    ]  # fmt: skip
+
+
+def test_a_changed_byte_in_the_manifests_inputs_is_caught(shards):
+    def change(manifest):
+        name = sorted(manifest["inputs"])[0]
+        digest = manifest["inputs"][name]
+        manifest["inputs"][name] = digest[:-1] + ("0" if digest[-1] != "0" else "1")
+
+    _edit_manifest(shards, change, reseal=False)
+    (problem,) = verify(shards, progress=False).problems
+    assert problem.shard is None and problem.expected.startswith("content checksum")
+
+
 def _manifest(folder):
     return json.loads((folder / "manifest.json").read_text())
 

@@ -42,11 +42,13 @@ from .tfrecord import JSON, KEY, masked_crc32c
 
 @dataclass
 class Sample:
-    """One sample read back: its key, its arrays by product name, its metadata."""
+    """One sample read back: its key, its arrays by product name, its metadata, and where
+    it starts in the file (tar and TFRecord; None where a format has no byte order)."""
 
     key: str
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
     meta: object = None
+    offset: int | None = None
 
 
 class DecodeError(Exception):
@@ -98,6 +100,13 @@ def register_decoder(name: str, *, replace: bool = False) -> Callable[[Decoder],
 # -- WebDataset tar -----------------------------------------------------------------------
 
 
+def unsafe_member(name: str) -> bool:
+    """Whether a tar member's name would leave a folder it is extracted to: absolute, or
+    with ``..`` parts. nishard writes neither; a reader refuses such a shard rather than
+    hand the name on (``tar -x``, webdataset's own extraction)."""
+    return name.startswith("/") or ".." in name.split("/")
+
+
 @register_decoder("webdataset")
 def read_tar(path: Path) -> Iterator[Sample]:
     """Samples of a tar shard: members ``<key>.<name>.npy`` and ``<key>.json``."""
@@ -108,12 +117,15 @@ def read_tar(path: Path) -> Iterator[Sample]:
             key, dot, name = member.name.partition(".")
             if not member.isfile() or not dot:
                 raise DecodeError(key, "file members named <key>.<field>", repr(member.name))
+            if unsafe_member(member.name):
+                expected = "member names inside the archive (relative, without '..')"
+                raise DecodeError(None, expected, repr(member.name))
             data = tar.extractfile(member).read()
             _check_padding(raw, member, key)
             if current is None or current.key != key:
                 if current is not None:
                     yield current
-                current = Sample(key)
+                current = Sample(key, offset=member.offset)
             _add_field(current, name, data)
         # tarfile takes a damaged header for the end of the archive, silently.
         end = tar.offset
@@ -205,7 +217,9 @@ def read_tfrecord(path: Path) -> Iterator[Sample]:
             if masked_crc32c(data) != crc:
                 found = f"{masked_crc32c(data):#010x}: the record is damaged"
                 raise DecodeError(_key_of(data), f"{where}: data CRC-32C {crc:#010x}", found)
-            yield example_sample(data)
+            sample = example_sample(data)
+            sample.offset = offset
+            yield sample
             index, offset = index + 1, offset + 16 + length
 
 

@@ -34,6 +34,7 @@ __all__ = [
     "Stat",
     "Storage",
     "StorageError",
+    "check_name",
     "sha256_of",
     "storage_for",
 ]
@@ -46,6 +47,7 @@ _MANIFEST = "manifest.json"
 REMOTE_SCHEMES = ("s3", "http", "https", "gs", "gcs", "az", "abfs")
 
 _URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+)://")
+_DRIVE = re.compile(r"^[A-Za-z]:")
 
 
 @dataclass(frozen=True)
@@ -152,17 +154,18 @@ class LocalStorage:
 
     def path(self, name: str) -> Path:
         """The file's real path, for code that needs one (memory maps, ``os.open``,
-        libraries that open files themselves); local storage only."""
-        return self.folder / name
+        libraries that open files themselves); local storage only. A name that would
+        leave the folder is a :class:`~nishard.errors.StorageError` (:func:`check_name`)."""
+        return self.folder / check_name(name, self.url)
 
     def join(self, name: str) -> str:
         """The file's path as a string, for messages."""
-        return str(self.folder / name)
+        return str(self.path(name))
 
     def open(self, name: str) -> BinaryIO:
         """The file, open for reading (buffered; the caller closes it)."""
         try:
-            return open(self.folder / name, "rb")  # the caller closes it
+            return open(self.path(name), "rb")  # the caller closes it
         except FileNotFoundError as error:
             raise self._missing(name) from error
 
@@ -172,7 +175,7 @@ class LocalStorage:
         if start < 0 or length < 0:
             raise ValueError(f"a range starts and lasts at least 0 bytes, got {start}, {length}")
         try:
-            descriptor = os.open(self.folder / name, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+            descriptor = os.open(self.path(name), os.O_RDONLY | getattr(os, "O_BINARY", 0))
         except FileNotFoundError as error:
             raise self._missing(name) from error
         try:
@@ -196,7 +199,7 @@ class LocalStorage:
     def read_bytes(self, name: str) -> bytes:
         """The whole file."""
         try:
-            return (self.folder / name).read_bytes()
+            return (self.path(name)).read_bytes()
         except FileNotFoundError as error:
             raise self._missing(name) from error
         except IsADirectoryError as error:
@@ -205,7 +208,7 @@ class LocalStorage:
     def stat(self, name: str) -> Stat | None:
         """The file's size; None when it is not there (nor is its folder)."""
         try:
-            found = os.stat(self.folder / name)
+            found = os.stat(self.path(name))
         except (FileNotFoundError, NotADirectoryError):
             return None
         if stat_module.S_ISDIR(found.st_mode):
@@ -218,7 +221,7 @@ class LocalStorage:
         themselves are not listed, nor their files otherwise; an absent folder lists
         nothing."""
         head, _, start = prefix.rpartition("/")
-        where = self.folder / head if head else self.folder
+        where = self.path(head) if head else self.folder
         try:
             entries = list(os.scandir(where))
         except (FileNotFoundError, NotADirectoryError):
@@ -241,20 +244,39 @@ class LocalStorage:
         rename itself durable. ``temporary`` must be on the folder's file system
         (:meth:`staging` gives such a path).
         """
-        final = self.folder / name
+        final = self.path(name)
         sync(Path(temporary))
         os.replace(temporary, final)
         sync(final.parent)
 
     def remove(self, name: str) -> None:
         """Remove the file; nothing when it is not there."""
-        (self.folder / name).unlink(missing_ok=True)
+        (self.path(name)).unlink(missing_ok=True)
 
     def _missing(self, name: str) -> MissingFileError:
         return MissingFileError(f"no file {name!r} in {self.url}")
 
     def _folder(self, name: str) -> StorageError:
         return StorageError(f"{self.join(name)} is a folder; a file was expected")
+
+
+def check_name(name: str, where: str = "the shard folder") -> str:
+    """``name`` if it names a file inside a storage: relative, ``/``-separated, without
+    ``.`` or ``..`` parts. A manifest is data a reader did not write: a shard named
+    ``/etc/passwd`` or ``../other/x.tar`` must not be read.
+
+    Raises
+    ------
+    StorageError
+        Naming the name and the storage.
+    """
+    parts = name.split("/") if isinstance(name, str) else [""]
+    if not name or "\\" in name or _DRIVE.match(name) or any(p in ("", ".", "..") for p in parts):
+        raise StorageError(
+            f"{name!r} in {where}: expected a file name inside it (relative, "
+            "'/'-separated, without '.' or '..')"
+        )
+    return name
 
 
 def storage_for(location: str | os.PathLike | Storage) -> Storage:

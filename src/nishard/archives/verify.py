@@ -257,9 +257,11 @@ def _check_shard(storage: Storage, entry: dict, keys: dict, report: Report) -> N
         report.notes.append(f"{name}: decoded from local folders only; size and sha256 checked")
         return
     decoded: list[str] = []
+    offsets: list[int | None] = []
     try:
         for sample in decoder(storage.path(name)):
             decoded.append(sample.key)
+            offsets.append(sample.offset)
             report.samples += 1
             problems += [Problem(name, sample.key, e, f) for e, f in _check_arrays(sample, keys)]
     except DecodeError as err:
@@ -271,6 +273,7 @@ def _check_shard(storage: Storage, entry: dict, keys: dict, report: Report) -> N
         problems.append(Problem(name, None, f"a readable {entry.get('format')} shard", found))
         return
     _check_keys(name, entry, decoded, problems)
+    _check_offsets(name, entry, decoded, offsets, problems)
 
 
 def _sample_ranges(entry: dict) -> list[tuple[str, int, int, int]] | None:
@@ -315,7 +318,8 @@ def _digests(
 
 
 def _check_keys(name: str, entry: dict, decoded: list[str], problems: list[Problem]) -> None:
-    """The samples read back are those the manifest lists for the shard, once each."""
+    """The samples read back are those the manifest lists for the shard, once each, and
+    in its order where the file has one (readers take the i-th key at the i-th offset)."""
     if entry.get("samples") != len(decoded):
         problems.append(Problem(name, None, f"{entry.get('samples')} samples", f"{len(decoded)}"))
     listed = entry.get("keys")
@@ -326,6 +330,23 @@ def _check_keys(name: str, entry: dict, decoded: list[str], problems: list[Probl
         problems.append(Problem(name, key, "the sample the manifest lists", "none"))
     for key in sorted(have - want):
         problems.append(Problem(name, key, "only the samples the manifest lists", "another"))
+    # Order is the file's for tar and TFRecord (those with offsets); HDF5 and Zarr list
+    # their groups by name.
+    if have == want and decoded != listed and isinstance(entry.get("offsets"), list):
+        at = next(i for i, (a, b) in enumerate(zip(decoded, listed, strict=True)) if a != b)
+        problems.append(Problem(name, decoded[at], f"sample {at} to be {listed[at]!r}", "this one"))
+
+
+def _check_offsets(
+    name: str, entry: dict, decoded: list[str], offsets: list[int | None], problems: list[Problem]
+) -> None:
+    """Each sample starts where the manifest says (tar and TFRecord): a reader seeks there."""
+    listed = entry.get("offsets")
+    if not isinstance(listed, list) or None in offsets or len(listed) != len(offsets):
+        return  # a count mismatch is reported already
+    for key, found, expected in zip(decoded, offsets, listed, strict=True):
+        if found != expected:
+            problems.append(Problem(name, key, f"the sample at offset {expected}", f"{found}"))
 
 
 def _check_arrays(sample: Sample, keys: dict) -> list[tuple[str, str]]:

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..archives.decoders import DecodeError, example_sample
+from ..archives.decoders import DecodeError, example_sample, unsafe_member
 from ..archives.storage import LocalStorage, Storage
 from ..errors import StorageError
 from .catalog import Catalog, Shard
@@ -261,6 +261,7 @@ def _locate_tar(
     window = _Window(fd, start, end, WINDOW)
     located: Located | None = None
     for name, data, size in _members(window.get, start, end):
+        _check_member(name)
         key, _, field_name = name.partition(".")
         if located is None:
             located = Located(key, fd)
@@ -278,6 +279,12 @@ def _locate_tar(
     if located is None:
         raise ValueError("a tar member header; found the end of the archive")
     return located
+
+
+def _check_member(name: str) -> None:
+    """Refuse a member whose name would leave a folder (nishard writes none)."""
+    if unsafe_member(name):
+        raise ValueError(f"member names inside the archive (without '..', relative): {name!r}")
 
 
 _ZEROS = bytes(_BLOCK)
@@ -321,6 +328,8 @@ def _tar_in_memory(
             raise ValueError(f"regular file members, found type {chr(kind)!r}")
         name = path if path is not None else _name(memoryview(data)[member - _BLOCK :])
         path = None
+        if name[:1] == b"/" or b".." in name:  # the cheap test first: this loop is hot
+            _check_member(name.decode(errors="replace"))
         key, _, field_name = name.partition(b".")
         if located is None:
             located = Located(key.decode(), fd)
