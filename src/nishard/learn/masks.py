@@ -253,6 +253,35 @@ def manifest_mask(folder: Path, manifest: dict, key: str) -> tuple[VolumeMask | 
     return mask, mask.origin
 
 
+def _check_voxel_count(
+    mask: VolumeMask, key: str, n_features: int, which: str, note: str = ""
+) -> None:
+    """Refuse a mask whose voxel count is not the feature count of the key's samples.
+
+    Parameters
+    ----------
+    mask : VolumeMask
+    key : str
+        The samples' key.
+    n_features : int
+        Features per sample of ``key``.
+    which : str
+        Which mask it is, the start of the error (``"the mask given"``).
+    note : str
+        What the error adds at its end.
+
+    Raises
+    ------
+    LearnError
+        When the counts differ.
+    """
+    if mask.n_voxels != n_features:
+        raise LearnError(
+            f"{which} ({mask.origin}) has {mask.n_voxels} voxels but the samples of {key!r} "
+            f"have {n_features} features{note}"
+        )
+
+
 def resolve_mask(
     folders: tuple[Path, ...],
     manifests: tuple[dict, ...],
@@ -281,11 +310,7 @@ def resolve_mask(
         if mask is None:
             missing.append(why)
             continue
-        if mask.n_voxels != n_features:
-            raise LearnError(
-                f"{folder}: the mask the shards were built with ({mask.origin}) has "
-                f"{mask.n_voxels} voxels but the samples of {key!r} have {n_features} features"
-            )
+        _check_voxel_count(mask, key, n_features, f"{folder}: the mask the shards were built with")
         for other_folder, other in found:
             if not mask.same_as(other):
                 raise LearnError(
@@ -295,11 +320,9 @@ def resolve_mask(
         found.append((folder, mask))
     if given is not None:
         mask = load_volume_mask(given)
-        if mask.n_voxels != n_features:
-            raise LearnError(
-                f"the mask given ({mask.origin}) has {mask.n_voxels} voxels but the samples "
-                f"of {key!r} have {n_features} features: it is not the mask of these shards"
-            )
+        _check_voxel_count(
+            mask, key, n_features, "the mask given", ": it is not the mask of these shards"
+        )
         for folder, other in found:
             if not mask.same_as(other):
                 raise LearnError(
