@@ -22,21 +22,19 @@ from typing import TYPE_CHECKING
 
 from ._version import __version__
 
+#: Public names by the module they live in, under the same name there.
+_HOMES: dict[str, tuple[str, ...]] = {
+    ".errors": ("NishardError", "RecordError", "SpecError"),
+    ".records": ("RecordTable", "locate"),
+    ".workflow": ("assemble", "Plan"),
+    ".builder": ("write",),
+    ".archives": ("read_manifest",),
+    ".pipeline": ("build",),
+    ".spec": ("Pipeline", "load_spec", "parse_spec"),
+}
 #: Public names and where they live: ``name: (module, attribute)``.
 _NAMES: dict[str, tuple[str, str]] = {
-    "NishardError": (".errors", "NishardError"),
-    "RecordError": (".errors", "RecordError"),
-    "SpecError": (".errors", "SpecError"),
-    "RecordTable": (".records", "RecordTable"),
-    "locate": (".records", "locate"),
-    "assemble": (".workflow", "assemble"),
-    "Plan": (".workflow", "Plan"),
-    "write": (".builder", "write"),
-    "read_manifest": (".archives", "read_manifest"),
-    "build": (".pipeline", "build"),
-    "Pipeline": (".spec", "Pipeline"),
-    "load_spec": (".spec", "load_spec"),
-    "parse_spec": (".spec", "parse_spec"),
+    name: (module, name) for module, names in _HOMES.items() for name in names
 }
 _MODULES = {"t": ".transforms", "stream": ".stream", "learn": ".learn"}
 
