@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import shutil
 from pathlib import Path
 
 
@@ -99,3 +101,38 @@ class SampleError(NishardError, ValueError):
 def _sample_error(kind: str | None, expected: str, found: str, path: str | None) -> SampleError:
     # Keyword arguments do not go through __reduce__'s positional tuple.
     return SampleError(kind, expected, found, path=path)
+
+
+#: The errors of a write that found no room: the device is full, or the user's quota is.
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+class DiskFullError(NishardError, OSError):
+    """No space left where nishard writes (the output folder, the node cache): the build
+    stops, its temporary files removed and what it finished kept, so the same build run
+    again once space is freed resumes where it stopped. The message names the file, the
+    place and the space left there."""
+
+
+def no_space(error: BaseException, path: str | Path, place: str) -> DiskFullError | None:
+    """``error`` as a :class:`DiskFullError` naming ``path`` and ``place`` (e.g. "the
+    output folder") when it is a full device or quota; None for any other error.
+
+    An error that is a DiskFullError already is returned as it is: it was raised where
+    the file was known (a worker's node cache).
+    """
+    if isinstance(error, DiskFullError):
+        return error
+    if not isinstance(error, OSError) or error.errno not in NO_SPACE:
+        return None
+    where = Path(path)
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    try:
+        free = f"{shutil.disk_usage(where).free / 2**20:.1f} MiB free there"
+    except OSError:
+        free = "free space unknown"
+    return DiskFullError(
+        f"no space left writing {path} ({place}; {free}): free some space and run the same "
+        "build again, it resumes where it stopped"
+    )

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import crc32c
 
+from ..errors import no_space
+
 #: Buffers below this size are gathered before they are written and hashed.
 SMALL = 1 << 16
 #: Large buffers are written and hashed in chunks of this size...
@@ -149,8 +151,11 @@ class HashingFile:
         # and the ranges' CRCs are theirs.
         self._behind.append(self._hasher.submit(self._update, chunk, self._take(chunk.nbytes)))
         written = 0
-        while written < chunk.nbytes:  # a raw write may be partial
-            written += self._file.write(chunk[written:])
+        try:
+            while written < chunk.nbytes:  # a raw write may be partial
+                written += self._file.write(chunk[written:])
+        except OSError as error:
+            raise no_space(error, self._file.name, "the output folder") or error from None
         while len(self._behind) > AHEAD:
             self._behind.popleft().result()
 

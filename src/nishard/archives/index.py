@@ -38,5 +38,8 @@ def wids_index(split: str, shards: Sequence[ShardInfo]) -> dict:
 def write_json(path: Path, content: dict) -> None:
     """Sorted, indented JSON, written to a temporary name and renamed: whole or absent."""
     temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(content, indent=2, sort_keys=True, allow_nan=False) + "\n")
-    os.replace(temporary, path)
+    try:
+        temporary.write_text(json.dumps(content, indent=2, sort_keys=True, allow_nan=False) + "\n")
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)

@@ -365,8 +365,11 @@ def write_manifest(where: str | os.PathLike | Storage, manifest: dict) -> str:
     storage = storage_for(where)
     temporary = storage.staging(MANIFEST)
     text = json.dumps(seal(manifest), indent=2, sort_keys=True, allow_nan=False)
-    temporary.write_text(text + "\n")
-    storage.publish(temporary, MANIFEST)
+    try:
+        temporary.write_text(text + "\n")
+        storage.publish(temporary, MANIFEST)
+    finally:
+        temporary.unlink(missing_ok=True)
     return storage.join(MANIFEST)
 
 

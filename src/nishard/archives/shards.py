@@ -225,7 +225,10 @@ class ShardWriter:
         """Drop the unfinished shard; finished ones stay (the one being synced is let
         finish: it is complete)."""
         if self._open is not None:
-            self._open.close()
+            try:
+                self._open.close()
+            except OSError:  # a full disk fails the last flush too: the file goes anyway
+                pass
             self._open = None
             self._temporary().unlink(missing_ok=True)
         try:

@@ -243,15 +243,18 @@ def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     and renamed, so the file is whole or absent.
     """
     temporary = path.with_name(path.name + ".tmp")
-    with zipfile.ZipFile(temporary, "w", compression=zipfile.ZIP_STORED) as archive:
-        for name in sorted(arrays):
-            buffer = io.BytesIO()
-            np.lib.format.write_array(buffer, np.ascontiguousarray(arrays[name]),
-                                      allow_pickle=False)  # fmt: skip
-            info = zipfile.ZipInfo(f"{name}.npy", date_time=_EPOCH)
-            info.external_attr = 0o644 << 16
-            archive.writestr(info, buffer.getvalue())
-    temporary.replace(path)
+    try:
+        with zipfile.ZipFile(temporary, "w", compression=zipfile.ZIP_STORED) as archive:
+            for name in sorted(arrays):
+                buffer = io.BytesIO()
+                np.lib.format.write_array(buffer, np.ascontiguousarray(arrays[name]),
+                                          allow_pickle=False)  # fmt: skip
+                info = zipfile.ZipInfo(f"{name}.npy", date_time=_EPOCH)
+                info.external_attr = 0o644 << 16
+                archive.writestr(info, buffer.getvalue())
+        temporary.replace(path)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def stats_arrays(moments: dict[str, Moments]) -> dict[str, np.ndarray]:

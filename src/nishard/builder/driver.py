@@ -28,7 +28,7 @@ from ..archives.shards import Format, ShardInfo, ShardSpec, ShardWriter
 from ..archives.stats import Moments, sample_moments, stats_arrays, write_npz
 from ..archives.webdataset import WebDataset
 from ..checksums import sha256_file
-from ..errors import NishardError, SpecError
+from ..errors import NishardError, SpecError, no_space
 from ..records.table import RecordTable
 from ..workflow.cache import NodeCache
 from ..workflow.executors import Executor, Serial
@@ -210,38 +210,43 @@ def write(
             take(waiting[1])
             waiting = next(replay, None)
         partials = [task.close() for task in tasks]
-    except BaseException:
+    except BaseException as error:
         for task in tasks:
             task.abort()
         journal.close()
+        _raise_if_full(error, folder)
         raise
     finally:
         bar.close()
 
-    merged = merge(partials, names, planned.order)
-    _check_counts(merged, len(records))
-    written_frame = _written(records, merged.quarantine)
-    manifest = build_manifest(
-        spec=spec
-        or {
-            "input": records.spec,
-            "transforms": plan.to_list(),
-            "output": output_spec(out, formats, shards, split, shuffle),
-            "execution": executor.to_dict(),
-        },
-        shards=merged.shards,
-        keys=merged.keys,
-        inputs=merged.inputs,
-        quarantine=merged.quarantine,
-        dropped=records.dropped.to_dict(orient="records"),
-        n_records=len(records),
-        splits=_split_table(records, written_frame, split, names, assignment),
-        stats={name: _write_stats(folder, name, merged.moments[name]) for name in names},
-        indexes=_write_indexes(folder, names, merged.shards),
-        classes=text_classes(written_frame, records.variables),
-        qc=merged.qc,
-    )
-    write_manifest(folder, manifest)
+    try:
+        merged = merge(partials, names, planned.order)
+        _check_counts(merged, len(records))
+        written_frame = _written(records, merged.quarantine)
+        manifest = build_manifest(
+            spec=spec
+            or {
+                "input": records.spec,
+                "transforms": plan.to_list(),
+                "output": output_spec(out, formats, shards, split, shuffle),
+                "execution": executor.to_dict(),
+            },
+            shards=merged.shards,
+            keys=merged.keys,
+            inputs=merged.inputs,
+            quarantine=merged.quarantine,
+            dropped=records.dropped.to_dict(orient="records"),
+            n_records=len(records),
+            splits=_split_table(records, written_frame, split, names, assignment),
+            stats={name: _write_stats(folder, name, merged.moments[name]) for name in names},
+            indexes=_write_indexes(folder, names, merged.shards),
+            classes=text_classes(written_frame, records.variables),
+            qc=merged.qc,
+        )
+        write_manifest(folder, manifest)
+    except OSError as error:  # the side files and the manifest: their temporaries are gone
+        _raise_if_full(error, folder)
+        raise
     journal.remove()
     if progress:
         print(summary(manifest, time.perf_counter() - started, tally), file=sys.stderr)
@@ -259,6 +264,14 @@ def _found(entry: dict) -> str:
     """A quarantine entry as one line (an encoding failure has no outcome error)."""
     q = entry["quarantine"]
     return f"{q['record']}: expected {q['expected']}, found {q['found']}"
+
+
+def _raise_if_full(error: BaseException, folder: Path) -> None:
+    """Raise ``error`` as a :class:`~nishard.errors.DiskFullError` naming the output
+    folder when it is a full disk (one the shard or cache writers named is kept)."""
+    full = no_space(error, getattr(error, "filename", None) or folder, "the output folder")
+    if full is not None:
+        raise full from None
 
 
 def _check_counts(merged: Merged, n_records: int) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 
 from .._version import __version__
 from ..checksums import sha256_file
+from ..errors import no_space
 
 #: What the store writes: ``<key[:2]>/<key>.joblib``, and ``.tmp`` files while saving.
 #: Only these are counted or removed, so that clearing a mistyped folder deletes nothing
@@ -110,6 +111,8 @@ class NodeCache:
         try:
             joblib.dump(outputs, tmp, compress=0)
             os.replace(tmp, path)
+        except OSError as error:
+            raise no_space(error, tmp, f"the node cache {self.folder}") or error from None
         finally:
             Path(tmp).unlink(missing_ok=True)
         return path
