@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import json
 import os
 import shutil
@@ -119,8 +120,22 @@ def fsync_path(path: str | Path) -> None:
         os.close(fd)
 
 
-#: Whether ShardWriter fsyncs each finished shard itself (newer nishard: ``_sync``).
-SYNCS_ITSELF = hasattr(shards_module, "_sync")
+def _sync_hook() -> tuple[object | None, str]:
+    """The module and name of the fsync ShardWriter calls when it publishes a shard: the
+    shard module's ``_sync`` in older nishard, the storage's ``sync`` since shards are
+    published through ``LocalStorage.publish``; ``(None, "")`` where it fsyncs nothing."""
+    if hasattr(shards_module, "_sync"):
+        return shards_module, "_sync"
+    try:
+        storage = importlib.import_module("nishard.archives.storage")
+    except ImportError:
+        return None, ""
+    return storage, "sync"
+
+
+SYNC_MODULE, SYNC_NAME = _sync_hook()
+#: Whether ShardWriter fsyncs each finished shard itself (on its background thread).
+SYNCS_ITSELF = SYNC_MODULE is not None
 
 
 @contextlib.contextmanager
@@ -129,12 +144,12 @@ def no_fsync() -> Iterator[None]:
     if not SYNCS_ITSELF:
         yield
         return
-    original = shards_module._sync
-    shards_module._sync = lambda path: None
+    original = getattr(SYNC_MODULE, SYNC_NAME)
+    setattr(SYNC_MODULE, SYNC_NAME, lambda path: None)
     try:
         yield
     finally:
-        shards_module._sync = original
+        setattr(SYNC_MODULE, SYNC_NAME, original)
 
 
 def nishard_write(samples: list[Sample], folder: Path, fmt, max_bytes: int, sync: bool) -> int:
