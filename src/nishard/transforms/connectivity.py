@@ -291,7 +291,10 @@ def _matrix(x: np.ndarray, kind: str, estimator: str, standardize: bool) -> np.n
     if kind == "covariance":
         return cov
     if not (np.diag(cov) > 0).all():
-        raise ValueError(f"{kind} is undefined: every region is constant over time")
+        raise ValueError(
+            f"{kind} is undefined: every region is constant over time (the run itself is "
+            "constant, e.g. all zeros, at least inside the regions)"
+        )
     if kind == "correlation":
         return correlation(cov)
     n, p = x.shape

@@ -361,8 +361,11 @@ def _apply(
             expected = f"{err.expected} ({step.name})"
             raise RecordError(record_id, path, expected, err.found) from err
         except Exception as err:
+            # Every product of a record comes from its BOLD run: name that file, where the
+            # user will look, rather than none.
+            path = None if record is None else record.files.get("bold")
             found = f"{type(err).__name__}: {err}"
-            raise RecordError(record_id, None, f"data {step.name} can process", found) from err
+            raise RecordError(record_id, path, f"data {step.name} can process", found) from err
     return sample
 
 
