@@ -126,7 +126,7 @@ def dataset(cache: Path, subjects: int, timepoints: int):
                     ),
                 ]
             )
-            ns.write(records, plan, shards, shards=ns.by_size("1GB"), progress=False)
+            ns.write(records, plan, shards, shards=ns.shards.by_size("1GB"), progress=False)
         print("writing the cleaned runs as uncompressed NIfTI for nilearn ...")
         source = Shards(shards)
         mask = resolve_space(source.folders, source.manifests, "bold", source.n_features).mask
