@@ -114,17 +114,18 @@ class DiskFullError(NishardError, OSError):
     place and the space left there."""
 
 
-def no_space(error: BaseException, path: str | Path, place: str) -> DiskFullError | None:
-    """``error`` as a :class:`DiskFullError` naming ``path`` and ``place`` (e.g. "the
-    output folder") when it is a full device or quota; None for any other error.
+def raise_if_full(error: BaseException, path: str | Path, place: str) -> None:
+    """Raise ``error`` as a :class:`DiskFullError` naming ``path`` and ``place`` (e.g.
+    "the output folder") when it is a full device or quota; return for any other error,
+    which the caller raises as it is.
 
-    An error that is a DiskFullError already is returned as it is: it was raised where
-    the file was known (a worker's node cache).
+    A DiskFullError is raised as it is: it was raised where the file was known (a
+    worker's node cache).
     """
     if isinstance(error, DiskFullError):
-        return error
+        raise error
     if not isinstance(error, OSError) or error.errno not in NO_SPACE:
-        return None
+        return
     where = Path(path)
     while not where.exists() and where != where.parent:
         where = where.parent
@@ -132,7 +133,7 @@ def no_space(error: BaseException, path: str | Path, place: str) -> DiskFullErro
         free = f"{shutil.disk_usage(where).free / 2**20:.1f} MiB free there"
     except OSError:
         free = "free space unknown"
-    return DiskFullError(
+    raise DiskFullError(
         f"no space left writing {path} ({place}; {free}): free some space and run the same "
         "build again, it resumes where it stopped"
-    )
+    ) from None

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import crc32c
 
-from ..errors import no_space
+from ..errors import raise_if_full
 
 #: Buffers below this size are gathered before they are written and hashed.
 SMALL = 1 << 16
@@ -155,7 +155,8 @@ class HashingFile:
             while written < chunk.nbytes:  # a raw write may be partial
                 written += self._file.write(chunk[written:])
         except OSError as error:
-            raise no_space(error, self._file.name, "the output folder") or error from None
+            raise_if_full(error, self._file.name, "the output folder")
+            raise
         while len(self._behind) > AHEAD:
             self._behind.popleft().result()
 

@@ -11,11 +11,11 @@ them in place.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 from .shards import ShardInfo
+from .storage import LocalStorage, publishing
 
 #: The format wids reads: tar shards.
 WIDS_FORMAT = "webdataset"
@@ -36,10 +36,7 @@ def wids_index(split: str, shards: Sequence[ShardInfo]) -> dict:
 
 
 def write_json(path: Path, content: dict) -> None:
-    """Sorted, indented JSON, written to a temporary name and renamed: whole or absent."""
-    temporary = path.with_name(path.name + ".tmp")
-    try:
-        temporary.write_text(json.dumps(content, indent=2, sort_keys=True, allow_nan=False) + "\n")
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    """Sorted, indented JSON, published whole (:func:`~.storage.publishing`) or absent."""
+    text = json.dumps(content, indent=2, sort_keys=True, allow_nan=False) + "\n"
+    with publishing(LocalStorage(path.parent), path.name) as temporary:
+        temporary.write_text(text)

@@ -23,7 +23,7 @@ import numpy as np
 
 from .shards import ShardInfo
 from .stats import Moments, load_block, save_block
-from .storage import Storage, storage_for
+from .storage import Storage, publishing, storage_for
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 2
@@ -363,13 +363,9 @@ def write_manifest(where: str | os.PathLike | Storage, manifest: dict) -> str:
         Where the manifest is (a path, later a URL).
     """
     storage = storage_for(where)
-    temporary = storage.staging(MANIFEST)
     text = json.dumps(seal(manifest), indent=2, sort_keys=True, allow_nan=False)
-    try:
+    with publishing(storage, MANIFEST) as temporary:
         temporary.write_text(text + "\n")
-        storage.publish(temporary, MANIFEST)
-    finally:
-        temporary.unlink(missing_ok=True)
     return storage.join(MANIFEST)
 
 

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .storage import LocalStorage, publishing
+
 #: Elements per chunk of float64 rows: bounds the temporary copy a sample needs (8 MB).
 CHUNK = 1 << 20
 
@@ -239,22 +241,20 @@ def load_block(path: Path) -> dict[str, Moments]:
 def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """An ``.npz`` that ``np.load`` reads, with fixed timestamps: equal arrays, equal bytes.
 
-    ``np.savez`` stamps each member with the current time. Written to a temporary name
-    and renamed, so the file is whole or absent.
+    ``np.savez`` stamps each member with the current time. Published whole
+    (:func:`~.storage.publishing`) or absent.
     """
-    temporary = path.with_name(path.name + ".tmp")
-    try:
-        with zipfile.ZipFile(temporary, "w", compression=zipfile.ZIP_STORED) as archive:
-            for name in sorted(arrays):
-                buffer = io.BytesIO()
-                np.lib.format.write_array(buffer, np.ascontiguousarray(arrays[name]),
-                                          allow_pickle=False)  # fmt: skip
-                info = zipfile.ZipInfo(f"{name}.npy", date_time=_EPOCH)
-                info.external_attr = 0o644 << 16
-                archive.writestr(info, buffer.getvalue())
-        temporary.replace(path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    with (
+        publishing(LocalStorage(path.parent), path.name) as temporary,
+        zipfile.ZipFile(temporary, "w", compression=zipfile.ZIP_STORED) as archive,
+    ):
+        for name in sorted(arrays):
+            buffer = io.BytesIO()
+            np.lib.format.write_array(buffer, np.ascontiguousarray(arrays[name]),
+                                      allow_pickle=False)  # fmt: skip
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=_EPOCH)
+            info.external_attr = 0o644 << 16
+            archive.writestr(info, buffer.getvalue())
 
 
 def stats_arrays(moments: dict[str, Moments]) -> dict[str, np.ndarray]:

@@ -22,6 +22,8 @@ import hashlib
 import os
 import re
 import stat as stat_module
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol, runtime_checkable
@@ -35,6 +37,7 @@ __all__ = [
     "Storage",
     "StorageError",
     "check_name",
+    "publishing",
     "sha256_of",
     "storage_for",
 ]
@@ -313,6 +316,19 @@ def storage_for(location: str | os.PathLike | Storage) -> Storage:
     if path.name == _MANIFEST and not path.is_dir():
         path = path.parent
     return LocalStorage(path)
+
+
+@contextmanager
+def publishing(storage: Storage, name: str) -> Iterator[Path]:
+    """The path to write the file ``name`` at (:meth:`Storage.staging`); published under
+    its name when the block ends, removed when the block raises (a full disk leaves no
+    temporary file behind)."""
+    temporary = storage.staging(name)
+    try:
+        yield temporary
+        storage.publish(temporary, name)
+    finally:
+        temporary.unlink(missing_ok=True)  # gone already once published
 
 
 def sha256_of(storage: Storage, name: str, chunk: int = 1 << 22) -> str:

@@ -28,7 +28,7 @@ from ..archives.shards import Format, ShardInfo, ShardSpec, ShardWriter
 from ..archives.stats import Moments, sample_moments, stats_arrays, write_npz
 from ..archives.webdataset import WebDataset
 from ..checksums import sha256_file
-from ..errors import NishardError, SpecError, no_space
+from ..errors import NishardError, SpecError, raise_if_full
 from ..records.table import RecordTable
 from ..workflow.cache import NodeCache
 from ..workflow.executors import Executor, Serial
@@ -267,11 +267,9 @@ def _found(entry: dict) -> str:
 
 
 def _raise_if_full(error: BaseException, folder: Path) -> None:
-    """Raise ``error`` as a :class:`~nishard.errors.DiskFullError` naming the output
-    folder when it is a full disk (one the shard or cache writers named is kept)."""
-    full = no_space(error, getattr(error, "filename", None) or folder, "the output folder")
-    if full is not None:
-        raise full from None
+    """A full disk met by the build itself (journal, side files, manifest) as a
+    :class:`~nishard.errors.DiskFullError` naming the file, else the output folder."""
+    raise_if_full(error, getattr(error, "filename", None) or folder, "the output folder")
 
 
 def _check_counts(merged: Merged, n_records: int) -> None:

@@ -23,7 +23,7 @@ from typing import Any
 
 from .._version import __version__
 from ..checksums import sha256_file
-from ..errors import no_space
+from ..errors import raise_if_full
 
 #: What the store writes: ``<key[:2]>/<key>.joblib``, and ``.tmp`` files while saving.
 #: Only these are counted or removed, so that clearing a mistyped folder deletes nothing
@@ -112,7 +112,8 @@ class NodeCache:
             joblib.dump(outputs, tmp, compress=0)
             os.replace(tmp, path)
         except OSError as error:
-            raise no_space(error, tmp, f"the node cache {self.folder}") or error from None
+            raise_if_full(error, tmp, f"the node cache {self.folder}")
+            raise
         finally:
             Path(tmp).unlink(missing_ok=True)
         return path
