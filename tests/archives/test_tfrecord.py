@@ -4,13 +4,8 @@ TensorFlow runs in a subprocess: importing it costs seconds and most of a GiB, a
 threads would make later forks in this process (the DataLoader tests) unsafe.
 """
 
-import importlib.util
 import json
-import os
-import subprocess
-import sys
 import tarfile
-import textwrap
 
 import google_crc32c
 import ml_dtypes
@@ -25,7 +20,7 @@ from nishard.archives.encode import decode_npy
 from nishard.archives.protobuf import varint
 from nishard.archives.tfrecord import FRAMING, masked_crc32c, raw_bytes
 from nishard.transforms.storage import Cast
-from tests.helpers import TINY_RES
+from tests.helpers import TINY_RES, run_tensorflow
 
 DTYPES = ["float32", "float16", "bfloat16"]
 
@@ -76,24 +71,6 @@ def builds(tiny, tmp_path_factory):
     return found
 
 
-def _tensorflow(script: str, **values) -> str:
-    """Run ``script`` with TensorFlow in a fresh interpreter; its stdout."""
-    if importlib.util.find_spec("tensorflow") is None:  # not imported: see the docstring
-        pytest.skip("TensorFlow is not installed")
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
-    header = "import json, sys\nimport numpy as np\nimport tensorflow as tf\n"
-    header += "".join(f"{name} = json.loads({json.dumps(v)!r})\n" for name, v in values.items())
-    done = subprocess.run(
-        [sys.executable, "-c", header + textwrap.dedent(script)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done.stdout
-
-
 # For each dtype: the arrays' bits to an .npz, the other features as a JSON line.
 READ_WITH_TENSORFLOW = """
     spec = {
@@ -131,7 +108,7 @@ def test_tensorflow_reads_every_sample_bit_for_bit(builds, tmp_path):
         dtype: _shards(out, manifest, "tfrecord") for dtype, (out, _, manifest) in builds.items()
     }
     outs = {dtype: str(tmp_path / f"{dtype}.npz") for dtype in builds}
-    printed = _tensorflow(READ_WITH_TENSORFLOW, files=files, outs=outs).splitlines()
+    printed = run_tensorflow(READ_WITH_TENSORFLOW, files=files, outs=outs).splitlines()
     assert len(printed) == len(DTYPES)
     for dtype, line in zip(builds, printed, strict=True):
         _check_tensorflow_read(*builds[dtype], dtype, json.loads(line), outs[dtype])
@@ -188,7 +165,7 @@ def test_a_flipped_byte_is_a_data_loss_error_in_tensorflow(builds, tmp_path):
             except tf.errors.DataLossError:
                 print(where, "DataLossError")
     """
-    lines = _tensorflow(script, broken=broken).split("\n")
+    lines = run_tensorflow(script, broken=broken).split("\n")
     assert lines[:3] == ["length DataLossError", "data DataLossError", "crc DataLossError"]
 
 

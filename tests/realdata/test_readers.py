@@ -11,13 +11,8 @@ seconds and most of a GiB, and its threads would make later forks in this proces
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
-import os
-import subprocess
-import sys
-import textwrap
 
 import numpy as np
 import pytest
@@ -25,6 +20,7 @@ import webdataset as wds
 
 import nishard as ns
 from nishard.archives import TFRecord, WebDataset
+from tests.helpers import run_tensorflow
 from tests.realdata.conftest import SIMPLE_BASIC, build
 
 ARRAYS = ("bold", "volumes")
@@ -112,25 +108,12 @@ READ_WITH_TENSORFLOW = """
 """
 
 
-def _tensorflow(script: str, **values) -> str:
-    """Run ``script`` with TensorFlow in a fresh interpreter; its stdout."""
-    if importlib.util.find_spec("tensorflow") is None:  # not imported: see the docstring
-        pytest.skip("TensorFlow is not installed")
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
-    header = "import json, sys\nimport numpy as np\nimport tensorflow as tf\n"
-    header += "".join(f"{name} = json.loads({json.dumps(v)!r})\n" for name, v in values.items())
-    done = subprocess.run([sys.executable, "-c", header + textwrap.dedent(script)],
-                          capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done.stdout
-
-
 def test_tensorflow_reads_what_the_stream_reads(shards, tmp_path):
     out, manifest, samples = shards
     files = [str(out / name) for name in _names(manifest, "tfrecord")]
     assert len(files) == 2
     stored = tmp_path / "tensorflow.npz"
-    printed = _tensorflow(READ_WITH_TENSORFLOW, files=files, arrays=list(ARRAYS), meta=META,
+    printed = run_tensorflow(READ_WITH_TENSORFLOW, files=files, arrays=list(ARRAYS), meta=META,
                           out=str(stored))  # fmt: skip
     rest = json.loads(printed.splitlines()[-1])
     assert sorted(rest) == sorted(samples)
