@@ -7,7 +7,7 @@ writes chunk ``i + 1``. Buffers go to the file as they are (array views, no copi
 ones (headers, JSON) are gathered first, so that each system call and each hash update is
 worth its overhead.
 
-The same thread computes the CRC-32C of each byte range marked as a sample
+A second thread computes the CRC-32C of each byte range marked as a sample
 (:meth:`HashingFile.begin` ... :meth:`HashingFile.end`): manifest v2 lists them, so that a
 reader that fetches one sample by its offset (a range request) can check those bytes
 without the rest of the shard.
@@ -55,13 +55,16 @@ class HashingFile:
     def __init__(self, path: str | Path):
         self._file = open(path, "wb", buffering=0)
         self._digest = hashlib.sha256()
+        # sha256 and the ranges' CRC-32C on a thread each: both release the GIL, so the
+        # CRC adds no time to the sha256's path, which is the longest.
         self._hasher = ThreadPoolExecutor(1, thread_name_prefix="nishard-sha256")
-        self._behind: deque[Future] = deque()
+        self._crcer = ThreadPoolExecutor(1, thread_name_prefix="nishard-crc32c")
+        self._behind: deque[tuple[Future, Future]] = deque()
         self._small = bytearray()
         self._put_at = 0  # bytes handed to the hashing thread so far
         # (position, is a start) marks not yet reached by the bytes handed over.
         self._marks: deque[tuple[int, bool]] = deque()
-        self._crc: int | None = None  # the open range's CRC (hashing thread only)
+        self._crc: int | None = None  # the open range's CRC (CRC thread only)
         self._crcs: list[int] = []
         self.size = 0
         self.sha256: str | None = None
@@ -107,13 +110,13 @@ class HashingFile:
         try:
             self._flush_small()
             if self._marks:  # ranges ending at the very end of the file
-                last = self._take(1)
-                self._behind.append(self._hasher.submit(self._update, memoryview(b""), last))
+                self._crcer.submit(self._crc_update, memoryview(b""), self._take(1)).result()
             while self._behind:
-                self._behind.popleft().result()
+                self._wait_oldest()
             self.sha256 = self._digest.hexdigest()
         finally:
             self._hasher.shutdown(wait=True)
+            self._crcer.shutdown(wait=True)
             self._file.close()
 
     def _flush_small(self) -> None:
@@ -130,9 +133,8 @@ class HashingFile:
         self._put_at += n
         return taken
 
-    def _update(self, chunk: memoryview, marks: list[tuple[int, bool]]) -> None:
-        """Hash a chunk, and CRC its parts inside marked ranges (hashing thread)."""
-        self._digest.update(chunk)
+    def _crc_update(self, chunk: memoryview, marks: list[tuple[int, bool]]) -> None:
+        """CRC the parts of a chunk inside marked ranges (the CRC thread)."""
         done = 0
         for at, opening in marks:
             if self._crc is not None:
@@ -147,9 +149,13 @@ class HashingFile:
             self._crc = crc32c.crc32c(chunk[done:], value=self._crc)
 
     def _put(self, chunk: memoryview) -> None:
-        # The single hashing thread takes the chunks in order, so the digest is the file's
+        # Each single-thread pool takes the chunks in order, so the digest is the file's
         # and the ranges' CRCs are theirs.
-        self._behind.append(self._hasher.submit(self._update, chunk, self._take(chunk.nbytes)))
+        marks = self._take(chunk.nbytes)
+        self._behind.append((
+            self._hasher.submit(self._digest.update, chunk),
+            self._crcer.submit(self._crc_update, chunk, marks),
+        ))  # fmt: skip
         written = 0
         try:
             while written < chunk.nbytes:  # a raw write may be partial
@@ -158,7 +164,11 @@ class HashingFile:
             raise_if_full(error, self._file.name, "the output folder")
             raise
         while len(self._behind) > AHEAD:
-            self._behind.popleft().result()
+            self._wait_oldest()
+
+    def _wait_oldest(self) -> None:
+        for future in self._behind.popleft():
+            future.result()
 
 
 class HashedShard:
