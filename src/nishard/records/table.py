@@ -126,6 +126,13 @@ class RecordTable:
             "variables": list(self.variables),
             "spec": self.spec,
             "dropped": self.dropped.to_dict(orient="records"),
+            # Parquet keeps only the categories a column uses: an empty table, or one
+            # whose records of some category were dropped, would come back with fewer.
+            "categories": {
+                str(column): frame[column].cat.categories.tolist()
+                for column in frame.columns
+                if isinstance(frame[column].dtype, pd.CategoricalDtype)
+            },
         }
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -143,10 +150,17 @@ class RecordTable:
         meta = json.loads(table.schema.metadata[b"nishard"])
         frame = table.to_pandas().set_index("record")
         for column in frame.columns:  # Arrow lists come back as arrays: make them lists again
+            # Only object columns can hold them; mapping a categorical (a text variable)
+            # maps its categories, and with one category or none the result is no array
+            # of booleans to ask ``any`` of.
+            if frame[column].dtype != object:
+                continue
             if frame[column].map(lambda v: hasattr(v, "tolist")).any():
                 frame[column] = frame[column].map(
                     lambda v: v.tolist() if hasattr(v, "tolist") else v
                 )
+        for column, categories in meta.get("categories", {}).items():
+            frame[column] = frame[column].astype(pd.CategoricalDtype(categories))
         return cls(
             frame=frame,
             files=tuple(meta["files"]),
