@@ -1,5 +1,7 @@
 """Edge cases and bad input of locate: each gets the right records or an error naming it."""
 
+import re
+
 import pandas as pd
 import pytest
 
@@ -30,12 +32,17 @@ def test_subject_level_summary_with_sessions_and_natural_run_order(tmp_path):
     assert len(everything_dropped) == 0 and len(everything_dropped.dropped) == 3
 
 
-def test_two_sidecars_at_one_level_are_an_error_naming_both(tmp_path):
+def test_two_sidecars_at_one_level_drop_the_run_naming_both(tmp_path):
     layouts.touch(tmp_path, "sub-01/func/sub-01_task-rest_acq-mb_bold.nii.gz")
+    layouts.touch(tmp_path, "sub-01/func/sub-01_task-rest_bold.nii.gz")
     layouts.write_json(tmp_path / "task-rest_bold.json", {"RepetitionTime": 2})
     layouts.write_json(tmp_path / "acq-mb_bold.json", {"RepetitionTime": 3})
-    with pytest.raises(ns.SpecError, match=r"2 sidecars apply .*acq-mb_bold.json and .*task-rest"):
-        _bids(tmp_path)
+    records = _bids(tmp_path)
+    # The ambiguous run is dropped with the reason; the other run goes on.
+    assert list(records.frame.index) == ["sub-01_task-rest"]
+    (reason,) = records.dropped["reason"]
+    assert records.dropped["record"].tolist() == ["sub-01_task-rest_acq-mb"]
+    assert re.search(r"2 sidecars apply .*acq-mb_bold.json and .*task-rest", reason)
 
 
 def test_inheritance_ignores_sidecars_with_other_entities_or_in_sibling_folders(tmp_path):

@@ -88,8 +88,13 @@ def test_a_missing_root_or_unknown_column_is_a_clear_error(tiny, tmp_path):
         _locate(tmp_path / "nowhere")
     with pytest.raises(ns.SpecError, match="no column \\['handedness'\\]"):
         _locate(tiny, variables=ns.tables.participants(["handedness"]))
-    with pytest.raises(ns.SpecError, match=f"in: MNI152NLin2009cAsym res-{TINY_RES}"):
-        _locate(tiny, schema=ns.schemas.fmriprep(space="fsLR"))
+    # A space the dataset lacks: every run is counted, dropped with where its BOLD is.
+    other = _locate(tiny, schema=ns.schemas.fmriprep(space="fsLR"))
+    assert len(other) == 0 and len(other.dropped) == len(_locate(tiny))
+    assert set(other.dropped["reason"]) == {
+        f"no bold file (desc-preproc_bold in space fsLR: found in MNI152NLin2009cAsym "
+        f"res-{TINY_RES}); no mask file"
+    }
 
 
 def test_parquet_round_trip_keeps_everything(tiny_copy, tmp_path):

@@ -61,8 +61,12 @@ def test_fmriprep_other_space_and_no_match(tmp_path):
     )
     assert len(nlin6) == 2
     assert nlin6.frame["mask"].isna().all()  # no mask in that space, not a wrong one
-    with pytest.raises(ns.SpecError, match=r"in: MNI152NLin2009cAsym res-1, .*MNI152NLin6Asym"):
-        ns.locate(tmp_path, schema=ns.schemas.fmriprep(space="T1w"), stage=["bold"])
+    t1w = ns.locate(tmp_path, schema=ns.schemas.fmriprep(space="T1w"), stage=["bold"])
+    assert len(t1w) == 0 and len(t1w.dropped) == 2  # counted, with where the BOLD is
+    assert set(t1w.dropped["reason"]) == {
+        "no bold file (desc-preproc_bold in space T1w: found in MNI152NLin2009cAsym res-1, "
+        "MNI152NLin2009cAsym res-2, MNI152NLin6Asym res-2)"
+    }
 
 
 def test_fmriprep_older_release_naming(tmp_path):
@@ -137,7 +141,9 @@ def test_hcp_layout(tmp_path):
         "movement": "Movement_Regressors.txt",
         "cifti": "rfMRI_REST1_LR_Atlas_MSMAll.dtseries.nii",
     }
-    assert records.frame["t_r"].tolist() == pytest.approx([0.72] * 8)  # from the header
+    # HCP's protocol TR, no header opened at index time (the worker compares it).
+    assert records.frame["t_r"].tolist() == pytest.approx([0.72] * 8)
+    assert set(records.frame["t_r_source"]) == {"protocol"}
     first = records.frame.iloc[:4]
     assert first["session"].tolist()[:3] == ["1", "1", "2"] and pd.isna(first["session"].iloc[3])
     assert first["task"].tolist() == ["rest", "rest", "rest", "wm"]
@@ -152,8 +158,10 @@ def test_hcp_layout(tmp_path):
     )
     assert len(fix) == 6
     assert all(p.endswith("_hp2000_clean.nii.gz") for p in fix.frame["bold"])
-    # The cleaned files are empty placeholders: no TR, so complete() would drop them.
-    assert fix.frame["t_r"].isna().all()
+    # The cleaned files are empty placeholders (not fetched yet): still every run, with
+    # the protocol's TR, and complete() keeps them.
+    assert fix.frame["t_r"].tolist() == pytest.approx([0.72] * 6)
+    assert len(ns.locate(tmp_path, schema=ns.schemas.hcp(fix=True, task="rest"))) == 6
 
 
 def test_regex_layout_with_a_subject_level_file(tmp_path):

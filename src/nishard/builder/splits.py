@@ -461,9 +461,18 @@ def _check_fractions(fractions: object) -> dict[str, float]:
 
 
 def _groups(frame: pd.DataFrame, group: str | None) -> pd.Series:
-    """Group id (str) per record; each record is its own group when ``group`` is None."""
+    """Group id (str) per record; each record is its own group when ``group`` is None,
+    but the echoes of one multi-echo acquisition (one ``acquisition_key``) stay one."""
     if group is None:
-        return pd.Series(frame.index.astype(str), index=frame.index)
+        ids = pd.Series(frame.index.astype(str), index=frame.index)
+        if "acquisition_key" in frame.columns:
+            return (
+                frame["acquisition_key"]
+                .astype(object)
+                .where(frame["acquisition_key"].notna(), ids)
+                .astype(str)
+            )
+        return ids
     if group not in frame.columns:
         raise ValueError(f"group column {group!r} not in the records: {list(frame.columns)}")
     column = frame[group]

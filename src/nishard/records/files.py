@@ -6,7 +6,7 @@ import os
 from collections.abc import Iterator
 
 
-def walk(root: str, prefix: str = "") -> Iterator[str]:
+def walk(root: str, prefix: str = "", named_folders: bool = False) -> Iterator[str]:
     """Relative paths (``/``-separated) of every file and symlink under ``root``, unordered.
 
     Parameters
@@ -17,6 +17,10 @@ def walk(root: str, prefix: str = "") -> Iterator[str]:
         Only descend into top-level folders whose name starts with it (``"sub-"``), so
         that derivatives, code and source folders beside the subjects are skipped; files
         at the top level (dataset-level sidecars, participants.tsv) are always listed.
+    named_folders : bool
+        Below the top level, list a folder named like a file (a dot in its name, as in
+        ``x_bold.nii.gz``) with a trailing ``/`` instead of descending into it: in a
+        BIDS tree it stands where a file should be, and the schema says so.
 
     Notes
     -----
@@ -35,6 +39,9 @@ def walk(root: str, prefix: str = "") -> Iterator[str]:
             if entry.is_dir(follow_symlinks=False):
                 if entry.name.startswith("."):
                     continue  # .git, .datalad: tools' own folders, never data
+                if named_folders and relative and "." in entry.name:
+                    yield name + "/"
+                    continue
                 if relative or entry.name.startswith(prefix):
                     stack.append((name + "/", entry.path))
             else:

@@ -38,7 +38,13 @@ class _PlainOptions:
 
 @dataclass(frozen=True)
 class Complete(_PlainOptions):
-    """Keep records that carry every staged file and a known repetition time.
+    """Keep records that carry every staged file and a repetition time.
+
+    A record whose TR is still to be read from its image (``t_r_source`` ``pending``:
+    the file is not fetched yet) or that has irregular ``VolumeTiming`` is kept: the
+    first is settled when the image is loaded, the second is quarantined by the steps
+    that need a regular TR. Only a record whose files were read and give no TR at all
+    (``none``) is dropped.
 
     Parameters
     ----------
@@ -54,7 +60,11 @@ class Complete(_PlainOptions):
         self, frame: pd.DataFrame, files: tuple[str, ...], variables: tuple[str, ...]
     ) -> pd.Series:
         checks = [(frame[c].isna(), f"no {c} file") for c in files]
-        checks.append((frame["t_r"].isna(), "no RepetitionTime in sidecar or header"))
+        source = frame["t_r_source"] if "t_r_source" in frame else None
+        no_tr = frame["t_r"].isna() if source is None else source.eq("none")
+        # A record without its data file has no TR to read either: that file is the reason.
+        lacks_file = frame[list(files)].isna().any(axis=1) if files else False
+        checks.append((no_tr & ~lacks_file, "no RepetitionTime in sidecar or header"))
         if self.variables:
             checks += [(frame[c].isna(), f"no value for {c}") for c in variables]
         return _combine(checks, frame.index)

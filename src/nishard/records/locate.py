@@ -80,8 +80,14 @@ def locate(
         raise SpecError(str(err)) from err
     # A run that has none of the staged files (only a CIFTI when BOLD volumes are asked
     # for) is no record of this query; one with some of them is, and complete() says
-    # what it lacks.
-    runs = [run for run in scan.runs if any(column in run.files for column in columns)]
+    # what it lacks. So is one the schema knows is missing a staged file (a run with its
+    # confounds but its BOLD in another space) or cannot take (a folder in a file's
+    # place): it is dropped with its reason, never left out unseen.
+    runs = [
+        run
+        for run in scan.runs
+        if run.problems or any(c in run.files or c in run.absent for c in columns)
+    ]
     if not runs:
         raise SpecError(
             f"no {schema.name} records under {root_path} for {schema.to_dict()}; "
@@ -93,11 +99,16 @@ def locate(
         twice = ids[ids.duplicated()].iloc[0]
         files = [next(iter(r.files.values())) for r in runs if r.record == twice]
         raise SpecError(f"two runs share the record id {twice}: {' and '.join(files)}")
-    rows = [{"record": r.record, **r.entities, "t_r": r.t_r, **r.metadata} for r in runs]
+    rows = [{"record": r.record, **r.entities, **r.timing.columns(), **r.metadata} for r in runs]
     frame = pd.DataFrame(rows).set_index("record")
     for column in columns:
         paths = [r.files.get(column) for r in runs]
         frame[column] = pd.Series(paths, index=frame.index, dtype="str")
+    dropped: list[dict] = [
+        {"record": r.record, "reason": "; ".join(r.problems)} for r in runs if r.problems
+    ]
+    frame = frame.drop(index=[r.record for r in runs if r.problems])
+    absent = {r.record: r.absent for r in runs if r.absent}
 
     names: list[str] = []
     unmatched: set[str] = set()
@@ -106,11 +117,13 @@ def locate(
         names += added
         unmatched |= missing
 
-    dropped: list[dict] = []
     for primitive in filters:
         reasons = primitive.reasons(frame, columns, tuple(names))
         drop = reasons != ""
-        dropped += [{"record": k, "reason": v} for k, v in reasons[drop].items()]
+        dropped += [
+            {"record": k, "reason": _explained(v, absent.get(k, {}))}
+            for k, v in reasons[drop].items()
+        ]
         frame = frame[~drop]
     frame, unfetched = _fetch(frame, columns, source)
     dropped += unfetched
@@ -125,6 +138,14 @@ def locate(
         unparsed=scan.unparsed,
         unmatched=tuple(sorted(unmatched)),
     )
+
+
+def _explained(reason: str, absent: dict[str, str]) -> str:
+    """A filter's ``no bold file`` with what the schema knows of it (``no bold file
+    (desc-preproc_bold in space MNI152NLin2009cAsym: found in T1w)``)."""
+    for column, why in absent.items():
+        reason = reason.replace(f"no {column} file", f"no {column} file ({why})")
+    return reason
 
 
 def _as_tables(variables) -> list:

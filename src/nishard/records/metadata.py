@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import numbers
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -17,13 +19,132 @@ def usable_tr(value: object) -> bool:
     return real and math.isfinite(value) and value > 0
 
 
-@lru_cache(maxsize=4096)
-def _read_json(path: str) -> dict:
+class SidecarError(ValueError):
+    """A JSON sidecar that is not BIDS metadata: its message names the file, the key and
+    what was found (the record is dropped with it, never given a guessed value)."""
+
+
+#: Where a record's repetition time came from (the ``t_r_source`` column):
+#: ``sidecar`` (BIDS: it wins over the header), ``header`` (the NIfTI or CIFTI header),
+#: ``protocol`` (the acquisition protocol a schema knows, e.g. HCP's 0.72 s),
+#: ``volume_timing`` (irregular acquisition: ``VolumeTiming``, no single TR), ``pending``
+#: (no sidecar gives it and the image cannot be read yet, e.g. not fetched: read when
+#: the image is loaded) and ``none`` (the files were read and give none).
+TR_SOURCES: tuple[str, ...] = (
+    "sidecar", "header", "protocol", "volume_timing", "pending", "none",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Timing:
+    """A run's timing as indexing found it.
+
+    Attributes
+    ----------
+    t_r : float
+        Repetition time in seconds; NaN when there is none (yet).
+    source : str
+        One of :data:`TR_SOURCES`.
+    volume_timing : tuple of float or None
+        Onsets of the volumes in seconds, from a sidecar's ``VolumeTiming``.
+    """
+
+    t_r: float = math.nan
+    source: str = "none"
+    volume_timing: tuple[float, ...] | None = None
+
+    def columns(self) -> dict[str, object]:
+        """The record table columns it gives: ``t_r``, ``t_r_source`` (and
+        ``volume_timing`` for an irregular run)."""
+        out: dict[str, object] = {"t_r": self.t_r, "t_r_source": self.source}
+        if self.volume_timing is not None:
+            out["volume_timing"] = list(self.volume_timing)
+        return out
+
+
+def not_fetched(path: str) -> bool:
+    """A file whose content is not there yet: a broken symlink (a DataLad or git-annex
+    file before ``get``) or an empty placeholder."""
+    file = Path(path)
+    if file.is_symlink() and not file.exists():
+        return True
     try:
-        content = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return {}
-    return content if isinstance(content, dict) else {}
+        return file.stat().st_size == 0
+    except OSError:
+        return False
+
+
+@lru_cache(maxsize=4096)
+def read_sidecar(path: str) -> dict | None:
+    """A JSON sidecar's content; None when there is no such file or it is not fetched yet.
+
+    Raises
+    ------
+    SidecarError
+        When the file is there but is not a JSON object (empty, malformed, a list),
+        naming the file and what was found.
+    """
+    file = Path(path)
+    if not file.exists():
+        return None  # absent, or a broken symlink: not fetched yet
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise SidecarError(f"{path}: expected a JSON sidecar, found {describe(err)}") from err
+    if not text.strip():
+        raise SidecarError(f"{path}: expected a JSON object, found an empty file")
+    try:
+        content = json.loads(text)
+    except ValueError as err:
+        raise SidecarError(f"{path}: expected a JSON object, found malformed JSON ({err})") from err
+    if not isinstance(content, dict):
+        raise SidecarError(f"{path}: expected a JSON object, found a {type(content).__name__}")
+    return content
+
+
+def describe(err: BaseException) -> str:
+    return f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+
+
+def sidecar_timing(sidecar: dict, path: str) -> Timing | None:
+    """The timing a sidecar gives (``RepetitionTime``, else ``VolumeTiming``), or None.
+
+    Parameters
+    ----------
+    sidecar : dict
+        The (merged) sidecar content.
+    path : str
+        The sidecar that gave it, named in errors.
+
+    Raises
+    ------
+    SidecarError
+        When ``RepetitionTime`` is not a positive number of seconds (``"2.0s"``, a list,
+        a boolean) or ``VolumeTiming`` not a list of increasing onsets in seconds.
+    """
+    if "RepetitionTime" in sidecar:
+        value = sidecar["RepetitionTime"]
+        if not usable_tr(value):
+            units = " (BIDS gives seconds as a bare number)" if isinstance(value, str) else ""
+            raise SidecarError(
+                f"{path}: RepetitionTime must be a positive number of seconds, "
+                f"found {value!r}{units}"
+            )
+        return Timing(float(value), "sidecar")
+    if "VolumeTiming" in sidecar:
+        value = sidecar["VolumeTiming"]
+        onsets = value if isinstance(value, list) else []
+        valid = len(onsets) > 0 and all(
+            isinstance(t, numbers.Real) and not isinstance(t, bool) and math.isfinite(t)
+            for t in onsets
+        )
+        if not valid or any(b <= a for a, b in itertools.pairwise(onsets)):
+            raise SidecarError(
+                f"{path}: VolumeTiming must be a list of increasing onsets in seconds, "
+                f"found {value!r}"
+            )
+        return Timing(math.nan, "volume_timing", tuple(float(t) for t in onsets))
+    return None
 
 
 def sidecar_of(path: str) -> str:
@@ -88,45 +209,87 @@ def inherited_sidecars(
     return found
 
 
-def merged(paths: list[str]) -> dict:
-    """Sidecars merged in order: later (more specific) values win."""
+def merged(paths: list[str]) -> tuple[dict, dict[str, str]]:
+    """Sidecars merged in order, later (more specific) values winning; with the sidecar
+    each key came from, so that an error names the file that holds the bad value.
+
+    Raises
+    ------
+    SidecarError
+        When one of them is not a JSON object.
+    """
     out: dict = {}
+    origin: dict[str, str] = {}
     for path in paths:
-        out.update(_read_json(path))
-    return out
+        content = read_sidecar(path) or {}
+        out.update(content)
+        origin.update(dict.fromkeys(content, path))
+    return out, origin
 
 
-def sidecar_tr(path: str) -> float:
-    """RepetitionTime of the sidecar beside ``path``; NaN when absent or unusable."""
-    value = _read_json(sidecar_of(path)).get("RepetitionTime")
-    return float(value) if usable_tr(value) else math.nan
+def header_tr(header) -> float:
+    """Repetition time in a loaded header: a NIfTI's 4th zoom (``msec`` converted) or a
+    CIFTI-2 series step; NaN when it has none.
 
-
-def header_tr(path: str) -> float:
-    """Repetition time from a NIfTI header (4th zoom, ms converted) or a CIFTI series step."""
-    from ..imageio import load_header
-
-    try:
-        img = load_header(path)  # the header only: a .nii.gz is inflated no further
-        if hasattr(img.header, "get_index_map"):  # CIFTI-2: the series axis holds the step
-            axis = img.header.get_index_map(0)
-            step = float(axis.series_step)
-            return step / 1000.0 if axis.series_unit == "MILLISECOND" else step
-        zooms = img.header.get_zooms()
-        units = img.header.get_xyzt_units()[1] if hasattr(img.header, "get_xyzt_units") else "sec"
-    except Exception:
-        return math.nan  # unreadable: the record is quarantined when its data is loaded
+    Parameters
+    ----------
+    header : nibabel header
+        ``img.header`` of an image (or :class:`nishard.imageio.ImageHeader`'s ``header``).
+    """
+    if hasattr(header, "get_index_map"):  # CIFTI-2: the series axis holds the step
+        axis = header.get_index_map(0)
+        step = float(axis.series_step)
+        if not usable_tr(step):
+            return math.nan
+        return step / 1000.0 if axis.series_unit == "MILLISECOND" else step
+    zooms = header.get_zooms()
+    units = header.get_xyzt_units()[1] if hasattr(header, "get_xyzt_units") else "sec"
     if len(zooms) < 4 or not usable_tr(zooms[3]):
         return math.nan
     return float(zooms[3]) / 1000.0 if units == "msec" else float(zooms[3])
 
 
-def first_tr(sidecar_candidates: list[str | None], header_candidates: list[str | None]) -> float:
-    """The TR from the first file with a usable sidecar, else the first usable header."""
+def header_timing(path: str) -> Timing:
+    """The timing a file's header gives: ``header``, ``none`` (read: it has none) or
+    ``pending`` (not readable yet, as a file before it is fetched: read when loaded)."""
+    from ..imageio import ImageError, load_header
+
+    if not_fetched(path):
+        return Timing(math.nan, "pending")
+    try:
+        header = load_header(path).header  # the header only: a .nii.gz is inflated no further
+    except ImageError:
+        return Timing(math.nan, "pending")  # a broken file is quarantined when loaded
+    if header is None:  # GIfTI: no repetition time in its header
+        return Timing(math.nan, "none")
+    t_r = header_tr(header)
+    return Timing(t_r, "none") if math.isnan(t_r) else Timing(t_r, "header")
+
+
+def first_timing(
+    sidecar_candidates: list[str | None], header_candidates: list[str | None]
+) -> Timing:
+    """The timing of the first data file with a sidecar that gives one, else of the first
+    header that gives a TR; ``pending`` when a header could not be read yet.
+
+    Raises
+    ------
+    SidecarError
+        When a sidecar is malformed or its timing keys unusable (never skipped for the
+        next file: the bad value is named).
+    """
     for path in sidecar_candidates:
-        if path is not None and not math.isnan(t_r := sidecar_tr(path)):
-            return t_r
+        if path is None:
+            continue
+        sidecar = sidecar_of(path)
+        timing = sidecar_timing(read_sidecar(sidecar) or {}, sidecar)
+        if timing is not None:
+            return timing
+    pending = False
     for path in header_candidates:
-        if path is not None and not math.isnan(t_r := header_tr(path)):
-            return t_r
-    return math.nan
+        if path is not None:
+            timing = header_timing(path)
+            if timing.source == "header":
+                return timing
+            pending |= timing.source == "pending"
+    return Timing(math.nan, "pending" if pending else "none")

@@ -6,10 +6,17 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from ..entities import BidsName
-from ..metadata import by_folder, header_tr, inherited_sidecars, merged, usable_tr
+from ..entities import BidsName, record_id
+from ..metadata import (
+    Timing,
+    by_folder,
+    header_timing,
+    inherited_sidecars,
+    merged,
+    sidecar_timing,
+)
 from .base import NIFTI as _NIFTI
-from .base import Match, Run, Scan, own_columns, scan_bids
+from .base import Match, Run, Scan, own_columns, scan_bids, short_entities
 
 
 @dataclass(frozen=True)
@@ -66,18 +73,35 @@ class Bids:
         out = []
         for key in sorted(found.runs):
             run = found.runs[key]
-            if "bold" not in run.files:
-                continue
-            bids, relative = found.names[key]["bold"]
-            try:
-                sidecar = merged(inherited_sidecars(root.absolute(), relative, bids, sidecars))
-            except ValueError as err:
-                raise ValueError(f"record {key}: {err}") from err
-            t_r = sidecar.get("RepetitionTime")
-            t_r = float(t_r) if usable_tr(t_r) else header_tr(run.files["bold"])
-            extra = {field: sidecar.get(field) for field in self.metadata}
-            out.append(Run(run.record, run.entities, run.files, t_r, extra))
+            problems = list(found.folders.get(key, ()))
+            timing, extra = Timing(), {}
+            if "bold" in run.files:
+                bids, relative = found.names[key]["bold"]
+                try:
+                    timing, extra = self._metadata(root, relative, bids, sidecars)
+                except ValueError as err:  # a SidecarError, or two sidecars at one level
+                    problems.append(str(err))
+            if "echo" in run.entities:
+                # The echoes of one acquisition share every other entity: one key for all,
+                # which splits keep together.
+                extra["acquisition_key"] = record_id(
+                    {k: v for k, v in short_entities(run.entities).items() if k != "echo"}
+                )
+            absent = {} if "bold" in run.files else {"bold": "no _bold.nii[.gz] image"}
+            out.append(Run(run.record, run.entities, run.files, timing, extra, tuple(problems),
+                           absent))  # fmt: skip
         return Scan(out, tuple(sorted(found.unparsed)))
+
+    def _metadata(
+        self, root: Path, relative: str, bids: BidsName, sidecars: dict
+    ) -> tuple[Timing, dict]:
+        """The run's timing and the asked sidecar fields (``EchoTime`` too for an echo)."""
+        paths = inherited_sidecars(root.absolute(), relative, bids, sidecars)
+        sidecar, origin = merged(paths)
+        where = origin.get("RepetitionTime") or origin.get("VolumeTiming") or ""
+        timing = sidecar_timing(sidecar, where) or header_timing(f"{root.absolute()}/{relative}")
+        fields = (*self.metadata, *(("EchoTime",) if "echo" in bids.entities else ()))
+        return timing, {field: sidecar.get(field) for field in dict.fromkeys(fields)}
 
     def hint(self, root: Path) -> str:
         return "raw BIDS runs are func/sub-*_bold.nii[.gz]"

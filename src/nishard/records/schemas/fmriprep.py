@@ -6,11 +6,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from ..entities import BidsName, parse_bids_name
+from ..entities import BidsName, in_space, parse_bids_name
 from ..files import walk
-from ..metadata import first_tr
+from ..metadata import SidecarError, Timing, first_timing
+from .base import ELSEWHERE, Match, Run, Scan, own_columns, scan_bids, subject_fallback
 from .base import NIFTI as _NIFTI
-from .base import Match, Run, Scan, own_columns, scan_bids, subject_fallback
 
 
 @dataclass(frozen=True)
@@ -72,31 +72,43 @@ class Fmriprep:
         return {"name": self.name, **{k: v for k, v in asdict(self).items() if v is not None}}
 
     def _in_space(self, ent: dict[str, str]) -> bool:
-        return ent.get("space") == self.space and (self.res is None or ent.get("res") == self.res)
+        # A space may name a templateflow cohort: MNIInfant+1 or MNIInfant:cohort-1.
+        return in_space(ent, self.space) and (self.res is None or ent.get("res") == self.res)
 
     def classify(self, bids: BidsName, relative: str) -> Match | None:
-        """The file column and level of one file, or None when it is not one of ours."""
+        """The file column and level of one file, or None when it is not one of ours.
+
+        fMRIPrep 1.0-1.1's names are ours too: ``_bold_space-<space>_preproc`` (the BOLD),
+        ``_bold_space-<space>_brainmask`` (its mask) and ``_bold_confounds.tsv``.
+        """
         ent, suffix, ext = bids.entities, bids.suffix, bids.extension
+        preproc = (suffix == "bold" and ent.get("desc") == "preproc") or (
+            suffix == "bold_preproc" and "variant" not in ent  # variant-: AROMA's output
+        )
+        brain_mask = suffix == "bold_brainmask" or (
+            suffix == "mask" and "brain" in (ent.get("desc"), ent.get("label"))
+        )
         if self.task and "task" in ent and ent["task"] != self.task:
             return None
         if "/func/" in relative:
-            if suffix == "bold" and ext in _NIFTI and ent.get("desc") == "preproc":
-                return ("bold", "run") if self._in_space(ent) else None
+            if preproc and ext in _NIFTI:
+                if self._in_space(ent):
+                    return "bold", "run"
+                res = "".join(f" {k}-{ent[k]}" for k in ("cohort", "res") if k in ent)
+                return ELSEWHERE + "bold", f"{ent.get('space', 'no space')}{res}"
             if suffix == "bold" and ext == ".func.gii" and ent.get("space") == self.surface_space:
                 hemi = ent.get("hemi")
                 return (f"surface_{hemi}", "run") if hemi in ("L", "R") else None
             if suffix == "bold" and ext == ".dtseries.nii":
                 fslr = ent.get("space") == "fsLR" and ent.get("den") == self.cifti_density
                 return ("cifti", "run") if fslr else None
-            if (
-                suffix == "mask"
-                and ext in _NIFTI
-                and "brain" in (ent.get("desc"), ent.get("label"))
-            ):
+            if brain_mask and ext in _NIFTI:
                 return ("mask", "run") if self._in_space(ent) else None
             if suffix == "boldref" and ext in _NIFTI:
                 return ("boldref", "run") if self._in_space(ent) else None
-            if suffix in ("timeseries", "regressors") and ent.get("desc") == "confounds":
+            if suffix == "bold_confounds" or (
+                suffix in ("timeseries", "regressors") and ent.get("desc") == "confounds"
+            ):
                 return ("confounds", "run") if ext == ".tsv" and "space" not in ent else None
         elif "/anat/" in relative and suffix == "mask" and ext in _NIFTI and "task" not in ent:
             brain = "brain" in (ent.get("desc"), ent.get("label"))
@@ -109,13 +121,26 @@ class Fmriprep:
         out = []
         for key in sorted(found.runs):
             run = found.runs[key]
-            if not any(c in run.files for c in ("bold", "cifti", "surface_L", "surface_R")):
-                continue  # a confounds file or mask alone is no run of this space
             bold = found.names[key].get("bold")
             subject_fallback(run, found.subject_files, bold[0].get("res") if bold else self.res)
-            t_r = first_tr([run.files.get(c) for c in ("bold", "cifti", "surface_L")],
-                           [run.files.get(c) for c in ("bold", "cifti")])  # fmt: skip
-            out.append(Run(run.record, run.entities, run.files, t_r))
+            problems = list(found.folders.get(key, ()))
+            try:
+                timing = first_timing(
+                    [run.files.get(c) for c in ("bold", "cifti", "surface_L")],
+                    [run.files.get(c) for c in ("bold", "cifti")],
+                )
+            except SidecarError as err:
+                timing, problems = Timing(), [*problems, str(err)]
+            absent = {}
+            if "bold" not in run.files:
+                # A run fMRIPrep processed (it has its confounds, a mask, a surface) whose
+                # volume is not in the space asked for: say where it is, or that it is not.
+                res = f" res-{self.res}" if self.res else ""
+                spaces = sorted(found.elsewhere.get(key, {}).get("bold", ()))
+                where = f"found in {', '.join(spaces)}" if spaces else "not in any space"
+                absent["bold"] = f"desc-preproc_bold in space {self.space}{res}: {where}"
+            out.append(Run(run.record, run.entities, run.files, timing, {}, tuple(problems),
+                           absent))  # fmt: skip
         return Scan(out, tuple(sorted(found.unparsed)))
 
     def hint(self, root: Path) -> str:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
 from ..files import walk
-from ..metadata import header_tr, sidecar_tr
+from ..metadata import SidecarError, Timing, first_timing
 from .base import ENTITY_COLUMNS, Run, Scan, claim, own_columns
 
 #: Short BIDS keys for the long names a user gives groups, so ids read ``sub-01_run-1``.
@@ -131,17 +130,18 @@ class Regex:
                 if all(run.entities.get(k) == v for k, v in shared_key):
                     for column, path in files.items():
                         run.files.setdefault(column, path)
-            out.append(Run(run.record, run.entities, run.files, self._t_r(run.files.get(first))))
+            try:
+                timing, problems = self._timing(run.files.get(first)), ()
+            except SidecarError as err:
+                timing, problems = Timing(), (str(err),)
+            out.append(Run(run.record, run.entities, run.files, timing, {}, problems))
         unparsed = tuple(u for u in unmatched if f"{root}/{u}".rsplit("/", 1)[0] in folders)
         return Scan(out, unparsed)
 
-    def _t_r(self, path: str | None) -> float:
-        if self.t_r is not None:
-            return float(self.t_r)
-        if path is None:
-            return math.nan
-        t_r = sidecar_tr(path)
-        return t_r if not math.isnan(t_r) else header_tr(path)
+    def _timing(self, path: str | None) -> Timing:
+        if self.t_r is not None:  # the acquisition protocol, as the user gave it
+            return Timing(float(self.t_r), "protocol")
+        return first_timing([path], [path])
 
     def hint(self, root: Path) -> str:
         return f"no path under it matched {next(iter(self.patterns.values()))!r}"
