@@ -76,9 +76,38 @@ def _index(args: argparse.Namespace) -> None:
         except SpecError:
             variables = None
     records = locate(args.root, schema=schema, stage=stage, variables=variables, level=args.level)
+    used = records.spec["stage"]
+    default = "" if stage else f" ({args.schema} default; --stage to change)"
+    print(f"stage: {', '.join(used)}{default}")
+    print(f"filters: {', '.join(f['name'] for f in records.spec['filters'])} ({_COMPLETE})")
     print(records.summary())
     records.to_parquet(args.output)
     print(f"wrote {args.output}")
+    if len(records.dropped) and not len(records):
+        raise SpecError(_all_dropped(records, schema, used, args.output))
+
+
+#: What the filter ``nishard index`` applies keeps, for its summary and --help.
+_COMPLETE = "a record needs every staged file and a repetition time"
+
+
+def _all_dropped(records, schema, stage: list[str], output: str) -> str:
+    """The error of an index whose runs were all dropped: the reasons counted, one a line,
+    and the stage that would keep the runs when what they lack is a staged kind."""
+    groups = records.dropped_by_reason()
+    lines = [f"all {len(records.dropped)} runs found were dropped:"]
+    lines += [f"  {len(ids)} x {reason}" for reason, ids in groups.items()]
+    parts = {part for reason in groups for part in reason.split("; ")}
+    lacking = [
+        kind
+        for kind in stage
+        if any(part.startswith(f"no {c} file") for c in schema.kinds[kind] for part in parts)
+    ]
+    kept = [kind for kind in stage if kind not in lacking]
+    if lacking and kept:
+        lines.append(f"to index them without {', '.join(lacking)}: --stage {','.join(kept)}")
+    lines.append(f"the table, with each run's reason, is in {output}")
+    return "\n".join(lines)
 
 
 def _plan(args: argparse.Namespace) -> None:
@@ -191,6 +220,7 @@ def _threshold(text: str) -> float | str | None:
 
 def parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
+    from .records import SCHEMAS
     from .workflow.executors import EXECUTORS
 
     top = argparse.ArgumentParser(prog="nishard", description=__doc__)
@@ -232,13 +262,29 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("cache", help="the cache folder (--cache-dir), or a spec naming one")
     p.set_defaults(func=_cache)
 
-    p = sub.add_parser("index", help="locate a dataset's records into a Parquet record table")
+    defaults = "; ".join(
+        f"{name}: {','.join(cls.default_stage)}"
+        for name, cls in SCHEMAS.items()
+        if isinstance(cls.default_stage, tuple)  # a regex's are its patterns' columns
+    )
+    p = sub.add_parser(
+        "index",
+        help="locate a dataset's records into a Parquet record table",
+        description="Locate a dataset's records into a Parquet record table. Filters: "
+        f"complete ({_COMPLETE}); the summary counts the records it drops by reason. When "
+        "runs are found but every one is dropped, the table is still written and the "
+        "command exits with status 2.",
+    )
     p.add_argument("root")
-    p.add_argument("--schema", choices=["fmriprep", "bids", "hcp", "regex"], default="fmriprep")
+    p.add_argument("--schema", choices=list(SCHEMAS), default="fmriprep")
     p.add_argument("--space")
     p.add_argument("--res")
     p.add_argument("--task")
-    p.add_argument("--stage", help="comma-separated file kinds (default: the schema's)")
+    p.add_argument(
+        "--stage",
+        help=f"comma-separated file kinds each record needs (default: the schema's: {defaults};"
+        " regex: every --pattern column)",
+    )
     p.add_argument("--participants", help="a participants table (default: the dataset's)")
     p.add_argument("--pattern", action="append", help="for --schema regex: COLUMN=REGEX")
     p.add_argument("--level", choices=["run", "session", "subject"], default="run")

@@ -88,7 +88,8 @@ class RecordTable:
         return Record(id=record_id, files=files, metadata=metadata)
 
     def summary(self) -> str:
-        """A few lines: records, subjects, sessions, missing files, variables, dropped."""
+        """A few lines: records, subjects, sessions, missing files, variables, and the
+        dropped records counted by reason."""
         frame = self.frame
         lines = [f"{len(frame)} records"]
         if "subject" in frame:
@@ -104,7 +105,9 @@ class RecordTable:
             lines[0] = lines[0].replace("records", f"{self.level} records", 1)
         if len(self.dropped):
             lines.append(f"dropped {len(self.dropped)} records:")
-            lines += [f"  {r.record}: {r.reason}" for r in self.dropped.itertuples()]
+            for reason, records in self.dropped_by_reason().items():
+                more = f" and {len(records) - 3} more" if len(records) > 3 else ""
+                lines.append(f"  {len(records)} x {reason}: {', '.join(records[:3])}{more}")
         if self.unmatched:
             lines.append(f"no variables for {len(self.unmatched)} subjects: "
                          + ", ".join(self.unmatched))  # fmt: skip
@@ -112,6 +115,14 @@ class RecordTable:
             shown = ", ".join(self.unparsed[:5]) + (" ..." if len(self.unparsed) > 5 else "")
             lines.append(f"{len(self.unparsed)} files with names that are not BIDS: {shown}")
         return "\n".join(lines)
+
+    def dropped_by_reason(self) -> dict[str, list[str]]:
+        """The dropped records' ids by their reason, the most frequent reason first (ties in
+        the order first met)."""
+        groups: dict[str, list[str]] = {}
+        for record, reason in zip(self.dropped["record"], self.dropped["reason"], strict=True):
+            groups.setdefault(str(reason), []).append(str(record))
+        return dict(sorted(groups.items(), key=lambda item: -len(item[1])))
 
     def to_parquet(self, path: str | Path) -> None:
         """Save the table, with its files, variables, spec and dropped records, to Parquet."""
