@@ -104,4 +104,14 @@ class Bids:
         return timing, {field: sidecar.get(field) for field in dict.fromkeys(fields)}
 
     def hint(self, root: Path) -> str:
-        return "raw BIDS runs are func/sub-*_bold.nii[.gz]"
+        """What the runs under ``root`` are, for an error that found none of ours."""
+        from .fmriprep import preprocessed_bold  # the error's path only
+
+        preprocessed = preprocessed_bold(root)
+        if preprocessed is None:
+            return "raw BIDS runs are func/sub-*_bold.nii[.gz]"
+        return (
+            f"{preprocessed} is a preprocessed run, not a raw one: use the fmriprep schema "
+            "(--schema fmriprep, schema=ns.schemas.fmriprep() in Python, schema: fmriprep "
+            "in a spec)"
+        )

@@ -151,4 +151,40 @@ class Fmriprep:
             if bids and bids.suffix == "bold" and "space" in bids.entities:
                 res = bids.get("res")
                 found.add(bids.entities["space"] + (f" res-{res}" if res else ""))
-        return f"BOLD runs there are in: {', '.join(sorted(found)) or 'none'}"
+        there = f"BOLD runs there are in: {', '.join(sorted(found)) or 'none'}"
+        if found:
+            return there
+        # A raw dataset's root (or its derivatives folder) given for its fMRIPrep outputs.
+        folders = [f for f in derivative_folders(root) if preprocessed_bold(f) is not None]
+        if not folders:
+            return there
+        return (
+            f"no preprocessed BOLD there, but in {' and '.join(map(str, folders))}: give "
+            f"{'that folder' if len(folders) == 1 else 'one of them'} as the root"
+        )
+
+
+def preprocessed_bold(root: Path) -> str | None:
+    """A preprocessed BOLD file (``desc-preproc`` or ``space-``, entities no raw BIDS run
+    has) under the subject folders of ``root``, relative to it; None when there is none."""
+    for relative in walk(str(root), prefix="sub-"):
+        bids = parse_bids_name(relative.rsplit("/", 1)[-1])
+        if bids is None or bids.suffix != "bold" or bids.extension == ".json":
+            continue
+        if bids.get("desc") == "preproc" or "space" in bids.entities:
+            return relative
+    return None
+
+
+def derivative_folders(root: Path) -> list[Path]:
+    """The pipelines' folders of a raw dataset (``derivatives/*``), or of ``root`` itself
+    when it is a ``derivatives`` folder; ``fmriprep`` first."""
+    parents = [root / "derivatives"] + ([root] if root.name == "derivatives" else [])
+    folders = [
+        child
+        for parent in parents
+        if parent.is_dir()
+        for child in parent.iterdir()
+        if child.is_dir() and not child.name.startswith((".", "sub-"))
+    ]
+    return sorted(folders, key=lambda folder: (folder.name != "fmriprep", folder.name))
