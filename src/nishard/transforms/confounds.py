@@ -21,6 +21,11 @@ Differences, all on input nilearn would fail on or pass through silently: a miss
 wrong row count, ``n/a`` left in a kept volume after the first-row fill, every volume censored,
 and a regular expression that matches nothing are :class:`ValueError` naming what is wrong;
 CompCor components that the JSON marks ``"Retained": false`` are skipped.
+
+fMRIPrep 1.0-1.1's tables (``sub-01_task-rest_bold_confounds.tsv``: CamelCase columns, no
+expansions, no JSON), which nilearn refuses ("We only support fmriprep outputs >= 1.2.0"),
+are brought to today's naming by :func:`upgrade_confounds` when read, so that every
+strategy applies to them; see its notes for what that adds.
 """
 
 from __future__ import annotations
@@ -475,9 +480,121 @@ def select_confounds(
 
 
 def read_confounds(path: str | Path) -> tuple[pd.DataFrame, dict | None]:
-    """A confounds TSV (``n/a`` as NaN) and its JSON sidecar (``None`` when absent)."""
+    """A confounds TSV (``n/a`` as NaN) and its JSON sidecar (``None`` when absent).
+
+    A table of fMRIPrep 1.0-1.1 (CamelCase columns) comes back in today's naming, with
+    what later releases add to it (:func:`upgrade_confounds`).
+    """
     path = Path(path)
     table = pd.read_csv(path, sep="\t", na_values=["n/a"])
     sidecar = path.with_suffix(".json")
     metadata = json.loads(sidecar.read_text()) if sidecar.is_file() else None
+    return upgrade_confounds(table, metadata)
+
+
+# ------------------------------------------------------------------------------------------
+# fMRIPrep 1.0-1.1
+# ------------------------------------------------------------------------------------------
+
+#: fMRIPrep 1.0-1.1's column names and the names fMRIPrep has written since 1.2.
+LEGACY_COLUMNS: dict[str, str] = {
+    "CSF": "csf", "WhiteMatter": "white_matter", "GlobalSignal": "global_signal",
+    "stdDVARS": "std_dvars", "non-stdDVARS": "dvars",
+    "FramewiseDisplacement": "framewise_displacement",
+    "X": "trans_x", "Y": "trans_y", "Z": "trans_z", "RotX": "rot_x", "RotY": "rot_y",
+    "RotZ": "rot_z",
+}  # fmt: skip
+#: fMRIPrep 1.0-1.1's numbered column families and their names since 1.2 (the number kept).
+LEGACY_FAMILIES: tuple[tuple[re.Pattern, str], ...] = (
+    (re.compile(r"aCompCor(\d+)"), "a_comp_cor_{}"),
+    (re.compile(r"tCompCor(\d+)"), "t_comp_cor_{}"),
+    (re.compile(r"Cosine(\d+)"), "cosine{}"),
+    (re.compile(r"NonSteadyStateOutlier(\d+)"), "non_steady_state_outlier{}"),
+    (re.compile(r"AROMAAggrComp(\d+)"), "aroma_motion_{}"),
+)
+#: The signals fMRIPrep (1.4 and later) expands with derivatives and squares.
+EXPANDED_COLUMNS = (*MOTION_COLUMNS, *WM_CSF_COLUMNS, *GLOBAL_SIGNAL_COLUMNS)
+
+
+def _modern_name(column: str) -> str | None:
+    if column in LEGACY_COLUMNS:
+        return LEGACY_COLUMNS[column]
+    for pattern, name in LEGACY_FAMILIES:
+        if match := pattern.fullmatch(column):
+            return name.format(match.group(1))
+    return None
+
+
+def upgrade_confounds(
+    table: pd.DataFrame, metadata: dict | None = None
+) -> tuple[pd.DataFrame, dict | None]:
+    """An fMRIPrep 1.0-1.1 confounds table in today's naming; other tables unchanged.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        A confounds table as read (``n/a`` as NaN).
+    metadata : dict or None
+        Its JSON sidecar.
+
+    Returns
+    -------
+    table : pandas.DataFrame
+        The same table when none of its columns has a name of fMRIPrep 1.0-1.1; else a
+        copy with those columns renamed (:data:`LEGACY_COLUMNS`, :data:`LEGACY_FAMILIES`)
+        and the expansions added (below). Columns 1.2 dropped (``vx-wisestdDVARS``) and
+        any others keep their names.
+    metadata : dict or None
+        ``metadata``; for an old table without one, the CompCor components it has.
+
+    Raises
+    ------
+    ValueError
+        When a renamed column would replace a column of that name already in the table.
+
+    Notes
+    -----
+    Renaming alone would leave the presets without the columns they ask for, because
+    fMRIPrep 1.0-1.1 wrote neither expansions nor a JSON sidecar. So, as fMRIPrep writes
+    them since 1.4 (its model ``(dd1(rps + wm + csf + gsr))^^2``, niworkflows'
+    ``temporal_derivatives`` and ``exponential_terms``), each of the six motion parameters,
+    ``white_matter``, ``csf`` and ``global_signal`` gets ``_derivative1`` (the backward
+    difference, ``n/a`` in the first row), ``_power2`` and ``_derivative1_power2``. And the
+    CompCor components are described as the JSON of later releases would: 1.0-1.1
+    computed ``aCompCorXX`` in one mask, the union of white matter and CSF (``"Mask":
+    "combined"``), and ``tCompCorXX``, six of each, all retained.
+    """
+    renames = {c: new for c in table.columns if (new := _modern_name(str(c))) is not None}
+    if not renames:
+        return table, metadata
+    taken = [f"{old!r} -> {new!r}" for old, new in renames.items() if new in table.columns]
+    if taken:
+        raise ValueError(
+            "fMRIPrep 1.0-1.1 confounds table: renaming would replace existing column(s) "
+            + ", ".join(taken)
+        )
+    table = table.rename(columns=renames)
+    expansions: dict[str, np.ndarray] = {}
+    for base in EXPANDED_COLUMNS:
+        if base not in table.columns:
+            continue
+        values = table[base].to_numpy(dtype=np.float64)
+        derivative = np.full_like(values, np.nan)
+        derivative[1:] = np.diff(values)
+        for name, column in (
+            (f"{base}_derivative1", derivative), (f"{base}_power2", values**2),
+            (f"{base}_derivative1_power2", derivative**2),
+        ):  # fmt: skip
+            if name not in table.columns:
+                expansions[name] = column
+    if expansions:
+        table = pd.concat([table, pd.DataFrame(expansions, index=table.index)], axis=1)
+    if metadata is None:
+        metadata = {}
+        for column in table.columns:
+            if re.fullmatch(r"a_comp_cor_\d+", column):
+                metadata[column] = {"Method": "aCompCor", "Mask": "combined", "Retained": True}
+            elif re.fullmatch(r"t_comp_cor_\d+", column):
+                metadata[column] = {"Method": "tCompCor", "Retained": True}
+        metadata = metadata or None
     return table, metadata
