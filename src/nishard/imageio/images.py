@@ -49,7 +49,13 @@ class ImageError(NishardError, OSError):
 
 
 def describe(err: BaseException) -> str:
-    """``EOFError: Compressed file ended ...``: an exception as an error message cites it."""
+    """``EOFError: Compressed file ended ...``: an exception as an error message cites it.
+
+    An ``OSError`` about a file (``PermissionError: Permission denied``) is cited without
+    its path: the error that cites it names the file, and the manifest keeps input paths
+    relative to the dataset, so that builds in two places compare byte for byte."""
+    if isinstance(err, OSError) and err.strerror and err.filename is not None:
+        return f"{type(err).__name__}: {err.strerror}"
     return f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
 
 

@@ -214,5 +214,21 @@ def input_checksums(record: Record, kinds: tuple[str, ...]) -> dict[str, str]:
         try:
             checksums[path] = sha256_file(path)
         except OSError as err:
-            raise RecordError(record.id, path, "a readable file", _why(err)) from err
+            raise RecordError(record.id, path, "a readable file", _os_error(err, path)) from err
     return checksums
+
+
+def _os_error(err: OSError, path: str) -> str:
+    """``PermissionError: Permission denied (mode 0000, owner uid 0)``: what stopped the
+    read, without the path (the error names the file, and the manifest keeps input paths
+    relative to the dataset), with the file's mode and owner when permission is denied."""
+    if not err.strerror:
+        return _why(err)
+    found = f"{type(err).__name__}: {err.strerror}"
+    if isinstance(err, PermissionError):
+        try:
+            stat = Path(path).stat()
+        except OSError:
+            return found
+        found += f" (mode {stat.st_mode & 0o7777:04o}, owner uid {stat.st_uid})"
+    return found

@@ -412,9 +412,11 @@ def _node(job: _Job, record: Record, number: int, store: NodeCache, state: dict,
     """Compute one node into the store and summarise the products it makes; the state
     after it (its ``usage`` is the caller's to add)."""
     plan = job.plan
+    # Checksums first, as Plan.run: an unreadable file is then quarantined with the same
+    # reason under every executor, not as an unreadable header of the memory estimate.
+    checksums = state.get("checksums") or input_checksums(record, plan.inputs)
     if number == 0:  # compute_node does not check the budget: refuse before loading
         plan.check_memory(record)
-    checksums = state.get("checksums") or input_checksums(record, plan.inputs)
     key, outputs = plan.compute_node(number, record, store, checksums)
     summaries = list(state.get("summaries", []))
     made = plan.node_products(number) if job.summarize is not None else ()
