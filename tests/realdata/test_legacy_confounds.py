@@ -222,7 +222,7 @@ def test_upgrade_leaves_todays_tables_and_refuses_a_clash(real):
         upgrade_confounds(clash, metadata)
     kept = upgrade_confounds(table[["trans_x"]].rename(columns={"trans_x": "X"})
                              .assign(**{"vx-wisestdDVARS": 1.0}))[0]  # fmt: skip
-    assert "vx-wisestdDVARS" in kept.columns  # 1.2 dropped it: no name of today to give
+    assert "vx-wisestdDVARS" in kept.columns  # later releases dropped it: no name to give
 
 
 def test_the_schema_locates_every_old_run_with_its_bold_confounds(pairs, legacy_records):

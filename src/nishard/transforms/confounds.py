@@ -542,8 +542,8 @@ def upgrade_confounds(
     table : pandas.DataFrame
         The same table when none of its columns has a name of fMRIPrep 1.0-1.1; else a
         copy with those columns renamed (:data:`LEGACY_COLUMNS`, :data:`LEGACY_FAMILIES`)
-        and the expansions added (below). Columns 1.2 dropped (``vx-wisestdDVARS``) and
-        any others keep their names.
+        and the expansions added (below). A column later releases dropped
+        (``vx-wisestdDVARS``), and any other, keeps its name.
     metadata : dict or None
         ``metadata``; for an old table without one, the CompCor components it has.
 
