@@ -35,7 +35,7 @@ def test_a_bad_value_is_reported_where_it_stands(tiny, tmp_path):
     with pytest.raises(ns.SpecError, match=r"transforms\[0\]\.standardize: method one of"):
         ns.load_spec(path)
     path = write_spec(tmp_path, tiny, output={"path": "s", "shards": {"max_bytes": "lots"}})
-    with pytest.raises(ns.SpecError, match=r"output\.shards: a size like 512MB"):
+    with pytest.raises(ns.SpecError, match=r"output\.shards\.max_bytes: a size like 512MB"):
         ns.load_spec(path)
 
 

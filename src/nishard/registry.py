@@ -28,8 +28,9 @@ tables, ``{executor: NAME, ...}`` for executors), ``{NAME: {option: value}}`` fo
 transforms.
 
 The helpers below (:func:`as_mapping`, :func:`as_list`, :func:`required`,
-:func:`known_keys`) are the checks every reader of a spec section shares, so that a slip
-is reported the same way wherever it stands: the key, its place, and a close match.
+:func:`known_keys`, :func:`not_one_of`) are the checks every reader of a spec section
+shares, so that a slip is reported the same way wherever it stands: the key or value, its
+place, and a close match (:func:`did_you_mean`).
 """
 
 from __future__ import annotations
@@ -226,20 +227,35 @@ def build(cls: type, options: Mapping, where: str) -> Any:
     return instance
 
 
+def did_you_mean(given: Any, choices: Iterable[Any]) -> str:
+    """`` (did you mean 'simple'?)`` with the choice closest to what was given, or ``""``
+    when none is close: the one suggestion of every name, key and enumerated value."""
+    hint = difflib.get_close_matches(str(given), [str(choice) for choice in choices], n=1)
+    return f" (did you mean '{hint[0]}'?)" if hint else ""
+
+
 def unknown_name(name: Any, names: Iterable[str], where: str) -> str:
     """The message for a name that is not registered: a close match, then the known ones."""
     names = list(names)
-    hint = difflib.get_close_matches(str(name), names, n=1)
-    maybe = f" (did you mean '{hint[0]}'?)" if hint else ""
-    return f"unknown {where} '{name}'{maybe}; known: {', '.join(sorted(names))}"
+    return f"unknown {where} '{name}'{did_you_mean(name, names)}; known: {', '.join(sorted(names))}"
+
+
+def not_one_of(what: str, value: Any, choices: Iterable[Any], also: str = "") -> str:
+    """The message for an enumerated option whose value is none of ``choices``:
+    ``filter one of butterworth, fft, cosine or None; got 'fft2' (did you mean 'fft'?)``.
+
+    ``also`` is said after the choices (``" or None"``) and never suggested.
+    """
+    choices = list(choices)
+    listed = ", ".join(map(str, choices))
+    return f"{what} one of {listed}{also}; got {value!r}{did_you_mean(value, choices)}"
 
 
 def known_keys(section: Mapping, allowed: tuple[str, ...], where: str) -> None:
     """Refuse a key of ``section`` that is not ``allowed``, naming it and a close match."""
     for key in section:
         if key not in allowed:
-            hint = difflib.get_close_matches(str(key), allowed, n=1)
-            maybe = f" (did you mean '{hint[0]}'?)" if hint else ""
+            maybe = did_you_mean(key, allowed)
             expected = f"expected one of {', '.join(allowed)}" if allowed else "it takes none"
             raise SpecError(f"unknown key '{key}' in {where}{maybe}; {expected}")
 

@@ -24,6 +24,7 @@ from .registry import as_list as _list
 from .registry import as_mapping as _mapping
 from .registry import build as _build  # noqa: F401  (tests build primitives as specs do)
 from .registry import known_keys as _known
+from .registry import not_one_of
 from .registry import required as _required
 from .transforms import TRANSFORMS, Transform
 from .workflow import EXECUTORS, Executor
@@ -160,7 +161,7 @@ def parse_spec(raw: Any, base: str | Path = ".") -> Pipeline:
     variables = _variables(inp.get("variables"))
     level = str(inp.get("level", "run"))
     if level not in LEVELS:
-        raise SpecError(f"input.level {level!r}: one of {', '.join(LEVELS)}")
+        raise SpecError(not_one_of("input.level", level, LEVELS))
     filters = tuple(
         FILTERS.from_dict(item, where=f"input.filters[{i}]")
         for i, item in enumerate(_list(inp.get("filters", ["complete"]), "input.filters"))

@@ -87,7 +87,11 @@ def test_output_spec_is_the_output_without_products():
          "unknown key 'format' in output.formats[0] (did you mean 'zarr_format'?)"),
         ({"path": "s", "formats": [{"name": "tfrecord", "family": "x"}]},
          "output.formats[0]: a family names its products"),
-        ({"path": "s", "shards": {"max_bytes": "lots"}}, "output.shards: a size like 512MB"),
+        ({"path": "s", "shards": {"max_bytes": "lots"}},
+         "output.shards.max_bytes: a size like 512MB or 1GiB, got 'lots'"),
+        ({"path": "s", "shards": "512MB"},
+         "output.shards must be a mapping of max_samples and max_bytes (either may be left "
+         "out), e.g. {max_bytes: 512MB}; got str: '512MB'"),
         ({"path": "s", "shards": {"max_samples": "3"}}, "output.shards: max_samples must be a"),
         ({"path": "s", "split": "../x"}, "output.split: split name '../x'"),
         ({"path": "s", "split": {"name": "kfold", "k": 1}}, "output.split: k must be an integer"),

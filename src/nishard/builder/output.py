@@ -121,15 +121,21 @@ def _format(entry: Any, where: str) -> Format | Family:
 
 def _shards(entry: Any) -> ShardSpec:
     """``{max_samples: 16, max_bytes: 512MB}``, either one null for no limit of that kind."""
-    entry = as_mapping(entry, "output.shards")
-    known_keys(entry, ("max_samples", "max_bytes"), "output.shards")
-    try:
-        max_bytes = entry.get("max_bytes", ShardSpec.max_bytes)
-        return ShardSpec(
-            max_samples=entry.get("max_samples"),
-            max_bytes=None if max_bytes is None else parse_bytes(max_bytes),
+    if not isinstance(entry, dict):  # `shards: 512MB`: say what goes there
+        raise SpecError(
+            "output.shards must be a mapping of max_samples and max_bytes (either may be "
+            f"left out), e.g. {{max_bytes: 512MB}}; got {type(entry).__name__}: {entry!r}"
         )
-    except (TypeError, ValueError) as err:
+    known_keys(entry, ("max_samples", "max_bytes"), "output.shards")
+    max_bytes = entry.get("max_bytes", ShardSpec.max_bytes)
+    if max_bytes is not None:
+        try:
+            max_bytes = parse_bytes(max_bytes)
+        except ValueError as err:
+            raise SpecError(f"output.shards.max_bytes: {err}") from err
+    try:
+        return ShardSpec(max_samples=entry.get("max_samples"), max_bytes=max_bytes)
+    except (TypeError, ValueError) as err:  # its message names the option at fault
         raise SpecError(f"output.shards: {err}") from err
 
 

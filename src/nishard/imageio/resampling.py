@@ -16,6 +16,7 @@ from typing import Literal
 import numpy as np
 
 from ..errors import SampleError
+from ..registry import not_one_of
 
 Interpolation = Literal["nearest", "linear", "continuous"]
 
@@ -73,7 +74,7 @@ def resample_to_grid(
     from scipy.ndimage import affine_transform
 
     if interpolation not in ORDERS:
-        raise ValueError(f"interpolation one of {', '.join(ORDERS)}; got {interpolation!r}")
+        raise ValueError(not_one_of("interpolation", interpolation, ORDERS))
     if data.ndim not in (3, 4):
         raise ValueError(f"a 3D or 4D array to resample, got shape {data.shape}")
     target = tuple(int(n) for n in shape[:3])

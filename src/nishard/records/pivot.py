@@ -7,6 +7,7 @@ import re
 import pandas as pd
 
 from ..errors import SpecError
+from ..registry import not_one_of
 from .entities import record_id
 
 LEVELS = ("run", "session", "subject")
@@ -33,7 +34,7 @@ def pivot(frame: pd.DataFrame, files: tuple[str, ...], variables: tuple[str, ...
         per run.
     """
     if level not in LEVELS:
-        raise SpecError(f"level {level!r}: one of {', '.join(LEVELS)}")
+        raise SpecError(not_one_of("level", level, LEVELS))
     if level == "run":
         return frame
     keys = ["subject"] + (["session"] if level == "session" else [])

@@ -77,6 +77,7 @@ class _Joined:
         if session is not None and session not in frame.columns:
             raise SpecError(f"{where}: no session column {session!r}; it has {list(frame)}")
         keys = {self.subject: "subject"} | ({session: "session"} if session else {})
+        written = frame[list(keys)].copy()  # the keys as the table writes them, for errors
         frame = frame.rename(columns=keys)
         blank = frame.index[frame["subject"].isna()]
         if len(blank):
@@ -88,8 +89,7 @@ class _Joined:
         index = list(keys.values())
         duplicated = frame.duplicated(index, keep=False)
         if duplicated.any():
-            twice = sorted(set(frame.loc[duplicated, index].astype(str).agg("-".join, axis=1)))
-            raise SpecError(f"{where}: listed more than once: {', '.join(twice)}")
+            raise SpecError(f"{where}: listed more than once: {_twice(frame, index, written)}")
         others = [c for c in frame.columns if c not in index]
         wanted = others if self.columns is None else list(self.columns)
         missing = [c for c in wanted if c not in frame.columns]
@@ -209,6 +209,25 @@ def _resolve(root: Path, path: str) -> Path:
     if not resolved.is_file():
         raise SpecError(f"variables table not found: {resolved}")
     return resolved
+
+
+def _twice(frame: pd.DataFrame, index: list[str], written: pd.DataFrame) -> str:
+    """Each key listed more than once, with the lines that list it as they write it:
+    ``02 as 'sub-02' on line 3 and '02' on line 5`` (labels differ only by a prefix)."""
+    duplicated = frame[frame.duplicated(index, keep=False)]
+    groups = []
+    for key, rows in duplicated.groupby(index, sort=True):
+        as_written = " and ".join(
+            f"{_as_written(written.loc[row])} on line {row + 2}"  # + header line, 1-based
+            for row in rows.index
+        )
+        groups.append(f"{'-'.join(map(str, key))} as {as_written}")
+    return "; ".join(groups)
+
+
+def _as_written(keys: pd.Series) -> str:
+    values = tuple(str(v) for v in keys)
+    return repr(values[0]) if len(values) == 1 else repr(values)
 
 
 def _infer_type(column: pd.Series) -> pd.Series:

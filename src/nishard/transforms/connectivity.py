@@ -32,6 +32,7 @@ from typing import ClassVar, Literal, get_args
 import numpy as np
 import scipy.linalg
 
+from ..registry import not_one_of
 from .base import ArraySpec, Demands, Sample, SingleKey
 
 Kind = Literal["correlation", "partial correlation", "covariance"]
@@ -255,7 +256,7 @@ def connectivity(
     """
     kind = _kind(kind)
     if estimator not in ESTIMATORS:
-        raise ValueError(f"estimator one of {', '.join(ESTIMATORS)}; got {estimator!r}")
+        raise ValueError(not_one_of("estimator", estimator, ESTIMATORS))
     x = np.asarray(series)
     if x.ndim not in (2, 3):
         raise ValueError(
@@ -324,8 +325,7 @@ def _zscore(x: np.ndarray) -> np.ndarray:
 def _kind(kind: str) -> str:
     kind = KIND_ALIASES.get(kind, kind)
     if kind not in KINDS:
-        known = ", ".join([*KINDS, *KIND_ALIASES])
-        raise ValueError(f"kind one of {known}; got {kind!r}")
+        raise ValueError(not_one_of("kind", kind, [*KINDS, *KIND_ALIASES]))
     return kind
 
 
@@ -367,7 +367,7 @@ class Connectivity(SingleKey):
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", _kind(self.kind))
         if self.estimator not in ESTIMATORS:
-            raise ValueError(f"estimator one of {', '.join(ESTIMATORS)}; got {self.estimator!r}")
+            raise ValueError(not_one_of("estimator", self.estimator, ESTIMATORS))
         if self.output == self.key and self.keep_timeseries:
             raise ValueError(
                 f"output {self.output!r} would replace the time series under the same key; "

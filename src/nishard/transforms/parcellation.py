@@ -31,6 +31,7 @@ import numpy as np
 
 from ..errors import SampleError
 from ..imageio.resampling import image_on_grid, load_image
+from ..registry import not_one_of
 from .base import ArraySpec, Demands, Sample, Transform
 
 Missing = Literal["drop", "zero"]
@@ -233,7 +234,7 @@ def _check_atlas(atlas: str, missing: str) -> None:
     if not Path(atlas).is_file():
         raise ValueError(f"atlas: no such file {str(atlas)!r}")
     if missing not in MISSING:
-        raise ValueError(f"missing one of {', '.join(MISSING)}; got {missing!r}")
+        raise ValueError(not_one_of("missing", missing, MISSING))
 
 
 def _region_specs(image: ArraySpec, n: int, key: str, regions_key: str | None) -> dict:

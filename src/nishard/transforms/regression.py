@@ -24,6 +24,8 @@ import numpy as np
 import pandas as pd
 import scipy.linalg
 
+from ..registry import not_one_of
+
 Backend = Literal["numpy", "jax"]
 BACKENDS: tuple[str, ...] = ("numpy", "jax")
 
@@ -149,7 +151,7 @@ def apply_linear(
     if x.shape[0] != op.n_in:
         raise ValueError(f"{op.n_in} time points expected, got {x.shape[0]}")
     if backend not in BACKENDS:
-        raise ValueError(f"backend one of {', '.join(BACKENDS)}; got {backend!r}")
+        raise ValueError(not_one_of("backend", backend, BACKENDS))
     if standardize is not None and op.n_out < 2:
         raise ValueError(f"at least 2 time points to standardize, got {op.n_out}")
     op = op.cheapest()
@@ -230,7 +232,9 @@ def _ddof(method: str) -> int:
         return 1
     if method == "zscore":
         return 0
-    raise ValueError(f"standardize one of None, zscore_sample, zscore, psc; got {method!r}")
+    raise ValueError(
+        not_one_of("standardize", method, ("zscore_sample", "zscore", "psc"), " or None")
+    )
 
 
 def _std(sd):

@@ -7,6 +7,7 @@ from typing import ClassVar, Literal, get_args
 
 import numpy as np
 
+from ..registry import not_one_of
 from .base import Demands, Sample, SingleKey
 from .filters import (
     butterworth_matrix,
@@ -55,7 +56,7 @@ def standardize(signals: np.ndarray, method: StandardizeMethod = "zscore_sample"
         scale = signals.std(axis=0, dtype=np.float64, ddof=ddof)
         valid = scale >= eps
     else:
-        raise ValueError(f"method one of {', '.join(METHODS)}; got {method!r}")
+        raise ValueError(not_one_of("method", method, METHODS))
     scale = np.where(valid, scale, 1.0)
     out = (signals - mean.astype(signals.dtype)) / scale.astype(signals.dtype)
     out[:, ~valid] = 0.0
@@ -173,7 +174,7 @@ def _standardize_method(standardize) -> str | None:
     if standardize is True:
         return "zscore_sample"
     if standardize not in METHODS:
-        raise ValueError(f"standardize one of {', '.join(METHODS)} or None; got {standardize!r}")
+        raise ValueError(not_one_of("standardize", standardize, METHODS, " or None"))
     return standardize
 
 
@@ -193,7 +194,7 @@ def _filter_kind(filter, t_r, low_pass, high_pass) -> str | None:
             warn("cutoff frequencies given without a filter: not filtering")
         return None
     if filter not in FILTERS:
-        raise ValueError(f"filter one of {', '.join(FILTERS)} or None; got {filter!r}")
+        raise ValueError(not_one_of("filter", filter, FILTERS, " or None"))
     if filter == "cosine":
         if high_pass is None:
             raise ValueError("filter='cosine' needs high_pass (Hz)")
@@ -326,7 +327,7 @@ class Standardize(SingleKey):
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
-            raise ValueError(f"method one of {', '.join(METHODS)}; got {self.method!r}")
+            raise ValueError(not_one_of("method", self.method, METHODS))
 
     def __call__(self, sample: Sample) -> Sample:
         return {**sample, self.key: standardize(sample[self.key], self.method)}

@@ -14,6 +14,7 @@ from typing import ClassVar, Literal, get_args
 import ml_dtypes
 import numpy as np
 
+from ..registry import not_one_of
 from .base import ArraySpec, Demands, Sample, SingleKey, Transform
 
 CastDtype = Literal["float32", "float16", "bfloat16"]
@@ -134,7 +135,7 @@ def cast(array: np.ndarray, dtype: CastDtype) -> np.ndarray:
 
 def _dtype(name: str) -> np.dtype:
     if name not in CAST_DTYPES:
-        raise ValueError(f"dtype one of {', '.join(CAST_DTYPES)}; got {name!r}")
+        raise ValueError(not_one_of("dtype", name, CAST_DTYPES))
     return np.dtype(ml_dtypes.bfloat16 if name == "bfloat16" else name)
 
 
