@@ -151,7 +151,8 @@ def test_synth_hcp_layout_is_located_by_the_hcp_schema(tmp_path):
     )
     assert len(records) == 4 and not records.dropped.size and not records.unmatched
     assert set(records.frame["direction"]) == {"LR", "RL"}
-    assert records.frame["t_r"].eq(2.0).all()
+    # HCP's protocol TR until a worker reads the (synthetic, 2 s) header.
+    assert records.frame["t_r"].eq(0.72).all() and records.frame["t_r_source"].eq("protocol").all()
 
 
 def test_cache_info_and_clear(tiny, tmp_path, capsys):

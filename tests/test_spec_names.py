@@ -116,11 +116,6 @@ def test_no_suggestion_when_nothing_is_close():
     assert not_one_of("filter", 3, ["fft", "cosine"]) == "filter one of fft, cosine; got 3"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="transforms/confounds.py (get_strategy, ConfoundStrategy's models and compcor) and "
-    "transforms/denoise.py (Clean's standardize, filter, backend) do not use not_one_of yet",
-)
 @pytest.mark.parametrize(
     ("options", "suggested"),
     [

@@ -63,5 +63,15 @@ def test_locate_finds_every_run_with_its_files_tr_and_variables(real, records):
 def test_another_space_resolution_or_task_finds_none_and_says_what_is_there(real, options):
     # fMRIPrep writes no res- entity at the native resolution: res="2" must not match it.
     schema = ns.schemas.fmriprep(**{"space": SPACE, **options})
-    with pytest.raises(SpecError, match=f"BOLD runs there are in: {SPACE}$"):
-        ns.locate(real.root, schema=schema)
+    if "task" in options:  # no run of that task at all: nothing located, an error
+        with pytest.raises(SpecError, match=f"BOLD runs there are in: {SPACE}$"):
+            ns.locate(real.root, schema=schema)
+        return
+    # Runs fMRIPrep processed, in another space or resolution: each counted, and dropped
+    # saying where its BOLD is.
+    records = ns.locate(real.root, schema=schema)
+    assert len(records) == 0 and len(records.dropped) == len(ns.locate(real.root))
+    wanted = f"{schema.space}{f' res-{schema.res}' if schema.res else ''}"
+    assert set(records.dropped["reason"]) == {
+        f"no bold file (desc-preproc_bold in space {wanted}: found in {SPACE}); no mask file"
+    }

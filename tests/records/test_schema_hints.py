@@ -92,12 +92,6 @@ def test_bids_hint_tells_preprocessed_from_raw_runs(tmp_path):
     assert ns.schemas.bids().hint(tmp_path / "raw") == "raw BIDS runs are func/sub-*_bold.nii[.gz]"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Bids.classify takes desc-preproc/space- BOLD files for raw runs (two spaces of "
-    "one run: 'has two bold files'), so the hint is never reached; raw BIDS BOLD names have "
-    "no space or desc entity",
-)
 def test_bids_given_fmriprep_volumes_points_to_the_fmriprep_schema(tmp_path):
     layouts.fmriprep_current(tmp_path / "fmriprep")
     message = _no_records(tmp_path / "fmriprep", ns.schemas.bids())

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
@@ -222,10 +223,18 @@ def test_hcp_movement_regressors_feed_the_motion_strategies(tmp_path):
     step = Clean(confounds="24P", confounds_file="movement", **BAND)
     outcome = assemble([Mask(), step]).run(record)
     assert outcome.error is None
+    # Indexed with HCP's protocol TR; the worker took the synthetic header's instead.
+    header = float(nib.load(record.files["bold"]).header.get_zooms()[3])
+    assert record.metadata["t_r"] == 0.72 and outcome.record.metadata["t_r"] == header != 0.72
+    assert outcome.record.metadata["t_r_source"] == "header"
+    assert outcome.warnings == (
+        (record.files["bold"], f"the header's repetition time {header:g} s differs from the "
+         "protocol's 0.72 s; the header's is used"),
+    )  # fmt: skip
     masked = run(record)["bold"]
     expected = nilearn_clean(
         masked, detrend=True, standardize="zscore_sample", confounds=regressors,
-        t_r=record.metadata["t_r"], **BAND,
+        t_r=header, **BAND,
     )  # fmt: skip
     assert np.abs(outcome.products["bold"] - expected).max() <= 1e-4
 

@@ -107,6 +107,8 @@ class PartialManifest:
         sha256 of each input file read, by its path relative to the dataset root.
     quarantine : tuple of dict
         One entry per record refused: record, file, expected, found.
+    warnings : tuple of dict
+        What workers noticed without refusing the record: record, file, warning.
     qc : dict
         Per-record QC statistics, by record id (filled by the workers; may be empty).
     moments : dict of str to Moments
@@ -121,6 +123,7 @@ class PartialManifest:
     keys: dict = field(default_factory=dict)
     inputs: dict = field(default_factory=dict)
     quarantine: tuple[dict, ...] = ()
+    warnings: tuple[dict, ...] = ()
     qc: dict = field(default_factory=dict)
     moments: dict[str, Moments] = field(default_factory=dict, compare=False)
 
@@ -136,7 +139,7 @@ class PartialManifest:
             "records": list(self.records), "written": self.written,
             "shards": [info.to_dict() for info in self.shards], "keys": self.keys,
             "inputs": dict(sorted(self.inputs.items())), "quarantine": list(self.quarantine),
-            "qc": self.qc,
+            "warnings": list(self.warnings), "qc": self.qc,
         }  # fmt: skip
 
     @classmethod
@@ -148,7 +151,8 @@ class PartialManifest:
             written=int(entry["written"]),
             shards=tuple(ShardInfo.from_dict(s) for s in entry["shards"]), keys=entry["keys"],
             inputs=dict(entry["inputs"]), quarantine=tuple(entry["quarantine"]),
-            qc=dict(entry.get("qc", {})), moments=moments or {},
+            warnings=tuple(entry.get("warnings", ())), qc=dict(entry.get("qc", {})),
+            moments=moments or {},
         )  # fmt: skip
 
     def save(self, folder: Path) -> Path:
@@ -180,6 +184,7 @@ class Merged:
     written: dict[str, int]
     moments: dict[str, dict[str, Moments]]
     qc: dict[str, dict]
+    warnings: list[dict] = field(default_factory=list)
 
 
 def merge(
@@ -225,14 +230,16 @@ def merge(
             else:
                 total[name] = Moments.from_arrays(m.to_arrays())  # a copy: merge mutates
     position = {record: i for i, record in enumerate(order)}
-    quarantine = sorted(
-        (entry for part in ordered for entry in part.quarantine),
-        key=lambda entry: position.get(entry["record"], len(position)),
-    )
+
+    def in_order(entries: Iterable[dict]) -> list[dict]:
+        return sorted(entries, key=lambda entry: position.get(entry["record"], len(position)))
+
     return Merged(
         shards=[info for part in ordered for info in part.shards], keys=keys,
-        inputs=dict(sorted(inputs.items())), quarantine=quarantine, written=written,
-        moments=moments, qc=qc,
+        inputs=dict(sorted(inputs.items())),
+        quarantine=in_order(entry for part in ordered for entry in part.quarantine),
+        written=written, moments=moments, qc=qc,
+        warnings=in_order(entry for part in ordered for entry in part.warnings),
     )  # fmt: skip
 
 
@@ -250,13 +257,15 @@ def build_manifest(
     indexes: dict | None = None,
     classes: dict | None = None,
     qc: dict | None = None,
+    warnings: list[dict] | None = None,
 ) -> dict:
     """Assemble the manifest's content (pure: no clock, no host names, so builds compare).
 
     ``stats`` and ``indexes`` are per split: the summary statistics of each key with the
     side file of per-feature vectors (see :func:`nishard.builder.driver.write`), and the
     wids shard index of its tar shards. ``classes`` maps each text variable to its values
-    (a label's index is its place in the list); ``qc`` holds per-record statistics. The
+    (a label's index is its place in the list); ``qc`` holds per-record statistics;
+    ``warnings`` what workers noticed in records they wrote or refused. The
     result carries its own checksum (:func:`seal`).
     """
     return seal(
@@ -274,6 +283,7 @@ def build_manifest(
             "shards": [shard.to_dict() for shard in shards],
             "inputs": dict(sorted(inputs.items())),
             "quarantine": quarantine,
+            "warnings": warnings or [],
             "dropped": dropped,
             "splits": splits or {},
             "stats": stats or {},
@@ -319,7 +329,7 @@ def check_checksum(manifest: Mapping) -> str | None:
 def upgrade(manifest: dict) -> dict:
     """A manifest as version 2, whatever version it was written in (a copy for v1).
 
-    A v1 manifest gains empty ``classes`` and ``qc``, ``upgraded_from: 1`` and no
+    A v1 manifest gains empty ``classes``, ``qc`` and ``warnings``, ``upgraded_from: 1`` and no
     ``checksum``; its shards keep what v1 had (``offsets`` for tar and TFRecord; no
     ``sizes``, no ``crc32c``: readers check what they can).
 
@@ -343,6 +353,7 @@ def upgrade(manifest: dict) -> dict:
     upgraded.update(format_version=FORMAT_VERSION, upgraded_from=version)
     upgraded.setdefault("classes", {})
     upgraded.setdefault("qc", {})
+    upgraded.setdefault("warnings", [])
     return upgraded
 
 

@@ -242,6 +242,7 @@ def write(
             indexes=_write_indexes(folder, names, merged.shards),
             classes=text_classes(written_frame, records.variables),
             qc=merged.qc,
+            warnings=merged.warnings,
         )
         write_manifest(folder, manifest)
     except OSError as error:  # the side files and the manifest: their temporaries are gone

@@ -61,6 +61,7 @@ class ShardTask:
         self.keys = KeyStats()
         self.inputs: dict[str, str] = {}
         self.quarantine: list[dict] = []
+        self.warnings: list[dict] = []
         self.records: list[str] = []
         self.written = 0
 
@@ -72,6 +73,10 @@ class ShardTask:
             "position": position, "id": outcome.record.id, "split": self.group.split,
             "inputs": {relative(p, root): h for p, h in outcome.checksums.items()},
             "quarantine": None, "keys": None,
+            "warnings": [
+                {"record": outcome.record.id, "file": relative(path, root), "warning": text}
+                for path, text in outcome.warnings
+            ],
         }  # fmt: skip
         if error is None:
             error = self._write_sample(outcome)
@@ -85,6 +90,7 @@ class ShardTask:
         """Count a record's entry, whether just written or done by an earlier run."""
         self.records.append(entry["id"])
         self.inputs.update(entry["inputs"])
+        self.warnings += entry.get("warnings", [])  # (an older journal has none)
         if entry["quarantine"] is not None:
             self.quarantine.append(entry["quarantine"])
         else:
@@ -99,7 +105,7 @@ class ShardTask:
             split=self.group.split, group=self.group.index, records=tuple(self.records),
             written=self.written, shards=shards, keys=self.keys.to_dict(),
             inputs=dict(self.inputs), quarantine=tuple(self.quarantine),
-            moments=self.stats.total(),
+            warnings=tuple(self.warnings), moments=self.stats.total(),
         )  # fmt: skip
 
     def abort(self) -> None:

@@ -40,6 +40,8 @@ from typing import Literal, get_args
 import numpy as np
 import pandas as pd
 
+from ..registry import not_one_of
+
 Model = Literal["basic", "power2", "derivatives", "full"]
 CompCorKind = Literal[
     "anat_combined", "anat_separated", "temporal", "temporal_anat_combined",
@@ -145,11 +147,9 @@ class ConfoundStrategy:
         for group in ("motion", "wm_csf", "global_signal"):
             value = getattr(self, group)
             if value is not None and value not in MODELS:
-                raise ValueError(f"{group} one of None, {', '.join(MODELS)}; got {value!r}")
+                raise ValueError(not_one_of(group, value, MODELS, " or None"))
         if self.compcor is not None and self.compcor not in COMPCOR_KINDS:
-            raise ValueError(
-                f"compcor one of None, {', '.join(COMPCOR_KINDS)}; got {self.compcor!r}"
-            )
+            raise ValueError(not_one_of("compcor", self.compcor, COMPCOR_KINDS, " or None"))
         if self.compcor is not None and not self.high_pass:
             raise ValueError(
                 "compcor needs high_pass=True: fMRIPrep computes its CompCor components after "
@@ -273,7 +273,7 @@ def get_strategy(name: str = "custom", **changes) -> ConfoundStrategy:
         return aliases[key](**changes)
     if key == "custom":
         return ConfoundStrategy(name="custom", **changes)
-    raise ValueError(f"confound strategy one of {', '.join(PRESETS)}, custom; got {name!r}")
+    raise ValueError(not_one_of("confound strategy", name, [*PRESETS, "custom"]))
 
 
 # ------------------------------------------------------------------------------------------

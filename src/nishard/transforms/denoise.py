@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..errors import SampleError
+from ..registry import not_one_of
 from .base import ArraySpec, Demands, Sample, Transform
 from .confounds import ConfoundStrategy, get_strategy, select_confounds
 from .regression import BACKENDS
@@ -48,12 +49,21 @@ def run_tr(meta: Mapping[str, Any]) -> float:
     Raises
     ------
     SampleError
-        When the BOLD sidecar and header gave none.
+        When the BOLD sidecar and header gave none, or the run's volumes are irregularly
+        timed (``VolumeTiming``), which a filter or cosine drift cannot take.
     """
     t_r = meta.get("t_r")
+    if meta.get("t_r_source") == "volume_timing":
+        raise SampleError(
+            "bold",
+            "a regular RepetitionTime (filtering and detrending by frequency need one)",
+            "irregular VolumeTiming and no RepetitionTime in the sidecar",
+        )
     if not isinstance(t_r, int | float) or isinstance(t_r, bool) or not math.isfinite(t_r):
         raise SampleError(
-            "bold", "a RepetitionTime (s) in the BOLD sidecar or NIfTI header", f"{t_r!r}"
+            "bold",
+            "a RepetitionTime (s) in the BOLD sidecar or NIfTI header",
+            "none in either" if t_r is None else f"{t_r!r}",
         )
     if t_r <= 0:
         raise SampleError("bold", "a positive RepetitionTime (s)", f"{t_r!r}")
@@ -116,11 +126,11 @@ class Clean(Transform):
     def __post_init__(self) -> None:
         object.__setattr__(self, "confounds", as_strategy(self.confounds))
         if self.standardize not in (None, *METHODS):
-            raise ValueError(f"standardize one of {', '.join(METHODS)} or null")
+            raise ValueError(not_one_of("standardize", self.standardize, METHODS, " or null"))
         if self.filter not in (None, *FILTERS):
-            raise ValueError(f"filter one of {', '.join(FILTERS)} or null")
+            raise ValueError(not_one_of("filter", self.filter, FILTERS, " or null"))
         if self.backend not in BACKENDS:
-            raise ValueError(f"backend one of {', '.join(BACKENDS)}")
+            raise ValueError(not_one_of("backend", self.backend, BACKENDS))
         for cutoff in ("low_pass", "high_pass", "t_r"):
             value = getattr(self, cutoff)
             if value is not None and not (isinstance(value, int | float) and value > 0):

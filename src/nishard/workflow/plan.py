@@ -24,6 +24,7 @@ from .cache import NodeCache, node_key, step_files
 from .fusion import ByBackend, Fusion, Greedy, chain_specs, needed_after, node_peak
 from .headers import describe_inputs
 from .inputs import LOADERS, input_checksums, load_inputs
+from .timing import settle_timing
 from .usage import Usage
 
 #: What an executor may run on each record's products where they are made: per product
@@ -87,6 +88,15 @@ class Outcome:
         Per product, what the executor's ``summarize`` computed from it where it was made
         (the statistics of :mod:`nishard.archives.stats`); products without one are
         summarised by the writer.
+    warnings : tuple of (str, str)
+        What the worker noticed and the manifest reports for the record without
+        quarantining it, each as the file and a line (a header TR that disagrees with
+        the sidecar's).
+
+    Notes
+    -----
+    ``record`` is the record as the worker left it: its metadata's ``t_r`` and
+    ``t_r_source`` settled from the image header (:mod:`.timing`).
     """
 
     record: Record
@@ -95,6 +105,7 @@ class Outcome:
     checksums: dict[str, str]
     usage: Usage | None = None
     summaries: dict[str, Any] | None = None
+    warnings: tuple[tuple[str, str], ...] = ()
 
 
 def fuse_by_backend(steps: Sequence[Transform]) -> tuple[Node, ...]:
@@ -210,16 +221,20 @@ class Plan:
         cache: NodeCache | None,
         checksums: dict[str, str] | None,
         mapped: bool = False,
+        settled: bool = False,
     ) -> Outcome:
         known: dict[str, str] = checksums or {}
+        warnings: tuple[tuple[str, str], ...] = ()
         try:
             if checksums is None:
                 known = input_checksums(record, self.inputs)
+            if not settled:  # (a workflow engine's task settled it where it loaded)
+                record, warnings = settle_timing(record, self.inputs)
             self.check_memory(record)
             products = self._products(record, known, cache, mapped)
         except RecordError as err:
-            return Outcome(record, None, err, known)
-        return Outcome(record, products, None, known)
+            return Outcome(record, None, err, known, warnings=warnings)
+        return Outcome(record, products, None, known, warnings=warnings)
 
     def check_memory(self, record: Record) -> None:
         """Refuse a record whose estimated node peak exceeds the fusion's budget."""
@@ -296,13 +311,14 @@ class Plan:
         """The products of a record whose nodes a workflow engine has run into ``cache``.
 
         ``checksums``: the input checksums the engine's tasks computed, so that the
-        writer's process does not hash the inputs again (None: it does).
+        writer's process does not hash the inputs again (None: it does). ``record``: as
+        the engine's first task settled its timing (:func:`.timing.settle_timing`).
 
         The products are read-only mappings of the stored files, not copies: the writer
         reads each byte once, from the page cache, as the local executor's hand-off does
         (a mapping outlives the file's removal).
         """
-        return self._run(record, cache, checksums, mapped=True)
+        return self._run(record, cache, checksums, mapped=True, settled=True)
 
     def _products(self, record, checksums, cache, mapped: bool = False) -> dict:
         keys = self.node_keys(record, checksums) if cache is not None else None

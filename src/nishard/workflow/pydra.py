@@ -37,6 +37,7 @@ from ..records.table import Record
 from .cache import NodeCache
 from .inputs import input_checksums
 from .plan import Outcome, Plan, Summarize
+from .timing import settle_timing
 from .usage import Meter, Usage
 
 #: How often the writer looks for a record's result while the workflow runs, in seconds.
@@ -215,6 +216,10 @@ def _outcomes(plan: Plan, runner: _Runner, store: NodeCache, keep: bool) -> Iter
 def _outcome(
     plan: Plan, record: Record, store: NodeCache, result: dict | None, engine_error: str | None
 ) -> Outcome:
+    if result is not None and "metadata" in result:  # as the first task settled it
+        record = dataclasses.replace(record, metadata=result["metadata"])
+    given = result.get("warnings", ()) if result is not None else ()
+    warnings = tuple((path, text) for path, text in given)  # JSON made the pairs lists
     if result is not None and result["error"] is None:
         outcome = plan.collect(record, store, result.get("checksums"))
         summaries: dict[str, Any] = {}
@@ -222,7 +227,9 @@ def _outcome(
             with open(path, "rb") as file:
                 summaries.update(pickle.load(file))
         usage = _usage(result.get("usage"))
-        return dataclasses.replace(outcome, usage=usage, summaries=summaries or None)
+        return dataclasses.replace(
+            outcome, usage=usage, summaries=summaries or None, warnings=warnings
+        )
     if result is None:
         why = engine_error or "the workflow ended without one"
         error = RecordError(record.id, None, "a result from the Pydra workflow", f"none ({why})")
@@ -233,7 +240,8 @@ def _outcome(
         checksums = input_checksums(record, plan.inputs)
     except RecordError:
         checksums = {}
-    return Outcome(record, None, error, checksums, _usage(result and result.get("usage")))
+    usage = _usage(result and result.get("usage"))
+    return Outcome(record, None, error, checksums, usage, warnings=warnings)
 
 
 def _read_marker(path: Path) -> dict | None:
@@ -389,7 +397,10 @@ def run_node(record: dict, plan_file: str, cache_folder: str, number: int, state
             job = _load_plan(plan_file)
             meter = Meter(reset=os.getpid() != job.writer)
             with meter:
-                rec = Record(record["id"], record["files"], record["metadata"])
+                # After node 0, the record as it settled its timing.
+                rec = Record(
+                    record["id"], record["files"], state.get("metadata", record["metadata"])
+                )
                 state = _node(job, rec, number, NodeCache(cache_folder), state, marker)
         except Exception as err:
             if not isinstance(err, RecordError):
@@ -415,8 +426,10 @@ def _node(job: _Job, record: Record, number: int, store: NodeCache, state: dict,
     # Checksums first, as Plan.run: an unreadable file is then quarantined with the same
     # reason under every executor, not as an unreadable header of the memory estimate.
     checksums = state.get("checksums") or input_checksums(record, plan.inputs)
-    if number == 0:  # compute_node does not check the budget: refuse before loading
-        plan.check_memory(record)
+    if number == 0:  # where the record is loaded first: settle its TR from the header
+        record, warnings = settle_timing(record, plan.inputs)
+        state = {**state, "metadata": record.metadata, "warnings": list(warnings)}
+        plan.check_memory(record)  # compute_node does not check the budget: before loading
     key, outputs = plan.compute_node(number, record, store, checksums)
     summaries = list(state.get("summaries", []))
     made = plan.node_products(number) if job.summarize is not None else ()

@@ -60,6 +60,8 @@ class Bids:
         """The file column of one file in a ``func/`` folder, or None."""
         if "/func/" not in relative or (self.task and bids.get("task") != self.task):
             return None
+        if "space" in bids.entities or "desc" in bids.entities:
+            return None  # a derivative (fMRIPrep's desc-preproc): no raw run
         if bids.suffix in ("bold", "sbref") and bids.extension in _NIFTI:
             return bids.suffix, "run"
         if bids.suffix == "events" and bids.extension == ".tsv":
