@@ -53,8 +53,9 @@ def _index(args: argparse.Namespace) -> None:
     from .records import SCHEMAS, Participants, locate
 
     schema_cls = SCHEMAS[args.schema]
-    given = {k: v for k, v in (("space", args.space), ("res", args.res), ("task", args.task))
-             if v is not None}  # fmt: skip
+    options = (("space", args.space), ("res", args.res), ("task", args.task),
+               ("metadata", args.metadata and args.metadata.split(",")))  # fmt: skip
+    given = {k: v for k, v in options if v}
     refused = sorted(set(given) - set(schema_cls.__dataclass_fields__))
     if refused:
         raise SpecError(f"--{', --'.join(refused)} not for --schema {args.schema}")
@@ -287,6 +288,12 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--participants", help="a participants table (default: the dataset's)")
     p.add_argument("--pattern", action="append", help="for --schema regex: COLUMN=REGEX")
+    p.add_argument(
+        "--metadata",
+        metavar="FIELDS",
+        help="for --schema bids: sidecar fields to add as columns, comma-separated "
+        "(EchoTime,SliceTiming); an echo's EchoTime is always added",
+    )
     p.add_argument("--level", choices=["run", "session", "subject"], default="run")
     p.add_argument("-o", "--output", default="records.parquet")
     p.set_defaults(func=_index)

@@ -189,3 +189,22 @@ def test_the_echoes_of_one_acquisition_share_a_key_and_stay_in_one_split(tmp_pat
     assigned = split.assign(frame)
     assert (assigned.groupby(frame["acquisition_key"]).nunique() == 1).all()
     assert set(assigned) == {"train", "test"}
+
+
+def test_index_metadata_adds_sidecar_fields_and_refuses_them_for_other_schemas(tmp_path):
+    from nishard.cli import main
+    from nishard.records import RecordTable
+
+    for echo, time in ((1, 0.0142), (2, 0.0385)):
+        bold = f"sub-01/func/sub-01_task-rest_echo-{echo}_bold"
+        layouts.touch(tmp_path, f"{bold}.nii.gz")
+        content = {"RepetitionTime": 2, "EchoTime": time, "FlipAngle": 70 + echo}
+        layouts.write_json(tmp_path / f"{bold}.json", content)
+    out = tmp_path / "records.parquet"
+    argv = ["index", str(tmp_path), "--schema", "bids", "--metadata", "FlipAngle", "-o", str(out)]
+    assert main(argv) == 0
+    frame = RecordTable.from_parquet(out).frame
+    assert frame["FlipAngle"].tolist() == [71, 72]
+    assert frame["EchoTime"].tolist() == [0.0142, 0.0385]
+    assert frame["acquisition_key"].tolist() == ["sub-01_task-rest"] * 2
+    assert main(["index", str(tmp_path), "--metadata", "FlipAngle", "-o", str(out)]) == 2

@@ -235,3 +235,21 @@ def test_an_image_error_cites_an_os_error_without_its_path():
     assert describe(refused) == "PermissionError: Permission denied"
     assert describe(EOFError("Compressed file ended")) == "EOFError: Compressed file ended"
     assert describe(OSError("no file name")) == "OSError: no file name"
+
+
+@AS_NOBODY[2]
+@AS_NOBODY[1]
+@AS_NOBODY[0]
+def test_an_unlistable_folder_stops_the_index_naming_it(reachable, tiny_copy, tmp_path):
+    """Its runs cannot be known, so they could be counted nowhere: an error, not a gap."""
+    os.chmod(tmp_path, 0o755)
+    func = _files(tiny_copy, "bold")[0].parent
+    func.chmod(0o000)
+    table = tmp_path / "home" / "records.parquet"
+    done = _as_nobody(["-m", "nishard", "index", str(tiny_copy), "-o", str(table)], tmp_path)
+    func.chmod(0o755)
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert done.returncode != 0 and not table.exists()
+    assert (
+        f"cannot list {func} (PermissionError: Permission denied): the runs in it would be missed"
+    ) in done.stderr

@@ -22,6 +22,11 @@ def walk(root: str, prefix: str = "", named_folders: bool = False) -> Iterator[s
         ``x_bold.nii.gz``) with a trailing ``/`` instead of descending into it: in a
         BIDS tree it stands where a file should be, and the schema says so.
 
+    Raises
+    ------
+    ValueError
+        When a folder cannot be listed (permissions, I/O error), naming it.
+
     Notes
     -----
     Symlinks are listed whether or not they resolve: in a DataLad dataset, files whose
@@ -32,8 +37,15 @@ def walk(root: str, prefix: str = "", named_folders: bool = False) -> Iterator[s
         relative, folder = stack.pop()
         try:
             entries = list(os.scandir(folder))
-        except (FileNotFoundError, NotADirectoryError, PermissionError):
-            continue
+        except (FileNotFoundError, NotADirectoryError):
+            continue  # gone since it was listed
+        except OSError as err:
+            # Its runs cannot be known, so they cannot be counted as dropped: stop rather
+            # than index the dataset without them.
+            raise ValueError(
+                f"cannot list {folder} ({type(err).__name__}: {err.strerror}): the runs in "
+                "it would be missed; make it readable (or move it out of the dataset)"
+            ) from err
         for entry in entries:
             name = f"{relative}{entry.name}"
             if entry.is_dir(follow_symlinks=False):

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from ..imageio import describe
 from .entities import BidsName, parse_bids_name
 
 
@@ -100,10 +101,6 @@ def read_sidecar(path: str) -> dict | None:
     if not isinstance(content, dict):
         raise SidecarError(f"{path}: expected a JSON object, found a {type(content).__name__}")
     return content
-
-
-def describe(err: BaseException) -> str:
-    return f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
 
 
 def sidecar_timing(sidecar: dict, path: str) -> Timing | None:
