@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import errno
+import os
 import shutil
+import tempfile
 from pathlib import Path
 
 
@@ -137,3 +139,63 @@ def raise_if_full(error: BaseException, path: str | Path, place: str) -> None:
         f"no space left writing {path} ({place}; {free}): free some space and run the same "
         "build again, it resumes where it stopped"
     ) from None
+
+
+#: The errors of a write refused: not the user's to write (mode bits, ACLs, a root-squashed
+#: share), or a read-only file system.
+REFUSED = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+class UnwritableError(NishardError, OSError):
+    """A folder nishard must write in (the output folder, the node cache) refuses it: it
+    is read-only, or not the user's to write. The build stops before writing there (or at
+    the first write refused), and no record is quarantined for it: the records are not at
+    fault. The message names the folder, the file refused when it is another, and the
+    system's reason."""
+
+
+def raise_if_unwritable(error: BaseException, path: str | Path, place: str) -> None:
+    """Raise ``error`` as an :class:`UnwritableError` when it is a refused write (a
+    permission, a read-only file system) of ``path`` in ``place`` (e.g. "the node cache
+    /x/cache"); return for any other error, which the caller raises as it is.
+
+    An UnwritableError is raised as it is: it was raised where the file was known.
+    """
+    if isinstance(error, UnwritableError):
+        raise error
+    if not isinstance(error, OSError) or error.errno not in REFUSED:
+        return
+    where = "" if place.endswith(f" {path}") else f" ({path})"
+    reason = error.strerror or str(error)
+    raise UnwritableError(
+        f"cannot write {place}{where}: {type(error).__name__}: {reason}"
+    ) from None
+
+
+def check_writable(folder: str | Path, place: str) -> None:
+    """Create ``folder`` (and its parents) when missing and prove that it takes a file,
+    before a build writes anything; ``place`` says what it is ("the output folder
+    /x/out").
+
+    Raises
+    ------
+    UnwritableError
+        When the folder cannot be made or written (a permission, a read-only file system).
+    DiskFullError
+        When there is no room for even an empty file.
+    """
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        # A real file, not os.access: ACLs, root-squashed shares and read-only mounts
+        # answer only to a write.
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".nishard-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as error:
+        # The folder, or the parent that could not be made; never the probe's own name.
+        name = getattr(error, "filename", None)
+        path = folder if name is None or Path(name).parent == folder else name
+        raise_if_full(error, path, place)
+        raise_if_unwritable(error, path, place)
+        raise

@@ -12,24 +12,16 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
-import shutil
-import subprocess
-import sys
-import sysconfig
-import tempfile
 from pathlib import Path
 
 import pytest
 
-import nishard
 from nishard.errors import RecordError
 from nishard.imageio.images import describe
 from nishard.records.table import Record
 from nishard.workflow import inputs
-from tests.helpers import write_spec
-
-NOBODY = 65534
+from tests.helpers import AS_NOBODY, NOBODY, nobody_runs_nishard, write_spec
+from tests.helpers import as_nobody as _as_nobody
 
 #: The transforms of test_executors: the BOLD, the mask and the confounds are all loaded.
 TRANSFORMS = [
@@ -47,105 +39,11 @@ EXECUTORS = {
     "pydra-budget": ["--worker", "cf", "--jobs", "2", "--memory-budget", "1GiB"],
 }
 
-#: The marks of a build as an unprivileged user.
-AS_NOBODY = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not hasattr(os, "geteuid") or os.geteuid() != 0,
-        reason="runs builds as another user: needs root (CI runs as root)",
-    ),
-    pytest.mark.skipif(
-        shutil.which("setpriv") is None or shutil.which("unshare") is None,
-        reason="needs util-linux's setpriv and unshare",
-    ),
-]
-
-
-def _symlink_hops(path: str) -> list[str]:
-    """``path``, and every link it goes through, each as a path whose folder is real."""
-    hops, seen = [], set()
-    while True:
-        path = os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))
-        if path in seen:
-            break
-        seen.add(path)
-        hops.append(path)
-        if not os.path.islink(path):
-            break
-        path = os.path.join(os.path.dirname(path), os.readlink(path))
-    return hops
-
-
-def _closed_folders(paths: list[str]) -> dict[str, set[str]]:
-    """Folders on the way to ``paths`` that others cannot enter, with the entries needed
-    in each (the next component of each path)."""
-    closed: dict[str, set[str]] = {}
-    for path in paths:
-        parts = Path(path).parts
-        for depth in range(1, len(parts)):
-            folder = os.path.join(*parts[:depth])
-            if not os.stat(folder).st_mode & 0o001:
-                closed.setdefault(folder, set()).add(parts[depth])
-    return closed
-
-
-def _opening_script(closed: dict[str, set[str]], stash: str) -> str:
-    """Shell lines that, in a private mount namespace, replace each closed folder by an
-    open tmpfs holding bind mounts of the entries needed (outermost folders first)."""
-    lines = ["set -e"]
-    number = 0
-    for folder in sorted(closed, key=lambda f: len(Path(f).parts)):
-        moves = []
-        for entry in sorted(closed[folder]):
-            real, kept = os.path.join(folder, entry), f"{stash}/{number}"
-            number += 1
-            make = "mkdir" if os.path.isdir(real) else "touch"
-            lines += [f"{make} {shlex.quote(kept)}", f"mount --bind {shlex.quote(real)} {kept}"]
-            moves.append((make, real, kept))
-        lines.append(f"mount -t tmpfs -o mode=0755,size=64k nishard-open {shlex.quote(folder)}")
-        for make, real, kept in moves:
-            lines += [f"{make} {shlex.quote(real)}", f"mount --bind {kept} {shlex.quote(real)}"]
-    return "\n".join(lines)
-
-
-def _as_nobody(argv: list[str], folder: Path) -> subprocess.CompletedProcess:
-    """``python argv`` as an unprivileged user that can reach the interpreter, the
-    package and ``folder`` (and nothing else of root's)."""
-    needed = [
-        *_symlink_hops(sys.executable),
-        sys.prefix,
-        sys.base_prefix,
-        *{p for p in sysconfig.get_paths().values() if os.path.exists(p)},
-        str(Path(nishard.__file__).resolve().parent),
-        str(folder.resolve()),
-    ]
-    closed = _closed_folders(needed)
-    home = folder / "home"
-    home.mkdir(exist_ok=True)
-    os.chown(home, NOBODY, NOBODY)
-    command = shlex.join(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}",
-                          "--clear-groups", sys.executable, *argv])  # fmt: skip
-    env = {**os.environ, "HOME": str(home), "NO_ET": "1"}
-    # Where the entries wait while their folder is covered: outside every covered folder.
-    stash = tempfile.mkdtemp(prefix="nishard-stash-", dir="/tmp")
-    try:
-        script = f"{_opening_script(closed, stash)}\nexec {command}\n"
-        return subprocess.run(
-            ["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
-            capture_output=True, text=True, env=env, cwd=home, timeout=240,
-        )  # fmt: skip
-    finally:
-        shutil.rmtree(stash)
-
 
 @pytest.fixture(scope="module")
 def reachable(tmp_path_factory) -> None:
     """Skip (saying why) when this system cannot run a Python process as another user."""
-    folder = tmp_path_factory.mktemp("probe")
-    probe = "import nishard.cli, joblib, pydra; print('ok')"
-    done = _as_nobody(["-c", probe], folder)
-    if done.returncode != 0 or done.stdout.strip() != "ok":
-        pytest.skip(f"cannot run nishard as an unprivileged user here: {done.stderr[-500:]}")
+    nobody_runs_nishard(tmp_path_factory.mktemp("probe"))
 
 
 def _files(data: Path, kind: str) -> list[Path]:

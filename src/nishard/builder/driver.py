@@ -28,7 +28,7 @@ from ..archives.shards import Format, ShardInfo, ShardSpec, ShardWriter
 from ..archives.stats import Moments, sample_moments, stats_arrays, write_npz
 from ..archives.webdataset import WebDataset
 from ..checksums import sha256_file
-from ..errors import NishardError, SpecError, raise_if_full
+from ..errors import NishardError, SpecError, check_writable, raise_if_full, raise_if_unwritable
 from ..records.table import RecordTable
 from ..workflow.cache import NodeCache
 from ..workflow.executors import Executor, Serial
@@ -148,8 +148,13 @@ def write(
     if missing:
         raise SpecError(f"the plan reads {missing}, which the records do not stage")
     writing = resolve(formats, plan.products)
-    folder = Path(out)
-    folder.mkdir(parents=True, exist_ok=True)
+    # Absolute: a workflow engine (Pydra) changes the process's folder while it runs.
+    folder = Path(out).absolute()
+    # Both places written, checked before anything is: a refused write stops the build
+    # here, in one line, rather than in every worker or after some shards.
+    if cache is not None:
+        cache.check_writable()
+    check_writable(folder, f"the output folder {folder}")
     ours = _our_files(names, writing)
     previous = _matching(_previous_files(folder), ours)
     setup = {
@@ -269,8 +274,12 @@ def _found(entry: dict) -> str:
 
 def _raise_if_full(error: BaseException, folder: Path) -> None:
     """A full disk met by the build itself (journal, side files, manifest) as a
-    :class:`~nishard.errors.DiskFullError` naming the file, else the output folder."""
-    raise_if_full(error, getattr(error, "filename", None) or folder, "the output folder")
+    :class:`~nishard.errors.DiskFullError` naming the file, else the output folder; a
+    write refused there (made read-only during the build) as an UnwritableError."""
+    path = getattr(error, "filename", None) or folder
+    raise_if_full(error, path, "the output folder")
+    if Path(path).absolute().is_relative_to(folder):  # not another folder's refusal
+        raise_if_unwritable(error, path, f"the output folder {folder}")
 
 
 def _check_counts(merged: Merged, n_records: int) -> None:

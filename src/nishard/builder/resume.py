@@ -25,6 +25,7 @@ fingerprint starts over. The folder is removed once the manifest is written.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -38,7 +39,7 @@ from ..archives.shards import ShardInfo
 from ..archives.stats import Moments, load_block, save_block
 from ..archives.storage import LocalStorage, sha256_of, sync
 from ..checksums import sha256_file
-from ..errors import StorageError
+from ..errors import StorageError, raise_if_full, raise_if_unwritable
 from ..records.table import Record
 
 FOLDER = ".nishard-resume"
@@ -223,12 +224,23 @@ class Journal:
                 {"journal": VERSION, "fingerprint": self.fingerprint,
                  "previous": sorted(previous)}
             ]  # fmt: skip
-        self.home.mkdir(parents=True, exist_ok=True)
         path = self.home / JOURNAL
         temporary = path.with_name(JOURNAL + ".tmp")
-        temporary.write_text("".join(_line(line) for line in self._lines))
-        self._home.publish(temporary, JOURNAL)
-        self._file = open(path, "a", encoding="utf-8")  # closed by close()
+        try:
+            self.home.mkdir(parents=True, exist_ok=True)
+            temporary.write_text("".join(_line(line) for line in self._lines))
+            self._home.publish(temporary, JOURNAL)
+            self._file = open(path, "a", encoding="utf-8")  # closed by close()
+        except OSError as error:
+            # Before any shard: a folder that refuses the journal (another user's, a
+            # read-only mount) stops the build in one line, leaving no temporary.
+            with contextlib.suppress(OSError):  # (a read-only folder refuses even this)
+                temporary.unlink(missing_ok=True)
+            where = getattr(error, "filename", None) or self.home
+            place = f"the output folder {self.folder}"
+            raise_if_full(error, where, place)
+            raise_if_unwritable(error, where, place)
+            raise
 
     def record(self, entry: dict) -> None:
         """Journal a record as the writer took it (flushed; synced with the next shard)."""

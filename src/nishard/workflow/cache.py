@@ -23,7 +23,7 @@ from typing import Any
 
 from .._version import __version__
 from ..checksums import sha256_file
-from ..errors import raise_if_full
+from ..errors import check_writable, raise_if_full, raise_if_unwritable
 
 #: What the store writes: ``<key[:2]>/<key>.joblib``, and ``.tmp`` files while saving.
 #: Only these are counted or removed, so that clearing a mistyped folder deletes nothing
@@ -102,21 +102,50 @@ class NodeCache:
             return None
 
     def save(self, key: str, outputs: dict[str, Any]) -> Path:
+        """Store a node's outputs under ``key``.
+
+        Raises
+        ------
+        DiskFullError, UnwritableError
+            When the store has no room, or refuses the write (a permission, a read-only
+            file system): the build stops; the record is not at fault.
+        """
         import joblib
 
         path = self.path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        os.close(fd)
+        tmp = None
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+            os.close(fd)
             joblib.dump(outputs, tmp, compress=0)
             os.replace(tmp, path)
         except OSError as error:
-            raise_if_full(error, tmp, f"the node cache {self.folder}")
+            where = tmp or getattr(error, "filename", None) or path.parent
+            raise_if_full(error, where, self.place)
+            raise_if_unwritable(error, where, self.place)
             raise
         finally:
-            Path(tmp).unlink(missing_ok=True)
+            if tmp is not None:
+                Path(tmp).unlink(missing_ok=True)
         return path
+
+    @property
+    def place(self) -> str:
+        """The store as errors name it: ``the node cache <folder>``."""
+        return f"the node cache {self.folder}"
+
+    def check_writable(self) -> None:
+        """Create the folder when missing and prove that it takes files: a build calls it
+        before anything runs, so that a store it cannot write stops it at once, the same
+        under every executor, rather than in (or as a quarantine by) every worker.
+
+        Raises
+        ------
+        UnwritableError, DiskFullError
+            Naming the folder and the system's reason.
+        """
+        check_writable(self.folder, self.place)
 
     def entries(self) -> list[Path]:
         """The stored outputs, sorted; nothing else a folder may hold."""

@@ -32,7 +32,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ..errors import RecordError
+from ..errors import DiskFullError, RecordError, UnwritableError, check_writable
 from ..records.table import Record
 from .cache import NodeCache
 from .inputs import input_checksums
@@ -165,11 +165,14 @@ class Pydra:
         from pydra.workers.base import Worker
 
         Worker.plugin(self.worker)  # an unknown worker fails here, not in a thread
-        if self.cache_dir is not None:
-            Path(self.cache_dir).mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix="nishard-pydra-", dir=self.cache_dir) as tmp:
-            work = Path(tmp)
-            store = cache if cache is not None else NodeCache(work / "nodes")
+        # Every folder absolute before Pydra runs: it changes the process's folder (and
+        # each task's) while it does, under the writer's feet.
+        root = None if self.cache_dir is None else Path(self.cache_dir).absolute()
+        if root is not None:
+            check_writable(root, f"Pydra's cache_dir {root}")
+        with tempfile.TemporaryDirectory(prefix="nishard-pydra-", dir=root) as tmp:
+            work = Path(tmp).absolute()
+            store = NodeCache(cache.folder.absolute() if cache is not None else work / "nodes")
             saved = _save_plan(_Job(plan, summarize, os.getpid()), work)
             runner = _Runner(self, saved, len(plan.nodes), store, work, iter(records))
             runner.start()
@@ -220,6 +223,9 @@ def _outcome(
         record = dataclasses.replace(record, metadata=result["metadata"])
     given = result.get("warnings", ()) if result is not None else ()
     warnings = tuple((path, text) for path, text in given)  # JSON made the pairs lists
+    if result is not None and result.get("fatal"):  # no record's fault: stop the build
+        kind, message = result["fatal"]
+        raise _FATAL[kind](message)
     if result is not None and result["error"] is None:
         outcome = plan.collect(record, store, result.get("checksums"))
         summaries: dict[str, Any] = {}
@@ -403,6 +409,8 @@ def run_node(record: dict, plan_file: str, cache_folder: str, number: int, state
                 )
                 state = _node(job, rec, number, NodeCache(cache_folder), state, marker)
         except Exception as err:
+            if isinstance(err, tuple(_FATAL.values())):  # the writer raises it
+                state = {**state, "fatal": [type(err).__name__, str(err)]}
             if not isinstance(err, RecordError):
                 err = RecordError(record["id"], None, f"node {number} to run",
                                   f"{type(err).__name__}: {err}")  # fmt: skip
@@ -458,6 +466,11 @@ def record_chain(record: dict, marker: str, plan_file: str, cache_folder: str,
                          last=number == n_nodes - 1)  # fmt: skip
         state = workflow.add(task, name=f"node{number}").state
     return state
+
+
+#: Errors of the machine, not of a record (a full or read-only store): a task hands them
+#: to the writer, which stops the build with them as the other executors do.
+_FATAL = {error.__name__: error for error in (DiskFullError, UnwritableError)}
 
 
 def _usage(data: dict | None) -> Usage | None:
