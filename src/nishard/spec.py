@@ -167,10 +167,11 @@ def parse_spec(raw: Any, base: str | Path = ".") -> Pipeline:
         for i, item in enumerate(_list(inp.get("filters", ["complete"]), "input.filters"))
     )
     source = SOURCES.from_dict(inp.get("source", "local"), where="input.source")
-    transforms = tuple(
-        _transform(item, f"transforms[{i}]", base)
-        for i, item in enumerate(_list(raw["transforms"], "transforms"))
-    )
+    entries = list(enumerate(_list(raw["transforms"], "transforms")))
+    # A step's files (an atlas) absolute: Pydra runs each task in a folder of its own.
+    # The spec records them joined to the spec's folder as it was given, as it always has.
+    transforms = tuple(_transform(item, f"transforms[{i}]", base.absolute()) for i, item in entries)
+    recorded = [_transform(item, f"transforms[{i}]", base).to_dict() for i, item in entries]
 
     target = Output.from_dict(raw["output"])
 
@@ -191,7 +192,7 @@ def parse_spec(raw: Any, base: str | Path = ".") -> Pipeline:
 
     spec = {
         "input": input_spec(root_text, schema, stage, variables, filters, source, level),
-        "transforms": [t.to_dict() for t in transforms],
+        "transforms": recorded,
         "output": target.to_dict(),
         "execution": executor.to_dict(),
     }
