@@ -181,6 +181,7 @@ class Clean(Transform):
             except ValueError as err:
                 expected = f"confounds for strategy {self.confounds.name!r}"
                 raise SampleError(self.confounds_file, expected, str(err)) from err
+            _check_degrees_of_freedom(regressors, n if kept is None else len(kept), self)
         try:
             out = clean(
                 signals, t_r=t_r, detrend=self.detrend, standardize=self.standardize,
@@ -196,3 +197,21 @@ class Clean(Transform):
             volumes = np.arange(n) if kept is None else np.asarray(kept)
             products["volumes"] = volumes.astype(np.int32)
         return {**sample, **products}
+
+
+def _check_degrees_of_freedom(regressors: np.ndarray, kept: int, step: Clean) -> None:
+    """Refuse confounds that, with the mean and the trend removed beside them, use every
+    kept volume when the result is standardized: the residual is then zero up to
+    rounding, and standardizing scales that rounding up to look like data (nilearn does
+    so without a word). Unstandardized, the zeros are written: they show for what they are.
+    """
+    trend = 2 if step.detrend else 1  # the mean is always removed (demeaning)
+    used = regressors.shape[1] + trend
+    if step.standardize is not None and used >= kept:
+        what = "the mean and linear trend" if step.detrend else "the mean"
+        raise SampleError(
+            step.confounds_file,
+            f"fewer regressors than kept volumes for strategy {step.confounds.name!r}",
+            f"{regressors.shape[1]} confound regressors and {what} for {kept} kept volumes: "
+            "no degree of freedom is left, standardizing would scale rounding noise up",
+        )

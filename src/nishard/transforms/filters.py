@@ -145,12 +145,29 @@ def _sosfiltfilt_matrix(n: int, sos_bytes: bytes) -> np.ndarray:
     return m
 
 
+def _check_length(n: int, sos: np.ndarray, order: int) -> None:
+    """Refuse a run too short for the forward-backward pass, saying so in a user's terms
+    (SciPy's own message speaks of ``padlen``)."""
+    # scipy.signal.sosfiltfilt's default padding: 3 * (2 * sections + 1 - trailing zeros).
+    zeros = min(int((sos[:, 2] == 0).sum()), int((sos[:, 5] == 0).sum()))
+    padlen = 3 * (2 * len(sos) + 1 - zeros)
+    if n <= padlen:
+        raise ValueError(
+            f"{n} volumes to filter (the run's, less any censored), too few for a "
+            f"Butterworth filter of order {order}: it pads {padlen} volumes at each end, so "
+            f"it needs more than {padlen}"
+        )
+
+
 def butterworth_matrix(
     n: int, t_r: float, low_pass=None, high_pass=None, order: int = 5
 ) -> np.ndarray | None:
     """The (n, n) matrix of :func:`butterworth` for runs of ``n`` volumes (None: identity)."""
     sos = butterworth_sos(t_r, low_pass, high_pass, order)
-    return None if sos is None else _sosfiltfilt_matrix(int(n), np.ascontiguousarray(sos).tobytes())
+    if sos is None:
+        return None
+    _check_length(int(n), sos, order)
+    return _sosfiltfilt_matrix(int(n), np.ascontiguousarray(sos).tobytes())
 
 
 def butterworth(
@@ -176,6 +193,7 @@ def butterworth(
     if sos is None:
         return x.astype(float_dtype(x.dtype))
     n = x.shape[0]
+    _check_length(n, sos, order)
     if n <= DENSE_MAX_N:
         m = _sosfiltfilt_matrix(n, np.ascontiguousarray(sos).tobytes())
         return apply_linear(x, LinearOp(n, dense=m, offset=m.sum(axis=1)))
