@@ -1,12 +1,21 @@
-"""Sharding: roll samples into numbered shard files by count and by bytes."""
+"""Sharding: samples into numbered shard files by count and by bytes.
+
+A build cuts each split into groups of records before it runs (:mod:`nishard.builder.planning`),
+a group being one shard in every format; byte limits are planned from
+:func:`sample_bound`, an upper bound of a sample's bytes known from its products' shapes.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Protocol
+
+import ml_dtypes
+import numpy as np
 
 from ..checksums import sha256_file
 from ..units import parse_bytes
@@ -130,6 +139,57 @@ class ShardInfo:
         )
 
 
+#: Products of up to this many bytes are bounded by encoding zeros of their shape: the
+#: formats' sizes do not depend on the values, so the bound is exact.
+EXACT_BELOW = 1 << 20
+
+#: Larger ones are encoded as one element of their dtype and their other bytes added with
+#: this margin per product and per dimension, for what grows with the digits of a shape
+#: and the length of the data: a ``.npy`` header (padded to 64 bytes), a tar member's
+#: padding (511 bytes at most), TFRecord's varint lengths and ``/shape`` values, Zarr's
+#: ``zarr.json``.
+MARGIN, MARGIN_PER_DIM = 1024, 64
+
+
+def sample_bound(
+    fmt: Format, key: str, products: Mapping[str, tuple[tuple[int, ...], str]], meta: dict
+) -> int:
+    """An upper bound of the bytes a sample adds to a shard of ``fmt`` (``sample_size``).
+
+    Parameters
+    ----------
+    fmt : Format
+    key : str
+        The sample key (its length counts: member names, ``__key__``).
+    products : mapping of str to (shape, dtype)
+        Upper bounds of the products' shapes (as a plan infers them from headers), and
+        their dtypes' names.
+    meta : dict
+        The record's metadata, encoded as the format encodes it (the JSON member).
+
+    Raises
+    ------
+    ValueError, TypeError
+        What ``fmt.encode`` raises for such a sample: it cannot be written.
+    """
+    stand_ins: dict[str, np.ndarray] = {}
+    extra = 0
+    for name, (shape, dtype) in products.items():
+        dt = _dtype(dtype)
+        size = math.prod(shape) * dt.itemsize
+        if size <= EXACT_BELOW:
+            stand_ins[name] = np.zeros(shape, dt)
+        else:  # a gigabyte of zeros to measure is no bound worth its time
+            stand_ins[name] = np.zeros((1,) * len(shape), dt)
+            extra += size - dt.itemsize + MARGIN + MARGIN_PER_DIM * len(shape)
+    return fmt.sample_size(key, fmt.encode(key, stand_ins, meta)) + extra
+
+
+def _dtype(name: str) -> np.dtype:
+    scalar = getattr(ml_dtypes, str(name), None)  # bfloat16, float8...: ml_dtypes' names
+    return np.dtype(scalar if isinstance(scalar, type) else name)
+
+
 def shard_name(split: str, index: int, fmt: Format, family: str | None = None) -> str:
     """``train-000000.tar``, or ``train-<family>-000000.tar`` for a family's shards."""
     middle = "" if family is None else f"-{family}"
@@ -137,7 +197,7 @@ def shard_name(split: str, index: int, fmt: Format, family: str | None = None) -
 
 
 class ShardWriter:
-    """Writes the samples of one split in one format to ``<split>-000000<ext>``, ...
+    """Writes samples in one format to ``<split>-000000<ext>``, ``<split>-000001<ext>``, ...
 
     A shard is written under a temporary name, synced to disk and renamed when complete,
     so a reader (or a crash, even of the machine) never sees half a shard under a final
@@ -156,7 +216,9 @@ class ShardWriter:
         written at the storage's staging path and published under its name.
     split : str
     fmt : Format
-    spec : ShardSpec
+    spec : ShardSpec or None
+        When to start a new shard as samples arrive; None: never (one shard of every
+        sample, the planned group of a build).
     finished : sequence of ShardInfo
         Shards a previous, interrupted build finished: numbering goes on after them.
     on_finish : callable, optional
@@ -168,6 +230,8 @@ class ShardWriter:
         The archive family: shards named ``<split>-<family>-000000<ext>``.
     products : tuple of str, optional
         The products the family's samples hold, listed in each shard's info.
+    first : int
+        The number of the writer's first shard (a build's group ``k`` is shard ``k``).
     """
 
     def __init__(
@@ -175,15 +239,16 @@ class ShardWriter:
         folder: Path,
         split: str,
         fmt: Format,
-        spec: ShardSpec,
+        spec: ShardSpec | None,
         finished: Sequence[ShardInfo] = (),
         on_finish: Callable[[ShardInfo], None] | None = None,
         family: str | None = None,
         products: tuple[str, ...] | None = None,
+        first: int = 0,
     ):
         self.storage = storage_for(folder)
         self.split, self.fmt, self.spec = split, fmt, spec
-        self.family, self.products = family, products
+        self.family, self.products, self.first = family, products, first
         self.shards: list[ShardInfo] = list(finished)
         self.on_finish = on_finish
         self._syncing: Future | None = None
@@ -213,11 +278,15 @@ class ShardWriter:
         self._sizes.append(incoming)
         self._content += incoming
 
+    def finish(self) -> None:
+        """Finish the open shard; it is synced and published in the background."""
+        if self._open is not None:
+            self._finish()
+
     def close(self) -> list[ShardInfo]:
         """Finish the last shard and wait until every shard is on disk under its name;
         the list of every shard written."""
-        if self._open is not None:
-            self._finish()
+        self.finish()
         self._wait()
         return self.shards
 
@@ -238,6 +307,8 @@ class ShardWriter:
 
     def _full(self, incoming: int) -> bool:
         spec = self.spec
+        if spec is None:
+            return False
         if spec.max_samples is not None and len(self._keys) >= spec.max_samples:
             return True
         if spec.max_bytes is None:
@@ -245,7 +316,7 @@ class ShardWriter:
         return self.fmt.file_size(self._content + incoming) > spec.max_bytes
 
     def _name(self) -> str:
-        return shard_name(self.split, len(self.shards), self.fmt, self.family)
+        return shard_name(self.split, self.first + len(self.shards), self.fmt, self.family)
 
     def _temporary(self) -> Path:
         return self.storage.staging(self._name())

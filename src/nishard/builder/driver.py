@@ -24,7 +24,7 @@ from ..archives.manifest import (
     versions,
     write_manifest,
 )
-from ..archives.shards import Format, ShardInfo, ShardSpec, ShardWriter
+from ..archives.shards import Format, ShardInfo, ShardSpec
 from ..archives.stats import Moments, sample_moments, stats_arrays, write_npz
 from ..archives.webdataset import WebDataset
 from ..checksums import sha256_file
@@ -36,6 +36,7 @@ from ..workflow.plan import Outcome, Plan
 from ..workflow.usage import Tally
 from .planning import plan_shards
 from .resume import Journal, Resumed, fingerprint
+from .sizing import sample_bounds
 from .splits import Split, counts_table
 from .tasks import ShardTask
 
@@ -142,12 +143,15 @@ def write(
             f"records are at {records.level} level; writing needs one record per run for now "
             "(a plan loads one run at a time)"
         )
-    planned = plan_shards(records, split, shuffle, shards)
-    names, assignment = planned.splits, planned.assignment
     missing = [kind for kind in plan.inputs if kind not in records.files]
     if missing:
         raise SpecError(f"the plan reads {missing}, which the records do not stage")
     writing = resolve(formats, plan.products)
+    # A group is a shard in every format: a byte limit is planned from each sample's
+    # upper bound in each format, read from headers before anything runs.
+    bounds = None if shards.max_bytes is None else sample_bounds(list(records), plan, writing)
+    planned = plan_shards(records, split, shuffle, shards, bounds)
+    names, assignment = planned.splits, planned.assignment
     # Absolute: a workflow engine (Pydra) changes the process's folder while it runs.
     folder = Path(out).absolute()
     # Both places written, checked before anything is: a refused write stops the build
@@ -161,6 +165,7 @@ def write(
         "transforms": plan.to_list(), "products": list(plan.products),
         "formats": [item.to_dict() for item in writing], "shards": shards.to_dict(),
         "split": split if isinstance(split, str) else split.to_dict(), "shuffle": shuffle,
+        "groups": [[g.split, g.index, len(g.records)] for g in planned.groups],
     }  # fmt: skip
     by_id = {record.id: record for record in records}
     order = [by_id[i] for i in planned.order]
@@ -177,9 +182,11 @@ def write(
         if ours.fullmatch(leftover.name.removesuffix(".tmp")):
             leftover.unlink()  # a shard a killed build was writing
 
-    tasks = [ShardTask(folder, g, writing, shards, journal, resumed) for g in planned.groups]
+    tasks = [ShardTask(folder, g, writing, journal, resumed) for g in planned.groups]
     task_of = {record: task for task in tasks for record in task.group.records}
-    skipped = _skippable(resumed.records, {task.group.split: task.writers for task in tasks})
+    skipped = _skippable(resumed.records, planned.order, task_of)
+    partials = {}
+    finishing: list[ShardTask] = []
     tally = Tally()
     quarantined = 0
     started = time.perf_counter()
@@ -189,11 +196,19 @@ def write(
 
     def take(entry: dict) -> None:
         """Count a record's entry, whether just written or done by an earlier run."""
-        nonlocal quarantined
-        task_of[entry["id"]].take(entry)
+        nonlocal quarantined, finishing
+        task = task_of[entry["id"]]
+        task.take(entry)
         quarantined += entry["quarantine"] is not None
         bar.update()
         bar.set_postfix(quarantined=quarantined, refresh=False)
+        if task.complete:
+            # The group's shards are published in the background while the next
+            # group's samples are written; one group in flight at most.
+            for earlier in finishing:
+                partials[earlier.group] = earlier.close()
+            task.finish()
+            finishing = [task]
 
     position = {record: p for p, record in enumerate(planned.order)}
     todo = [record for p, record in enumerate(order) if p not in skipped]
@@ -214,7 +229,9 @@ def write(
         while waiting is not None:
             take(waiting[1])
             waiting = next(replay, None)
-        partials = [task.close() for task in tasks]
+        for task in tasks:  # (an empty split's one group is complete from the start)
+            if task.group not in partials:
+                partials[task.group] = task.close()
     except BaseException as error:
         for task in tasks:
             task.abort()
@@ -225,7 +242,7 @@ def write(
         bar.close()
 
     try:
-        merged = merge(partials, names, planned.order)
+        merged = merge(partials.values(), names, planned.order)
         _check_counts(merged, len(records))
         written_frame = _written(records, merged.quarantine)
         manifest = build_manifest(
@@ -333,23 +350,17 @@ def _outcomes(
     return executor.map(plan, records, cache)
 
 
-def _skippable(entries: dict[int, dict], writers: dict[str, list[ShardWriter]]) -> dict:
+def _skippable(
+    entries: dict[int, dict], order: Sequence[str], task_of: dict[str, ShardTask]
+) -> dict:
     """The journaled records a resumed build need not compute: quarantined ones, and
-    those in the finished shards of every format of their split."""
-    done = {name: min(w.done for w in split) for name, split in writers.items()}
-    count = dict.fromkeys(writers, 0)
+    those of a group whose shard in every format an interrupted build finished."""
     skipped = {}
     for p, entry in sorted(entries.items()):
-        name = entry["split"]
-        if name not in count:
+        if p >= len(order) or order[p] != entry["id"]:
             break  # not this build's journal after all
-        if entry["quarantine"] is not None:
+        if entry["quarantine"] is not None or task_of[entry["id"]].done:
             skipped[p] = entry
-        elif count[name] < done[name]:
-            skipped[p] = entry
-            count[name] += 1
-        else:
-            count[name] += 1
     return skipped
 
 

@@ -8,19 +8,20 @@ finished block (:mod:`.stats`). The journal is append-only JSON lines:
   complete build listed, removed at the end if this build does not rewrite them;
 - a ``record`` line per record as the writer takes it: its input checksums, its
   quarantine entry or the dtype and shape of its products;
-- a ``shard`` line right after each shard's rename: its name, size, sha256 and the
-  sample keys it holds, and for the first format of a split the file with the
-  statistics of its samples.
+- a ``shard`` line right after each shard's rename: its group, name, size, sha256 and
+  the sample keys it holds, and for the first format the file with the statistics of
+  the group's samples.
 
 Appending one line is O(1) per shard where rewriting a journal of every record would be
 O(records); a line cut short by a crash is simply dropped on reading, with all after it.
 
-Order and shard boundaries are deterministic given the fingerprint, so the finished
-shards of an interrupted build are the first shards of an uninterrupted one. A rerun
-with the same fingerprint checks each listed shard (size, sha256), keeps the longest
-intact prefix of each split and format, does not recompute the records those hold (nor
-the quarantined ones), and writes byte-identical shards and manifest. A different
-fingerprint starts over. The folder is removed once the manifest is written.
+Order and shard groups are deterministic given the fingerprint, so a shard an
+interrupted build finished is the shard of its group an uninterrupted one writes. A
+rerun with the same fingerprint checks each listed shard (size, sha256) and keeps the
+intact ones; it does not recompute the records of a group whose every format's shard is
+kept (nor the quarantined ones), writes the other shards, and ends with byte-identical
+shards and manifest. A different fingerprint starts over. The folder is removed once the
+manifest is written.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from ..records.table import Record
 
 FOLDER = ".nishard-resume"
 JOURNAL = "journal.jsonl"
-VERSION = 1
+VERSION = 2  # 2: shards by group (a group is one shard in every format)
 
 
 def fingerprint(
@@ -72,15 +73,15 @@ class Resumed:
     ----------
     records : dict of int to dict
         Record entries by position in the writing order: a contiguous prefix.
-    shards : dict of (split, format, family) to list of ShardInfo
-        The intact prefix of each writer's finished shards.
-    blocks : dict of str to list
-        The statistics blocks of each split, one per intact shard of its first format.
+    shards : dict of (split, group, format, family) to ShardInfo
+        The intact finished shards.
+    blocks : dict of (split, group) to dict
+        The statistics of each group whose first format's shard is intact.
     """
 
     records: dict[int, dict] = field(default_factory=dict)
-    shards: dict[tuple[str, str, str | None], list[ShardInfo]] = field(default_factory=dict)
-    blocks: dict[str, list[dict[str, Moments]]] = field(default_factory=dict)
+    shards: dict[tuple[str, int, str, str | None], ShardInfo] = field(default_factory=dict)
+    blocks: dict[tuple[str, int], dict[str, Moments]] = field(default_factory=dict)
 
 
 class Journal:
@@ -117,7 +118,7 @@ class Journal:
         Parameters
         ----------
         first_formats : dict
-            The format and family whose shards delimit the statistics blocks, per split.
+            The format and family whose shards carry the groups' statistics, per split.
 
         Returns
         -------
@@ -141,25 +142,21 @@ class Journal:
                 entry = line["record"]
                 resumed.records[entry["position"]] = entry
         resumed.records = _contiguous(resumed.records)
-        broken: set[tuple[str, str, str | None]] = set()
         for line in body:
             if "shard" not in line:
                 continue
-            entry = line["shard"]
+            entry = dict(line["shard"])
+            group = entry.pop("group", None)
+            stats = entry.pop("stats", None)
             info = ShardInfo.from_dict(entry)
-            writer = (info.split, info.format, info.family)
-            done = resumed.shards.setdefault(writer, [])
-            if writer in broken or not self._intact(info, len(done)):
-                broken.add(writer)
+            if not isinstance(group, int) or not self._intact(info, group):
                 continue
-            block = None
             if first_formats.get(info.split) == (info.format, info.family):
-                block = self._block(entry.get("stats"))
+                block = self._block(stats)
                 if block is None:
-                    broken.add(writer)
                     continue
-                resumed.blocks.setdefault(info.split, []).append(block)
-            done.append(info)
+                resumed.blocks[(info.split, group)] = block
+            resumed.shards[(info.split, group, info.format, info.family)] = info
             self._lines.append(line)
         self._lines += [{"record": e} for _, e in sorted(resumed.records.items())]
         return resumed, previous
@@ -189,9 +186,9 @@ class Journal:
             lines.append(line)
         return lines
 
-    def _intact(self, info: ShardInfo, index: int) -> bool:
-        """The shard is the next one of its writer, and on disk with the bytes listed."""
-        if not info.name.startswith(f"{info.split}-{index:06d}."):
+    def _intact(self, info: ShardInfo, group: int) -> bool:
+        """The shard is its group's, and on disk with the bytes listed."""
+        if info.name.split(".")[0].rsplit("-", 1)[-1] != f"{group:06d}":
             return False
         try:
             found = self.storage.stat(info.name)
@@ -246,10 +243,12 @@ class Journal:
         """Journal a record as the writer took it (flushed; synced with the next shard)."""
         self._append({"record": entry})
 
-    def shard(self, info: ShardInfo, block: dict[str, Moments] | None = None) -> None:
-        """Journal a renamed shard and, for a first format, its statistics block (from
-        any thread)."""
-        entry = info.to_dict()
+    def shard(
+        self, info: ShardInfo, block: dict[str, Moments] | None = None, group: int = 0
+    ) -> None:
+        """Journal a renamed shard of a group and, for a first format, the group's
+        statistics (from any thread)."""
+        entry = info.to_dict() | {"group": group}
         if block is not None:
             path = self.home / f"{info.name}.stats.npz"
             save_block(path, block)

@@ -1,11 +1,13 @@
 """A shard task: write one group's samples in every format and give its partial manifest.
 
-The task takes the group's outcomes (records computed by an executor) in the plan's
-order, writes each sample to the group's shard writers (one per format or family),
-quarantines what cannot be written, and accumulates the group's statistics; closing it
-gives a :class:`~nishard.archives.manifest.PartialManifest`. Today the build's one
-process feeds every group's task (:func:`nishard.builder.driver.write`); a task on a
-cluster node feeds its own.
+A group is a shard: the task writes shard ``group.index`` of its split in every format
+(and family), each holding the same samples, the group's records that were not
+quarantined, in the plan's order. It takes the group's outcomes (records computed by an
+executor), writes each sample to the group's writers, quarantines what cannot be written,
+and accumulates the group's statistics; closing it gives a
+:class:`~nishard.archives.manifest.PartialManifest`. Today the build's one process feeds
+every group's task (:func:`nishard.builder.driver.write`); a task on a cluster node feeds
+its own.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 
 from ..archives.families import Family, family_name, family_products, unwrap
 from ..archives.manifest import KeyStats, PartialManifest, describe
-from ..archives.shards import Format, ShardInfo, ShardSpec, ShardWriter
+from ..archives.shards import Format, ShardInfo, ShardWriter
 from ..archives.stats import Moments, SplitStats, sample_moments
 from ..errors import RecordError
 from ..workflow.plan import Outcome
@@ -33,14 +35,14 @@ class ShardTask:
         The output folder.
     group : ShardGroup
     writing : sequence of Format or Family
-        Each gets the group's samples in its own shards; the first delimits the
-        statistics blocks a resumed build reuses.
-    shards : ShardSpec
+        Each gets the group's samples in its shard; the first one's shard carries the
+        group's statistics in the journal, for a resumed build to reuse.
     journal : Journal
-        Told of each finished shard (with its statistics block) once it is on disk.
+        Told of each finished shard (with the statistics, for the first) once it is on
+        disk.
     resumed : Resumed
-        What an interrupted build of the same plan finished: numbering and statistics go
-        on after it.
+        What an interrupted build of the same plan finished: a format whose shard of
+        the group is done is not written again, nor are its statistics counted again.
     """
 
     def __init__(
@@ -48,14 +50,14 @@ class ShardTask:
         folder: Path,
         group: ShardGroup,
         writing: Sequence[Format | Family],
-        shards: ShardSpec,
         journal: Journal,
         resumed: Resumed,
     ):
         self.group = group
-        self.stats = SplitStats(blocks=list(resumed.blocks.get(group.split, [])))
+        block = resumed.blocks.get((group.split, group.index))
+        self.stats = SplitStats(blocks=[] if block is None else [block])
         self.writers = [
-            _writer(folder, group.split, item, shards, journal, self.stats, i == 0, resumed)
+            _writer(folder, group, item, journal, self.stats, i == 0, resumed)
             for i, item in enumerate(writing)
         ]
         self.keys = KeyStats()
@@ -98,8 +100,23 @@ class ShardTask:
                 self.keys.add(name, dtype, shape)
             self.written += 1
 
+    @property
+    def complete(self) -> bool:
+        """Every record of the group taken (written or quarantined)."""
+        return len(self.records) == len(self.group.records)
+
+    @property
+    def done(self) -> bool:
+        """Every format's shard of the group finished (by this build or an earlier one)."""
+        return all(writer.shards for writer in self.writers)
+
+    def finish(self) -> None:
+        """Finish the group's shards; they are synced and published in the background."""
+        for writer in self.writers:
+            writer.finish()
+
     def close(self) -> PartialManifest:
-        """Finish the last shards, wait until every one is on disk; the partial manifest."""
+        """Finish the shards, wait until every one is on disk; the partial manifest."""
         shards = tuple(info for writer in self.writers for info in writer.close())
         return PartialManifest(
             split=self.group.split, group=self.group.index, records=tuple(self.records),
@@ -116,8 +133,8 @@ class ShardTask:
     def _write_sample(self, outcome: Outcome) -> RecordError | None:
         """Encode and write one sample; an encoding failure quarantines it, as bad data does.
 
-        A writer that has the sample in a shard finished by an interrupted build skips it,
-        and so do the statistics if the first format does.
+        A writer whose shard of the group an interrupted build finished skips it, and so
+        do the statistics if the first format's is.
         """
         record, index = outcome.record, self.written
         try:
@@ -129,8 +146,6 @@ class ShardTask:
             found = f"{type(err).__name__}: {err}"
             expected = "products and metadata the format can encode"
             return RecordError(record.id, None, expected, found)
-        # A finished first-format shard ends the statistics block before its successor's
-        # first sample is counted, so writers go first.
         counted = index >= self.writers[0].done
         for writer, fields in zip(self.writers, encoded, strict=True):
             if index >= writer.done:
@@ -149,30 +164,31 @@ class ShardTask:
 
 def _writer(
     folder: Path,
-    split: str,
+    group: ShardGroup,
     item: Format | Family,
-    shards: ShardSpec,
     journal: Journal,
     stats: SplitStats,
     first: bool,
     resumed: Resumed,
 ) -> ShardWriter:
-    """A split's writer in one format, after the shards an interrupted build finished.
+    """The group's writer in one format: its one shard, numbered by the group, or none
+    where an interrupted build finished it.
 
-    The shards of a split's first format delimit its statistics blocks: when one is
-    finished, the moments of its samples are journaled with it.
+    The group's statistics are journaled with its first format's shard.
     """
 
     def finished(info: ShardInfo) -> Callable[[], None]:
-        # The block ends now, before the next sample is counted; the journal lists the
-        # shard once it is on disk under its name (the writer calls this back then).
+        # The journal lists the shard once it is on disk under its name (the writer
+        # calls this back then).
         block = stats.close_block() if first else None
-        return lambda: journal.shard(info, block)
+        return lambda: journal.shard(info, block, group.index)
 
     fmt, family = unwrap(item), family_name(item)
-    done = resumed.shards.get((split, fmt.name, family), [])
-    return ShardWriter(folder, split, fmt, shards, finished=done, on_finish=finished,
-                       family=family, products=family_products(item))  # fmt: skip
+    done = resumed.shards.get((group.split, group.index, fmt.name, family))
+    # No limit: the plan cut the group to fit them, in every format.
+    return ShardWriter(folder, group.split, fmt, None, finished=[] if done is None else [done],
+                       on_finish=finished, family=family, products=family_products(item),
+                       first=group.index)  # fmt: skip
 
 
 def only(products: dict, names: tuple[str, ...] | None) -> dict:
