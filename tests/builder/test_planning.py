@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import tarfile
@@ -250,3 +251,44 @@ def test_a_quarantined_record_leaves_its_group_one_sample_shorter(tiny, atlas, t
     assert same and all(
         (tmp_path / "out" / n).read_bytes() == (tmp_path / "clean" / n).read_bytes() for n in same
     )
+
+
+def test_a_killed_family_build_resumes_by_group(tiny, atlas, tmp_path, monkeypatch):
+    """A family's shards of a finished group are kept (the journal once wanted
+    ``<split>-000000`` names, so a family build started over)."""
+    from nishard.archives.webdataset import TarShard
+    from tests.builder.test_resume import Counting, _files
+
+    records = _records(tiny)
+    steps = [ns.t.Parcellate(atlas, mask=True), ns.t.Standardize(), ns.t.Connectivity()]
+    plan = ns.assemble(steps, products=["bold", "connectivity"])
+    formats = [Family(WebDataset(), ("bold",), "timeseries"), Family(TFRecord(), "connectivity")]
+
+    def build(folder, executor=None):
+        folder.mkdir(exist_ok=True)
+        with contextlib.chdir(folder):  # the same output path in both manifests
+            return ns.write(records, plan, "out", formats=formats, executor=executor,
+                            shards=ns.shards.by_count(3), progress=False)  # fmt: skip
+
+    expected = build(tmp_path / "ref")
+    add, calls = TarShard.add, []
+
+    def dying(self, key, fields):
+        calls.append(key)
+        if len(calls) == 5:  # the second sample of group 1
+            raise KeyboardInterrupt
+        return add(self, key, fields)
+
+    monkeypatch.setattr(TarShard, "add", dying)
+    with pytest.raises(KeyboardInterrupt):
+        build(tmp_path / "run")
+    monkeypatch.setattr(TarShard, "add", add)
+    out = tmp_path / "run" / "out"
+    assert sorted(p.name for p in out.glob("all-*")) == [
+        "all-connectivity-000000.tfrecord", "all-timeseries-000000.tar"
+    ]  # fmt: skip
+    executor = Counting()
+    again = build(tmp_path / "run", executor)
+    assert len(executor.computed) == len(records) - 3
+    assert again == expected
+    assert _files(out) == _files(tmp_path / "ref" / "out")
