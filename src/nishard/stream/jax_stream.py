@@ -67,16 +67,17 @@ class JaxStream(EpochIterable):
         self.plan, self.epoch, self.prefetch, self.sharding = plan, epoch, prefetch, sharding
         self.threads = threads
 
-    def host_batches(self) -> Iterator[dict]:
-        """The epoch's batches as NumPy arrays (what goes to the device), in order."""
+    def host_batches(self, batches=None) -> Iterator[dict]:
+        """The epoch's batches as NumPy arrays (what goes to the device), in order;
+        ``batches``: their sample numbers (default: the whole epoch's)."""
         plan = self.plan
         threads = plan.reader_threads(self.threads, in_worker=False)
         # Reused buffers: a batch is refilled only once the device copy (or anything
         # else) no longer references it.
         pool = BufferPool(capacity=(self.prefetch + threads + 3) * max(1, len(plan.catalog.keys)))
         assembler = Assembler(plan.catalog, plan.fields, plan.normalizer, numpy_allocator(pool))
-        batches, batched = plan.batches(self.epoch), plan.batch_size is not None
-        yield from assembled(assembler, plan.catalog, batches, batched, threads)
+        batches = plan.batches(self.epoch) if batches is None else batches
+        yield from assembled(assembler, plan.catalog, batches, plan.batch_size is not None, threads)
 
     def __iter__(self) -> Iterator[dict]:
         import jax as _jax
@@ -88,7 +89,9 @@ class JaxStream(EpochIterable):
             return {k: put(v) if k in keys and not isinstance(v, list) else v
                     for k, v in batch.items()}  # fmt: skip
 
-        return _background(self.host_batches(), to_device, self.prefetch)
+        # Counted as the caller takes them, not as the thread puts them on the device.
+        batches = self.host_batches(self._begin())
+        return self._counted(_background(batches, to_device, self.prefetch))
 
 
 def _putter(jax_module, sharding):

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import ml_dtypes
 import numpy as np
 import torch as _torch
-from torch.utils.data import IterableDataset, get_worker_info
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from .batch import Assembler
 from .memory import Allocator, BufferPool
@@ -47,7 +47,9 @@ class TorchStream(EpochIterable, IterableDataset):
         plan = self.plan
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
-        mine = plan.batches(self.epoch)[worker::workers]
+        # The DataLoader takes batches from its workers in turn, starting with worker 0:
+        # dealing the (resumed) epoch's batches in turn keeps their order.
+        mine = self._begin()[worker::workers]
         threads = plan.reader_threads(self.threads, info is not None)
         # Batches in flight (threads + 1), the one the loop holds, and the DataLoader's:
         # a few buffers per key, reused.
@@ -55,12 +57,47 @@ class TorchStream(EpochIterable, IterableDataset):
         allocate = shared_allocator() if info is not None else pooled_allocator(capacity)
         assembler = Assembler(plan.catalog, plan.fields, plan.normalizer, allocate)
         batched = plan.batch_size is not None
-        for item in assembled(assembler, plan.catalog, mine, batched, threads):
-            yield _tensors(item)
+        items = assembled(assembler, plan.catalog, mine, batched, threads)
+        return self._counted(_tensors(item) for item in items)
+
+    def loader(self, **options) -> StreamLoader:
+        """A ``torch.utils.data.DataLoader`` of this stream that knows where it stands.
+
+        ``options`` go to the DataLoader (``num_workers``, ``pin_memory``...;
+        ``batch_size`` is None: the stream batches). Its :meth:`~StreamLoader.state_dict`
+        counts the batches the training loop received, whatever the workers have read
+        ahead; :meth:`~StreamLoader.load_state_dict` resumes there.
+        """
+        return StreamLoader(self, **options)
 
     def __repr__(self) -> str:
         c = self.plan.catalog
         return f"TorchStream({str(c.folder)!r}, split={c.split!r}, keys={list(c.keys)})"
+
+
+class StreamLoader(DataLoader):
+    """A DataLoader over a :class:`TorchStream` that can resume mid-epoch (see
+    :meth:`TorchStream.loader`). It follows PyTorch's ``Stateful`` convention:
+    ``state_dict()`` / ``load_state_dict(state)``, the state being the stream's."""
+
+    def __init__(self, dataset: TorchStream, **options):
+        if options.setdefault("batch_size", None) is not None:
+            raise ValueError("batch_size must be None: the stream batches (.batch(n))")
+        super().__init__(dataset, **options)
+
+    def __iter__(self) -> Iterator[dict]:
+        stream: TorchStream = self.dataset  # type: ignore[assignment]
+        if self.num_workers == 0:
+            return super().__iter__()  # the stream, in this process, counts itself
+        batches = super().__iter__()  # the workers start with the stream's state...
+        stream._begin()  # ...which this process's copy now moves past, as they do
+        return stream._counted(batches)
+
+    def state_dict(self) -> dict[str, int]:
+        return self.dataset.state_dict()  # type: ignore[attr-defined]
+
+    def load_state_dict(self, state: dict) -> None:
+        self.dataset.load_state_dict(state)  # type: ignore[attr-defined]
 
 
 def pooled_allocator(capacity: int = 8) -> Allocator:
