@@ -98,3 +98,25 @@ def test_a_jax_stream_resumes_where_the_caller_stopped(shards):
     assert _keys(head + tail) == _keys(expected)
     for got, want in zip(head + tail, expected, strict=True):
         np.testing.assert_array_equal(np.asarray(got["bold"]), np.asarray(want["bold"]))
+
+
+def test_a_grain_loader_over_the_stream_restores_its_own_checkpoint(shards):
+    """The JAX/grain path: grain's iterator state (get_state/set_state) is the checkpoint;
+    the source, random access by sample number, gives the same samples back."""
+    grain = pytest.importorskip("grain.python")
+    source = stream.open(shards, "train").keys("bold").grain()
+
+    def loader():
+        sampler = grain.IndexSampler(len(source), shard_options=grain.NoSharding(),
+                                     shuffle=True, seed=5, num_epochs=1)  # fmt: skip
+        return grain.DataLoader(data_source=source, sampler=sampler,
+                                operations=[grain.Batch(2, drop_remainder=False)])  # fmt: skip
+
+    expected = [list(b["__key__"]) for b in loader()]
+    first = iter(loader())
+    head = [list(next(first)["__key__"]) for _ in range(2)]
+    state = first.get_state()
+    again = iter(loader())
+    again.set_state(state)
+    tail = [list(b["__key__"]) for b in again]
+    assert head + tail == expected and len(tail) == len(expected) - 2
