@@ -147,15 +147,18 @@ def test_storage_for_a_folder_a_manifest_or_a_storage(tmp_path):
     assert storage_module._MANIFEST == manifest.MANIFEST
 
 
-@pytest.mark.parametrize(
-    "url",
-    [
-        "s3://bucket/shards",
-        "http://mirror.example/shards",
-        "https://x.org/a/manifest.json",
-        "S3://Bucket/x",
-    ],
-)
+def test_storage_for_gives_http_urls_an_http_storage():
+    from nishard.archives.storage import HttpStorage
+
+    assert storage_for("http://mirror.example/shards/") == HttpStorage(
+        "http://mirror.example/shards"
+    )
+    assert storage_for("https://x.org/a/manifest.json").url == "https://x.org/a"
+    with pytest.raises(StorageError, match="outside|'/'-separated"):
+        HttpStorage("https://x.org/a").join("../etc/passwd")
+
+
+@pytest.mark.parametrize("url", ["s3://bucket/shards", "S3://Bucket/x", "gs://b/x"])
 def test_storage_for_refuses_remote_urls_naming_them(url):
     with pytest.raises(StorageError, match="object storage") as caught:
         storage_for(url)

@@ -31,6 +31,7 @@ from typing import BinaryIO, Protocol, runtime_checkable
 from ..errors import MissingFileError, StorageError
 
 __all__ = [
+    "HttpStorage",
     "LocalStorage",
     "MissingFileError",
     "Stat",
@@ -263,6 +264,94 @@ class LocalStorage:
         return StorageError(f"{self.join(name)} is a folder; a file was expected")
 
 
+@dataclass(frozen=True)
+class HttpStorage:
+    """A shard folder served over HTTP(S) (any static file server, a bucket's web
+    endpoint): read-only, files by URL under ``base``.
+
+    Whole files are plain ``GET`` requests; :meth:`read_range` sends a ``Range`` header
+    (and slices the body of a server that ignores it). A server cannot be listed, and
+    nothing can be written to it.
+
+    Parameters
+    ----------
+    base : str
+        The folder's URL, ``https://host/path/to/shards``.
+    timeout : float
+        Seconds to wait for a server's answer.
+    """
+
+    base: str
+    timeout: float = 60.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "base", self.base.rstrip("/"))
+
+    @property
+    def url(self) -> str:
+        return self.base
+
+    def join(self, name: str) -> str:
+        from urllib.parse import quote
+
+        return f"{self.base}/{quote(check_name(name, self.base))}"
+
+    def _request(self, name: str, method: str = "GET", headers: dict | None = None):
+        import urllib.error
+        import urllib.request
+
+        url = self.join(name)
+        request = urllib.request.Request(url, method=method, headers=headers or {})
+        try:
+            return urllib.request.urlopen(request, timeout=self.timeout)
+        except urllib.error.HTTPError as err:
+            if err.code == 404:
+                raise MissingFileError(f"{url}: no such file (HTTP 404)") from err
+            raise StorageError(f"{url}: HTTP {err.code} {err.reason}") from err
+        except (urllib.error.URLError, OSError) as err:
+            why = getattr(err, "reason", err)
+            raise StorageError(f"{url}: cannot reach the server ({why})") from err
+
+    def open(self, name: str) -> BinaryIO:
+        return self._request(name)
+
+    def read_range(self, name: str, start: int, length: int) -> bytes:
+        if length <= 0:
+            return b""
+        headers = {"Range": f"bytes={start}-{start + length - 1}"}
+        with self._request(name, headers=headers) as response:
+            data = response.read()
+            if response.status == 200:  # the server sent the whole file
+                return data[start : start + length]
+        return data
+
+    def read_bytes(self, name: str) -> bytes:
+        with self._request(name) as response:
+            return response.read()
+
+    def stat(self, name: str) -> Stat | None:
+        try:
+            with self._request(name, method="HEAD") as response:
+                size = response.headers.get("Content-Length")
+        except MissingFileError:
+            return None
+        if size is None:
+            raise StorageError(f"{self.join(name)}: the server gives no Content-Length")
+        return Stat(int(size))
+
+    def list(self, prefix: str = "") -> list[str]:
+        raise StorageError(f"{self.base}: an HTTP server does not list its files")
+
+    def staging(self, name: str) -> Path:
+        raise StorageError(f"{self.base}: an HTTP shard folder is read-only")
+
+    def publish(self, temporary: Path, name: str) -> None:
+        raise StorageError(f"{self.base}: an HTTP shard folder is read-only")
+
+    def remove(self, name: str) -> None:
+        raise StorageError(f"{self.base}: an HTTP shard folder is read-only")
+
+
 def check_name(name: str, where: str = "the shard folder") -> str:
     """``name`` if it names a file inside a storage: relative, ``/``-separated, without
     ``.`` or ``..`` parts. A manifest is data a reader did not write: a shard named
@@ -298,8 +387,8 @@ def storage_for(location: str | os.PathLike | Storage) -> Storage:
     Raises
     ------
     StorageError
-        For an ``s3://``, ``http://`` or ``https://`` URL (and the other object stores):
-        remote stores come with object storage support.
+        For an ``s3://`` URL (and the other object stores): they come with object
+        storage support. ``http://`` and ``https://`` give an :class:`HttpStorage`.
     """
     if isinstance(location, Storage) and not isinstance(location, (str, os.PathLike)):
         return location
@@ -307,6 +396,9 @@ def storage_for(location: str | os.PathLike | Storage) -> Storage:
     if isinstance(text, bytes):
         text = os.fsdecode(text)
     scheme = _URL.match(text)
+    if scheme is not None and scheme.group(1).lower() in ("http", "https"):
+        base = text.removesuffix("/" + _MANIFEST) if text.endswith("/" + _MANIFEST) else text
+        return HttpStorage(base)
     if scheme is not None and scheme.group(1).lower() in REMOTE_SCHEMES:
         raise StorageError(
             f"{text}: remote stores ({scheme.group(1).lower()}://) come with object storage "

@@ -13,6 +13,7 @@ import numpy as np
 from ..archives.decoders import DECODERS
 from .batch import Assembler, is_half
 from .catalog import STREAMABLE, Catalog
+from .mirror import local_path
 from .plan import Plan
 from .prefetch import assembled
 from .ranks import torch_ranks
@@ -95,7 +96,7 @@ class _Decoded:
     def __iter__(self) -> Iterator[dict[str, object]]:
         catalog = self.catalog
         for shard in catalog.shards:
-            for sample in DECODERS[catalog.format](shard.path):
+            for sample in DECODERS[catalog.format](local_path(catalog.storage, shard.name)):
                 out: dict[str, object] = {"__key__": sample.key}
                 for name in catalog.keys:
                     array = sample.arrays[name]

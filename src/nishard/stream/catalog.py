@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from ..archives.manifest import MANIFEST, read_manifest
-from ..archives.storage import LocalStorage, Storage, storage_for
+from ..archives.storage import HttpStorage, LocalStorage, Storage, storage_for
 from ..errors import StorageError
+from .mirror import ShardMirror, default_cache
 
 #: Formats whose samples these readers locate by byte offset and read without a library.
 STREAMABLE = ("webdataset", "tfrecord")
@@ -119,13 +120,16 @@ def open_catalog(
     format: str | None = None,
     *,
     streamable: bool = True,
+    cache: str | Path | None = None,
+    cache_limit: int | None = None,
 ) -> Catalog:
     """The catalog of a shard folder's split.
 
     Parameters
     ----------
     path : str or Path
-        The shard folder or its ``manifest.json``.
+        The shard folder or its ``manifest.json``, local or an ``http(s)://`` URL (its
+        shards then read through a local cache: :mod:`.mirror`).
     keys : sequence of str, or str, optional
         Products to read; default: every key of the manifest. An empty list reads none
         (keys and metadata only).
@@ -135,6 +139,9 @@ def open_catalog(
         Default: ``webdataset`` when its shards are there, else the first format listed.
     streamable : bool
         Refuse formats other than tar and TFRecord (the fast readers' formats).
+    cache, cache_limit : optional
+        For a URL: the local cache folder (default :func:`.mirror.default_cache`) and
+        the bytes it may hold (default: no limit).
 
     Raises
     ------
@@ -143,7 +150,7 @@ def open_catalog(
     KeyError
         A key, split or format the manifest does not have; the message lists those it has.
     """
-    storage, manifest = read_storage(path)
+    storage, manifest = read_storage(path, cache, cache_limit)
     folder = storage.folder
     shards = manifest.get("shards", [])
     format = pick_format(folder, manifest, format)
@@ -199,21 +206,28 @@ def read_folder(path: str | Path | Storage) -> tuple[Path, dict]:
     return storage.folder, manifest
 
 
-def read_storage(path: str | Path | Storage) -> tuple[LocalStorage, dict]:
-    """The storage of a shard folder, manifest path (any file names its folder) or
-    storage, and its manifest.
+def read_storage(
+    path: str | Path | Storage, cache: str | Path | None = None, cache_limit: int | None = None
+) -> tuple[LocalStorage | ShardMirror, dict]:
+    """The storage of a shard folder, manifest path (any file names its folder), URL or
+    storage, and its manifest. A remote folder's storage is a :class:`.mirror.ShardMirror`
+    whose files are checked against this manifest as they arrive.
 
     Raises
     ------
     FileNotFoundError
         No manifest there.
     StorageError
-        A remote URL: the stream reads local (or mounted) folders until object storage
-        support.
+        An object store the stream cannot read yet (``s3://``).
     """
     storage = storage_for(path)
+    if isinstance(storage, HttpStorage):
+        manifest = read_manifest(storage)
+        expected = {s["name"]: (int(s["bytes"]), s["sha256"]) for s in manifest.get("shards", [])}
+        folder = Path(cache) if cache is not None else default_cache(storage.url)
+        return ShardMirror(storage, folder, expected, cache_limit), manifest
     if not isinstance(storage, LocalStorage):
-        raise StorageError(f"{storage.url}: the stream reads shards from local folders")
+        raise StorageError(f"{storage.url}: the stream reads local folders and HTTP(S) URLs")
     if storage.folder.is_file():  # a manifest under another name: its folder's
         storage = LocalStorage(storage.folder.parent)
     if storage.stat(MANIFEST) is None:

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..archives.storage import storage_for
+from ..archives.storage import LocalStorage, storage_for
+from ..units import parse_bytes
 from .batch import Fields
 from .catalog import Catalog, open_catalog, pick_format, read_folder, splits_of
 from .normalize import load_normalizer
@@ -47,14 +48,21 @@ Ranks = Callable[[], tuple[int, int]]
 
 
 def open(  # ns.stream.open, as tarfile.open: the builtin is not used here
-    path: str | Path, split: str | Sequence[str] | None = None, *, format: str | None = None
+    path: str | Path,
+    split: str | Sequence[str] | None = None,
+    *,
+    format: str | None = None,
+    cache: str | Path | None = None,
+    cache_limit: int | str | None = None,
 ) -> Stream:
     """A stream of a shard folder's split, to which stages are chained.
 
     Parameters
     ----------
     path : str or Path
-        The shard folder or its ``manifest.json``.
+        The shard folder or its ``manifest.json``; or its ``http(s)://`` URL, whose
+        shards are fetched whole into a local cache, checked against the manifest, a few
+        ahead of the reader (:mod:`nishard.stream.mirror`).
     split : str or sequence of str, optional
         Default: ``train`` when the manifest has it, else its only split. ``"*"``
         (:data:`EVERY_SPLIT`) or several names: those splits one after the other, each in
@@ -64,14 +72,22 @@ def open(  # ns.stream.open, as tarfile.open: the builtin is not used here
         ``webdataset`` when present, else the first of the manifest. The iterating and
         random-access terminals read ``webdataset`` and ``tfrecord``; :meth:`Stream.arrays`
         reads every format.
+    cache : str or Path, optional
+        For a URL: the cache folder (default ``$NISHARD_CACHE`` or ``~/.cache/nishard``,
+        under ``shards/<hash of the URL>``), shared by the processes that read it.
+    cache_limit : int or str, optional
+        For a URL: the bytes the cache may hold (``"20GB"``); the least recently used
+        shards go first. Default: no limit.
 
     Returns
     -------
     Stream
         No stage yet: every product, the split in manifest order, one sample at a time.
     """
-    storage_for(path)  # a remote URL is refused by name here, before Path() mangles it
-    return Stream(Path(path), split, format)
+    remote = not isinstance(storage_for(path), LocalStorage)  # an unknown URL is refused here
+    limit = parse_bytes(cache_limit) if isinstance(cache_limit, str) else cache_limit
+    where = str(path) if remote else Path(path)  # Path() would mangle a URL's "//"
+    return Stream(where, split, format, cache=cache, cache_limit=limit)
 
 
 @dataclass(frozen=True)
@@ -97,17 +113,20 @@ class Stream:
 
     Attributes
     ----------
-    path : Path
+    path : Path or str
+        A local folder, or a URL.
     split : str, tuple of str or None
     format : str or None
     stages : tuple
         At most one stage of each kind (:mod:`nishard.stream.stages`).
     """
 
-    path: Path
+    path: Path | str
     split: str | tuple[str, ...] | None = None
     format: str | None = None
     stages: tuple[Stage, ...] = ()
+    cache: str | Path | None = None
+    cache_limit: int | None = None
 
     def __post_init__(self) -> None:
         split = self.split
@@ -250,7 +269,8 @@ class Stream:
             split = self.split
         keys = self.stage(Keys)
         return open_catalog(self.path, None if keys is None else list(keys.names), split,
-                            self.format, streamable=streamable)  # fmt: skip
+                            self.format, streamable=streamable, cache=self.cache,
+                            cache_limit=self.cache_limit)  # fmt: skip
 
     def compile(self, catalog: Catalog, *, meta: bool = True, ranks: Ranks = torch_ranks) -> Plan:
         """The :class:`~nishard.stream.Plan` of the stages over ``catalog`` (see

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .catalog import Catalog
+from .mirror import local_path
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,7 @@ def load_normalizer(
     entry = stats.get(split) or {}
     if not entry.get("file"):
         raise KeyError(f"{catalog.folder}: no statistics file for split {split!r}")
-    with np.load(catalog.folder / entry["file"], allow_pickle=False) as npz:
+    with np.load(local_path(catalog.storage, entry["file"]), allow_pickle=False) as npz:
         vectors = {name: npz[name] for name in npz.files}
     names = (
         [k for k in catalog.keys if _floating(catalog, k) and f"{k}.mean" in vectors]

@@ -14,7 +14,10 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
+import numpy as np
+
 from .catalog import Catalog
+from .mirror import ShardMirror
 from .reader import ShardReader
 
 T = TypeVar("T")
@@ -60,10 +63,33 @@ def assembled(
         )
 
     readers = Readers(catalog)
+    if isinstance(catalog.storage, ShardMirror):
+        batches = _fetching_ahead(catalog, batches, catalog.storage)
     try:
         yield from ordered(work, batches, readers, threads)
     finally:
         readers.close()
+        if isinstance(catalog.storage, ShardMirror):
+            catalog.storage.close()
+
+
+def _fetching_ahead(catalog: Catalog, batches: Sequence, mirror: ShardMirror) -> Iterator:
+    """``batches``, having started the fetch of the shards they read before they are read:
+    the shards of the next items, ``mirror.requests`` shards ahead of the first not yet
+    read, in the order the epoch reads them."""
+    order: list[int] = []  # shards in the order of first use
+    seen: set[int] = set()
+    first_use: list[int] = []  # per item, how many shards of `order` it has reached
+    for numbers in batches:
+        for shard in catalog.locate(np.atleast_1d(numbers))[0].tolist():
+            if shard not in seen:
+                seen.add(shard)
+                order.append(shard)
+        first_use.append(len(order))
+    names = [catalog.shards[i].name for i in order]
+    for item, reached in zip(batches, first_use, strict=True):
+        mirror.prefetch(names[max(0, reached - 1) : reached + mirror.requests])
+        yield item
 
 
 def ordered(

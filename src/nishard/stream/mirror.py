@@ -1,0 +1,184 @@
+"""A local copy of a remote shard folder's files, fetched whole as the stream needs them.
+
+Streaming from a server is reading shards, not samples: each shard is fetched in one
+sequential request into a local cache folder, checked against the manifest (its size and
+sha256: a byte changed in transit or on the server is an error naming the shard, never
+training data), and then read by the same ``pread`` path as a local folder. The shards
+the epoch reads next are fetched ahead by a few threads (a bounded number of requests
+at once), and with a size limit the least recently used shards are removed as new ones
+arrive. What LitData and Mosaic streaming do, on the manifest nishard already writes.
+
+The cache folder is shared by the processes that read it (DataLoader workers, ranks on
+one node): a shard is written under a temporary name and renamed when checked, so a
+process finds a shard complete or not at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+from ..archives.storage import Stat, Storage
+from ..errors import StorageError
+
+#: Shards fetched at once, ahead of the reader.
+REQUESTS = 4
+
+#: Bytes per read of a fetch (the request itself is one sequential stream).
+CHUNK = 1 << 22
+
+
+def default_cache(url: str) -> Path:
+    """``$NISHARD_CACHE`` (or ``~/.cache/nishard``) ``/shards/<hash of the URL>``."""
+    root = os.environ.get("NISHARD_CACHE") or Path.home() / ".cache" / "nishard"
+    return Path(root) / "shards" / hashlib.sha256(url.encode()).hexdigest()[:16]
+
+
+class ShardMirror:
+    """A remote storage's files, read through a local cache folder.
+
+    Parameters
+    ----------
+    remote : Storage
+        Where the files are (an :class:`~nishard.archives.storage.HttpStorage`).
+    folder : Path
+        The cache folder.
+    expected : dict
+        File name to ``(bytes, "sha256:<hex>" or hex)``: what the manifest says of each
+        file; a fetched file that differs is refused. Files it does not name (statistics
+        side files) are checked against the manifest's listing where it gives one.
+    limit : int, optional
+        Bytes the cache may hold; past it, the least recently used files go (a shard
+        open in a reader stays readable: its descriptor outlives the file's name).
+    requests : int
+        Files fetched at once.
+    """
+
+    def __init__(self, remote: Storage, folder: Path, expected: dict[str, tuple[int, str]],
+                 limit: int | None = None, requests: int = REQUESTS):  # fmt: skip
+        self.remote, self.folder, self.expected = remote, Path(folder), dict(expected)
+        self.limit, self.requests = limit, requests
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: dict[str, Future] = {}
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict:  # DataLoader workers get a copy without threads
+        state = dict(self.__dict__)
+        state.update(_pool=None, _pending={}, _lock=None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    # The Storage methods the stream uses: names, small files, the local path.
+
+    @property
+    def url(self) -> str:
+        return self.remote.url
+
+    def join(self, name: str) -> str:
+        return self.remote.join(name)
+
+    def read_bytes(self, name: str) -> bytes:
+        return self.remote.read_bytes(name)
+
+    def stat(self, name: str) -> Stat | None:
+        return self.remote.stat(name)
+
+    def path(self, name: str) -> Path:
+        """Where the file ``name`` is (or will be) in the cache."""
+        return self.folder / name
+
+    # Fetching.
+
+    def fetch(self, name: str) -> Path:
+        """The local copy of ``name``, fetched (and checked) first if not there yet.
+
+        Raises
+        ------
+        StorageError
+            When the server fails or the fetched bytes are not the manifest's.
+        """
+        local = self.path(name)
+        if local.is_file():
+            os.utime(local)  # most recently used
+            return local
+        with self._lock:
+            future = self._pending.get(name)
+        if future is not None:
+            future.result()
+            return local
+        self._fetch(name)
+        return local
+
+    def prefetch(self, names: list[str]) -> None:
+        """Start fetching ``names`` (in order) in the background, ``requests`` at once."""
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.requests, thread_name_prefix="nishard-fetch")
+            for name in names:
+                if name not in self._pending and not self.path(name).is_file():
+                    self._pending[name] = self._pool.submit(self._fetch, name)
+
+    def close(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+            self._pending.clear()
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _fetch(self, name: str) -> None:
+        local = self.path(name)
+        local.parent.mkdir(parents=True, exist_ok=True)
+        temporary = local.with_name(f".{local.name}.{os.getpid()}.{threading.get_ident()}.part")
+        digest, size = hashlib.sha256(), 0
+        try:
+            with self.remote.open(name) as source, open(temporary, "wb") as out:
+                while chunk := source.read(CHUNK):
+                    digest.update(chunk)
+                    out.write(chunk)
+                    size += len(chunk)
+            self._check(name, size, digest.hexdigest())
+            os.replace(temporary, local)
+        finally:
+            temporary.unlink(missing_ok=True)
+            with self._lock:
+                self._pending.pop(name, None)
+        self._evict(keep=local)
+
+    def _check(self, name: str, size: int, sha256: str) -> None:
+        if name not in self.expected:
+            return
+        want_size, want = self.expected[name]
+        want = want.removeprefix("sha256:")
+        if size != want_size or sha256 != want:
+            raise StorageError(
+                f"{self.join(name)}: fetched {size} bytes with sha256 {sha256[:16]}..., the "
+                f"manifest lists {want_size} bytes with sha256 {want[:16]}...: the shard "
+                "changed on the server or in transit; not read"
+            )
+
+    def _evict(self, keep: Path) -> None:
+        if self.limit is None:
+            return
+        files = [p for p in self.folder.rglob("*") if p.is_file() and not p.name.startswith(".")]
+        total = sum(p.stat().st_size for p in files)
+        for path in sorted(files, key=lambda p: p.stat().st_mtime):
+            if total <= self.limit:
+                break
+            if path == keep:
+                continue
+            size = path.stat().st_size
+            path.unlink(missing_ok=True)  # a reader holding it open still reads it
+            total -= size
+
+
+def local_path(storage, name: str) -> Path:
+    """The local path of a shard folder's file: fetched first from a mirrored remote."""
+    if isinstance(storage, ShardMirror):
+        return storage.fetch(name)
+    return storage.path(name)
