@@ -34,6 +34,7 @@ __all__ = [
     "HttpStorage",
     "LocalStorage",
     "MissingFileError",
+    "S3Storage",
     "Stat",
     "Storage",
     "StorageError",
@@ -352,6 +353,144 @@ class HttpStorage:
         raise StorageError(f"{self.base}: an HTTP shard folder is read-only")
 
 
+@dataclass(frozen=True)
+class S3Storage:
+    """A shard folder in an S3 bucket (AWS or any S3-compatible store: SeaweedFS, MinIO,
+    Ceph), through boto3.
+
+    Endpoint and credentials come the standard AWS way: ``AWS_ENDPOINT_URL`` (or
+    ``AWS_ENDPOINT_URL_S3``), ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``, config
+    files, profiles (``AWS_PROFILE``). Where none gives credentials, requests go unsigned
+    (public buckets, such as OpenNeuro's). ``endpoint_url`` overrides the endpoint for
+    this folder alone, for two stores used at once.
+
+    Parameters
+    ----------
+    bucket : str
+    prefix : str
+        The folder's key prefix, without a trailing ``/`` (``""``: the bucket's root).
+    endpoint_url : str, optional
+    """
+
+    bucket: str
+    prefix: str = ""
+    endpoint_url: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "prefix", self.prefix.strip("/"))
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}".rstrip("/")
+
+    def join(self, name: str) -> str:
+        return f"{self.url}/{check_name(name, self.url)}"
+
+    def _key(self, name: str) -> str:
+        check_name(name, self.url)
+        return f"{self.prefix}/{name}" if self.prefix else name
+
+    def _call(self, name: str, method: str, **options):
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return getattr(_s3_client(self.endpoint_url), method)(
+                Bucket=self.bucket, Key=self._key(name), **options
+            )
+        except ClientError as err:
+            code = err.response.get("Error", {}).get("Code", "")
+            if code in ("404", "NoSuchKey", "NotFound"):
+                raise MissingFileError(f"{self.join(name)}: no such object") from err
+            raise StorageError(f"{self.join(name)}: {code or 'S3 error'}: {err}") from err
+        except BotoCoreError as err:
+            raise StorageError(f"{self.join(name)}: cannot reach the store ({err})") from err
+
+    def open(self, name: str) -> BinaryIO:
+        from contextlib import closing
+
+        return closing(self._call(name, "get_object")["Body"])  # type: ignore[return-value]
+
+    def read_range(self, name: str, start: int, length: int) -> bytes:
+        if length <= 0:
+            return b""
+        body = self._call(name, "get_object", Range=f"bytes={start}-{start + length - 1}")["Body"]
+        with closing_body(body):
+            return body.read()
+
+    def read_bytes(self, name: str) -> bytes:
+        body = self._call(name, "get_object")["Body"]
+        with closing_body(body):
+            return body.read()
+
+    def stat(self, name: str) -> Stat | None:
+        try:
+            return Stat(int(self._call(name, "head_object")["ContentLength"]))
+        except MissingFileError:
+            return None
+
+    def list(self, prefix: str = "") -> list[str]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        base = f"{self.prefix}/" if self.prefix else ""
+        pages = _s3_client(self.endpoint_url).get_paginator("list_objects_v2")
+        try:
+            keys = [item["Key"] for page in pages.paginate(Bucket=self.bucket, Prefix=base + prefix)
+                    for item in page.get("Contents", ())]  # fmt: skip
+        except (ClientError, BotoCoreError) as err:
+            raise StorageError(f"{self.url}: cannot list ({err})") from err
+        return sorted(key[len(base) :] for key in keys)
+
+    def staging(self, name: str) -> Path:
+        import tempfile
+
+        scratch = Path(tempfile.gettempdir()) / "nishard-s3-staging"
+        scratch.mkdir(exist_ok=True)
+        return scratch / f"{os.getpid()}-{check_name(name, self.url).replace('/', '_')}"
+
+    def publish(self, temporary: Path, name: str) -> None:
+        """Upload (multipart for large files, which S3 makes visible only when complete;
+        an interrupted upload is aborted by boto3's transfer manager) and remove the local
+        file."""
+        from boto3.exceptions import S3UploadFailedError
+
+        try:
+            _s3_client(self.endpoint_url).upload_file(str(temporary), self.bucket, self._key(name))
+        except S3UploadFailedError as err:
+            raise StorageError(f"{self.join(name)}: upload failed ({err})") from err
+        temporary.unlink(missing_ok=True)
+
+    def remove(self, name: str) -> None:
+        self._call(name, "delete_object")
+
+
+@contextmanager
+def closing_body(body) -> Iterator:
+    try:
+        yield body
+    finally:
+        body.close()
+
+
+_S3_CLIENTS: dict = {}
+
+
+def _s3_client(endpoint_url: str | None):
+    """One boto3 client per endpoint and process (clients are thread-safe; a forked
+    DataLoader worker makes its own)."""
+    key = (os.getpid(), endpoint_url)
+    if key not in _S3_CLIENTS:
+        import boto3
+        from botocore import UNSIGNED
+        from botocore.config import Config
+
+        session = boto3.session.Session()
+        config = Config(retries={"max_attempts": 5, "mode": "standard"})
+        if session.get_credentials() is None:  # a public bucket: unsigned requests
+            config = config.merge(Config(signature_version=UNSIGNED))
+        _S3_CLIENTS[key] = session.client("s3", endpoint_url=endpoint_url, config=config)
+    return _S3_CLIENTS[key]
+
+
 def check_name(name: str, where: str = "the shard folder") -> str:
     """``name`` if it names a file inside a storage: relative, ``/``-separated, without
     ``.`` or ``..`` parts. A manifest is data a reader did not write: a shard named
@@ -387,8 +526,9 @@ def storage_for(location: str | os.PathLike | Storage) -> Storage:
     Raises
     ------
     StorageError
-        For an ``s3://`` URL (and the other object stores): they come with object
-        storage support. ``http://`` and ``https://`` give an :class:`HttpStorage`.
+        For the object stores not supported yet (``gs://``, ``az://``...).
+        ``http://`` and ``https://`` give an :class:`HttpStorage`, ``s3://bucket/prefix``
+        an :class:`S3Storage`.
     """
     if isinstance(location, Storage) and not isinstance(location, (str, os.PathLike)):
         return location
@@ -399,6 +539,10 @@ def storage_for(location: str | os.PathLike | Storage) -> Storage:
     if scheme is not None and scheme.group(1).lower() in ("http", "https"):
         base = text.removesuffix("/" + _MANIFEST) if text.endswith("/" + _MANIFEST) else text
         return HttpStorage(base)
+    if scheme is not None and scheme.group(1).lower() == "s3":
+        bucket, _, prefix = text[len("s3://") :].partition("/")
+        prefix = prefix.removesuffix(_MANIFEST) if prefix.endswith(_MANIFEST) else prefix
+        return S3Storage(bucket, prefix)
     if scheme is not None and scheme.group(1).lower() in REMOTE_SCHEMES:
         raise StorageError(
             f"{text}: remote stores ({scheme.group(1).lower()}://) come with object storage "

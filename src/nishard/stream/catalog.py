@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..archives.manifest import MANIFEST, read_manifest
-from ..archives.storage import HttpStorage, LocalStorage, Storage, storage_for
+from ..archives.storage import HttpStorage, LocalStorage, S3Storage, Storage, storage_for
 from ..errors import StorageError
 from .mirror import ShardMirror, default_cache
 
@@ -218,10 +218,10 @@ def read_storage(
     FileNotFoundError
         No manifest there.
     StorageError
-        An object store the stream cannot read yet (``s3://``).
+        An object store the stream cannot read yet (``gs://``...).
     """
     storage = storage_for(path)
-    if isinstance(storage, HttpStorage):
+    if isinstance(storage, HttpStorage | S3Storage):
         manifest = read_manifest(storage)
         expected = {s["name"]: (int(s["bytes"]), s["sha256"]) for s in manifest.get("shards", [])}
         folder = Path(cache) if cache is not None else default_cache(storage.url)

@@ -1,0 +1,65 @@
+"""Streaming from S3 (issue [4/6], item 2): a real SeaweedFS server and boto3; the same
+batches as the local folder, a changed object refused, the storage's own operations."""
+
+from __future__ import annotations
+
+import boto3
+import pytest
+import torch
+
+from nishard import stream
+from nishard.archives.storage import S3Storage, storage_for
+from nishard.errors import MissingFileError, StorageError
+from tests.seaweedfs import seaweedfs, upload
+
+pytestmark = pytest.mark.filterwarnings("ignore:os.fork\\(\\) was called:RuntimeWarning")
+
+
+@pytest.fixture(scope="module")
+def bucket(shards, tmp_path_factory):
+    """The shard folder uploaded to ``s3://nishard-test/shards`` on a running server."""
+    with seaweedfs(tmp_path_factory.mktemp("seaweedfs")) as endpoint:
+        boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="nishard-test")
+        upload(shards, "s3://nishard-test/shards")
+        yield "s3://nishard-test/shards"
+
+
+def _keys_and_bold(source, workers=0, **options):
+    dataset = (stream.open(source, "train", **options).keys("bold").shuffle(seed=4, buffer=4)
+               .batch(3).normalize().torch())  # fmt: skip
+    batches = list(dataset.loader(num_workers=workers))
+    return [b["__key__"] for b in batches], [b["bold"] for b in batches]
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_an_s3_url_streams_the_same_batches_as_the_folder(shards, bucket, tmp_path, workers):
+    keys, bold = _keys_and_bold(bucket, workers, cache=tmp_path / "cache")
+    want_keys, want_bold = _keys_and_bold(shards, workers)
+    assert keys == want_keys
+    assert all(torch.equal(a, b) for a, b in zip(bold, want_bold, strict=True))
+
+
+def test_the_storage_lists_stats_and_reads_ranges(shards, bucket):
+    storage = storage_for(bucket)
+    assert storage == S3Storage("nishard-test", "shards")
+    local = sorted(p.relative_to(shards).as_posix() for p in shards.rglob("*") if p.is_file())
+    assert storage.list() == local
+    tar = next(n for n in local if n.endswith(".tar"))
+    data = (shards / tar).read_bytes()
+    assert storage.stat(tar).size == len(data) and storage.stat("nothing") is None
+    assert storage.read_range(tar, 1000, 600) == data[1000:1600]
+    with pytest.raises(MissingFileError, match=r"s3://nishard-test/shards/nothing: no such"):
+        storage.read_bytes("nothing")
+
+
+def test_a_changed_object_is_refused_naming_it(shards, bucket, tmp_path):
+    tar = sorted(p for p in shards.glob("train-*.tar"))[0]
+    data = bytearray(tar.read_bytes())
+    data[-2000] ^= 0xFF
+    client = boto3.client("s3")
+    client.put_object(Bucket="nishard-test", Key=f"shards/{tar.name}", Body=bytes(data))
+    try:
+        with pytest.raises(StorageError, match=rf"{bucket}/{tar.name}: fetched .* changed"):
+            _keys_and_bold(bucket, cache=tmp_path / "cache")
+    finally:
+        client.put_object(Bucket="nishard-test", Key=f"shards/{tar.name}", Body=tar.read_bytes())
