@@ -25,6 +25,7 @@ import json
 import os
 import pickle
 import queue
+import shutil
 import tempfile
 import threading
 from collections.abc import Iterable, Iterator
@@ -32,7 +33,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ..errors import DiskFullError, RecordError, UnwritableError, check_writable
+from ..errors import (
+    DiskFullError,
+    NishardError,
+    RecordError,
+    UnwritableError,
+    check_writable,
+)
 from ..records.table import Record
 from .cache import NodeCache
 from .inputs import input_checksums
@@ -165,6 +172,7 @@ class Pydra:
         from pydra.workers.base import Worker
 
         Worker.plugin(self.worker)  # an unknown worker fails here, not in a thread
+        check_scheduler(self.worker)
         # Every folder absolute before Pydra runs: it changes the process's folder (and
         # each task's) while it does, under the writer's feet.
         root = None if self.cache_dir is None else Path(self.cache_dir).absolute()
@@ -180,6 +188,32 @@ class Pydra:
                 yield from _outcomes(plan, runner, store, keep=cache is not None)
             finally:
                 runner.stop()
+
+
+#: The commands each cluster worker of Pydra runs: it submits with the first and polls
+#: the others (``sacct`` needs SLURM's accounting, slurmdbd).
+SCHEDULER_COMMANDS = {"slurm": ("sbatch", "squeue", "sacct"), "sge": ("qsub", "qstat", "qacct")}
+
+
+def check_scheduler(worker: str) -> None:
+    """Stop before anything is submitted when a cluster worker's commands are missing.
+
+    Without them every task fails in Pydra's thread and every record would be quarantined
+    for the machine's fault; one error naming the command says what is wrong instead.
+
+    Raises
+    ------
+    NishardError
+        ``no sbatch on PATH: ...`` (or the first other missing command).
+    """
+    commands = SCHEDULER_COMMANDS.get(worker, ())
+    for command in commands:
+        if shutil.which(command) is None:
+            raise NishardError(
+                f"no {command} on PATH: Pydra's {worker} worker runs {', '.join(commands)}; "
+                "build on a machine that submits to the cluster (a login node), or use "
+                "worker: cf"
+            )
 
 
 # --------------------------------------------------------------------------- the writer side
@@ -486,4 +520,4 @@ def _tasks() -> tuple[Any, Any]:
             workflow.define(record_chain, outputs=["state"]))  # fmt: skip
 
 
-__all__ = ["Pydra", "record_chain", "run_node"]
+__all__ = ["SCHEDULER_COMMANDS", "Pydra", "check_scheduler", "record_chain", "run_node"]

@@ -1,0 +1,123 @@
+"""Pydra's slurm worker on a real one-node SLURM (scripts/slurm/start.sh), and a machine
+without SLURM's commands stopped in one line before anything is submitted.
+
+The tests marked ``slurm`` start that SLURM through the ``slurm_cluster`` fixture
+(tests/conftest.py): they skip where it cannot be started (not root, no apt-get) and fail
+under ``CI=true``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+import nishard as ns
+from nishard.cli import main
+from nishard.errors import NishardError
+from nishard.workflow.pydra import Pydra, check_scheduler
+from tests.helpers import bold_files, write_spec
+from tests.workflow.test_executors import _assert_same_builds, _build
+
+
+def _jobs_since(start: str) -> list[tuple[str, str]]:
+    """(job name, state) of the jobs SLURM's accounting holds since ``start``."""
+    out = subprocess.run(
+        ["sacct", "-n", "-X", "-P", "-S", start, "-o", "JobName%200,State"],
+        capture_output=True, text=True, check=True, timeout=60,
+    ).stdout  # fmt: skip
+    return [tuple(line.split("|", 1)) for line in out.splitlines() if line]
+
+
+def _slurm_executor(tmp_path: Path) -> Pydra:
+    # The cache_dir is where the tasks' scripts and the node outputs are: on a cluster a
+    # folder every node sees; batches of 4, so that a build is several workflows.
+    return Pydra(worker="slurm", jobs=4, batch=4, cache_dir=tmp_path / "pydra")
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+def test_pydra_on_slurm_writes_the_same_bytes_as_serial(tiny, tmp_path):
+    start = time.strftime("%Y-%m-%dT%H:%M:%S")
+    builds = {
+        "serial": _build(tiny, tmp_path / "serial", ns.executors.serial()),
+        "slurm": _build(tiny, tmp_path / "slurm", _slurm_executor(tmp_path)),
+    }
+    _assert_same_builds(builds)
+    manifest = builds["slurm"][1]
+    records = len(bold_files(tiny))
+    assert manifest["records"]["written"] == records
+    assert manifest["records"]["quarantined"] == 0
+    assert manifest["spec"]["execution"]["worker"] == "slurm"
+    # The nodes ran as SLURM jobs (Pydra names them node<number>.<uid>: one per fused
+    # node per record), each to COMPLETED.
+    ours = [state for name, state in _jobs_since(start) if re.fullmatch(r"node\d+\.\w+", name)]
+    assert len(ours) >= records, _jobs_since(start)
+    assert set(ours) == {"COMPLETED"}, ours
+    assert list((tmp_path / "pydra").iterdir()) == []  # Pydra's folders are gone
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+def test_pydra_on_slurm_quarantines_a_broken_record_as_serial_does(tiny_copy, tmp_path):
+    broken = bold_files(tiny_copy)[2]
+    data = broken.read_bytes()
+    broken.write_bytes(data[: len(data) // 2])
+    builds = {
+        "serial": _build(tiny_copy, tmp_path / "serial", ns.executors.serial()),
+        "slurm": _build(tiny_copy, tmp_path / "slurm", _slurm_executor(tmp_path)),
+    }
+    _assert_same_builds(builds)  # the quarantine included
+    [entry] = builds["slurm"][1]["quarantine"]
+    assert entry["file"] == str(broken.relative_to(tiny_copy))
+    assert "EOFError" in entry["found"]
+
+
+# ----------------------------------------------------------- a machine without SLURM's commands
+
+
+@pytest.mark.parametrize(
+    ("worker", "present", "missing"),
+    [("slurm", (), "sbatch"), ("slurm", ("sbatch",), "squeue"), ("sge", (), "qsub")],
+)
+def test_a_cluster_worker_without_its_commands_stops_in_one_line(
+    tiny, tmp_path, monkeypatch, capsys, worker, present, missing
+):
+    # PATH: a folder with only the commands named present (stand-ins that fail if run).
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    for name in present:
+        (bin_ / name).write_text("#!/bin/sh\nexit 1\n")
+        (bin_ / name).chmod(0o755)
+    monkeypatch.setenv("PATH", str(bin_))
+    spec = write_spec(tmp_path, tiny, execution={"executor": "pydra", "worker": worker})
+    assert main(["build", str(spec)]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err, err
+    [line] = [line for line in err.splitlines() if line.startswith("nishard:")]
+    assert line.startswith(f"nishard: error: no {missing} on PATH: Pydra's {worker} worker runs")
+    # Nothing was built, and no record was quarantined for the machine's fault (the
+    # resume journal, if the build started one, holds its header only).
+    out = tmp_path / "shards"
+    assert not (out / "manifest.json").exists()
+    written = [p for p in out.rglob("*") if p.is_file() and ".nishard-resume" not in p.parts]
+    assert written == []
+    for journal in out.rglob("journal.jsonl"):
+        assert "quarantine" not in journal.read_text()
+
+
+def test_check_scheduler_passes_local_workers_and_a_complete_path(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    for worker in ("cf", "debug"):
+        check_scheduler(worker)  # nothing to submit with
+    with pytest.raises(NishardError, match=r"^no sbatch on PATH"):
+        check_scheduler("slurm")
+    for name in ("sbatch", "squeue", "sacct"):
+        (tmp_path / name).write_text("#!/bin/sh\n")
+        (tmp_path / name).chmod(0o755)
+    check_scheduler("slurm")
+    assert os.environ["PATH"] == str(tmp_path)
