@@ -24,7 +24,11 @@ A block that needs what a test machine lacks (a cluster, a network, a GPU) says 
 line before its fence; the test skips it with that reason, and a label without a reason
 fails::
 
-    <!-- docs-test: skip (needs a SLURM cluster) -->
+    <!-- docs-test: skip (needs a GPU) -->
+
+A block labelled ``<!-- docs-test: slurm -->`` is marked ``slurm``: it runs on the one-node
+SLURM of ``scripts/slurm/start.sh`` (the ``slurm_cluster`` fixture of tests/conftest.py),
+and skips with that fixture's reason where SLURM cannot be started.
 
 The demo's data is made once per session by the demo's own generator and spec, with 8
 subjects of 1 run instead of 24 of 2 (about 15 s with the build), and shards of one sample,
@@ -57,6 +61,8 @@ LANGUAGES = {"python": "python", "py": "python", "yaml": "yaml", "yml": "yaml",
 SPEC_SECTIONS = ("input", "transforms", "output", "execution")
 FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})[ \t]*(?P<info>[^`\s]*)")
 LABEL = re.compile(r"<!--\s*docs-test:(?P<text>.*?)-->")
+#: The label of a block that runs on the tests' one-node SLURM.
+SLURM = "slurm"
 SKIP = re.compile(r"^\s*skip\s*\((?P<reason>.*\S.*)\)\s*$")
 #: A shard file as the build names it: ``<split>[-<family>]-000000<ext>``.
 SHARD_NAME = re.compile(r"\b[\w]+(?:-[\w]+)*-\d{6}\.(?:tar|tfrecord|h5|zarr\.zip)\b")
@@ -131,12 +137,13 @@ BLOCKS = [block for page in PAGES for block in blocks_of(page)]
 
 def blocks(language: str) -> list:
     chosen = [b for b in BLOCKS if b.language == language]
-    return [pytest.param(b, id=b.id) for b in chosen]
+    return [pytest.param(b, id=b.id, marks=[pytest.mark.slurm] if b.label == SLURM else [])
+            for b in chosen]  # fmt: skip
 
 
 def skip_if_labelled(block: Block) -> None:
-    """Skip a block labelled ``skip (reason)``; fail on any other label."""
-    if block.label is None:
+    """Skip a block labelled ``skip (reason)``; fail on any other label but ``slurm``."""
+    if block.label is None or block.label == SLURM:  # marked slurm (blocks()): it runs
         return
     match = SKIP.match(block.label)
     if not match:
@@ -349,6 +356,9 @@ def test_blocks_are_found(tmp_path) -> None:
         (3, "yaml", "a: 1\n", "skip (no GPU)"),
         (6, "python", "b = 2\n", None),
     ]
+    # The cluster block is marked slurm (it runs on the tests' SLURM), not skipped.
+    marked = [p for p in blocks("yaml") if p.values[0].label == SLURM]
+    assert marked and all([m.name for m in p.marks] == ["slurm"] for p in marked)
     readme_block = readme[0]
     for label in ("skip", "skip ()", "skip: no GPU", "run"):  # no reason, or not a skip
         with pytest.raises(pytest.fail.Exception, match="every skipped block says why"):
