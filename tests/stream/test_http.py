@@ -103,3 +103,16 @@ def test_missing_and_unreachable_servers_are_named(site, serve, tmp_path):
         stream.open(site / "shards").torch()
     )
     assert not (tmp_path / "c").exists()
+
+
+def test_verify_reads_a_url_and_finds_a_changed_shard(site, serve, capsys):
+    from nishard.cli import main
+
+    url = serve(site)
+    assert main(["verify", url, "--no-progress"]) == 0
+    shard = sorted((site / "shards").glob("train-*.tar"))[0]
+    data = bytearray(shard.read_bytes())
+    data[-3000] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    assert main(["verify", url, "--no-progress"]) != 0
+    assert f"{shard.name}" in capsys.readouterr().out

@@ -63,3 +63,13 @@ def test_a_changed_object_is_refused_naming_it(shards, bucket, tmp_path):
             _keys_and_bold(bucket, cache=tmp_path / "cache")
     finally:
         client.put_object(Bucket="nishard-test", Key=f"shards/{tar.name}", Body=tar.read_bytes())
+
+
+def test_verify_and_inspect_take_the_url(bucket, capsys):
+    from nishard.cli import main
+
+    assert main(["verify", bucket, "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "problem" not in out and f"in {bucket}" in out
+    assert main(["inspect", bucket]) == 0
+    assert "train" in capsys.readouterr().out

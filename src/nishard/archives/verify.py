@@ -391,7 +391,12 @@ def _check_strays(storage: Storage, entries: list[dict], report: Report) -> None
     listed = {entry["name"] for entry in entries}
     extensions = {cls.extension for cls in FORMATS.values()}
     extensions |= {"." + e["name"].split(".", 1)[1] for e in entries if "." in e["name"]}
-    for name in storage.list():
+    try:
+        names = storage.list()
+    except StorageError as err:  # an HTTP server cannot be listed
+        report.notes.append(f"files the manifest does not list were not looked for: {err}")
+        return
+    for name in names:
         if name in listed or name == MANIFEST:
             continue
         if name.endswith(".tmp"):
