@@ -73,3 +73,19 @@ def test_verify_and_inspect_take_the_url(bucket, capsys):
     assert "problem" not in out and f"in {bucket}" in out
     assert main(["inspect", bucket]) == 0
     assert "train" in capsys.readouterr().out
+
+
+def test_a_stream_from_s3_resumes_mid_epoch(bucket, tmp_path):
+    def loader():
+        return (stream.open(bucket, "train", cache=tmp_path / "cache").keys("bold")
+                .shuffle(seed=6, buffer=4).batch(2).torch().loader(num_workers=2))  # fmt: skip
+
+    expected = [b["__key__"] for b in loader()]
+    first, head = loader(), []
+    for batch in first:
+        head.append(batch["__key__"])
+        if len(head) == 2:
+            break
+    again = loader()
+    again.load_state_dict(first.state_dict())
+    assert head + [b["__key__"] for b in again] == expected
