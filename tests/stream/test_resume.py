@@ -120,3 +120,30 @@ def test_a_grain_loader_over_the_stream_restores_its_own_checkpoint(shards):
     again.set_state(state)
     tail = [list(b["__key__"]) for b in again]
     assert head + tail == expected and len(tail) == len(expected) - 2
+
+
+def test_the_state_does_not_depend_on_the_number_of_workers(shards):
+    whole = list(_stream(shards).torch().loader(num_workers=0))
+    head, state = _stopped_after(_stream(shards).torch().loader(num_workers=2), 3)
+    again = _stream(shards).torch().loader(num_workers=1)  # another machine, other workers
+    again.load_state_dict(state)
+    assert _keys(head + list(again)) == _keys(whole)
+
+
+def test_a_missing_s3_client_is_one_clear_error(monkeypatch):
+    import builtins
+
+    from nishard.archives import storage as storage_module
+    from nishard.errors import StorageError
+
+    real_import = builtins.__import__
+
+    def no_boto3(name, *args, **kwargs):
+        if name == "boto3":
+            raise ImportError("No module named 'boto3'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_boto3)
+    monkeypatch.setattr(storage_module, "_S3_CLIENTS", {})
+    with pytest.raises(StorageError, match=r"need boto3: pip install 'nishard\[s3\]'"):
+        storage_module.storage_for("s3://bucket/shards").stat("manifest.json")

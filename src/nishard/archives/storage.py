@@ -479,7 +479,10 @@ def _s3_client(endpoint_url: str | None):
     DataLoader worker makes its own)."""
     key = (os.getpid(), endpoint_url)
     if key not in _S3_CLIENTS:
-        import boto3
+        try:
+            import boto3
+        except ImportError as err:
+            raise StorageError("s3:// folders need boto3: pip install 'nishard[s3]'") from err
         from botocore import UNSIGNED
         from botocore.config import Config
 
