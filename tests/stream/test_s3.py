@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from nishard import stream
+from nishard.archives.manifest import read_manifest
 from nishard.archives.storage import S3Storage, storage_for
 from nishard.errors import MissingFileError, StorageError
 from tests.seaweedfs import seaweedfs, upload
@@ -52,14 +53,20 @@ def test_the_storage_lists_stats_and_reads_ranges(shards, bucket):
         storage.read_bytes("nothing")
 
 
+def _last_sample(folder, shard) -> tuple[str, int]:
+    """The key of the shard's last sample and a byte in its middle."""
+    entry = next(s for s in read_manifest(folder)["shards"] if s["name"] == shard.name)
+    return entry["keys"][-1], entry["offsets"][-1] + entry["sizes"][-1] // 2
+
+
 def test_a_changed_object_is_refused_naming_it(shards, bucket, tmp_path):
     tar = sorted(p for p in shards.glob("train-*.tar"))[0]
-    data = bytearray(tar.read_bytes())
-    data[-2000] ^= 0xFF
+    data, key = bytearray(tar.read_bytes()), _last_sample(shards, tar)
+    data[key[1]] ^= 0xFF
     client = boto3.client("s3")
     client.put_object(Bucket="nishard-test", Key=f"shards/{tar.name}", Body=bytes(data))
     try:
-        with pytest.raises(StorageError, match=rf"{bucket}/{tar.name}: fetched .* changed"):
+        with pytest.raises(StorageError, match=rf"{bucket}/{tar.name} \[{key[0]}\]: fetched"):
             _keys_and_bold(bucket, cache=tmp_path / "cache")
     finally:
         client.put_object(Bucket="nishard-test", Key=f"shards/{tar.name}", Body=tar.read_bytes())

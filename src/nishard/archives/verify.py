@@ -235,7 +235,7 @@ def _check_shard(storage: Storage, entry: dict, keys: dict, report: Report) -> N
     report.bytes += size
     if entry.get("bytes") != size:
         problems.append(Problem(name, None, f"{entry.get('bytes')} bytes", f"{size} bytes"))
-    ranges = _sample_ranges(entry)
+    ranges = sample_ranges(entry)
     if ranges is None:
         digest, crcs = sha256_of(storage, name), []
     else:
@@ -276,7 +276,7 @@ def _check_shard(storage: Storage, entry: dict, keys: dict, report: Report) -> N
     _check_offsets(name, entry, decoded, offsets, problems)
 
 
-def _sample_ranges(entry: dict) -> list[tuple[str, int, int, int]] | None:
+def sample_ranges(entry: dict) -> list[tuple[str, int, int, int]] | None:
     """``(key, start, end, crc32c)`` of each sample of a shard that lists them (manifest
     v2's tar and TFRecord shards), in file order; None when it does not, or they do not
     line up (the sha256 and the decoder still check the shard)."""

@@ -223,7 +223,7 @@ def read_storage(
     storage = storage_for(path)
     if isinstance(storage, HttpStorage | S3Storage):
         manifest = read_manifest(storage)
-        expected = {s["name"]: (int(s["bytes"]), s["sha256"]) for s in manifest.get("shards", [])}
+        expected = {s["name"]: s for s in manifest.get("shards", [])}
         folder = Path(cache) if cache is not None else default_cache(storage.url)
         return ShardMirror(storage, folder, expected, cache_limit), manifest
     if not isinstance(storage, LocalStorage):

@@ -1,9 +1,10 @@
 """A local copy of a remote shard folder's files, fetched whole as the stream needs them.
 
 Streaming from a server is reading shards, not samples: each shard is fetched in one
-sequential request into a local cache folder, checked against the manifest (its size and
-sha256: a byte changed in transit or on the server is an error naming the shard, never
-training data), and then read by the same ``pread`` path as a local folder. The shards
+sequential request into a local cache folder, checked against the manifest (its size,
+and each sample's CRC-32C, or the shard's sha256 where the manifest lists no CRCs: a
+byte changed in transit or on the server is an error naming the shard and the sample,
+never training data), and then read by the same ``pread`` path as a local folder. The shards
 the epoch reads next are fetched ahead by a few threads (a bounded number of requests
 at once), and with a size limit the least recently used shards are removed as new ones
 arrive. What LitData and Mosaic streaming do, on the manifest nishard already writes.
@@ -16,12 +17,16 @@ process finds a shard complete or not at all.
 from __future__ import annotations
 
 import hashlib
+import mmap
 import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
+import crc32c
+
 from ..archives.storage import Stat, Storage
+from ..archives.verify import sample_ranges
 from ..errors import StorageError
 
 #: Shards fetched at once, ahead of the reader.
@@ -47,9 +52,9 @@ class ShardMirror:
     folder : Path
         The cache folder.
     expected : dict
-        File name to ``(bytes, "sha256:<hex>" or hex)``: what the manifest says of each
-        file; a fetched file that differs is refused. Files it does not name (statistics
-        side files) are checked against the manifest's listing where it gives one.
+        File name to its manifest entry (``bytes``, ``sha256``, and for tar and TFRecord
+        shards ``keys``, ``offsets``, ``sizes``, ``crc32c``); a fetched file that differs
+        is refused. Files it does not name (statistics side files) are not checked.
     limit : int, optional
         Bytes the cache may hold; past it, the least recently used files go (a shard
         open in a reader stays readable: its descriptor outlives the file's name).
@@ -57,7 +62,7 @@ class ShardMirror:
         Files fetched at once.
     """
 
-    def __init__(self, remote: Storage, folder: Path, expected: dict[str, tuple[int, str]],
+    def __init__(self, remote: Storage, folder: Path, expected: dict[str, dict],
                  limit: int | None = None, requests: int = REQUESTS):  # fmt: skip
         self.remote, self.folder, self.expected = remote, Path(folder), dict(expected)
         self.limit, self.requests = limit, requests
@@ -135,14 +140,20 @@ class ShardMirror:
         local = self.path(name)
         local.parent.mkdir(parents=True, exist_ok=True)
         temporary = local.with_name(f".{local.name}.{os.getpid()}.{threading.get_ident()}.part")
-        digest, size = hashlib.sha256(), 0
+        entry = self.expected.get(name, {})
+        ranges = sample_ranges(entry) if entry else None
+        # The sha256 only where no per-sample CRC-32C is listed: hashing costs a core
+        # about as long as the transfer; the CRCs, hardware-computed, a tenth of it.
+        digest = hashlib.sha256() if entry and ranges is None else None
+        size = 0
         try:
             with self.remote.open(name) as source, open(temporary, "wb") as out:
                 while chunk := source.read(CHUNK):
-                    digest.update(chunk)
+                    if digest is not None:
+                        digest.update(chunk)
                     out.write(chunk)
                     size += len(chunk)
-            self._check(name, size, digest.hexdigest())
+            self._check(name, entry, size, digest, ranges, temporary)
             os.replace(temporary, local)
         finally:
             temporary.unlink(missing_ok=True)
@@ -150,17 +161,37 @@ class ShardMirror:
                 self._pending.pop(name, None)
         self._evict(keep=local)
 
-    def _check(self, name: str, size: int, sha256: str) -> None:
-        if name not in self.expected:
+    def _check(self, name, entry, size, digest, ranges, path: Path) -> None:
+        if not entry:
             return
-        want_size, want = self.expected[name]
-        want = want.removeprefix("sha256:")
-        if size != want_size or sha256 != want:
+        changed = "the shard changed on the server or in transit; not read"
+        if size != int(entry["bytes"]):
             raise StorageError(
-                f"{self.join(name)}: fetched {size} bytes with sha256 {sha256[:16]}..., the "
-                f"manifest lists {want_size} bytes with sha256 {want[:16]}...: the shard "
-                "changed on the server or in transit; not read"
+                f"{self.join(name)}: fetched {size} bytes, the manifest lists "
+                f"{entry['bytes']}: {changed}"
             )
+        if digest is not None:
+            want = str(entry.get("sha256", "")).removeprefix("sha256:")
+            if digest.hexdigest() != want:
+                raise StorageError(
+                    f"{self.join(name)}: fetched sha256 {digest.hexdigest()[:16]}..., the "
+                    f"manifest lists {want[:16]}...: {changed}"
+                )
+            return
+        if not ranges or size == 0:
+            return
+        with open(path, "rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            view = memoryview(mm)
+            try:
+                for key, start, stop, want_crc in ranges:
+                    found = crc32c.crc32c(view[start:stop])
+                    if found != want_crc:
+                        raise StorageError(
+                            f"{self.join(name)} [{key}]: fetched CRC-32C {found:08x}, the "
+                            f"manifest lists {want_crc:08x}: {changed}"
+                        )
+            finally:
+                view.release()
 
     def _evict(self, keep: Path) -> None:
         if self.limit is None:
