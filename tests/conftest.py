@@ -66,7 +66,7 @@ def slurm_cluster() -> Iterator[Path]:
     started = "already running" not in run.stderr
     yield SLURM_SCRIPTS
     if started:
-        subprocess.run([str(SLURM_SCRIPTS / "stop.sh")], capture_output=True, timeout=120)
+        subprocess.run([str(SLURM_SCRIPTS / "stop.sh")], capture_output=True, timeout=300)
 
 
 @pytest.fixture(autouse=True)

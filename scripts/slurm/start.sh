@@ -12,9 +12,13 @@
 set -euo pipefail
 
 CLUSTER=nishard
-STATE=${NISHARD_SLURM_STATE:-/var/lib/nishard-slurm}
 ETC=/etc/slurm
 PACKAGES=(munge mariadb-server slurmdbd slurmctld slurmd slurm-client)
+
+STATE=${NISHARD_SLURM_STATE:-/var/lib/nishard-slurm}
+# One start at a time (two test sessions at once): the second waits, then finds it up.
+# The daemons must not inherit the lock's descriptor (each is started with 9>&-).
+{ exec 9>"$STATE.lock"; } 2>/dev/null && flock -w 900 9 || true
 
 say() { echo "slurm: $*" >&2; }
 cannot() { say "cannot start SLURM here: $*"; exit 2; }
@@ -42,8 +46,10 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq >/dev/null
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # Wait for another apt-get (another service's set-up) rather than fail on its lock.
+  apt=(apt-get -qq -o DPkg::Lock::Timeout=600)
+  "${apt[@]}" update >/dev/null
+  "${apt[@]}" install -y --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 mkdir -p "$STATE"/{log,run,ctld,slurmd,mysql} $ETC
@@ -57,7 +63,7 @@ chown munge:munge /etc/munge/munge.key && chmod 400 /etc/munge/munge.key
 mkdir -p /run/munge /var/log/munge /var/lib/munge
 chown munge:munge /run/munge /var/log/munge /var/lib/munge
 if ! munge -n >/dev/null 2>&1 </dev/null; then
-  runuser -u munge -- /usr/sbin/munged --force
+  runuser -u munge -- /usr/sbin/munged --force 9>&-
   for _ in $(seq 50); do munge -n >/dev/null 2>&1 </dev/null && break; sleep 0.1; done
   munge -n >/dev/null 2>&1 </dev/null || { say "munged did not start"; exit 1; }
 fi
@@ -67,7 +73,7 @@ mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld
 if ! mysqladmin ping >/dev/null 2>&1; then
   [ -d /var/lib/mysql/mysql ] || mariadb-install-db --user=mysql >"$LOG/mariadb-install.log" 2>&1
   nohup mysqld_safe --user=mysql --skip-networking=0 --bind-address=127.0.0.1 \
-    >"$LOG/mysqld_safe.log" 2>&1 &
+    >"$LOG/mysqld_safe.log" 2>&1 9>&- &
   for _ in $(seq 300); do mysqladmin ping >/dev/null 2>&1 && break; sleep 0.1; done
   mysqladmin ping >/dev/null 2>&1 || { say "MariaDB did not start (see $LOG)"; exit 1; }
 fi
@@ -132,12 +138,12 @@ wait_for() {  # seconds, description, command...
   say "$what did not come up in ${n} s (logs in $LOG)"; exit 1
 }
 
-alive $STATE/run/slurmdbd.pid || slurmdbd
+alive $STATE/run/slurmdbd.pid || slurmdbd 9>&-
 wait_for 30 slurmdbd sacctmgr -n list cluster
 sacctmgr -n -P list cluster format=cluster | grep -qx $CLUSTER || sacctmgr -i add cluster $CLUSTER >/dev/null
-alive $STATE/run/slurmctld.pid || slurmctld
+alive $STATE/run/slurmctld.pid || slurmctld 9>&-
 wait_for 30 slurmctld scontrol ping
-alive $STATE/run/slurmd.pid || slurmd
+alive $STATE/run/slurmd.pid || slurmd 9>&-
 wait_for 60 "the node (idle in sinfo)" up
 # A node left DOWN or DRAIN by an earlier run: back to service.
 scontrol update nodename="$HOST" state=resume >/dev/null 2>&1 || true

@@ -20,6 +20,7 @@ import nishard as ns
 from nishard.cli import main
 from nishard.errors import NishardError
 from nishard.workflow.pydra import Pydra, check_scheduler
+from tests.conftest import SLURM_SCRIPTS
 from tests.helpers import bold_files, write_spec
 from tests.workflow.test_executors import _assert_same_builds, _build
 
@@ -121,3 +122,18 @@ def test_check_scheduler_passes_local_workers_and_a_complete_path(tmp_path, monk
         (tmp_path / name).chmod(0o755)
     check_scheduler("slurm")
     assert os.environ["PATH"] == str(tmp_path)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="runs the script as another user: needs root")
+def test_the_start_script_refuses_without_root_saying_why(tmp_path):
+    # What a developer's machine without root sees; the slurm tests skip with this reason.
+    # The script on stdin: nobody cannot read pytest's folders.
+    run = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "bash", "-s"],
+        input=(SLURM_SCRIPTS / "start.sh").read_text(), capture_output=True, text=True,
+        timeout=60, env={**os.environ, "NISHARD_SLURM_STATE": str(tmp_path / "state")},
+    )  # fmt: skip
+    assert run.returncode == 2, run.stderr
+    assert run.stderr.strip().splitlines()[-1] == (
+        "slurm: cannot start SLURM here: not root (it installs packages and runs daemons as root)"
+    )
