@@ -52,7 +52,7 @@ def slurm_cluster() -> Iterator[Path]:
     never passes with the SLURM tests skipped. The path of the scripts is returned.
     """
     try:
-        run = subprocess.run([str(SLURM_SCRIPTS / "start.sh")], capture_output=True,
+        run = subprocess.run(["bash", str(SLURM_SCRIPTS / "start.sh")], capture_output=True,
                              text=True, timeout=900, stdin=subprocess.DEVNULL)  # fmt: skip
         failed = run.returncode != 0
         reason = (run.stderr.strip().splitlines() or [f"exit status {run.returncode}"])[-1]
@@ -66,7 +66,7 @@ def slurm_cluster() -> Iterator[Path]:
     started = "already running" not in run.stderr
     yield SLURM_SCRIPTS
     if started:
-        subprocess.run([str(SLURM_SCRIPTS / "stop.sh")], capture_output=True, timeout=300)
+        subprocess.run(["bash", str(SLURM_SCRIPTS / "stop.sh")], capture_output=True, timeout=300)
 
 
 @pytest.fixture(autouse=True)

@@ -20,9 +20,10 @@ import nishard as ns
 from nishard.cli import main
 from nishard.errors import NishardError
 from nishard.workflow.pydra import Pydra, check_scheduler
-from tests.conftest import SLURM_SCRIPTS
 from tests.helpers import bold_files, write_spec
 from tests.workflow.test_executors import _assert_same_builds, _build
+
+SLURM_SCRIPTS = Path(__file__).resolve().parents[2] / "scripts" / "slurm"
 
 
 def _jobs_since(start: str) -> list[tuple[str, str]]:
