@@ -203,7 +203,7 @@ def parse_spec(raw: Any, base: str | Path = ".") -> Pipeline:
     return Pipeline(
         base=base, root=_local_or_url(base, str(root_text)), schema=schema, stage=stage,
         variables=variables, level=level, filters=filters, source=source,
-        transforms=transforms, output=base / str(target.path), target=target,
+        transforms=transforms, output=_local_or_url(base, str(target.path)), target=target,
         executor=executor, spec=spec, fusion=fusion,
         cache=None if cache is None else base / str(cache),
     )  # fmt: skip

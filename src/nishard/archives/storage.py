@@ -462,6 +462,28 @@ class S3Storage:
     def remove(self, name: str) -> None:
         self._call(name, "delete_object")
 
+    def put_file(self, path: Path, name: str, sha256: str) -> None:
+        """Upload a local file as ``name``, its sha256 (hex) stored as object metadata
+        (what :meth:`checksum` reads back); the local file stays."""
+        from boto3.exceptions import S3UploadFailedError
+
+        extra = {"Metadata": {"sha256": sha256}}
+        try:
+            _s3_client(self.endpoint_url).upload_file(
+                str(path), self.bucket, self._key(name), ExtraArgs=extra
+            )
+        except S3UploadFailedError as err:
+            raise StorageError(f"{self.join(name)}: upload failed ({err})") from err
+
+    def checksum(self, name: str) -> tuple[int, str | None] | None:
+        """Size and the sha256 metadata of the object ``name`` (one HEAD request), or
+        None when there is none."""
+        try:
+            head = self._call(name, "head_object")
+        except MissingFileError:
+            return None
+        return int(head["ContentLength"]), head.get("Metadata", {}).get("sha256")
+
 
 @contextmanager
 def closing_body(body) -> Iterator:

@@ -26,6 +26,7 @@ from ..archives.manifest import (
 )
 from ..archives.shards import Format, ShardInfo, ShardSpec
 from ..archives.stats import Moments, sample_moments, stats_arrays, write_npz
+from ..archives.storage import S3Storage, storage_for
 from ..archives.webdataset import WebDataset
 from ..checksums import sha256_file
 from ..errors import NishardError, SpecError, check_writable, raise_if_full, raise_if_unwritable
@@ -35,6 +36,7 @@ from ..workflow.executors import Executor, Serial
 from ..workflow.plan import Outcome, Plan
 from ..workflow.usage import Tally
 from .planning import plan_shards
+from .remote import staging_folder, upload_build
 from .resume import Journal, Resumed, fingerprint
 from .sizing import sample_bounds
 from .splits import Split, counts_table
@@ -78,8 +80,9 @@ def write(
     plan : Plan
         From :func:`nishard.assemble`.
     out : str or Path
-        Output folder; created if missing. Shards are named ``<split>-000000<ext>``
-        (``.tar``, ``.tfrecord``, ``.h5``, ``.zarr.zip``), ...
+        Output folder, created if missing, or an ``s3://bucket/prefix`` (built in a
+        local staging folder, then uploaded, the manifest last: :mod:`.remote`). Shards
+        are named ``<split>-000000<ext>`` (``.tar``, ``.tfrecord``, ``.h5``, ``.zarr.zip``), ...
     formats : sequence of Format or Family
         Each gets its own shards of every sample (default: WebDataset tar); a
         :class:`~.families.Family` holds only some products, in shards named
@@ -138,6 +141,22 @@ def write(
     """
     shards = shards or ShardSpec()
     executor = executor or Serial()
+    if isinstance(out, str) and "://" in out:  # a bucket: built locally, then published
+        remote = storage_for(out)
+        if not isinstance(remote, S3Storage):
+            raise SpecError(f"{out}: shards are written to local folders or s3:// buckets")
+        recorded = spec or _spec(records, plan, out, formats, shards, split, shuffle, executor)
+        staging = staging_folder(out)
+        manifest = write(
+            records, plan, staging, formats=formats, shards=shards, executor=executor,
+            split=split, shuffle=shuffle, spec=recorded, progress=progress, cache=cache,
+            resume=resume,
+        )  # fmt: skip
+        counts = upload_build(staging, remote)
+        if progress:
+            print(f"published to {out}: {counts['uploaded']} files uploaded, "
+                  f"{counts['skipped']} already there", file=sys.stderr)  # fmt: skip
+        return manifest
     if records.level != "run":
         raise SpecError(
             f"records are at {records.level} level; writing needs one record per run for now "
@@ -246,13 +265,7 @@ def write(
         _check_counts(merged, len(records))
         written_frame = _written(records, merged.quarantine)
         manifest = build_manifest(
-            spec=spec
-            or {
-                "input": records.spec,
-                "transforms": plan.to_list(),
-                "output": output_spec(out, formats, shards, split, shuffle),
-                "execution": executor.to_dict(),
-            },
+            spec=spec or _spec(records, plan, out, formats, shards, split, shuffle, executor),
             shards=merged.shards,
             keys=merged.keys,
             inputs=merged.inputs,
@@ -393,6 +406,16 @@ def _write_indexes(folder: Path, names: Sequence[str], shards: list[ShardInfo]) 
             write_json(path, wids_index(label, tars))
             indexes[label] = {"file": path.name, "sha256": sha256_file(path), "format": "wids"}
     return indexes
+
+
+def _spec(records, plan, out, formats, shards, split, shuffle, executor) -> dict:
+    """The pipeline spec a build records when it is given none."""
+    return {
+        "input": records.spec,
+        "transforms": plan.to_list(),
+        "output": output_spec(out, formats, shards, split, shuffle),
+        "execution": executor.to_dict(),
+    }
 
 
 def _side_files(manifest: dict) -> set[str]:

@@ -1,0 +1,59 @@
+"""A build whose output is an ``s3://`` folder: written locally, then published.
+
+The build runs as every build does, in a local staging folder (``$NISHARD_CACHE`` or
+``~/.cache/nishard``, under ``builds/<hash of the URL>``), with its journal there: a killed
+build resumes from it. Then :func:`upload_build` puts each file the manifest names into
+the bucket (boto3's transfer: multipart for large files, which S3 shows only once
+complete, so no reader sees half an object), each object carrying its sha256 as
+metadata, and ``manifest.json`` last: the commit point, as for a local folder. A rerun
+asks the store for each object's size and checksum (one HEAD request) and uploads only
+what is missing or differs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from ..archives.manifest import MANIFEST, read_manifest
+from ..archives.storage import S3Storage
+from ..checksums import sha256_file
+
+
+def staging_folder(url: str) -> Path:
+    """Where the build for ``url`` is written before it is uploaded."""
+    root = os.environ.get("NISHARD_CACHE") or Path.home() / ".cache" / "nishard"
+    return Path(root) / "builds" / hashlib.sha256(url.encode()).hexdigest()[:16]
+
+
+def build_files(folder: Path, manifest: dict) -> list[str]:
+    """The files of a finished build besides its manifest: shards, then side files."""
+    names = [shard["name"] for shard in manifest.get("shards", [])]
+    for section in ("stats", "indexes"):
+        for entry in manifest.get(section, {}).values():
+            if isinstance(entry, dict) and isinstance(entry.get("file"), str):
+                names.append(entry["file"])
+    return list(dict.fromkeys(names))
+
+
+def upload_build(folder: Path, storage: S3Storage) -> dict[str, int]:
+    """Publish the build in ``folder`` to ``storage``, the manifest last.
+
+    Returns
+    -------
+    dict
+        ``uploaded`` and ``skipped`` (already there with the same size and sha256) files.
+    """
+    manifest = read_manifest(folder)
+    counts = {"uploaded": 0, "skipped": 0}
+    listed = {s["name"]: str(s["sha256"]).removeprefix("sha256:") for s in manifest["shards"]}
+    for name in [*build_files(folder, manifest), MANIFEST]:
+        path = folder / name
+        sha256 = listed.get(name) or sha256_file(path).removeprefix("sha256:")
+        if name != MANIFEST and storage.checksum(name) == (path.stat().st_size, sha256):
+            counts["skipped"] += 1
+            continue
+        storage.put_file(path, name, sha256)
+        counts["uploaded"] += 1
+    return counts
