@@ -27,12 +27,14 @@ SLURM_SCRIPTS = Path(__file__).resolve().parents[2] / "scripts" / "slurm"
 
 
 def _jobs_since(start: str) -> list[tuple[str, str]]:
-    """(job name, state) of the jobs SLURM's accounting holds since ``start``."""
+    """(job name, state) of the jobs submitted at ``start`` (ISO, to the second) or later."""
+    # sacct -S also lists jobs that merely ended after it: filtered on the submit time.
     out = subprocess.run(
-        ["sacct", "-n", "-X", "-P", "-S", start, "-o", "JobName%200,State"],
+        ["sacct", "-n", "-X", "-P", "-S", start, "-o", "Submit,JobName%200,State"],
         capture_output=True, text=True, check=True, timeout=60,
     ).stdout  # fmt: skip
-    return [tuple(line.split("|", 1)) for line in out.splitlines() if line]
+    rows = [line.split("|", 2) for line in out.splitlines() if line]
+    return [(name, state) for submit, name, state in rows if submit >= start]
 
 
 def _slurm_executor(tmp_path: Path) -> Pydra:
@@ -123,6 +125,42 @@ def test_check_scheduler_passes_local_workers_and_a_complete_path(tmp_path, monk
         (tmp_path / name).chmod(0o755)
     check_scheduler("slurm")
     assert os.environ["PATH"] == str(tmp_path)
+
+
+def test_options_that_sbatch_refuses_stop_the_build_with_its_reason(tmp_path, monkeypatch):
+    # A stand-in sbatch that refuses as SLURM does (`sbatch --test-only` submits nothing).
+    for name, body in [("sbatch", 'echo "$@" > "$0.args"\n'
+                        'echo "allocation failure: Requested node configuration is not '
+                        'available" >&2\nexit 1\n'), ("squeue", ""), ("sacct", "")]:  # fmt: skip
+        (tmp_path / name).write_text(f"#!/bin/sh\n{body}")
+        (tmp_path / name).chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(NishardError) as raised:
+        check_scheduler("slurm", "--mem=100T  --time=1:00:00")
+    assert str(raised.value) == (
+        "sbatch refuses sbatch_args '--mem=100T  --time=1:00:00': "
+        "allocation failure: Requested node configuration is not available"
+    )
+    tried = (tmp_path / "sbatch.args").read_text()
+    assert tried == "--test-only --mem=100T --time=1:00:00 --wrap true\n"
+
+
+@pytest.mark.slurm
+def test_real_slurm_refusing_the_options_stops_the_build_before_submitting(tiny, tmp_path, capsys):
+    start = time.strftime("%Y-%m-%dT%H:%M:%S")
+    execution = {"executor": "pydra", "worker": "slurm", "cache_dir": str(tmp_path / "pydra"),
+                 "options": {"sbatch_args": "--mem=100T"}}  # fmt: skip
+    spec = write_spec(tmp_path, tiny, execution=execution)
+    assert main(["build", str(spec)]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err, err
+    [line] = [line for line in err.splitlines() if line.startswith("nishard:")]
+    assert line == (
+        "nishard: error: sbatch refuses sbatch_args '--mem=100T': "
+        "allocation failure: Requested node configuration is not available"
+    )
+    assert _jobs_since(start) == []  # nothing was submitted
+    assert not (tmp_path / "shards" / "manifest.json").exists()
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="runs the script as another user: needs root")

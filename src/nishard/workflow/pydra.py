@@ -26,6 +26,7 @@ import os
 import pickle
 import queue
 import shutil
+import subprocess
 import tempfile
 import threading
 from collections.abc import Iterable, Iterator
@@ -84,9 +85,9 @@ class Pydra:
 
     Notes
     -----
-    On SLURM (it cannot be tested here)::
+    On SLURM (tested on a one-node SLURM, ``scripts/slurm/start.sh``)::
 
-        Pydra(worker="slurm", jobs=50, cache_dir="/scratch/$USER/nishard",
+        Pydra(worker="slurm", jobs=50, cache_dir="nishard-pydra",
               sbatch_args="--time=01:00:00 --mem=8G --cpus-per-task=1")
 
     Each node of each record is one ``sbatch`` job running ``python -c "...load_and_run"``
@@ -96,6 +97,9 @@ class Pydra:
     peak (``nishard plan`` prints the estimates, and ``--memory-budget`` caps them). The writer
     runs in the submitting process, which stays alive until every record is written; with
     many short nodes, fuse more (a larger memory budget) to keep scheduler overhead low.
+    Before anything is submitted, the build stops with one error when ``sbatch``,
+    ``squeue`` or ``sacct`` is not on ``PATH`` or when ``sbatch --test-only`` refuses the
+    ``sbatch_args`` (:func:`check_scheduler`).
     """
 
     worker: str = "cf"
@@ -172,7 +176,7 @@ class Pydra:
         from pydra.workers.base import Worker
 
         Worker.plugin(self.worker)  # an unknown worker fails here, not in a thread
-        check_scheduler(self.worker)
+        check_scheduler(self.worker, str(dict(self.options).get("sbatch_args", "")))
         # Every folder absolute before Pydra runs: it changes the process's folder (and
         # each task's) while it does, under the writer's feet.
         root = None if self.cache_dir is None else Path(self.cache_dir).absolute()
@@ -195,16 +199,20 @@ class Pydra:
 SCHEDULER_COMMANDS = {"slurm": ("sbatch", "squeue", "sacct"), "sge": ("qsub", "qstat", "qacct")}
 
 
-def check_scheduler(worker: str) -> None:
-    """Stop before anything is submitted when a cluster worker's commands are missing.
+def check_scheduler(worker: str, sbatch_args: str = "") -> None:
+    """Stop before anything is submitted when a cluster worker's commands are missing, or
+    when SLURM refuses the job options.
 
-    Without them every task fails in Pydra's thread and every record would be quarantined
-    for the machine's fault; one error naming the command says what is wrong instead.
+    Without this every task fails in Pydra's thread and every record would be quarantined
+    for the machine's fault; one error naming the command or the options says what is
+    wrong instead. The options are tried with ``sbatch --test-only``, which submits
+    nothing.
 
     Raises
     ------
     NishardError
-        ``no sbatch on PATH: ...`` (or the first other missing command).
+        ``no sbatch on PATH: ...`` (or the first other missing command), or ``sbatch
+        refuses sbatch_args '...': ...`` with SLURM's reason.
     """
     commands = SCHEDULER_COMMANDS.get(worker, ())
     for command in commands:
@@ -214,6 +222,19 @@ def check_scheduler(worker: str) -> None:
                 "build on a machine that submits to the cluster (a login node), or use "
                 "worker: cf"
             )
+    if worker != "slurm":
+        return
+    # Split as Pydra's worker splits them (str.split), so the test is of what it submits.
+    test = ["sbatch", "--test-only", *sbatch_args.split(), "--wrap", "true"]
+    try:
+        run = subprocess.run(test, capture_output=True, text=True, timeout=120,
+                             stdin=subprocess.DEVNULL)  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired) as err:
+        raise NishardError(f"sbatch --test-only did not answer: {err}") from None
+    if run.returncode != 0:
+        lines = [line.strip() for line in (run.stderr + run.stdout).splitlines() if line.strip()]
+        why = lines[-1] if lines else f"exit status {run.returncode}"
+        raise NishardError(f"sbatch refuses sbatch_args {sbatch_args!r}: {why}")
 
 
 # --------------------------------------------------------------------------- the writer side
