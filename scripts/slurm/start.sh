@@ -18,7 +18,7 @@ PACKAGES=(munge mariadb-server slurmdbd slurmctld slurmd slurm-client)
 STATE=${NISHARD_SLURM_STATE:-/var/lib/nishard-slurm}
 # One start at a time (two test sessions at once): the second waits, then finds it up.
 # The daemons must not inherit the lock's descriptor (each is started with 9>&-).
-{ exec 9>"$STATE.lock"; } 2>/dev/null && flock -w 900 9 || true
+{ exec 9>"$STATE.lock"; } 2>/dev/null && command -v flock >/dev/null && flock -w 900 9 || true
 
 say() { echo "slurm: $*" >&2; }
 cannot() { say "cannot start SLURM here: $*"; exit 2; }

@@ -3,7 +3,7 @@
 # Leaves the packages, configuration and state (a later start is quick).
 set -uo pipefail
 STATE=${NISHARD_SLURM_STATE:-/var/lib/nishard-slurm}
-{ exec 9>"$STATE.lock"; } 2>/dev/null && flock -w 120 9 || true  # not mid-start
+{ exec 9>"$STATE.lock"; } 2>/dev/null && command -v flock >/dev/null && flock -w 120 9 || true  # not mid-start
 
 stop_pid() {  # pid file, name: SIGTERM, then SIGKILL after 15 s
   local file=$1 pid
