@@ -5,6 +5,7 @@ need it. Skips where the binary is missing, except under ``CI=true``, where that
 from __future__ import annotations
 
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -36,21 +37,21 @@ def _weed() -> str:
     return found
 
 
-def _free_port() -> int:
-    """A free port whose +10000 (SeaweedFS's gRPC port) is free too."""
-    for _ in range(100):
-        with socket.socket() as a:
-            a.bind(("127.0.0.1", 0))
-            port = a.getsockname()[1]
-        if port + 10000 >= 65536:
+def _free_ports() -> list[int]:
+    """Four consecutive free ports whose +10000 (SeaweedFS's gRPC ports) are free too:
+    ports drawn one at a time could meet another's gRPC port (master + 10000 = s3)."""
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(20000, 25000)
+        wanted = [*range(base, base + 4), *range(base + 10000, base + 10004)]
+        try:
+            for port in wanted:
+                with socket.socket() as probe:
+                    probe.bind(("127.0.0.1", port))
+        except OSError:
             continue
-        with socket.socket() as b:
-            try:
-                b.bind(("127.0.0.1", port + 10000))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no free port pair for SeaweedFS")
+        return list(range(base, base + 4))
+    raise RuntimeError("no free ports for SeaweedFS")
 
 
 @contextmanager
@@ -58,7 +59,7 @@ def seaweedfs(folder: Path) -> Iterator[str]:
     """A SeaweedFS server with S3 on loopback, its data in ``folder``: yields the S3
     endpoint URL; the environment gets the test credentials meanwhile."""
     folder.mkdir(parents=True, exist_ok=True)
-    ports = {name: _free_port() for name in ("s3", "master", "volume", "filer")}
+    ports = dict(zip(("s3", "master", "volume", "filer"), _free_ports(), strict=True))
     command = [_weed(), "server", f"-dir={folder}", "-ip=127.0.0.1", "-s3",
                f"-s3.port={ports['s3']}", f"-master.port={ports['master']}",
                f"-volume.port={ports['volume']}", f"-filer.port={ports['filer']}"]  # fmt: skip
@@ -93,8 +94,9 @@ def _wait(endpoint: str, process: subprocess.Popen, folder: Path) -> None:
     while True:
         if process.poll() is not None:
             raise RuntimeError(f"SeaweedFS exited: {(folder / 'weed.log').read_text()[-2000:]}")
-        try:
-            client.list_buckets()
+        try:  # a bucket made and removed: the filer behind the gateway answers too
+            client.create_bucket(Bucket="nishard-probe")
+            client.delete_bucket(Bucket="nishard-probe")
             return
         except Exception:
             if time.monotonic() > deadline:
