@@ -498,8 +498,10 @@ _S3_CLIENTS: dict = {}
 
 def _s3_client(endpoint_url: str | None):
     """One boto3 client per endpoint and process (clients are thread-safe; a forked
-    DataLoader worker makes its own)."""
-    key = (os.getpid(), endpoint_url)
+    DataLoader worker makes its own). The endpoint boto3 would take from the environment
+    is part of the key: a client made before it changed must not be reused."""
+    environment = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    key = (os.getpid(), endpoint_url, environment)
     if key not in _S3_CLIENTS:
         try:
             import boto3
