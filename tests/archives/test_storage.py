@@ -154,7 +154,7 @@ def test_storage_for_gives_http_urls_an_http_storage():
         "http://mirror.example/shards"
     )
     assert storage_for("https://x.org/a/manifest.json").url == "https://x.org/a"
-    with pytest.raises(StorageError, match="outside|'/'-separated"):
+    with pytest.raises(StorageError, match=r"outside|'/'-separated"):
         HttpStorage("https://x.org/a").join("../etc/passwd")
 
 
