@@ -197,16 +197,32 @@ class ShardMirror:
     def _evict(self, keep: Path) -> None:
         if self.limit is None:
             return
-        files = [p for p in self.folder.rglob("*") if p.is_file() and not p.name.startswith(".")]
-        total = sum(p.stat().st_size for p in files)
-        for path in sorted(files, key=lambda p: p.stat().st_mtime):
-            if total <= self.limit:
-                break
-            if path == keep:
+        with self._lock:  # one eviction at a time in this process
+            files = [p for p in self.folder.rglob("*")
+                     if p.is_file() and not p.name.startswith(".")]  # fmt: skip
+            files.sort(key=lambda p: p.stat().st_mtime)
+            # The newest are the shards being read or about to be: never theirs.
+            recent = set(files[-(self.requests + 1) :]) | {keep}
+            total = sum(p.stat().st_size for p in files)
+            for path in files:
+                if total <= self.limit:
+                    break
+                if path in recent:
+                    continue
+                size = path.stat().st_size
+                path.unlink(missing_ok=True)  # a reader holding it open still reads it
+                total -= size
+
+    def open_fd(self, name: str) -> int:
+        """A descriptor of the local copy of ``name``, fetched first if need be; fetched
+        again should another process's eviction remove it between the two."""
+        for _ in range(3):
+            try:
+                return os.open(self.fetch(name), os.O_RDONLY | getattr(os, "O_BINARY", 0))
+            except FileNotFoundError:
                 continue
-            size = path.stat().st_size
-            path.unlink(missing_ok=True)  # a reader holding it open still reads it
-            total -= size
+        raise StorageError(f"{self.join(name)}: evicted from the cache as soon as fetched; "
+                           "raise cache_limit above a few shards")  # fmt: skip
 
 
 def local_path(storage, name: str) -> Path:

@@ -33,7 +33,7 @@ from ..archives.decoders import DecodeError, example_sample, unsafe_member
 from ..archives.storage import LocalStorage, Storage
 from ..errors import StorageError
 from .catalog import Catalog, Shard
-from .mirror import ShardMirror, local_path
+from .mirror import ShardMirror
 from .npy import PREFIX, header_at, header_length, parse_header
 from .tfrecord import HEADER, Span, example_at, record_length
 
@@ -203,7 +203,9 @@ def _descriptor(storage: Storage, name: str) -> int:
     their rows), which a storage's ``read_range`` would cost a copy and a call more."""
     if not isinstance(storage, LocalStorage | ShardMirror):
         raise StorageError(f"{storage.join(name)}: the stream reads local or mirrored shards")
-    return os.open(local_path(storage, name), os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    if isinstance(storage, ShardMirror):
+        return storage.open_fd(name)
+    return os.open(storage.path(name), os.O_RDONLY | getattr(os, "O_BINARY", 0))
 
 
 def _span(info: Shard, position: int) -> tuple[int, int]:
