@@ -233,8 +233,10 @@ def write(
     todo = [record for p, record in enumerate(order) if p not in skipped]
     replay = iter(sorted(skipped.items()))
     waiting = next(replay, None)
+    outcomes = _outcomes(executor, plan, todo, cache)
+    begun = time.time()
     try:
-        for outcome in _outcomes(executor, plan, todo, cache):
+        for outcome in outcomes:
             tally.add(outcome.usage)
             here = position[outcome.record.id]
             while waiting is not None and waiting[0] < here:
@@ -252,6 +254,11 @@ def write(
             if task.group not in partials:
                 partials[task.group] = task.close()
     except BaseException as error:
+        # The executor's workers stop first (closing the generator ends its pool); then
+        # nothing writes the node cache, and what they left half-written there goes.
+        outcomes.close()
+        if cache is not None:
+            cache.remove_partials(since=begun)
         for task in tasks:
             task.abort()
         journal.close()

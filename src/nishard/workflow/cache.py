@@ -130,6 +130,16 @@ class NodeCache:
                 Path(tmp).unlink(missing_ok=True)
         return path
 
+    def remove_partials(self, since: float) -> None:
+        """Remove the temporary files of writes begun at or after ``since`` (a time
+        stamp) and never finished: what workers stopped mid-write left behind."""
+        for partial in self.folder.glob("*/*.tmp"):
+            try:
+                if partial.stat().st_mtime >= since - 1:
+                    partial.unlink()
+            except FileNotFoundError:
+                pass
+
     @property
     def place(self) -> str:
         """The store as errors name it: ``the node cache <folder>``."""
