@@ -110,6 +110,21 @@ class Pair:
     renamed: pd.DataFrame  # the 1.1 table in today's naming, with expansions
 
 
+def _copied(run, stem, bold: str, mask: str, confounds: str):
+    """``run`` with its BOLD and mask copied to ``<stem><bold>`` and ``<stem><mask>``, and
+    its confounds path ``<stem><confounds>`` (the caller writes that table)."""
+    stem.parent.mkdir(parents=True)
+    copy = dataclasses.replace(
+        run,
+        bold=stem.with_name(stem.name + bold),
+        mask=stem.with_name(stem.name + mask),
+        confounds=stem.with_name(stem.name + confounds),
+    )
+    shutil.copy(run.bold, copy.bold)
+    shutil.copy(run.mask, copy.mask)
+    return copy
+
+
 @pytest.fixture(scope="module")
 def pairs(real, tmp_path_factory) -> dict[str, Pair]:
     root = tmp_path_factory.mktemp("legacy")
@@ -121,30 +136,17 @@ def pairs(real, tmp_path_factory) -> dict[str, Pair]:
         columns = old_columns(text, metadata)
         stem = f"sub-{run.subject}_task-{TASK}"
         old = legacy_root / f"sub-{run.subject}" / "func" / f"{stem}_bold"
-        old.parent.mkdir(parents=True)
-        legacy = dataclasses.replace(
-            run,
-            bold=old.with_name(f"{old.name}_space-{SPACE}_preproc.nii.gz"),
-            mask=old.with_name(f"{old.name}_space-{SPACE}_brainmask.nii.gz"),
-            confounds=old.with_name(f"{old.name}_confounds.tsv"),
-        )
-        shutil.copy(run.bold, legacy.bold)
-        shutil.copy(run.mask, legacy.mask)
+        legacy = _copied(run, old, f"_space-{SPACE}_preproc.nii.gz",
+                         f"_space-{SPACE}_brainmask.nii.gz", "_confounds.tsv")  # fmt: skip
         text[columns].rename(columns=old_name).to_csv(legacy.confounds, sep="\t", index=False)
 
         values = pd.read_csv(legacy.confounds, sep="\t", na_values=["n/a"])
         renamed = values.rename(columns={old_name(c): c for c in columns})
         renamed = pd.concat([renamed, expand(renamed[list(EXPANDED)])], axis=1)
         new = modern_root / f"sub-{run.subject}" / "func" / stem
-        new.parent.mkdir(parents=True)
-        modern = dataclasses.replace(
-            run,
-            bold=new.with_name(f"{stem}_space-{SPACE}_desc-preproc_bold.nii.gz"),
-            mask=new.with_name(f"{stem}_space-{SPACE}_desc-brain_mask.nii.gz"),
-            confounds=new.with_name(f"{stem}_desc-confounds_timeseries.tsv"),
-        )
-        shutil.copy(run.bold, modern.bold)
-        shutil.copy(run.mask, modern.mask)
+        modern = _copied(run, new, f"_space-{SPACE}_desc-preproc_bold.nii.gz",
+                         f"_space-{SPACE}_desc-brain_mask.nii.gz",
+                         "_desc-confounds_timeseries.tsv")  # fmt: skip
         renamed.to_csv(modern.confounds, sep="\t", index=False, na_rep="n/a")
         described = {c: {"Method": "aCompCor", "Mask": "combined", "Retained": True}
                      for c in columns if c.startswith("a_comp_cor")}  # fmt: skip
