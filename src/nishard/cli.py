@@ -27,6 +27,11 @@ def _build(args: argparse.Namespace) -> None:
     from .pipeline import build
     from .spec import executor_from, load_spec
 
+    if args.shard_task is not None:
+        _shard_task(args)
+        return
+    if args.spec is None:
+        raise SpecError("nishard build needs a spec (only --shard-task runs without one)")
     pipeline = load_spec(args.spec)
     executor = None
     if args.worker and args.executor not in (None, "pydra"):
@@ -46,6 +51,34 @@ def _build(args: argparse.Namespace) -> None:
     print(
         f"wrote {counts['written']} samples in {len(manifest['shards'])} shards to "
         f"{pipeline.output}; quarantined {counts['quarantined']}, dropped {counts['dropped']}"
+    )
+
+
+def _shard_task(args: argparse.Namespace) -> None:
+    from .builder.work import run_task
+    from .spec import load_spec
+
+    if args.output is None and args.spec is None:
+        raise SpecError("--shard-task needs the build's spec or its --output folder")
+    if args.executor or args.worker or args.restart:
+        raise SpecError("--shard-task runs one task of the saved build: no --executor, "
+                        "--worker or --restart")  # fmt: skip
+    out = args.output or load_spec(args.spec).output
+    if "://" in str(out):
+        raise SpecError(f"{out}: shard tasks write to a folder every node sees")
+    partial = run_task(Path(out), args.shard_task, jobs=args.jobs or 1)
+    print(f"shard task {args.shard_task}: {partial.written} samples in "
+          f"{len(partial.shards)} shards, {len(partial.quarantine)} quarantined")  # fmt: skip
+
+
+def _merge(args: argparse.Namespace) -> None:
+    from .builder.work import merge_tasks
+
+    manifest = merge_tasks(Path(args.out))
+    counts = manifest["records"]
+    print(
+        f"merged: {counts['written']} samples in {len(manifest['shards'])} shards in "
+        f"{args.out}; quarantined {counts['quarantined']}, dropped {counts['dropped']}"
     )
 
 
@@ -240,13 +273,31 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_synth)
 
     p = sub.add_parser("build", help="run a pipeline spec (YAML) and write shards")
-    p.add_argument("spec")
+    p.add_argument("spec", nargs="?", help="the pipeline spec (with --shard-task: optional)")
     p.add_argument("--output", help="write here instead of the spec's output.path")
-    p.add_argument("--executor", choices=sorted(EXECUTORS))
-    p.add_argument("--jobs", type=int, help="workers of the local or pydra executor")
+    p.add_argument(
+        "--executor",
+        choices=sorted(EXECUTORS),
+        help="records on serial, local or pydra; or each shard group a task of its own on "
+        "local processes (tasks) or as a SLURM array (slurm-array)",
+    )
+    p.add_argument(
+        "--jobs",
+        type=int,
+        help="workers of the local or pydra executor; tasks at once of tasks and "
+        "slurm-array; with --shard-task, the task's record workers",
+    )
+    p.add_argument(
+        "--shard-task",
+        type=int,
+        metavar="K",
+        help="run shard task K of a build started with a tasks or slurm-array executor (a "
+        "SLURM array element runs --shard-task $SLURM_ARRAY_TASK_ID); reads the saved "
+        "record table and plan, never the dataset",
+    )
     p.add_argument(
         "--worker",
-        choices=["cf", "slurm", "sge", "debug"],
+        choices=["cf", "slurm", "debug"],
         help="Pydra's worker (implies --executor pydra); see the README on clusters",
     )
     p.add_argument("--memory-budget", help="memory budget per node, e.g. 4GiB (greedy fusion)")
@@ -257,6 +308,16 @@ def parser() -> argparse.ArgumentParser:
         help="start over instead of resuming an interrupted build of the same spec",
     )
     p.set_defaults(func=_build)
+
+    p = sub.add_parser(
+        "merge",
+        help="merge the partial manifests of a build's shard tasks into manifest.json",
+        description="Merge the partial manifests of a build's shard tasks into "
+        "manifest.json (what the slurm-array executor's merge job runs). Reads no sample. "
+        "Fails, naming them, when some tasks have not finished.",
+    )
+    p.add_argument("out", help="the build's output folder")
+    p.set_defaults(func=_merge)
 
     p = sub.add_parser("cache", help="size of a node cache, or clear it")
     p.add_argument("action", choices=["info", "clear"])

@@ -34,6 +34,8 @@ EXECUTORS_UNDER_TEST = {
     "serial": ns.executors.serial(),
     "local": ns.executors.local(2),
     "pydra": Pydra(worker="cf", jobs=2, batch=4),  # batches of 4: several per build
+    # Each group (3 records: max_samples 3) a process writing its own shards.
+    "tasks": ns.executors.tasks(jobs=2),
 }
 
 

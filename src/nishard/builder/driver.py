@@ -2,45 +2,35 @@
 
 from __future__ import annotations
 
-import inspect
 import re
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 from tqdm.auto import tqdm
 
 from ..archives.families import Family, family_name, resolve, unwrap
-from ..archives.index import WIDS_FORMAT, wids_index, wids_name, write_json
-from ..archives.manifest import (
-    MANIFEST,
-    Merged,
-    build_manifest,
-    merge,
-    read_manifest,
-    versions,
-    write_manifest,
-)
-from ..archives.shards import Format, ShardInfo, ShardSpec
-from ..archives.stats import Moments, sample_moments, stats_arrays, write_npz
+from ..archives.manifest import MANIFEST, read_manifest, versions
+from ..archives.shards import Format, ShardSpec
 from ..archives.storage import S3Storage, storage_for
 from ..archives.webdataset import WebDataset
-from ..checksums import sha256_file
-from ..errors import NishardError, SpecError, check_writable, raise_if_full, raise_if_unwritable
+from ..errors import SpecError, check_writable, raise_if_full, raise_if_unwritable
 from ..records.table import RecordTable
 from ..workflow.cache import NodeCache
 from ..workflow.executors import Executor, Serial
-from ..workflow.plan import Outcome, Plan
+from ..workflow.plan import Plan
+from ..workflow.task_runners import SlurmArray, Tasks
 from ..workflow.usage import Tally
+from .finish import check_written, publish, side_files
 from .planning import plan_shards
 from .remote import staging_folder, upload_build
 from .resume import Journal, Resumed, fingerprint
 from .sizing import sample_bounds
-from .splits import Split, counts_table
+from .splits import Split
 from .tasks import ShardTask
+from .tasks import outcomes as run_records
+from .work import WorkOrder, run_tasks
 
 
 def output_spec(
@@ -188,7 +178,16 @@ def write(
     }  # fmt: skip
     by_id = {record.id: record for record in records}
     order = [by_id[i] for i in planned.order]
-    journal = Journal(folder, fingerprint(order, assignment, setup, versions()))
+    identity = fingerprint(order, assignment, setup, versions())
+    if isinstance(executor, Tasks | SlurmArray):  # each group a task of its own
+        recorded = spec or _spec(records, plan, out, formats, shards, split, shuffle, executor)
+        work = WorkOrder(
+            identity, plan, tuple(writing), tuple(planned.groups), tuple(names),
+            tuple(planned.order), dict(assignment), split, recorded, tuple(sorted(previous)),
+            None if cache is None else str(cache.folder),
+        )  # fmt: skip
+        return run_tasks(folder, work, records, executor, progress=progress, resume=resume)
+    journal = Journal(folder, identity)
     first = {name: (unwrap(writing[0]).name, family_name(writing[0])) for name in names}
     resumed, listed = journal.load(first) if resume else (None, journal.listed())
     previous |= _matching(listed, ours)
@@ -233,7 +232,7 @@ def write(
     todo = [record for p, record in enumerate(order) if p not in skipped]
     replay = iter(sorted(skipped.items()))
     waiting = next(replay, None)
-    outcomes = _outcomes(executor, plan, todo, cache)
+    outcomes = run_records(executor, plan, todo, cache)
     begun = time.time()
     try:
         for outcome in outcomes:
@@ -268,38 +267,19 @@ def write(
         bar.close()
 
     try:
-        merged = merge(partials.values(), names, planned.order)
-        _check_counts(merged, len(records))
-        written_frame = _written(records, merged.quarantine)
-        manifest = build_manifest(
+        manifest = publish(
+            folder, partials.values(), records=records,
             spec=spec or _spec(records, plan, out, formats, shards, split, shuffle, executor),
-            shards=merged.shards,
-            keys=merged.keys,
-            inputs=merged.inputs,
-            quarantine=merged.quarantine,
-            dropped=records.dropped.to_dict(orient="records"),
-            n_records=len(records),
-            splits=_split_table(records, written_frame, split, names, assignment),
-            stats={name: _write_stats(folder, name, merged.moments[name]) for name in names},
-            indexes=_write_indexes(folder, names, merged.shards),
-            classes=text_classes(written_frame, records.variables),
-            qc=merged.qc,
-            warnings=merged.warnings,
-        )
-        write_manifest(folder, manifest)
+            names=names, order=planned.order, assignment=assignment, split=split,
+            previous=previous,
+        )  # fmt: skip
     except OSError as error:  # the side files and the manifest: their temporaries are gone
         _raise_if_full(error, folder)
         raise
     journal.remove()
     if progress:
         print(summary(manifest, time.perf_counter() - started, tally), file=sys.stderr)
-    rewritten = {info.name for info in merged.shards} | _side_files(manifest)
-    for stale in previous - rewritten:
-        (folder / stale).unlink(missing_ok=True)
-    if len(records) and len(merged.quarantine) == len(records):
-        raise NishardError(
-            f"every one of the {len(records)} records was quarantined; see {folder / MANIFEST}"
-        )
+    check_written(manifest, folder)
     return manifest
 
 
@@ -319,57 +299,6 @@ def _raise_if_full(error: BaseException, folder: Path) -> None:
         raise_if_unwritable(error, path, f"the output folder {folder}")
 
 
-def _check_counts(merged: Merged, n_records: int) -> None:
-    """Every record planned is written or quarantined, once: nothing vanishes."""
-    written = sum(merged.written.values())
-    if written + len(merged.quarantine) != n_records:
-        raise NishardError(
-            f"the build accounts for {written} written and {len(merged.quarantine)} "
-            f"quarantined records of {n_records} planned: a record was lost or counted twice"
-        )
-
-
-def _written(records: RecordTable, quarantine: list[dict]) -> pd.DataFrame:
-    """The records' table without the quarantined ones, infinities as missing values."""
-    bad = {entry["record"] for entry in quarantine}
-    frame = records.frame[[str(i) not in bad for i in records.frame.index]]
-    # An infinite variable is written as null in the samples; count it as missing too.
-    return frame.replace([np.inf, -np.inf], np.nan)
-
-
-def text_classes(frame: pd.DataFrame, variables: Sequence[str]) -> dict[str, list[str]]:
-    """The sorted values of each variable whose values are all text (missing ones aside),
-    over the written records of every split: the class map labels index, one for all
-    splits."""
-    classes = {}
-    for name in variables:
-        if name not in frame.columns:
-            continue
-        values = [v for v in frame[name].tolist() if isinstance(v, str) or pd.notna(v)]
-        if values and all(isinstance(v, str) for v in values):
-            classes[name] = sorted(set(values))
-    return classes
-
-
-def _outcomes(
-    executor: Executor, plan: Plan, records: list, cache: NodeCache | None
-) -> Iterator[Outcome]:
-    """The executor's outcomes, each with its products' statistics where it can.
-
-    The statistics of each sample are computed by the worker that made it: a pass over
-    every array that would otherwise take the writer's process, which also writes (and
-    hashes) every byte, from the cores the workers need. An executor whose ``map`` takes
-    no ``summarize`` (one written for nishard 0.1) still works: the writer computes them.
-    """
-    try:
-        takes = "summarize" in inspect.signature(executor.map).parameters
-    except (TypeError, ValueError):  # no signature to read: call it as 0.1 did
-        takes = False
-    if takes:
-        return executor.map(plan, records, cache, summarize=sample_moments)
-    return executor.map(plan, records, cache)
-
-
 def _skippable(
     entries: dict[int, dict], order: Sequence[str], task_of: dict[str, ShardTask]
 ) -> dict:
@@ -382,78 +311,6 @@ def _skippable(
         if entry["quarantine"] is not None or task_of[entry["id"]].done:
             skipped[p] = entry
     return skipped
-
-
-def _write_stats(folder: Path, split: str, moments: dict[str, Moments]) -> dict:
-    """The split's per-feature vectors to ``<split>.stats.npz``; the manifest's entry."""
-    arrays = stats_arrays(moments)
-    entry: dict = {"keys": {name: m.summary() for name, m in moments.items()}, "file": None}
-    if arrays:
-        path = folder / f"{split}.stats.npz"
-        write_npz(path, arrays)
-        entry |= {"file": path.name, "sha256": sha256_file(path)}
-    return entry
-
-
-def _write_indexes(folder: Path, names: Sequence[str], shards: list[ShardInfo]) -> dict:
-    """A wids shard index per split (and family) of tar shards; the manifest's entries,
-    by ``<split>`` or ``<split>-<family>``."""
-    indexes = {}
-    families = sorted({s.family for s in shards if s.format == WIDS_FORMAT}, key=str)
-    for name in names:
-        for family in families:
-            tars = [
-                s for s in shards
-                if (s.split, s.format, s.family) == (name, WIDS_FORMAT, family)
-            ]  # fmt: skip
-            if not tars:
-                continue
-            label = name if family is None else f"{name}-{family}"
-            path = folder / wids_name(label)
-            write_json(path, wids_index(label, tars))
-            indexes[label] = {"file": path.name, "sha256": sha256_file(path), "format": "wids"}
-    return indexes
-
-
-def _spec(records, plan, out, formats, shards, split, shuffle, executor) -> dict:
-    """The pipeline spec a build records when it is given none."""
-    return {
-        "input": records.spec,
-        "transforms": plan.to_list(),
-        "output": output_spec(out, formats, shards, split, shuffle),
-        "execution": executor.to_dict(),
-    }
-
-
-def _side_files(manifest: dict) -> set[str]:
-    """Files besides the shards that a manifest lists."""
-    side = {e.get("file") for e in manifest.get("stats", {}).values() if isinstance(e, dict)}
-    side |= {e.get("file") for e in manifest.get("indexes", {}).values() if isinstance(e, dict)}
-    return {name for name in side if isinstance(name, str)}
-
-
-def _split_table(records, frame, split, names, assignment) -> dict:
-    """The strategy and the counts per class per split of the records written (``frame``)."""
-    group = "subject" if isinstance(split, str) else split.group
-    if group is not None and group not in frame.columns:
-        group = None
-    ids = [str(i) for i in frame.index]
-    table = counts_table(
-        frame, pd.Series([assignment[i] for i in ids], index=frame.index), records.variables,
-        group=group, splits=names,
-    )  # fmt: skip
-    return _finite({"strategy": split if isinstance(split, str) else split.to_dict(), **table})
-
-
-def _finite(value):
-    """NaN (a statistic of no values) as null: the manifest is strict JSON."""
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    return value
 
 
 def _our_files(names: Sequence[str], formats: Sequence[Format | Family]) -> re.Pattern:
@@ -479,7 +336,7 @@ def _previous_files(folder: Path) -> set[str]:
     try:
         manifest = read_manifest(folder)
         listed = {shard["name"] for shard in manifest.get("shards", [])}
-        return listed | _side_files(manifest)
+        return listed | side_files(manifest)
     except (ValueError, KeyError, TypeError, AttributeError):
         return set()
 
@@ -493,3 +350,13 @@ def summary(manifest: dict, seconds: float, tally: Tally | None = None) -> str:
         f"{counts['dropped']} dropped in {len(manifest['shards'])} shards; {seconds:.1f} s, "
         f"{(tally or Tally()).describe()}"
     )
+
+
+def _spec(records, plan, out, formats, shards, split, shuffle, executor) -> dict:
+    """The pipeline spec a build records when it is given none."""
+    return {
+        "input": records.spec,
+        "transforms": plan.to_list(),
+        "output": output_spec(out, formats, shards, split, shuffle),
+        "execution": executor.to_dict(),
+    }

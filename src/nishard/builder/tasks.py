@@ -12,8 +12,9 @@ its own.
 
 from __future__ import annotations
 
+import inspect
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from ..archives.families import Family, family_name, family_products, unwrap
@@ -21,7 +22,9 @@ from ..archives.manifest import KeyStats, PartialManifest, describe
 from ..archives.shards import Format, ShardInfo, ShardWriter
 from ..archives.stats import Moments, SplitStats, sample_moments
 from ..errors import RecordError
-from ..workflow.plan import Outcome
+from ..workflow.cache import NodeCache
+from ..workflow.executors import Executor
+from ..workflow.plan import Outcome, Plan
 from .planning import ShardGroup
 from .resume import Journal, Resumed
 
@@ -37,9 +40,9 @@ class ShardTask:
     writing : sequence of Format or Family
         Each gets the group's samples in its shard; the first one's shard carries the
         group's statistics in the journal, for a resumed build to reuse.
-    journal : Journal
+    journal : Journal or None
         Told of each finished shard (with the statistics, for the first) once it is on
-        disk.
+        disk; None for a task run apart, whose partial manifest is its record.
     resumed : Resumed
         What an interrupted build of the same plan finished: a format whose shard of
         the group is done is not written again, nor are its statistics counted again.
@@ -50,7 +53,7 @@ class ShardTask:
         folder: Path,
         group: ShardGroup,
         writing: Sequence[Format | Family],
-        journal: Journal,
+        journal: Journal | None,
         resumed: Resumed,
     ):
         self.group = group
@@ -162,11 +165,30 @@ class ShardTask:
         return None
 
 
+def outcomes(
+    executor: Executor, plan: Plan, records: list, cache: NodeCache | None
+) -> Iterator[Outcome]:
+    """The executor's outcomes, each with its products' statistics where it can.
+
+    The statistics of each sample are computed by the worker that made it: a pass over
+    every array that would otherwise take the writer's process, which also writes (and
+    hashes) every byte, from the cores the workers need. An executor whose ``map`` takes
+    no ``summarize`` (one written for nishard 0.1) still works: the writer computes them.
+    """
+    try:
+        takes = "summarize" in inspect.signature(executor.map).parameters
+    except (TypeError, ValueError):  # no signature to read: call it as 0.1 did
+        takes = False
+    if takes:
+        return executor.map(plan, records, cache, summarize=sample_moments)
+    return executor.map(plan, records, cache)
+
+
 def _writer(
     folder: Path,
     group: ShardGroup,
     item: Format | Family,
-    journal: Journal,
+    journal: Journal | None,
     stats: SplitStats,
     first: bool,
     resumed: Resumed,
@@ -177,10 +199,12 @@ def _writer(
     The group's statistics are journaled with its first format's shard.
     """
 
-    def finished(info: ShardInfo) -> Callable[[], None]:
+    def finished(info: ShardInfo) -> Callable[[], None] | None:
         # The journal lists the shard once it is on disk under its name (the writer
         # calls this back then).
         block = stats.close_block() if first else None
+        if journal is None:
+            return None
         return lambda: journal.shard(info, block, group.index)
 
     fmt, family = unwrap(item), family_name(item)

@@ -5,8 +5,9 @@ from .executors import EXECUTORS, Executor, Local, Serial
 from .fusion import FUSIONS, ByBackend, Fusion, Greedy
 from .plan import Node, Outcome, Plan, assemble
 from .pydra import Pydra
+from .task_runners import SlurmArray, Tasks
 
 __all__ = [
     "EXECUTORS", "FUSIONS", "ByBackend", "Executor", "Fusion", "Greedy", "Local", "Node",
-    "NodeCache", "Outcome", "Plan", "Pydra", "Serial", "assemble",
+    "NodeCache", "Outcome", "Plan", "Pydra", "Serial", "SlurmArray", "Tasks", "assemble",
 ]  # fmt: skip

@@ -21,6 +21,7 @@ from .cache import NodeCache
 from .handoff import handoff_folder, receive, share
 from .plan import Outcome, Plan, Summarize
 from .pydra import Pydra
+from .task_runners import SlurmArray, Tasks
 from .usage import Meter
 
 
@@ -126,5 +127,8 @@ def _run_and_share(
     return dataclasses.replace(outcome, usage=meter.usage)
 
 
-#: Executors by the name a YAML spec or the command line gives them.
-EXECUTORS: Registry = Registry("executor", (Serial, Local, Pydra), key="executor")
+#: Executors by the name a YAML spec or the command line gives them: of records (serial,
+#: local, pydra) and of shard tasks (tasks, slurm-array; :mod:`.task_runners`).
+EXECUTORS: Registry = Registry(
+    "executor", (Serial, Local, Pydra, Tasks, SlurmArray), key="executor"
+)
