@@ -20,10 +20,13 @@ every group whose partial manifest is there and whose files have the sizes it re
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import pickle
 import shutil
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -174,11 +177,20 @@ def run_task(folder: Path, number: int, jobs: int = 1, progress: bool = True) ->
             f"tasks (0 to {len(work.groups) - 1})"
         )
     group = work.groups[number]
-    done = finished(folder, group)
-    if done is not None:
-        if progress:
-            print(f"task {number} ({done.name}): done already", file=sys.stderr)
-        return done
+    with _only_runner(folder, number):
+        done = finished(folder, group)
+        if done is not None:
+            if progress:
+                print(f"task {number} ({done.name}): done already", file=sys.stderr)
+            return done
+        return _run_group(folder, number, work, records, jobs, progress)
+
+
+def _run_group(
+    folder: Path, number: int, work: WorkOrder, records: RecordTable, jobs: int, progress: bool
+) -> PartialManifest:
+    """Task ``number``'s group written and its partial manifest saved (see run_task)."""
+    group = work.groups[number]
     for item in work.writing:
         name = shard_name(group.split, group.index, unwrap(item), family_name(item))
         (folder / (name + ".tmp")).unlink(missing_ok=True)
@@ -237,6 +249,23 @@ def merge_tasks(folder: Path) -> dict:
     shutil.rmtree(home(folder), ignore_errors=True)
     check_written(manifest, folder)
     return manifest
+
+
+@contextlib.contextmanager
+def _only_runner(folder: Path, number: int) -> Iterator[None]:
+    """Hold task ``number``'s lock: a second process running the same task (the rerun of
+    a killed coordinator whose tasks live on) stops instead of writing the same files."""
+    locks = home(folder) / "locks"
+    locks.mkdir(exist_ok=True)
+    with open(locks / f"task-{number}.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise NishardError(
+                f"{folder}: shard task {number} is running in another process (its lock "
+                f"{lock.name} is held); wait for it to end"
+            ) from None
+        yield
 
 
 def _named(group: ShardGroup, number: int) -> str:

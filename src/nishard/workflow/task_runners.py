@@ -219,6 +219,15 @@ class SlurmArray:
             peak: int | None = None) -> list[TaskFailure]:  # fmt: skip
         """Submit the tasks ``numbers`` as arrays and ``merge`` as a job after them; wait
         until the merge job ended; the tasks that failed, with SLURM's reason."""
+        queued = _run(["squeue", "-h", "-n", f"{label},{label}-merge", "-o", "%i"]).stdout.split()
+        if queued:
+            # A killed coordinator's jobs live on: submitting again would run their
+            # tasks twice at once.
+            raise NishardError(
+                f"jobs {', '.join(sorted(set(queued)))} of this build are still queued or "
+                "running; wait for them (their merge job completes the build) or scancel "
+                "them, then run the build again"
+            )
         where = home / "slurm"
         where.mkdir(parents=True, exist_ok=True)
         script = where / "task.sh"
