@@ -102,10 +102,22 @@ def test_a_failed_element_is_named_with_slurms_state(tiny, tmp_path):
     spec = _spec(tmp_path / "array", tiny, jobs=2)
     out = spec.parent / "shards"
     (out / "all-000002.tar").mkdir(parents=True)  # task 2 cannot publish its shard
-    with pytest.raises(
-        NishardError, match=r"1 of 4 shard tasks failed \(task 2: all-000002: FAILED"
-    ):
+    # SLURM's state, and the last line the element's task wrote: its error.
+    failed = r"1 of 4 shard tasks failed \(task 2: all-000002: FAILED \(.*Is a directory"
+    with pytest.raises(NishardError, match=failed):
         ns.build(load_spec(spec), progress=False)
+
+
+def test_an_output_folder_local_to_each_node_is_refused_on_a_cluster_of_nodes(
+    tiny, tmp_path, monkeypatch
+):
+    import nishard.workflow.task_runners as runners
+
+    monkeypatch.setattr(runners, "_nodes", lambda: 2)  # (this test cluster has one node)
+    spec = _spec(tmp_path / "array", tiny)  # pytest's tmp_path is under /tmp
+    with pytest.raises(NishardError, match=r"is under /tmp, which each node .* has of its own"):
+        ns.build(load_spec(spec), progress=False)
+    assert not home(spec.parent / "shards").exists()
 
 
 def test_options_sbatch_refuses_stop_the_build_before_anything_is_submitted(tiny, tmp_path):

@@ -158,7 +158,9 @@ def write(
     writing = resolve(formats, plan.products)
     # A group is a shard in every format: a byte limit is planned from each sample's
     # upper bound in each format, read from headers before anything runs.
-    bounds = None if shards.max_bytes is None else sample_bounds(list(records), plan, writing)
+    bounds = None
+    if shards.max_bytes is not None:
+        bounds = sample_bounds(list(records), plan, writing, progress=progress)
     planned = plan_shards(records, split, shuffle, shards, bounds)
     names, assignment = planned.splits, planned.assignment
     # Absolute: a workflow engine (Pydra) changes the process's folder while it runs.

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from tqdm.auto import tqdm
+
 from ..archives.families import Family, family_products, unwrap
 from ..archives.shards import Format, sample_bound
 from ..records.table import Record
@@ -22,16 +24,21 @@ from .planning import SampleBounds
 
 
 def sample_bounds(
-    records: Sequence[Record], plan: Plan, writing: Sequence[Format | Family]
+    records: Sequence[Record],
+    plan: Plan,
+    writing: Sequence[Format | Family],
+    progress: bool = False,
 ) -> SampleBounds:
     """Per record, per written format (or family), an upper bound of its sample's bytes.
 
     A record whose bound cannot be known (a header that cannot be read, shapes a step
     cannot take, metadata the format cannot encode) gets None: it will most likely be
-    quarantined, and is planned alone so that no limit depends on it.
+    quarantined, and is planned alone so that no limit depends on it. ``progress`` shows a
+    bar: headers are read one record after another (a few ms each).
     """
+    bar = tqdm(records, unit="record", desc="plan", disable=not progress, leave=False)
     return SampleBounds(
-        sizes={record.id: record_bounds(record, plan, writing) for record in records},
+        sizes={record.id: record_bounds(record, plan, writing) for record in bar},
         file_size=tuple(unwrap(item).file_size for item in writing),
     )
 

@@ -37,6 +37,8 @@ TaskCommand = Callable[[str, int], list[str]]
 #: sacct states of an element that ended without its task finishing.
 FAILED = ("FAILED", "OUT_OF_MEMORY", "TIMEOUT", "CANCELLED", "NODE_FAIL", "PREEMPTED",
           "BOOT_FAIL", "DEADLINE")  # fmt: skip
+#: Folders each node has of its own on most clusters.
+NODE_LOCAL = ("/tmp", "/var/tmp", "/dev/shm", "/run")
 #: sacct states of a job still to end.
 ACTIVE = ("PENDING", "RUNNING", "REQUEUED", "RESIZING", "SUSPENDED", "CONFIGURING",
           "COMPLETING")  # fmt: skip
@@ -201,13 +203,20 @@ class SlurmArray:
     def check(self, folder: Path) -> None:
         """One clear error before anything is submitted: SLURM's commands missing, or
         sbatch refusing the options (tried with ``--test-only``, which submits nothing)."""
-        for command in ("sbatch", "sacct", "scontrol"):
+        for command in ("sbatch", "sacct", "scontrol", "sinfo", "squeue"):
             if shutil.which(command) is None:
                 raise NishardError(
                     f"no {command} on PATH: the slurm-array executor submits with sbatch and "
                     "watches with sacct; build on a machine that submits to the cluster (a "
                     "login node)"
                 )
+        local = next((p for p in NODE_LOCAL if Path(folder).resolve().is_relative_to(p)), None)
+        if local is not None and _nodes() > 1:
+            raise NishardError(
+                f"{folder} is under {local}, which each node of a cluster has of its own: the "
+                "array's elements would see neither the saved work order nor each other's "
+                "shards; build into a folder every node sees (project or scratch space)"
+            )
         test = ["sbatch", "--test-only", *self._options(1), "--wrap", "true"]
         answer = _run(test)
         if answer.returncode != 0:
@@ -286,8 +295,13 @@ class SlurmArray:
                 break
             time.sleep(self.poll)
         meter.update(done, 0, failed, final=True)
-        failures = [TaskFailure(task, state) for task, state in sorted(tasks.items())
-                    if state != "COMPLETED"]  # fmt: skip
+        logs = {
+            task: where / f"task-{job}_{index}.log"
+            for job, by_index in elements.items()
+            for index, task in by_index.items()
+        }
+        failures = [TaskFailure(task, _with_log(state, logs[task]))
+                    for task, state in sorted(tasks.items()) if state != "COMPLETED"]  # fmt: skip
         if merge_state != "COMPLETED" and not failures:
             logs = sorted(where.glob(f"merge-{merging}.log"))
             why = _last_line(logs[0], 1) if logs else merge_state
@@ -351,6 +365,11 @@ def job_states(jobs: Sequence[str]) -> dict[str, str]:
     return states
 
 
+def _nodes() -> int:
+    """The cluster's number of nodes, as sinfo lists them."""
+    return len(set(_run(["sinfo", "-h", "-N", "-o", "%N"]).stdout.split()))
+
+
 def _submit(options: list[str]) -> str:
     answer = _run(["sbatch", "--parsable", *options])
     if answer.returncode != 0:
@@ -369,6 +388,13 @@ def _run(argv: list[str]) -> subprocess.CompletedProcess:
 def _reason(answer: subprocess.CompletedProcess) -> str:
     lines = [line.strip() for line in (answer.stderr + answer.stdout).splitlines() if line.strip()]
     return lines[-1] if lines else f"exit status {answer.returncode}"
+
+
+def _with_log(state: str, log: Path) -> str:
+    """SLURM's state of a failed element, with the last line its task wrote (its error)."""
+    if not log.is_file():  # cancelled before it started
+        return state
+    return f"{state} ({_last_line(log, 1)})"
 
 
 def _last_line(log: Path, code: int) -> str:
