@@ -54,7 +54,7 @@ POLL_S = 0.05
 
 @dataclasses.dataclass(frozen=True, init=False)
 class Pydra:
-    """Records in parallel as Pydra workflows: local processes, SLURM or SGE.
+    """Records in parallel as Pydra workflows: local processes or SLURM.
 
     Every fused node of the plan becomes a Pydra task; each record runs its nodes as a
     chain of tasks, and the records of a batch run as one workflow split over them.
@@ -66,7 +66,7 @@ class Pydra:
     ----------
     worker : str
         Pydra's worker: ``"cf"`` (local processes, the default; on a loky pool, see
-        :mod:`.pydra_loky`), ``"slurm"``, ``"sge"``, ``"debug"`` (in this process, one
+        :mod:`.pydra_loky`), ``"slurm"``, ``"debug"`` (in this process, one
         task at a time).
     jobs : int or None
         ``cf``: worker processes (None or -1: every core). Other workers: the most jobs
