@@ -36,6 +36,7 @@ EXECUTORS_UNDER_TEST = {
     "pydra": Pydra(worker="cf", jobs=2, batch=4),  # batches of 4: several per build
     # Each group (3 records: max_samples 3) a process writing its own shards.
     "tasks": ns.executors.tasks(jobs=2),
+    "pydra-groups": Pydra(worker="cf", jobs=2, per="group"),  # a Pydra task per group
 }
 
 

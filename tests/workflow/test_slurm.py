@@ -67,6 +67,23 @@ def test_pydra_on_slurm_writes_the_same_bytes_as_serial(tiny, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.slurm
+def test_pydra_per_group_on_slurm_writes_the_same_bytes_as_serial(tiny, tmp_path):
+    start = time.strftime("%Y-%m-%dT%H:%M:%S")
+    executor = Pydra(worker="slurm", jobs=4, per="group", cache_dir=tmp_path / "pydra")
+    builds = {
+        "serial": _build(tiny, tmp_path / "serial", ns.executors.serial()),
+        "slurm": _build(tiny, tmp_path / "slurm", executor),
+    }
+    _assert_same_builds(builds)
+    assert builds["slurm"][1]["spec"]["execution"]["per"] == "group"
+    # One job per shard group (4 of 3 records), each COMPLETED: Pydra names a python
+    # task's job after its function.
+    ours = [state for name, state in _jobs_since(start) if name.startswith("run_command.")]
+    assert ours == ["COMPLETED"] * 4, _jobs_since(start)
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
 def test_pydra_on_slurm_quarantines_a_broken_record_as_serial_does(tiny_copy, tmp_path):
     broken = bold_files(tiny_copy)[2]
     data = broken.read_bytes()

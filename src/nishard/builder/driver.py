@@ -20,7 +20,7 @@ from ..records.table import RecordTable
 from ..workflow.cache import NodeCache
 from ..workflow.executors import Executor, Serial
 from ..workflow.plan import Plan
-from ..workflow.task_runners import SlurmArray, Tasks
+from ..workflow.task_runners import runs_groups
 from ..workflow.usage import Tally
 from .finish import check_written, publish, side_files
 from .planning import plan_shards
@@ -181,7 +181,7 @@ def write(
     by_id = {record.id: record for record in records}
     order = [by_id[i] for i in planned.order]
     identity = fingerprint(order, assignment, setup, versions())
-    if isinstance(executor, Tasks | SlurmArray):  # each group a task of its own
+    if runs_groups(executor):  # each group a task of its own
         recorded = spec or _spec(records, plan, out, formats, shards, split, shuffle, executor)
         work = WorkOrder(
             identity, plan, tuple(writing), tuple(planned.groups), tuple(names),

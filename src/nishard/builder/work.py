@@ -38,6 +38,7 @@ from ..records.table import RecordTable
 from ..workflow.cache import NodeCache
 from ..workflow.executors import Local, Serial
 from ..workflow.plan import Plan
+from ..workflow.pydra import Pydra
 from ..workflow.task_runners import SlurmArray, Tasks
 from .finish import check_written, publish
 from .planning import ShardGroup
@@ -283,7 +284,7 @@ def run_tasks(
     folder: Path,
     work: WorkOrder,
     records: RecordTable,
-    runner: Tasks | SlurmArray,
+    runner: Tasks | SlurmArray | Pydra,
     *,
     progress: bool = True,
     resume: bool = True,

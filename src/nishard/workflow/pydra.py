@@ -27,9 +27,10 @@ import pickle
 import queue
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, ClassVar
@@ -45,6 +46,7 @@ from ..records.table import Record
 from .cache import NodeCache
 from .inputs import input_checksums
 from .plan import Outcome, Plan, Summarize
+from .task_runners import TaskCommand, TaskFailure, last_line
 from .timing import settle_timing
 from .usage import Meter, Usage
 
@@ -107,8 +109,10 @@ class Pydra:
     cache_dir: str | None = None
     batch: int = 64
     options: tuple[tuple[str, Any], ...] = ()
+    per: str = "record"
 
     name: ClassVar[str] = "pydra"
+    merges: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -117,8 +121,11 @@ class Pydra:
         cache_dir: str | Path | None = None,
         batch: int = 64,
         options: dict[str, Any] | None = None,
+        per: str = "record",
         **more: Any,
     ) -> None:
+        if per not in ("record", "group"):
+            raise ValueError(f"per must be 'record' or 'group', got {per!r}")
         if not isinstance(batch, int) or batch < 1:
             raise ValueError(f"batch must be a positive int, got {batch!r}")
         if jobs is not None and (not isinstance(jobs, int) or jobs == 0 or jobs < -1):
@@ -130,6 +137,12 @@ class Pydra:
         set_(self, "cache_dir", None if cache_dir is None else str(cache_dir))
         set_(self, "batch", batch)
         set_(self, "options", tuple(sorted(merged.items())))
+        set_(self, "per", per)
+
+    @property
+    def groups(self) -> bool:
+        """Each shard group one Pydra task (``per="group"``), not each node of each record."""
+        return self.per == "group"
 
     def to_dict(self) -> dict:
         out: dict[str, Any] = {"executor": self.name, "worker": self.worker, "jobs": self.jobs,
@@ -138,7 +151,48 @@ class Pydra:
             out["cache_dir"] = self.cache_dir
         if self.options:
             out["options"] = dict(self.options)
+        if self.groups:
+            out["per"] = self.per
         return out
+
+    def check(self, folder: Path) -> None:
+        """Stop before anything is saved when the worker is unknown or its scheduler is
+        not usable (:func:`check_scheduler`)."""
+        import pydra.engine  # noqa: F401
+        from pydra.workers.base import Worker
+
+        Worker.plugin(self.worker)
+        check_scheduler(self.worker, str(dict(self.options).get("sbatch_args", "")))
+
+    def run(self, numbers: Sequence[int], command: TaskCommand, home: Path,
+            progress: bool = True) -> list[TaskFailure]:  # fmt: skip
+        """With ``per="group"``: the shard tasks ``numbers`` as one Pydra task split over
+        them, each running its task's command; the ones that failed, with their last line
+        of error (from ``home/logs/task-K.log``)."""
+        from pydra.compose import python
+        from pydra.engine.submitter import Submitter
+
+        os.environ.setdefault("NO_ET", "1")  # (see _Runner._run)
+        logs = home / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        paths = [str(logs / f"task-{n}.log") for n in numbers]
+        # One record worker per task: Pydra's worker gives each task one slot.
+        argvs = [command(str(n), 1) for n in numbers]
+        task = python.define(run_command, outputs=["code"])().split(
+            ("argv", "log"), argv=argvs, log=paths
+        )
+        if progress:
+            print(f"pydra ({self.worker}): {len(numbers)} shard tasks", file=sys.stderr)
+        root = Path(self.cache_dir).absolute() if self.cache_dir else home
+        check_writable(root, f"Pydra's cache_dir {root}")
+        with tempfile.TemporaryDirectory(prefix="nishard-pydra-", dir=root) as tmp:
+            with Submitter(cache_root=Path(tmp), **self.submitter_options()) as submitter:
+                result = submitter(task)
+        codes = list(result.outputs.code) if not result.errored else [None] * len(numbers)
+        ended = zip(numbers, paths, codes, strict=True)
+        return [
+            TaskFailure(n, last_line(Path(log), code or 1)) for n, log, code in ended if code != 0
+        ]
 
     def submitter_options(self) -> dict[str, Any]:
         """Keyword arguments of ``pydra.engine.submitter.Submitter`` besides the cache root."""
@@ -396,6 +450,18 @@ class _Runner(threading.Thread):
         self.stopping.set()
         self.slots.release()
         self.join()
+
+
+def run_command(argv: list[str], log: str) -> int:
+    """A Pydra task of shard-task mode: run ``argv`` with its output to ``log``; its exit
+    status (never raises: a failed task is reported by number, not as Pydra's error)."""
+    with open(log, "wb") as out:
+        try:
+            return subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT,
+                                  stdin=subprocess.DEVNULL).returncode  # fmt: skip
+        except OSError as err:
+            out.write(f"{type(err).__name__}: {err}\n".encode())
+            return 127
 
 
 def _first_line(errors: Any) -> str:

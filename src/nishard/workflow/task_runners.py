@@ -104,6 +104,7 @@ class Tasks:
 
     name: ClassVar[str] = "tasks"
     merges: ClassVar[bool] = False
+    groups: ClassVar[bool] = True
 
     def to_dict(self) -> dict:
         return {"executor": self.name, "jobs": self.jobs, "task_jobs": self.task_jobs}
@@ -140,7 +141,7 @@ class Tasks:
                     if process.returncode == 0:
                         done += 1
                     else:
-                        failures.append(TaskFailure(number, _last_line(log, process.returncode)))
+                        failures.append(TaskFailure(number, last_line(log, process.returncode)))
                 meter.update(done, len(running), len(failures))
                 time.sleep(0.05)
         finally:
@@ -182,6 +183,7 @@ class SlurmArray:
 
     name: ClassVar[str] = "slurm-array"
     merges: ClassVar[bool] = True
+    groups: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         sbatch = self.sbatch
@@ -304,7 +306,7 @@ class SlurmArray:
                     for task, state in sorted(tasks.items()) if state != "COMPLETED"]  # fmt: skip
         if merge_state != "COMPLETED" and not failures:
             logs = sorted(where.glob(f"merge-{merging}.log"))
-            why = _last_line(logs[0], 1) if logs else merge_state
+            why = last_line(logs[0], 1) if logs else merge_state
             raise NishardError(f"the merge job {merging} ended {merge_state}: {why}")
         return failures
 
@@ -394,10 +396,10 @@ def _with_log(state: str, log: Path) -> str:
     """SLURM's state of a failed element, with the last line its task wrote (its error)."""
     if not log.is_file():  # cancelled before it started
         return state
-    return f"{state} ({_last_line(log, 1)})"
+    return f"{state} ({last_line(log, 1)})"
 
 
-def _last_line(log: Path, code: int) -> str:
+def last_line(log: Path, code: int) -> str:
     """The last non-empty line a task wrote (its error), else its exit status."""
     try:
         lines = [line.strip() for line in log.read_text(errors="replace").splitlines()]
@@ -405,3 +407,9 @@ def _last_line(log: Path, code: int) -> str:
         lines = []
     lines = [line for line in lines if line]
     return lines[-1] if lines else f"exit status {code}"
+
+
+def runs_groups(executor: object) -> bool:
+    """Whether ``executor`` runs shard tasks (each group a task of its own) rather than
+    records for one writer: ``tasks``, ``slurm-array``, ``pydra`` with ``per="group"``."""
+    return bool(getattr(executor, "groups", False))
