@@ -89,6 +89,35 @@ def test_scancel_of_the_array_is_named_and_a_rerun_runs_only_what_was_left(tiny,
     assert {name: (out / f"{name}.tar").stat().st_mtime_ns for name in done} == kept
 
 
+def test_a_killed_coordinators_build_is_completed_by_its_merge_job(tiny, tmp_path, serial):
+    spec = _spec(tmp_path / "array", tiny, jobs=1, mem="1500MiB")
+    out = spec.parent / "shards"
+    coordinator = subprocess.Popen([sys.executable, "-m", "nishard", "build", str(spec)],
+                                   cwd=spec.parent, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not (home(out) / "slurm" / "task.sh").exists() or not _queued():
+        assert time.monotonic() < deadline and coordinator.poll() is None
+        time.sleep(0.1)
+    array = _array_job()
+    coordinator.kill()
+    coordinator.wait()
+    # A rerun while the jobs live on would run their tasks twice: refused.
+    with pytest.raises(NishardError, match="of this build are still queued or running"):
+        ns.build(load_spec(spec), progress=False)
+    while not (out / "manifest.json").exists():  # the merge job completes the build
+        assert time.monotonic() < deadline + 120
+        time.sleep(0.2)
+    _assert_same_builds({"serial": serial, "array": (out, read_manifest(out))})
+    memory = subprocess.run(["sacct", "-n", "-P", "-X", "-j", array, "-o", "ReqMem"],
+                            capture_output=True, text=True, check=True).stdout.split()  # fmt: skip
+    assert set(memory) == {"1500M"}, memory  # mem: the spec's, per element
+
+
+def _queued() -> bool:
+    out = subprocess.run(["squeue", "-h", "-o", "%j"], capture_output=True, text=True).stdout
+    return any(name.startswith("nishard-") for name in out.split())
+
+
 def _array_job() -> str:
     """The id of the build's array job, as squeue lists it."""
     out = subprocess.run(["squeue", "-h", "-o", "%F|%j"], capture_output=True, text=True,
