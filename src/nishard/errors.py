@@ -26,6 +26,12 @@ class MissingFileError(StorageError, FileNotFoundError):
     """A file a storage was asked for is not there; still a ``FileNotFoundError``."""
 
 
+class StorageUnavailableError(StorageError):
+    """A store did not answer, dropped the connection mid-transfer or answered that it is
+    unavailable (HTTP 5xx, throttling): the same request may succeed later, so the shard
+    cache tries it again (a few times, with backoff), and no other error."""
+
+
 class RecordError(NishardError):
     """One record cannot be processed; the run quarantines it and goes on.
 

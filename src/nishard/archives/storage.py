@@ -19,6 +19,7 @@ lists.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import re
 import stat as stat_module
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol, runtime_checkable
 
-from ..errors import MissingFileError, StorageError
+from ..errors import MissingFileError, StorageError, StorageUnavailableError
 
 __all__ = [
     "HttpStorage",
@@ -38,6 +39,7 @@ __all__ = [
     "Stat",
     "Storage",
     "StorageError",
+    "StorageUnavailableError",
     "check_name",
     "publishing",
     "sha256_of",
@@ -308,27 +310,37 @@ class HttpStorage:
         except urllib.error.HTTPError as err:
             if err.code == 404:
                 raise MissingFileError(f"{url}: no such file (HTTP 404)") from err
+            if err.code >= 500 or err.code == 429:  # may answer when tried again
+                raise StorageUnavailableError(f"{url}: HTTP {err.code} {err.reason}") from err
+            if err.code in (401, 403):
+                raise StorageError(f"{url}: access denied (HTTP {err.code} {err.reason})") from err
             raise StorageError(f"{url}: HTTP {err.code} {err.reason}") from err
-        except (urllib.error.URLError, OSError) as err:
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as err:
             why = getattr(err, "reason", err)
-            raise StorageError(f"{url}: cannot reach the server ({why})") from err
+            raise StorageUnavailableError(f"{url}: cannot reach the server ({why})") from err
+
+    def _body(self, name: str, headers: dict | None = None) -> tuple[Body, int]:
+        response = self._request(name, headers=headers)
+        announced = response.headers.get("Content-Length")
+        length = int(announced) if announced and announced.isdigit() else None
+        return Body(response, self.join(name), _NETWORK, length), response.status
 
     def open(self, name: str) -> BinaryIO:
-        return self._request(name)
+        return self._body(name)[0]  # type: ignore[return-value]
 
     def read_range(self, name: str, start: int, length: int) -> bytes:
         if length <= 0:
             return b""
-        headers = {"Range": f"bytes={start}-{start + length - 1}"}
-        with self._request(name, headers=headers) as response:
-            data = response.read()
-            if response.status == 200:  # the server sent the whole file
-                return data[start : start + length]
+        body, status = self._body(name, {"Range": f"bytes={start}-{start + length - 1}"})
+        with body:
+            data = body.read()
+        if status == 200:  # the server sent the whole file
+            return data[start : start + length]
         return data
 
     def read_bytes(self, name: str) -> bytes:
-        with self._request(name) as response:
-            return response.read()
+        with self._body(name)[0] as body:
+            return body.read()
 
     def stat(self, name: str) -> Stat | None:
         try:
@@ -390,6 +402,11 @@ class S3Storage:
         check_name(name, self.url)
         return f"{self.prefix}/{name}" if self.prefix else name
 
+    @property
+    def endpoint(self) -> str:
+        """The endpoint the requests go to, for messages."""
+        return str(_s3_client(self.endpoint_url).meta.endpoint_url)
+
     def _call(self, name: str, method: str, **options):
         from botocore.exceptions import BotoCoreError, ClientError
 
@@ -398,28 +415,73 @@ class S3Storage:
                 Bucket=self.bucket, Key=self._key(name), **options
             )
         except ClientError as err:
-            code = err.response.get("Error", {}).get("Code", "")
-            if code in ("404", "NoSuchKey", "NotFound"):
-                raise MissingFileError(f"{self.join(name)}: no such object") from err
-            raise StorageError(f"{self.join(name)}: {code or 'S3 error'}: {err}") from err
+            # A HEAD answers 404 without a body for a missing bucket as for a missing
+            # key: the bucket asked, so that a missing one is said.
+            if _code(err) in _MISSING and method == "head_object" and not self._has_bucket():
+                raise self._no_bucket() from err
+            raise self.failure(err, name) from err
         except BotoCoreError as err:
-            raise StorageError(f"{self.join(name)}: cannot reach the store ({err})") from err
+            raise self.failure(err, name) from err
+
+    def _has_bucket(self) -> bool:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            _s3_client(self.endpoint_url).head_bucket(Bucket=self.bucket)
+        except ClientError as err:
+            if _code(err) in _MISSING | {"NoSuchBucket"}:
+                return False
+            raise self.failure(err, None) from err
+        except BotoCoreError as err:
+            raise self.failure(err, None) from err
+        return True
+
+    def _no_bucket(self) -> StorageError:
+        return StorageError(f"{self.url}: no bucket {self.bucket!r} at {self.endpoint}")
+
+    def failure(self, err: Exception, name: str | None) -> StorageError:
+        """The nishard error of a failed request about the file ``name`` (None: the
+        folder), naming what failed: the object, the bucket, or the endpoint that refused
+        the credentials (never the credentials themselves). A connection error or an
+        answer that the store is unavailable is a
+        :class:`~nishard.errors.StorageUnavailableError`: worth another try."""
+        from botocore.exceptions import ClientError
+
+        where = self.url if name is None else self.join(name)
+        if isinstance(err, ClientError):
+            code = _code(err)
+            status = int(err.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+            if code == "NoSuchBucket":
+                return self._no_bucket()
+            if code in _MISSING and name is not None:
+                return MissingFileError(f"{where}: no such object (key {self._key(name)!r} in "
+                                        f"bucket {self.bucket!r} at {self.endpoint})")  # fmt: skip
+            if code in _REFUSED or status in (401, 403):
+                return StorageError(f"{where}: {self.endpoint} refused the request "
+                                    f"({code}: {_REFUSED.get(code, 'access denied')}); "
+                                    f"{_credentials_hint(self.endpoint_url)}")  # fmt: skip
+            if code in _UNAVAILABLE or status >= 500:
+                return StorageUnavailableError(f"{where}: {self.endpoint} answered {code} "
+                                               f"(HTTP {status}): unavailable for now")  # fmt: skip
+            message = err.response.get("Error", {}).get("Message") or str(err)
+            return StorageError(f"{where}: {code or 'S3 error'} from {self.endpoint}: {message}")
+        if isinstance(err, _transient()):
+            return StorageUnavailableError(f"{where}: cannot reach {self.endpoint} ({err})")
+        return StorageError(f"{where}: {type(err).__name__}: {err}")
 
     def open(self, name: str) -> BinaryIO:
-        from contextlib import closing
-
-        return closing(self._call(name, "get_object")["Body"])  # type: ignore[return-value]
+        body = self._call(name, "get_object")["Body"]
+        return Body(body, self.join(name), _network())  # type: ignore[return-value]
 
     def read_range(self, name: str, start: int, length: int) -> bytes:
         if length <= 0:
             return b""
         body = self._call(name, "get_object", Range=f"bytes={start}-{start + length - 1}")["Body"]
-        with closing_body(body):
-            return body.read()
+        with Body(body, self.join(name), _network()) as whole:
+            return whole.read()
 
     def read_bytes(self, name: str) -> bytes:
-        body = self._call(name, "get_object")["Body"]
-        with closing_body(body):
+        with Body(self._call(name, "get_object")["Body"], self.join(name), _network()) as body:
             return body.read()
 
     def stat(self, name: str) -> Stat | None:
@@ -437,7 +499,7 @@ class S3Storage:
             keys = [item["Key"] for page in pages.paginate(Bucket=self.bucket, Prefix=base + prefix)
                     for item in page.get("Contents", ())]  # fmt: skip
         except (ClientError, BotoCoreError) as err:
-            raise StorageError(f"{self.url}: cannot list ({err})") from err
+            raise self.failure(err, None) from err
         return sorted(key[len(base) :] for key in keys)
 
     def staging(self, name: str) -> Path:
@@ -448,15 +510,10 @@ class S3Storage:
         return scratch / f"{os.getpid()}-{check_name(name, self.url).replace('/', '_')}"
 
     def publish(self, temporary: Path, name: str) -> None:
-        """Upload (multipart for large files, which S3 makes visible only when complete;
-        an interrupted upload is aborted by boto3's transfer manager) and remove the local
-        file."""
-        from boto3.exceptions import S3UploadFailedError
-
-        try:
-            _s3_client(self.endpoint_url).upload_file(str(temporary), self.bucket, self._key(name))
-        except S3UploadFailedError as err:
-            raise StorageError(f"{self.join(name)}: upload failed ({err})") from err
+        """Upload (multipart for large files, which S3 makes visible only when complete)
+        and remove the local file. An upload stopped by a crash leaves its parts on the
+        store, invisible, until :meth:`abort_uploads`."""
+        self._upload(temporary, name, None)
         temporary.unlink(missing_ok=True)
 
     def remove(self, name: str) -> None:
@@ -465,15 +522,24 @@ class S3Storage:
     def put_file(self, path: Path, name: str, sha256: str) -> None:
         """Upload a local file as ``name``, its sha256 (hex) stored as object metadata
         (what :meth:`checksum` reads back); the local file stays."""
-        from boto3.exceptions import S3UploadFailedError
+        self._upload(path, name, {"Metadata": {"sha256": sha256}})
 
-        extra = {"Metadata": {"sha256": sha256}}
+    def _upload(self, path: Path, name: str, extra: dict | None) -> None:
+        from boto3.exceptions import S3UploadFailedError
+        from botocore.exceptions import BotoCoreError, ClientError
+
         try:
             _s3_client(self.endpoint_url).upload_file(
                 str(path), self.bucket, self._key(name), ExtraArgs=extra
             )
         except S3UploadFailedError as err:
+            # boto3 raises it while handling the request's ClientError: that says why.
+            cause = err.__context__
+            if isinstance(cause, ClientError):
+                raise self.failure(cause, name) from err
             raise StorageError(f"{self.join(name)}: upload failed ({err})") from err
+        except (ClientError, BotoCoreError) as err:
+            raise self.failure(err, name) from err
 
     def checksum(self, name: str) -> tuple[int, str | None] | None:
         """Size and the sha256 metadata of the object ``name`` (one HEAD request), or
@@ -484,24 +550,168 @@ class S3Storage:
             return None
         return int(head["ContentLength"]), head.get("Metadata", {}).get("sha256")
 
+    def abort_uploads(self) -> int:
+        """Abort the multipart uploads left incomplete under the folder's prefix (by a
+        crash, a killed process or a lost connection: the store keeps their parts, unseen
+        and billed, until they are aborted); their number.
 
-@contextmanager
-def closing_body(body) -> Iterator:
-    try:
-        yield body
-    finally:
-        body.close()
+        Every upload under the prefix is aborted: call it before publishing a folder, not
+        while another process publishes to it.
+        """
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        client = _s3_client(self.endpoint_url)
+        prefix = f"{self.prefix}/" if self.prefix else ""
+        try:
+            pages = client.get_paginator("list_multipart_uploads").paginate(
+                Bucket=self.bucket, Prefix=prefix
+            )
+            uploads = [(u["Key"], u["UploadId"]) for page in pages for u in page.get("Uploads", ())]
+        except (ClientError, BotoCoreError) as err:
+            raise self.failure(err, None) from err
+        for key, upload in uploads:
+            try:
+                client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload)
+            except ClientError as err:
+                if _code(err) != "NoSuchUpload":  # aborted or completed meanwhile
+                    raise self.failure(err, key[len(prefix) :]) from err
+            except BotoCoreError as err:
+                raise self.failure(err, key[len(prefix) :]) from err
+        return len(uploads)
+
+
+#: S3 error codes of a missing object (a HEAD's 404 has no body, hence no name).
+_MISSING = frozenset({"404", "NoSuchKey", "NotFound"})
+
+#: S3 error codes of refused credentials or permissions, and what each means.
+_REFUSED = {
+    "InvalidAccessKeyId": "the access key is not known there",
+    "SignatureDoesNotMatch": "the secret key does not match the access key",
+    "ExpiredToken": "the session token has expired",
+    "InvalidToken": "the session token is not valid",
+    "TokenRefreshRequired": "the session token must be refreshed",
+    "AccessDenied": "access denied",
+    "AllAccessDisabled": "access to the bucket is disabled",
+    "403": "access denied",
+    "401": "unauthorized",
+}
+
+#: S3 error codes of a store that may answer when asked again.
+_UNAVAILABLE = frozenset({
+    "InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout", "Throttling",
+    "ThrottlingException", "500", "502", "503", "504",
+})  # fmt: skip
+
+
+def _code(err) -> str:
+    return str(err.response.get("Error", {}).get("Code", ""))
+
+
+def _credentials_hint(endpoint_url: str | None) -> str:
+    """What to check when a store refuses a request: where credentials come from, and
+    whether any were found (without them, requests go unsigned)."""
+    from botocore import UNSIGNED
+
+    signed = _s3_client(endpoint_url).meta.config.signature_version is not UNSIGNED
+    found = "" if signed else "no AWS credentials were found, so the request was unsigned; "
+    return (f"{found}credentials come from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
+            "AWS_PROFILE or the AWS config files")  # fmt: skip
+
+
+def _transient() -> tuple[type[Exception], ...]:
+    """botocore's errors of a request that did not get an answer (refused, dropped or timed
+    out connections, a body cut short): another try may succeed."""
+    from botocore.exceptions import ConnectionError, HTTPClientError, IncompleteReadError
+
+    return ConnectionError, HTTPClientError, IncompleteReadError
+
+
+def _network() -> tuple[type[Exception], ...]:
+    """The errors of reading an S3 response's body that a lost connection raises."""
+    return (*_transient(), *_NETWORK)
+
+
+#: The errors of reading an HTTP response's body that a lost connection raises.
+_NETWORK = (OSError, http.client.HTTPException)
+
+
+class Body:
+    """A response body, read as a file, whose connection errors are
+    :class:`~nishard.errors.StorageUnavailableError` naming the file and how far the read
+    had come (a connection dropped mid-transfer is worth another try; a reader must not
+    see a half-read file as whole).
+
+    Parameters
+    ----------
+    body
+        The response: ``read(n)`` and ``close()``.
+    where : str
+        The file's URL, for messages.
+    errors : tuple of exception types
+        What a lost connection raises while reading.
+    length : int, optional
+        The bytes the response announced: a body that ends before is a dropped
+        connection too (a plain HTTP response may end short without an error).
+    """
+
+    def __init__(self, body, where: str, errors: tuple[type[Exception], ...],
+                 length: int | None = None):  # fmt: skip
+        self.body, self.where, self.errors, self.length, self.done = body, where, errors, length, 0
+
+    def read(self, size: int = -1) -> bytes:
+        whole = size is None or size < 0
+        try:
+            data = self.body.read() if whole else self.body.read(size)
+        except self.errors as err:
+            raise StorageUnavailableError(
+                f"{self.where}: the connection dropped after {self.done} bytes "
+                f"({type(err).__name__}: {err})"
+            ) from err
+        self.done += len(data)
+        ended = whole or (size > 0 and not data)
+        if ended and self.length is not None and self.done < self.length:
+            raise StorageUnavailableError(
+                f"{self.where}: the connection closed after {self.done} of {self.length} bytes"
+            )
+        return data
+
+    def close(self) -> None:
+        try:
+            self.body.close()
+        except self.errors:  # the connection is gone already
+            pass
+
+    def __enter__(self) -> Body:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 _S3_CLIENTS: dict = {}
 
+#: Where boto3 finds credentials in the environment: a client made before one of them
+#: changed must not be reused (its credentials were resolved when it was made).
+_CREDENTIAL_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+                         "AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SHARED_CREDENTIALS_FILE",
+                         "AWS_CONFIG_FILE")  # fmt: skip
+
 
 def _s3_client(endpoint_url: str | None):
-    """One boto3 client per endpoint and process (clients are thread-safe; a forked
-    DataLoader worker makes its own). The endpoint boto3 would take from the environment
-    is part of the key: a client made before it changed must not be reused."""
+    """One boto3 client per endpoint, credentials and process (clients are thread-safe;
+    a forked DataLoader worker makes its own). The endpoint boto3 would take from the
+    environment, and the credential variables, are part of the key: a client made before
+    they changed must not be reused. The credentials enter the key only as a hash, kept
+    in memory.
+
+    Requests that get no answer, or a 5xx, are retried by botocore (3 tries, ``standard``
+    mode); the shard cache retries a whole fetch on top (:mod:`nishard.stream.mirror`).
+    """
     environment = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    key = (os.getpid(), endpoint_url, environment)
+    credentials = hashlib.sha256(
+        "\0".join(os.environ.get(k, "") for k in _CREDENTIAL_VARIABLES).encode()
+    ).hexdigest()
+    key = (os.getpid(), endpoint_url, environment, credentials)
     if key not in _S3_CLIENTS:
         try:
             import boto3
@@ -511,7 +721,10 @@ def _s3_client(endpoint_url: str | None):
         from botocore.config import Config
 
         session = boto3.session.Session()
-        config = Config(retries={"max_attempts": 5, "mode": "standard"})
+        # A connection is made within seconds or not at all (refused, host down): a
+        # shorter wait than botocore's 60 s keeps a retried fetch's total bounded.
+        config = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=10,
+                        read_timeout=60)  # fmt: skip
         if session.get_credentials() is None:  # a public bucket: unsigned requests
             config = config.merge(Config(signature_version=UNSIGNED))
         _S3_CLIENTS[key] = session.client("s3", endpoint_url=endpoint_url, config=config)

@@ -12,14 +12,24 @@ arrive. What LitData and Mosaic streaming do, on the manifest nishard already wr
 The cache folder is shared by the processes that read it (DataLoader workers, ranks on
 one node): a shard is written under a temporary name and renamed when checked, so a
 process finds a shard complete or not at all.
+
+A fetch whose connection fails or drops (a server restarting, a network blip: a
+:class:`~nishard.errors.StorageUnavailableError`) is tried again from its first byte,
+:data:`TRIES` times in all with a doubling wait between tries (about half a minute in
+all), then fails naming the shard's URL. A partly fetched file is never read: only a
+whole, checked file gets the shard's name. A missing object, refused credentials or
+changed bytes are not tried again.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import mmap
 import os
+import random
 import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -27,7 +37,9 @@ import crc32c
 
 from ..archives.storage import Stat, Storage
 from ..archives.verify import sample_ranges
-from ..errors import StorageError
+from ..errors import MissingFileError, StorageError, StorageUnavailableError
+
+log = logging.getLogger(__name__)
 
 #: Shards fetched at once, ahead of the reader: 2 measured best on a 2-core machine
 #: sharing its cores with the server (benchmarks/remote.py: 4 contend with the reader).
@@ -35,6 +47,14 @@ REQUESTS = 2
 
 #: Bytes per read of a fetch (the request itself is one sequential stream).
 CHUNK = 1 << 22
+
+#: Tries of a fetch whose connection failed or dropped, and the wait after the first
+#: failure in seconds, doubled after each (up to :data:`LONGEST_WAIT`): 1 + 2 + 4 + 8 +
+#: 10 s of waiting, with botocore's own quick retries of each request besides: enough for
+#: a server to restart, bounded to about half a minute.
+TRIES = 6
+FIRST_WAIT = 1.0
+LONGEST_WAIT = 10.0
 
 
 def default_cache(url: str) -> Path:
@@ -70,15 +90,17 @@ class ShardMirror:
         self._pool: ThreadPoolExecutor | None = None
         self._pending: dict[str, Future] = {}
         self._lock = threading.Lock()
+        self._closing = threading.Event()  # set: fetches waiting to try again give up
 
     def __getstate__(self) -> dict:  # DataLoader workers get a copy without threads
         state = dict(self.__dict__)
-        state.update(_pool=None, _pending={}, _lock=None)
+        state.update(_pool=None, _pending={}, _lock=None, _closing=None)
         return state
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self._lock = threading.Lock()
+        self._closing = threading.Event()
 
     # The Storage methods the stream uses: names, small files, the local path.
 
@@ -131,36 +153,69 @@ class ShardMirror:
                     self._pending[name] = self._pool.submit(self._fetch, name)
 
     def close(self) -> None:
+        """Stop fetching ahead: fetches not started are cancelled, those waiting to try
+        again give up, and those under way end first."""
         with self._lock:
             pool, self._pool = self._pool, None
             self._pending.clear()
         if pool is not None:
+            self._closing.set()
             pool.shutdown(wait=True, cancel_futures=True)
+            self._closing.clear()
 
     def _fetch(self, name: str) -> None:
         local = self.path(name)
         local.parent.mkdir(parents=True, exist_ok=True)
         temporary = local.with_name(f".{local.name}.{os.getpid()}.{threading.get_ident()}.part")
-        entry = self.expected.get(name, {})
-        ranges = sample_ranges(entry) if entry else None
-        # The sha256 only where no per-sample CRC-32C is listed: hashing costs a core
-        # about as long as the transfer; the CRCs, hardware-computed, a tenth of it.
-        digest = hashlib.sha256() if entry and ranges is None else None
-        size = 0
         try:
-            with self.remote.open(name) as source, open(temporary, "wb") as out:
-                while chunk := source.read(CHUNK):
-                    if digest is not None:
-                        digest.update(chunk)
-                    out.write(chunk)
-                    size += len(chunk)
-            self._check(name, entry, size, digest, ranges, temporary)
+            self._fetch_retrying(name, temporary)
             os.replace(temporary, local)
         finally:
             temporary.unlink(missing_ok=True)
             with self._lock:
                 self._pending.pop(name, None)
         self._evict(keep=local)
+
+    def _fetch_retrying(self, name: str, temporary: Path) -> None:
+        """:meth:`_download` into ``temporary``, tried again from its first byte while the
+        store is unavailable (:data:`TRIES` times in all, waiting longer each time)."""
+        began = time.monotonic()
+        for attempt in range(1, TRIES + 1):
+            try:
+                self._download(name, temporary)
+                return
+            except StorageUnavailableError as err:
+                if attempt == TRIES:
+                    raise StorageUnavailableError(
+                        f"{self.join(name)}: not fetched after {TRIES} tries in "
+                        f"{time.monotonic() - began:.0f} s; the last failed: {err}"
+                    ) from err
+                # Jittered: the workers of a loader that lost the server at once do not
+                # all come back at once.
+                wait = min(FIRST_WAIT * 2 ** (attempt - 1), LONGEST_WAIT)
+                wait *= random.uniform(0.75, 1.0)
+                log.warning("%s; trying again in %.1f s (try %d of %d)", err, wait,
+                            attempt + 1, TRIES)  # fmt: skip
+                if self._closing.wait(wait):
+                    raise StorageError(f"{self.join(name)}: fetch given up, the stream "
+                                       f"closed; the last try failed: {err}") from err  # fmt: skip
+
+    def _download(self, name: str, temporary: Path) -> None:
+        """Fetch ``name`` into ``temporary`` (from its start, whatever a failed try left
+        there) and check it against the manifest."""
+        entry = self.expected.get(name, {})
+        ranges = sample_ranges(entry) if entry else None
+        # The sha256 only where no per-sample CRC-32C is listed: hashing costs a core
+        # about as long as the transfer; the CRCs, hardware-computed, a tenth of it.
+        digest = hashlib.sha256() if entry and ranges is None else None
+        size = 0
+        with self.remote.open(name) as source, open(temporary, "wb") as out:
+            while chunk := source.read(CHUNK):
+                if digest is not None:
+                    digest.update(chunk)
+                out.write(chunk)
+                size += len(chunk)
+        self._check(name, entry, size, digest, ranges, temporary)
 
     def _check(self, name, entry, size, digest, ranges, path: Path) -> None:
         if not entry:
@@ -219,6 +274,8 @@ class ShardMirror:
         for _ in range(3):
             try:
                 return os.open(self.fetch(name), os.O_RDONLY | getattr(os, "O_BINARY", 0))
+            except MissingFileError:  # also a FileNotFoundError: the object is not there
+                raise
             except FileNotFoundError:
                 continue
         raise StorageError(f"{self.join(name)}: evicted from the cache as soon as fetched; "
