@@ -8,6 +8,12 @@ complete, so no reader sees half an object), each object carrying its sha256 as
 metadata, and ``manifest.json`` last: the commit point, as for a local folder. A rerun
 asks the store for each object's size and checksum (one HEAD request) and uploads only
 what is missing or differs.
+
+An upload stopped midway (the process or the server killed, the connection lost) leaves
+no object under a shard's name, only multipart parts that S3 keeps unseen: each upload
+begins by aborting those left under the prefix. An object is counted as done only when
+both its size and its sha256 metadata are the local file's: one without the metadata
+(written by something else, or cut short) is uploaded again.
 """
 
 from __future__ import annotations
@@ -43,10 +49,19 @@ def upload_build(folder: Path, storage: S3Storage) -> dict[str, int]:
     Returns
     -------
     dict
-        ``uploaded`` and ``skipped`` (already there with the same size and sha256) files.
+        ``uploaded`` and ``skipped`` (already there with the same size and sha256) files,
+        and the incomplete multipart uploads ``aborted`` first.
+
+    Raises
+    ------
+    StorageError
+        Naming the bucket when it is missing, the endpoint when it refuses the
+        credentials, the object when its upload fails. The local build stays: the same
+        call (or build) run again resumes.
     """
     manifest = read_manifest(folder)
-    counts = {"uploaded": 0, "skipped": 0}
+    # The first request: a missing bucket or refused credentials stop here, by name.
+    counts = {"aborted": storage.abort_uploads(), "uploaded": 0, "skipped": 0}
     listed = {s["name"]: str(s["sha256"]).removeprefix("sha256:") for s in manifest["shards"]}
     for name in [*build_files(folder, manifest), MANIFEST]:
         path = folder / name
