@@ -204,14 +204,32 @@ class Shards:
         """An upper bound of the memory of one sample's array as the stream yields it."""
         if self.n_timepoints is not None:
             return self.n_timepoints * self.n_features * self.itemsize
-        # Lengths vary: the largest shard's bytes per sample bound a sample's stored size.
+        # Lengths vary: the largest stored sample (of those streamed) bounds the array,
+        # sample by sample, not shard by shard: one long run among short ones in a shard
+        # would hide in the shard's average and take a fit past its budget.
         stored = np.dtype(self._stored_dtype).itemsize if self._stored_dtype != "bfloat16" else 2
-        per_sample = max(
-            shard["bytes"] / max(1, shard["samples"])
-            for manifest in self.manifests
-            for shard in manifest.get("shards") or []
-        )
-        return int(per_sample * self.itemsize / stored)
+        return int(max(self.stored_sizes.values()) * self.itemsize / stored)
+
+    @cached_property
+    def stored_sizes(self) -> dict[str, float]:
+        """Stored bytes of each sample streamed, by identity: the manifest's per-sample
+        ``sizes`` (manifest v2, every format: the array's bytes plus its framing), or its
+        shard's bytes per sample where a manifest (v1) has none."""
+        streamed = {ref.identity for ref in self.samples}
+        sizes: dict[str, float] = {}
+        for folder, manifest in zip(self.folders, self.manifests, strict=True):
+            fmt = self.format_of(manifest)
+            for shard in manifest.get("shards") or []:
+                if shard["format"] != fmt:
+                    continue
+                keys = shard.get("keys") or []
+                average = shard["bytes"] / max(1, shard["samples"])
+                each = shard.get("sizes") or [average] * len(keys)
+                for key, size in zip(keys, each, strict=True):
+                    ref = SampleRef(folder, shard["name"], shard["sha256"], key, shard["split"])
+                    if ref.identity in streamed:
+                        sizes[ref.identity] = float(size)
+        return sizes
 
     @property
     def total_bytes(self) -> int:
