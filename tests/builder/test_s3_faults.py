@@ -149,6 +149,8 @@ def test_a_build_to_a_missing_bucket_is_one_error_naming_it(
     err = _one_line_error(["build", str(spec)], capsys)
     assert err.endswith(f"s3://nishard-none/out: no bucket 'nishard-none' at {server.endpoint}")
     assert "Traceback" not in capsys.readouterr().err
+    # Asked before the build: nothing was computed or staged for a bucket that is not there.
+    assert not (tmp_path / "cache" / "builds").exists()
 
 
 @pytest.mark.parametrize("key, secret, why", [

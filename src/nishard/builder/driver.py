@@ -135,6 +135,9 @@ def write(
         remote = storage_for(out)
         if not isinstance(remote, S3Storage):
             raise SpecError(f"{out}: shards are written to local folders or s3:// buckets")
+        # Asked first: a missing bucket or refused credentials stop the build here, by
+        # name, not after every record was computed (and leftover uploads go).
+        remote.abort_uploads()
         recorded = spec or _spec(records, plan, out, formats, shards, split, shuffle, executor)
         staging = staging_folder(out)
         manifest = write(
