@@ -32,6 +32,23 @@ def walk(root: str, prefix: str = "", named_folders: bool = False) -> Iterator[s
     Symlinks are listed whether or not they resolve: in a DataLad dataset, files whose
     content is not fetched yet are broken symlinks, and they are still records.
     """
+    for relative, names in walk_folders(root, prefix, named_folders):
+        for name in names:
+            yield relative + name
+
+
+def walk_folders(
+    root: str, prefix: str = "", named_folders: bool = False
+) -> Iterator[tuple[str, list[str]]]:
+    """What :func:`walk` lists, a folder at a time: its path and its entries' names.
+
+    Each item is ``(relative, names)``: the folder relative to ``root`` (``""`` for the
+    root itself, else ending in ``/``) and, in the order the folder lists them, the names
+    of its files and symlinks, and of its folders named like files (with a trailing
+    ``/``, when ``named_folders``). ``relative + name`` is what :func:`walk` yields, in
+    the same order; a caller that handles most names by their folder and name alone
+    builds no path for them. Parameters and errors as :func:`walk`.
+    """
     stack = [("", root)]
     while stack:
         relative, folder = stack.pop()
@@ -46,15 +63,21 @@ def walk(root: str, prefix: str = "", named_folders: bool = False) -> Iterator[s
                 f"cannot list {folder} ({type(err).__name__}: {err.strerror}): the runs in "
                 "it would be missed; make it readable (or move it out of the dataset)"
             ) from err
+        folders = [entry for entry in entries if entry.is_dir(follow_symlinks=False)]
+        if not folders:  # most folders of a dataset: files only
+            yield relative, [entry.name for entry in entries]
+            continue
+        names = []
         for entry in entries:
-            name = f"{relative}{entry.name}"
             if entry.is_dir(follow_symlinks=False):
-                if entry.name.startswith("."):
+                name = entry.name
+                if name.startswith("."):
                     continue  # .git, .datalad: tools' own folders, never data
-                if named_folders and relative and "." in entry.name:
-                    yield name + "/"
+                if named_folders and relative and "." in name:
+                    names.append(name + "/")
                     continue
-                if relative or entry.name.startswith(prefix):
-                    stack.append((name + "/", entry.path))
+                if relative or name.startswith(prefix):
+                    stack.append((f"{relative}{name}/", entry.path))
             else:
-                yield name
+                names.append(entry.name)
+        yield relative, names

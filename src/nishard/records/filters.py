@@ -11,6 +11,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import ClassVar
 
+import numpy as np
 import pandas as pd
 
 from ..errors import SpecError
@@ -20,10 +21,20 @@ from ..registry import Registry
 def _combine(flags: list[tuple[pd.Series, str]], index: pd.Index) -> pd.Series:
     """Per record, the reasons whose flag is set, joined with ``; ``."""
     arrays = [(series.to_numpy(), why) for series, why in flags]
-    return pd.Series(
-        ["; ".join(why for values, why in arrays if values[i]) for i in range(len(index))],
-        index=index,
-    )
+    if any(values.dtype != bool for values, _ in arrays):  # each value's truth, one by one
+        return pd.Series(
+            ["; ".join(why for values, why in arrays if values[i]) for i in range(len(index))],
+            index=index,
+        )
+    # Few records are dropped: only theirs are joined.
+    reasons: dict[int, list[str]] = {}
+    for values, why in arrays:
+        for i in np.flatnonzero(values).tolist():
+            reasons.setdefault(i, []).append(why)
+    joined = [""] * len(index)
+    for i, whys in reasons.items():
+        joined[i] = "; ".join(whys)
+    return pd.Series(joined, index=index)
 
 
 class _PlainOptions:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import gc
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -75,7 +77,8 @@ def locate(
         raise SpecError(f"stage {unknown} unknown to schema {schema.name}; it knows {known}")
     columns = tuple(column for kind in stage for column in schema.kinds[kind])
     try:
-        scan = schema.scan(root_path)
+        with paused_gc():
+            scan = schema.scan(root_path)
     except ValueError as err:
         raise SpecError(str(err)) from err
     # A run that has none of the staged files (only a CIFTI when BOLD volumes are asked
@@ -86,7 +89,9 @@ def locate(
     runs = [
         run
         for run in scan.runs
-        if run.problems or any(c in run.files or c in run.absent for c in columns)
+        if run.problems
+        or not run.files.keys().isdisjoint(columns)
+        or not run.absent.keys().isdisjoint(columns)
     ]
     if not runs:
         raise SpecError(
@@ -99,8 +104,11 @@ def locate(
         twice = ids[ids.duplicated()].iloc[0]
         files = [next(iter(r.files.values())) for r in runs if r.record == twice]
         raise SpecError(f"two runs share the record id {twice}: {' and '.join(files)}")
-    rows = [{"record": r.record, **r.entities, **r.timing.columns(), **r.metadata} for r in runs]
-    frame = pd.DataFrame(rows).set_index("record")
+    with paused_gc():
+        rows = [
+            {"record": r.record, **r.entities, **r.timing.columns(), **r.metadata} for r in runs
+        ]
+        frame = pd.DataFrame(rows).set_index("record")
     for column in columns:
         paths = [r.files.get(column) for r in runs]
         frame[column] = pd.Series(paths, index=frame.index, dtype="str")
@@ -140,6 +148,24 @@ def locate(
     )
 
 
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while a scan builds its objects.
+
+    A scan makes a few objects per file of the dataset and keeps them all: none is
+    garbage, yet every few hundred allocations the collector walks the young ones, and
+    every few thousand all those kept so far. Paused, a scan of a million files takes
+    about half the time. It is restarted (when it was running) as soon as the scan ends.
+    """
+    running = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if running:
+            gc.enable()
+
+
 def _explained(reason: str, absent: dict[str, str]) -> str:
     """A filter's ``no bold file`` with what the schema knows of it (``no bold file
     (desc-preproc_bold in space MNI152NLin2009cAsym: found in T1w)``)."""
@@ -177,6 +203,8 @@ def _fetch(
     frame: pd.DataFrame, columns: tuple[str, ...], source: Source
 ) -> tuple[pd.DataFrame, list[dict]]:
     """Fetch the staged files of the kept records; drop those with a file that failed."""
+    if type(source) is Local:
+        return frame, []  # on disk already: nothing to fetch (and no need to list it)
     paths = [p for column in columns for p in frame[column].dropna()]
     failures = source.fetch(paths) if paths else {}
     if not failures:

@@ -6,8 +6,9 @@ import itertools
 import json
 import math
 import numbers
+import os
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 from ..imageio import describe
@@ -16,6 +17,8 @@ from .entities import BidsName, parse_bids_name
 
 def usable_tr(value: object) -> bool:
     """A positive, finite number (a header zoom is a numpy float32, no Python float)."""
+    if type(value) is float or type(value) is int:  # a sidecar's: no ABC to ask
+        return math.isfinite(value) and value > 0
     real = isinstance(value, numbers.Real) and not isinstance(value, bool)
     return real and math.isfinite(value) and value > 0
 
@@ -85,13 +88,21 @@ def read_sidecar(path: str) -> dict | None:
         When the file is there but is not a JSON object (empty, malformed, a list),
         naming the file and what was found.
     """
-    file = Path(path)
-    if not file.exists():
-        return None  # absent, or a broken symlink: not fetched yet
     try:
-        text = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise SidecarError(f"{path}: expected a JSON sidecar, found {describe(err)}") from err
+        data = _read_bytes(path)
+    except FileNotFoundError:
+        return None  # absent, or a broken symlink: not fetched yet
+    if data is None:
+        text = _read_text(path)
+        if text is None:
+            return None
+    else:
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise SidecarError(f"{path}: expected a JSON sidecar, found {describe(err)}") from err
+        if "\r" in text:  # as read_text gives it: newlines translated
+            text = text.replace("\r\n", "\n").replace("\r", "\n")
     if not text.strip():
         raise SidecarError(f"{path}: expected a JSON object, found an empty file")
     try:
@@ -101,6 +112,53 @@ def read_sidecar(path: str) -> dict | None:
     if not isinstance(content, dict):
         raise SidecarError(f"{path}: expected a JSON object, found a {type(content).__name__}")
     return content
+
+
+def _read_bytes(path: str) -> bytes | None:
+    """A file's bytes in the fewest system calls (a sidecar is read for every run); None
+    when it cannot be read so (a folder, a loop of links, no permission: the caller
+    then asks as the general case does, for its own answer and message).
+
+    Raises
+    ------
+    FileNotFoundError
+        No such file, or a broken symlink.
+    """
+    if not path:
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise
+    except OSError:
+        return None
+    try:
+        chunks = []
+        while chunk := os.read(fd, 1 << 16):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def _read_text(path: str) -> str | None:
+    """A sidecar's text, None when it does not exist (``Path.exists``' answer)."""
+    file = Path(path)
+    if not file.exists():
+        return None  # absent, or a broken symlink: not fetched yet
+    try:
+        return file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise SidecarError(f"{path}: expected a JSON sidecar, found {describe(err)}") from err
+
+
+@cache
+def _from_sidecar(t_r: float) -> Timing:
+    # One Timing per repetition time (it is immutable): a dataset has a few, and a scan
+    # asks for one per run.
+    return Timing(t_r, "sidecar")
 
 
 def sidecar_timing(sidecar: dict, path: str) -> Timing | None:
@@ -127,7 +185,7 @@ def sidecar_timing(sidecar: dict, path: str) -> Timing | None:
                 f"{path}: RepetitionTime must be a positive number of seconds, "
                 f"found {value!r}{units}"
             )
-        return Timing(float(value), "sidecar")
+        return _from_sidecar(float(value))
     if "VolumeTiming" in sidecar:
         value = sidecar["VolumeTiming"]
         onsets = value if isinstance(value, list) else []
@@ -146,6 +204,11 @@ def sidecar_timing(sidecar: dict, path: str) -> Timing | None:
 
 def sidecar_of(path: str) -> str:
     """The JSON sidecar beside a data file: ``x_bold.nii.gz`` -> ``x_bold.json``."""
+    folder, _, name = path.rpartition("/")
+    plain = folder.startswith("/") and "//" not in path and "/./" not in path
+    if plain and name not in ("", "."):
+        # A plain absolute path (as a scan gives): what Path would answer, without Path.
+        return f"{folder}/{name.split('.', 1)[0]}.json"
     name = Path(path).name
     stem = name.split(".", 1)[0]
     return str(Path(path).with_name(stem + ".json"))

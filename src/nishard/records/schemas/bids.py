@@ -16,7 +16,8 @@ from ..metadata import (
     sidecar_timing,
 )
 from .base import NIFTI as _NIFTI
-from .base import Match, Run, Scan, own_columns, scan_bids, short_entities
+from .base import Match, Run, Scan, own_columns, short_entities
+from .scanning import scan_bids
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,7 @@ class Bids:
             problems = list(found.folders.get(key, ()))
             timing, extra = Timing(), {}
             if "bold" in run.files:
-                bids, relative = found.names[key]["bold"]
+                bids, relative = found.parsed(key, "bold")
                 try:
                     timing, extra = self._metadata(root, relative, bids, sidecars)
                 except ValueError as err:  # a SidecarError, or two sidecars at one level

@@ -9,8 +9,9 @@ from typing import ClassVar
 from ..entities import BidsName, in_space, parse_bids_name
 from ..files import walk
 from ..metadata import SidecarError, Timing, first_timing
-from .base import ELSEWHERE, Match, Run, Scan, own_columns, scan_bids, subject_fallback
+from .base import ELSEWHERE, Match, Run, Scan, own_columns, subject_fallback
 from .base import NIFTI as _NIFTI
+from .scanning import scan_bids
 
 
 @dataclass(frozen=True)
@@ -121,8 +122,8 @@ class Fmriprep:
         out = []
         for key in sorted(found.runs):
             run = found.runs[key]
-            bold = found.names[key].get("bold")
-            subject_fallback(run, found.subject_files, bold[0].get("res") if bold else self.res)
+            res = found.entity(key, "bold", "res", absent=self.res)
+            subject_fallback(run, found.subject_files, res)
             problems = list(found.folders.get(key, ()))
             try:
                 timing = first_timing(

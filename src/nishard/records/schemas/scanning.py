@@ -1,0 +1,289 @@
+"""The walk that BIDS-named layouts share: every file under the subjects' folders, sorted
+into runs by a schema's ``classify``.
+
+A large dataset repeats a few dozen kinds of file for each of its subjects:
+``sub-<label>_ses-2_task-rest_..._bold.nii.gz`` in ``sub-<label>/ses-2/func/``. A name
+that starts with its ``sub-`` entity is parsed and classified once per kind (the rest of
+the name, in the folders below the subject's), and the answer is reused with the
+subject's label for every other subject; every other name (and a folder named like a
+file) is parsed and classified on its own. What is found is what parsing every name
+finds, in the same order, at a fraction of the cost: a UK Biobank-sized layout (1.2
+million files) is sorted in about the time its folders take to list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..entities import _PAIR, BidsName, parse_bids_name, record_id
+from ..files import walk_folders
+from ..metadata import read_sidecar
+from .base import ELSEWHERE, Match, claim, long_entities, subject_key
+
+
+@dataclass(slots=True)
+class Found:
+    """A run as the walk finds it: its id, entities and files (a schema then makes its
+    :class:`~nishard.records.schemas.base.Run`, with its timing and metadata).
+
+    Attributes
+    ----------
+    record : str
+        Record id.
+    entities : dict
+        Long entity names to labels.
+    files : dict
+        File column to absolute path.
+    """
+
+    record: str
+    entities: dict[str, str]
+    files: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class BidsScan:
+    """What one walk of a BIDS-named layout found; see :func:`scan_bids`.
+
+    Attributes
+    ----------
+    runs : dict
+        Record id to :class:`Found` (files only: the schema fills in ``t_r`` and metadata).
+    names : dict
+        Record id to column to the file's parsed name and relative path, for the files
+        parsed on their own (:meth:`parsed` answers for every file).
+    subject_files : dict
+        ``(subject, session or None, res or None)`` to column to path.
+    unparsed : list of str
+        Files under ``sub-*`` whose names are not BIDS (relative paths).
+    jsons : list of str
+        Every JSON file, relative, for sidecar inheritance.
+    folders : dict
+        Record id to the problems of folders found where its files should be.
+    elsewhere : dict
+        Record id to column to the labels (a space) of its files that ``classify`` marked
+        as found elsewhere (``ELSEWHERE + column``, the label as level), to say why a run
+        lacks a file.
+    root : str
+        The dataset root, absolute, with a trailing ``/``: the prefix of every path.
+    kinds : dict
+        The folders below a subject's (``/ses-2/func/``) to the rest of a name after
+        ``sub-<label>_`` to what it is: a kind of file, None (not the schema's) or
+        ``_UNPARSED``.
+    subjects : dict
+        A name's first part to its subject label (None when it is no ``sub-`` entity).
+    """
+
+    runs: dict[str, Found] = field(default_factory=dict)
+    names: dict[str, dict[str, tuple[BidsName, str]]] = field(default_factory=dict)
+    subject_files: dict[tuple, dict[str, str]] = field(default_factory=dict)
+    unparsed: list[str] = field(default_factory=list)
+    jsons: list[str] = field(default_factory=list)
+    folders: dict[str, list[str]] = field(default_factory=dict)
+    elsewhere: dict[str, dict[str, set[str]]] = field(default_factory=dict)
+    root: str = "/"
+    kinds: dict[str, dict[str, _Kind | object | None]] = field(default_factory=dict)
+    subjects: dict[str, str | None] = field(default_factory=dict)
+
+    def parsed(self, record: str, column: str) -> tuple[BidsName, str] | None:
+        """The parsed name and relative path of a record's file; None when it has none
+        (or only a subject-level one)."""
+        found = self.names.get(record, {}).get(column)
+        if found is not None:
+            return found
+        relative, kind, label = self._kind_of(record, column)
+        return None if kind is None else (kind.named(label), relative)
+
+    def entity(
+        self, record: str, column: str, entity: str, absent: str | None = None
+    ) -> str | None:
+        """An entity's label in the name of a record's file (None when the name has no
+        such entity), or ``absent`` when the record has none (or only a subject-level
+        one)."""
+        found = self.names.get(record, {}).get(column)
+        if found is not None:
+            return found[0].get(entity)
+        _, kind, label = self._kind_of(record, column)
+        if kind is None:
+            return absent
+        return label if entity == "sub" else kind.entities.get(entity)
+
+    def _kind_of(self, record: str, column: str) -> tuple[str, _Kind | None, str]:
+        """The relative path, kind and subject label of a run's file that the walk placed
+        by its kind (None for the kind of any other file: placed on its own, or a
+        subject's file given to the run)."""
+        run = self.runs.get(record)
+        path = None if run is None else run.files.get(column)
+        if path is None or not path.startswith(self.root):
+            return "", None, ""
+        relative = path[len(self.root) :]
+        folder = relative[: relative.rfind("/") + 1]  # with its trailing /
+        first, underscore, rest = relative[len(folder) :].partition("_")
+        label = self.subjects.get(first) or _subject_label(first)
+        if label is None or not underscore or not folder:
+            return relative, None, ""
+        kind = self.kinds.get(folder[folder.index("/") :], {}).get(rest)
+        placed = isinstance(kind, _Kind) and kind.level == "run" and not kind.elsewhere
+        return relative, kind if placed and kind.column == column else None, label
+
+
+@dataclass(frozen=True)
+class _Kind:
+    """A kind of file: what its name says after the subject, and the schema's answer."""
+
+    entities: dict[str, str]  # without ``sub``, in the name's order
+    suffix: str
+    extension: str
+    column: str
+    level: str
+    run_key: str  # its record id after ``sub-<label>``
+    long: dict[str, str]  # its run-identifying entities but the subject, long names
+    where: str  # a subject-level file's place after ``sub-<label>``, for errors
+    elsewhere: str  # the column of a file found in another space, else ""
+
+    def named(self, label: str) -> BidsName:
+        """The parsed name of the file of this kind of subject ``label``."""
+        return BidsName({"sub": label, **self.entities}, self.suffix, self.extension)
+
+
+#: A name not seen yet; a name that is not BIDS.
+_UNSEEN, _UNPARSED = object(), object()
+
+
+def scan_bids(root: Path, classify: Callable[[BidsName, str], Match | None]) -> BidsScan:
+    """Walk ``root`` once and sort BIDS-named files into runs.
+
+    Parameters
+    ----------
+    root : Path
+        Dataset root.
+    classify : callable
+        ``(bids_name, relative_path) -> (column, level) or None``; level ``"subject"``
+        files (an anatomical mask) apply to the runs of their subject (and session) at
+        their resolution. Its answer must not depend on the subject: neither on the
+        ``sub`` entity nor on the subject's folder (the path's first part); it is asked
+        once per kind of file (see the module's notes).
+
+    Raises
+    ------
+    ValueError
+        When two files claim the same column of one record (naming both).
+    """
+    root = root.absolute()
+    read_sidecar.cache_clear()  # a sidecar fetched or edited since the last scan is read anew
+    found = BidsScan(root=f"{root}/")
+    runs, jsons, prefix = found.runs, found.jsons, found.root
+    kinds, subjects = found.kinds, found.subjects
+    for folder, listed in walk_folders(str(root), prefix="sub-", named_folders=True):
+        if not folder:  # the root: its sidecars apply to every run
+            jsons += [name for name in listed if name.endswith(".json")]
+            continue
+        below = kinds.setdefault(folder[folder.index("/") :], {})
+        base = prefix + folder
+        for name in listed:
+            if name.endswith(".json"):
+                jsons.append(folder + name)
+            first, underscore, rest = name.partition("_")
+            label = subjects.get(first, _UNSEEN)
+            if label is _UNSEEN:
+                label = subjects[first] = _subject_label(first)
+            if label is None or not underscore or name.endswith("/"):
+                _place(found, folder + name, classify)  # on its own
+                continue
+            kind = below.get(rest, _UNSEEN)
+            if kind is _UNSEEN:
+                kind = below[rest] = _kind(name, folder + name, classify)
+            if kind is None:
+                continue  # not one of ours
+            if kind is _UNPARSED:
+                found.unparsed.append(folder + name)
+                continue
+            if kind.elsewhere:  # one of ours, but not of the space asked for
+                key = f"sub-{label}{kind.run_key}"
+                found.elsewhere.setdefault(key, {}).setdefault(kind.elsewhere, set()).add(
+                    kind.level
+                )
+                continue
+            if kind.level == "subject":
+                key = (label, kind.entities.get("ses"), kind.entities.get("res"))
+                files = found.subject_files.setdefault(key, {})
+                claim(files, kind.column, base + name, f"sub-{label}{kind.where}")
+                continue
+            if kind.level != "run":
+                _put(found, kind.named(label), folder + name, kind.column, kind.level)
+                continue
+            # A run's file, the common case, without building what the general case does.
+            key = f"sub-{label}{kind.run_key}"
+            run = runs.get(key)
+            if run is None:
+                run = runs[key] = Found(key, {"subject": label, **kind.long})
+            files, column = run.files, kind.column
+            if column in files:
+                claim(files, column, base + name, key)  # two files for one place
+            files[column] = base + name
+    return found
+
+
+def _subject_label(part: str) -> str | None:
+    """The label of a name's first part when it is the ``sub-`` entity, else None."""
+    match = _PAIR.match(part)
+    return match.group(2) if match is not None and match.group(1) == "sub" else None
+
+
+def _kind(name: str, relative: str, classify: Callable) -> _Kind | object | None:
+    """What a name that starts with its ``sub-`` entity says for every subject: a kind,
+    None (not one of ours) or ``_UNPARSED``."""
+    bids = parse_bids_name(name)
+    if bids is None:
+        return _UNPARSED
+    match = classify(bids, relative)
+    if match is None:
+        return None
+    rest = {k: v for k, v in bids.entities.items() if k != "sub"}
+    run_key = record_id({"sub": "", **rest})[len("sub-") :]
+    long = {k: v for k, v in long_entities(bids).items() if k != "subject"}
+    where = "".join(f"_{k}-{rest[k]}" for k in ("ses", "res") if rest.get(k))
+    column, level = match
+    elsewhere = column.removeprefix(ELSEWHERE) if column.startswith(ELSEWHERE) else ""
+    return _Kind(rest, bids.suffix, bids.extension, column, level, run_key, long, where, elsewhere)
+
+
+def _place(found: BidsScan, listed: str, classify: Callable) -> None:
+    """Parse, classify and place one file (or folder named like one, ``listed`` with a
+    trailing ``/``) under a subject's folder."""
+    relative = listed.rstrip("/")
+    bids = parse_bids_name(relative.rsplit("/", 1)[-1])
+    if bids is None:
+        found.unparsed.append(listed)
+        return
+    match = classify(bids, relative)
+    if match is not None:
+        _put(found, bids, listed, *match)
+
+
+def _put(found: BidsScan, bids: BidsName, listed: str, column: str, level: str) -> None:
+    """Place a classified file: in its run, its subject's files, or among those found
+    elsewhere; a folder named like a file is a problem of its run."""
+    relative = listed.rstrip("/")
+    path = found.root + relative
+    if column.startswith(ELSEWHERE):  # one of ours, but not of the space asked for
+        found.elsewhere.setdefault(record_id(bids.entities), {}).setdefault(
+            column.removeprefix(ELSEWHERE), set()
+        ).add(level)
+        return
+    if listed != relative:  # a folder named like a file
+        key = record_id(bids.entities)
+        found.runs.setdefault(key, Found(key, long_entities(bids)))
+        found.folders.setdefault(key, []).append(f"{path} is a directory, expected a file")
+        return
+    if level == "subject":
+        key = subject_key(bids.entities.get("sub"), bids.get("ses"), bids.get("res"))
+        where = "_".join(f"{k}-{v}" for k, v in zip(("sub", "ses", "res"), key, strict=True) if v)
+        claim(found.subject_files.setdefault(key, {}), column, path, where)
+        return
+    key = record_id(bids.entities)
+    run = found.runs.setdefault(key, Found(key, long_entities(bids)))
+    claim(run.files, column, path, key)
+    found.names.setdefault(key, {})[column] = (bids, relative)
