@@ -4,7 +4,7 @@ A fit reads the source once to reduce every subject and fold its components into
 group buffer(s) (:mod:`nishard.learn.subjects`, :mod:`nishard.learn.pca`), takes the
 group components, hands them to the estimator's own step (FastICA, dictionary
 learning), and, with ``score=True``, reads the source a second time for the explained
-variance of the maps. Memory is planned from the budget before anything is read
+variance of the maps and sorts them by it. Memory is planned from the budget before anything is read
 (:mod:`nishard.learn.memory`) and measured while it runs.
 
 The estimators follow scikit-learn's and nilearn's conventions: ``memory`` is a joblib
@@ -151,7 +151,9 @@ class GroupDecomposition(TransformerMixin, BaseEstimator):
     reduction : {"auto", "gram", "randomized"}
         How subjects are reduced (:func:`nishard.learn.pca.subject_reduction`).
     score : bool
-        Compute ``explained_variance_`` with a second pass over the data.
+        Compute ``explained_variance_`` with a second pass over the data, and list the
+        components in decreasing explained variance (nilearn keeps the algorithm's
+        order; matched maps are the same either way).
     verbose : int
         1: progress bars of the passes over the data; 2: also each step; on stderr.
 
@@ -339,6 +341,7 @@ class GroupDecomposition(TransformerMixin, BaseEstimator):
                 tick = time.perf_counter()
                 self._score(data, courses)
                 timings["score"] = time.perf_counter() - tick
+                self._sort_by_explained_variance(courses)
         self.fit_time_ = time.perf_counter() - started
         self.timings_ = timings
         self.reduction_log_ = log
@@ -427,6 +430,19 @@ class GroupDecomposition(TransformerMixin, BaseEstimator):
                 bar.update(1)
         self.explained_variance_ = scorer.per_component()
         self.explained_variance_total_ = scorer.joint()
+
+    def _sort_by_explained_variance(self, courses: list | None) -> None:
+        """Components in decreasing explained variance (ties kept in place): the order
+        is the data's, not the order the algorithm happened to give them in, so fits
+        under different budgets or seeds list the same maps in the same places."""
+        if self.explained_variance_ is None:
+            return
+        order = np.argsort(-np.asarray(self.explained_variance_), kind="stable")
+        self.components_ = self.components_[order]
+        self.explained_variance_ = np.asarray(self.explained_variance_)[order]
+        self.components_img_ = self.space_.to_image(self.components_)
+        for i, course in enumerate(courses or ()):
+            courses[i] = course[:, order]
 
     # -- after fit ----------------------------------------------------------------------
 
