@@ -92,7 +92,10 @@ class SeaweedFS:
                    f"-s3.port={ports['s3']}", f"-master.port={ports['master']}",
                    f"-volume.port={ports['volume']}", f"-filer.port={ports['filer']}",
                    # One master: a restart need not wait 10 s to elect it again.
-                   "-master.electionTimeout=1s"]  # fmt: skip
+                   "-master.electionTimeout=1s",
+                   # Its Iceberg and Lance listeners take fixed ports (8181, 9101): off,
+                   # so that two servers (two stores at once) can run side by side.
+                   "-s3.port.iceberg=0", "-s3.port.lance=0"]  # fmt: skip
         if self.config is not None:
             command.append(f"-s3.config={self.config}")
         with open(self.folder / "weed.log", "ab") as log:  # the child keeps its own copy

@@ -165,7 +165,7 @@ def _demo(args: argparse.Namespace) -> None:
 def _verify(args: argparse.Namespace) -> None:
     from .archives.verify import verify
 
-    report = verify(args.shards, progress=not args.no_progress)
+    report = verify(_folder(args), progress=not args.no_progress)
     print(report.to_text())
     if not report.ok:
         raise NishardError(f"{len(report.problems)} problems in {args.shards}")
@@ -179,12 +179,21 @@ def _inspect(args: argparse.Namespace) -> None:
 
     if args.json:  # the manifest read as inspect reads it, for scripts
         try:
-            manifest = read_manifest(args.shards)
+            manifest = read_manifest(_folder(args))
         except (OSError, ValueError) as err:
             raise NishardError(f"no readable manifest in {args.shards}: {err}") from err
         print(json.dumps(summarize(manifest), indent=2))
     else:
-        print(inspect(args.shards))
+        print(inspect(_folder(args)))
+
+
+def _folder(args: argparse.Namespace):
+    """The shard folder of ``args.shards``: a path, or a URL with its store's options."""
+    from .archives.storage import storage_for
+
+    options = {"endpoint_url": args.endpoint_url, "profile": args.profile}
+    options = {k: v for k, v in options.items() if v}
+    return storage_for(args.shards, options) if options else args.shards
 
 
 def _learn(args: argparse.Namespace) -> None:
@@ -372,13 +381,20 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=2)
     p.set_defaults(func=_demo)
 
-    p = sub.add_parser("verify", help="check shards' checksums and decode every sample")
-    p.add_argument("shards", help="the folder of shards and manifest.json")
+    store = argparse.ArgumentParser(add_help=False)
+    store.add_argument("--endpoint-url", help="an s3:// folder's store, when not the one "
+                       "AWS_ENDPOINT_URL names (e.g. http://host:8333)")  # fmt: skip
+    store.add_argument("--profile", help="an s3:// folder's AWS profile (credentials)")
+
+    p = sub.add_parser("verify", help="check shards' checksums and decode every sample",
+                       parents=[store])  # fmt: skip
+    p.add_argument("shards", help="the folder of shards and manifest.json, or its URL")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_verify)
 
-    p = sub.add_parser("inspect", help="counts, keys, statistics and quarantine of shards")
-    p.add_argument("shards", help="the folder of shards and manifest.json")
+    p = sub.add_parser("inspect", help="counts, keys, statistics and quarantine of shards",
+                       parents=[store])  # fmt: skip
+    p.add_argument("shards", help="the folder of shards and manifest.json, or its URL")
     p.add_argument("--json", action="store_true", help="print the facts as JSON")
     p.set_defaults(func=_inspect)
 

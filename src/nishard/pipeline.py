@@ -56,6 +56,7 @@ def build(pipeline: Pipeline | str | Path, *, progress: bool = True, resume: boo
         executor=pipeline.executor,
         split=pipeline.split,
         shuffle=pipeline.shuffle,
+        storage_options=pipeline.storage_options,
         spec=pipeline.spec,
         progress=progress,
         resume=resume,

@@ -93,6 +93,10 @@ class Pipeline:
     def products(self) -> tuple[str, ...] | None:
         return self.target.products
 
+    @property
+    def storage_options(self) -> dict | None:
+        return self.target.storage_options
+
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.spec, sort_keys=False)
 

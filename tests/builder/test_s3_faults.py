@@ -95,7 +95,7 @@ def test_a_server_killed_mid_upload_counts_no_partial_object(server, built, monk
     real = storage_module._s3_client
     size = (built / victim).stat().st_size
     monkeypatch.setattr(storage_module, "_s3_client",
-                        lambda endpoint: Killing(real(endpoint), server, victim, size))  # fmt: skip
+                        lambda *key: Killing(real(*key), server, victim, size))  # fmt: skip
     with pytest.raises(StorageError, match=f"s3://{BUCKET}/killed/{victim}: "):
         upload_build(built, storage)
     monkeypatch.undo()

@@ -23,11 +23,11 @@ import http.client
 import os
 import re
 import stat as stat_module
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol, runtime_checkable
+from typing import Any, BinaryIO, Protocol, runtime_checkable
 
 from ..errors import MissingFileError, StorageError, StorageUnavailableError
 
@@ -373,8 +373,9 @@ class S3Storage:
     Endpoint and credentials come the standard AWS way: ``AWS_ENDPOINT_URL`` (or
     ``AWS_ENDPOINT_URL_S3``), ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``, config
     files, profiles (``AWS_PROFILE``). Where none gives credentials, requests go unsigned
-    (public buckets, such as OpenNeuro's). ``endpoint_url`` overrides the endpoint for
-    this folder alone, for two stores used at once.
+    (public buckets, such as OpenNeuro's). ``endpoint_url`` and ``profile`` set them for
+    this folder alone, for two stores used at once (the ``storage_options`` of a spec's
+    output, of :func:`nishard.stream.open` and of ``write``).
 
     Parameters
     ----------
@@ -382,11 +383,15 @@ class S3Storage:
     prefix : str
         The folder's key prefix, without a trailing ``/`` (``""``: the bucket's root).
     endpoint_url : str, optional
+        The store's endpoint (``http://host:8333``); default: the environment's, else AWS.
+    profile : str, optional
+        A profile of the AWS config files, for this folder's credentials and endpoint.
     """
 
     bucket: str
     prefix: str = ""
     endpoint_url: str | None = None
+    profile: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "prefix", self.prefix.strip("/"))
@@ -405,13 +410,13 @@ class S3Storage:
     @property
     def endpoint(self) -> str:
         """The endpoint the requests go to, for messages."""
-        return str(_s3_client(self.endpoint_url).meta.endpoint_url)
+        return str(_s3_client(self.endpoint_url, self.profile).meta.endpoint_url)
 
     def _call(self, name: str, method: str, **options):
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            return getattr(_s3_client(self.endpoint_url), method)(
+            return getattr(_s3_client(self.endpoint_url, self.profile), method)(
                 Bucket=self.bucket, Key=self._key(name), **options
             )
         except ClientError as err:
@@ -427,7 +432,7 @@ class S3Storage:
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            _s3_client(self.endpoint_url).head_bucket(Bucket=self.bucket)
+            _s3_client(self.endpoint_url, self.profile).head_bucket(Bucket=self.bucket)
         except ClientError as err:
             if _code(err) in _MISSING | {"NoSuchBucket"}:
                 return False
@@ -457,9 +462,11 @@ class S3Storage:
                 return MissingFileError(f"{where}: no such object (key {self._key(name)!r} in "
                                         f"bucket {self.bucket!r} at {self.endpoint})")  # fmt: skip
             if code in _REFUSED or status in (401, 403):
-                return StorageError(f"{where}: {self.endpoint} refused the request "
-                                    f"({code}: {_REFUSED.get(code, 'access denied')}); "
-                                    f"{_credentials_hint(self.endpoint_url)}")  # fmt: skip
+                why = _REFUSED.get(code, "access denied")
+                hint = _credentials_hint(self.endpoint_url, self.profile)
+                return StorageError(
+                    f"{where}: {self.endpoint} refused the request ({code}: {why}); {hint}"
+                )
             if code in _UNAVAILABLE or status >= 500:
                 return StorageUnavailableError(f"{where}: {self.endpoint} answered {code} "
                                                f"(HTTP {status}): unavailable for now")  # fmt: skip
@@ -494,7 +501,7 @@ class S3Storage:
         from botocore.exceptions import BotoCoreError, ClientError
 
         base = f"{self.prefix}/" if self.prefix else ""
-        pages = _s3_client(self.endpoint_url).get_paginator("list_objects_v2")
+        pages = _s3_client(self.endpoint_url, self.profile).get_paginator("list_objects_v2")
         try:
             keys = [item["Key"] for page in pages.paginate(Bucket=self.bucket, Prefix=base + prefix)
                     for item in page.get("Contents", ())]  # fmt: skip
@@ -529,7 +536,7 @@ class S3Storage:
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            _s3_client(self.endpoint_url).upload_file(
+            _s3_client(self.endpoint_url, self.profile).upload_file(
                 str(path), self.bucket, self._key(name), ExtraArgs=extra
             )
         except S3UploadFailedError as err:
@@ -560,7 +567,7 @@ class S3Storage:
         """
         from botocore.exceptions import BotoCoreError, ClientError
 
-        client = _s3_client(self.endpoint_url)
+        client = _s3_client(self.endpoint_url, self.profile)
         prefix = f"{self.prefix}/" if self.prefix else ""
         try:
             pages = client.get_paginator("list_multipart_uploads").paginate(
@@ -607,12 +614,12 @@ def _code(err) -> str:
     return str(err.response.get("Error", {}).get("Code", ""))
 
 
-def _credentials_hint(endpoint_url: str | None) -> str:
+def _credentials_hint(endpoint_url: str | None, profile: str | None = None) -> str:
     """What to check when a store refuses a request: where credentials come from, and
     whether any were found (without them, requests go unsigned)."""
     from botocore import UNSIGNED
 
-    signed = _s3_client(endpoint_url).meta.config.signature_version is not UNSIGNED
+    signed = _s3_client(endpoint_url, profile).meta.config.signature_version is not UNSIGNED
     found = "" if signed else "no AWS credentials were found, so the request was unsigned; "
     return (f"{found}credentials come from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
             "AWS_PROFILE or the AWS config files")  # fmt: skip
@@ -697,7 +704,7 @@ _CREDENTIAL_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESS
                          "AWS_CONFIG_FILE")  # fmt: skip
 
 
-def _s3_client(endpoint_url: str | None):
+def _s3_client(endpoint_url: str | None, profile: str | None = None):
     """One boto3 client per endpoint, credentials and process (clients are thread-safe;
     a forked DataLoader worker makes its own). The endpoint boto3 would take from the
     environment, and the credential variables, are part of the key: a client made before
@@ -711,7 +718,7 @@ def _s3_client(endpoint_url: str | None):
     credentials = hashlib.sha256(
         "\0".join(os.environ.get(k, "") for k in _CREDENTIAL_VARIABLES).encode()
     ).hexdigest()
-    key = (os.getpid(), endpoint_url, environment, credentials)
+    key = (os.getpid(), endpoint_url, profile, environment, credentials)
     if key not in _S3_CLIENTS:
         try:
             import boto3
@@ -719,8 +726,12 @@ def _s3_client(endpoint_url: str | None):
             raise StorageError("s3:// folders need boto3: pip install 'nishard[s3]'") from err
         from botocore import UNSIGNED
         from botocore.config import Config
+        from botocore.exceptions import ProfileNotFound
 
-        session = boto3.session.Session()
+        try:
+            session = boto3.session.Session(profile_name=profile)
+        except ProfileNotFound as err:
+            raise StorageError(f"no AWS profile {profile!r} in the AWS config files") from err
         # A connection is made within seconds or not at all (refused, host down): a
         # shorter wait than botocore's 60 s keeps a retried fetch's total bounded.
         config = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=10,
@@ -750,7 +761,13 @@ def check_name(name: str, where: str = "the shard folder") -> str:
     return name
 
 
-def storage_for(location: str | os.PathLike | Storage) -> Storage:
+#: The options an ``s3://`` folder takes (:class:`S3Storage`).
+S3_OPTIONS = ("endpoint_url", "profile")
+
+
+def storage_for(
+    location: str | os.PathLike | Storage, options: Mapping[str, Any] | None = None
+) -> Storage:
     """The storage of a shard folder.
 
     Parameters
@@ -758,6 +775,8 @@ def storage_for(location: str | os.PathLike | Storage) -> Storage:
     location : str, path-like or Storage
         A local folder, or the path to the ``manifest.json`` in one (its folder is the
         storage); a storage is returned as it is.
+    options : mapping, optional
+        Storage options of an ``s3://`` folder: ``endpoint_url``, ``profile``.
 
     Returns
     -------
@@ -776,13 +795,21 @@ def storage_for(location: str | os.PathLike | Storage) -> Storage:
     if isinstance(text, bytes):
         text = os.fsdecode(text)
     scheme = _URL.match(text)
+    if options and (scheme is None or scheme.group(1).lower() != "s3"):
+        raise StorageError(f"{text}: storage options are for s3:// folders, got {dict(options)}")
     if scheme is not None and scheme.group(1).lower() in ("http", "https"):
         base = text.removesuffix("/" + _MANIFEST) if text.endswith("/" + _MANIFEST) else text
         return HttpStorage(base)
     if scheme is not None and scheme.group(1).lower() == "s3":
         bucket, _, prefix = text[len("s3://") :].partition("/")
         prefix = prefix.removesuffix(_MANIFEST) if prefix.endswith(_MANIFEST) else prefix
-        return S3Storage(bucket, prefix)
+        unknown = sorted(set(options or {}) - set(S3_OPTIONS))
+        if unknown:
+            raise StorageError(
+                f"{text}: storage options {unknown} unknown; an s3:// folder takes "
+                f"{', '.join(S3_OPTIONS)}"
+            )
+        return S3Storage(bucket, prefix, **dict(options or {}))
     if scheme is not None and scheme.group(1).lower() in REMOTE_SCHEMES:
         raise StorageError(
             f"{text}: remote stores ({scheme.group(1).lower()}://) come with object storage "

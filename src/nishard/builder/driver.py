@@ -39,11 +39,12 @@ def output_spec(
     shards: ShardSpec,
     split: str | Split,
     shuffle: int | None = 0,
+    storage_options: dict | None = None,
 ) -> dict:
     """The output section of a pipeline spec, with the path as the user wrote it."""
     from .output import Output  # the one writer of the output section
 
-    return Output(out, formats, shards, split, shuffle).to_dict()
+    return Output(out, formats, shards, split, shuffle, storage_options=storage_options).to_dict()
 
 
 def write(
@@ -60,6 +61,7 @@ def write(
     progress: bool = True,
     cache: NodeCache | None = None,
     resume: bool = True,
+    storage_options: dict | None = None,
 ) -> dict:
     """Run ``plan`` on every record and write the products as shards plus a manifest.
 
@@ -104,6 +106,9 @@ def write(
         shards are not recomputed, and the result is byte-identical to an uninterrupted
         build. The journal is ``out/.nishard-resume/`` (see :mod:`.resume`), removed when
         the build completes; a build with other settings starts over. False starts over.
+    storage_options : dict, optional
+        For an ``s3://`` output: ``endpoint_url`` and ``profile`` of its store, when it is
+        not the one the environment names (see :class:`~nishard.archives.S3Storage`).
 
     Returns
     -------
@@ -132,14 +137,16 @@ def write(
     shards = shards or ShardSpec()
     executor = executor or Serial()
     if isinstance(out, str) and "://" in out:  # a bucket: built locally, then published
-        remote = storage_for(out)
+        remote = storage_for(out, storage_options)
         if not isinstance(remote, S3Storage):
             raise SpecError(f"{out}: shards are written to local folders or s3:// buckets")
         # Asked first: a missing bucket or refused credentials stop the build here, by
         # name, not after every record was computed (and leftover uploads go).
         remote.abort_uploads()
-        recorded = spec or _spec(records, plan, out, formats, shards, split, shuffle, executor)
-        staging = staging_folder(out)
+        recorded = spec or _spec(records, plan, out, formats, shards, split, shuffle,
+                                 executor, storage_options)  # fmt: skip
+        # By endpoint too: two stores may hold the same bucket and prefix.
+        staging = staging_folder(f"{remote.url} {remote.endpoint}")
         manifest = write(
             records, plan, staging, formats=formats, shards=shards, executor=executor,
             split=split, shuffle=shuffle, spec=recorded, progress=progress, cache=cache,
@@ -357,11 +364,11 @@ def summary(manifest: dict, seconds: float, tally: Tally | None = None) -> str:
     )
 
 
-def _spec(records, plan, out, formats, shards, split, shuffle, executor) -> dict:
+def _spec(records, plan, out, formats, shards, split, shuffle, executor, options=None) -> dict:
     """The pipeline spec a build records when it is given none."""
     return {
         "input": records.spec,
         "transforms": plan.to_list(),
-        "output": output_spec(out, formats, shards, split, shuffle),
+        "output": output_spec(out, formats, shards, split, shuffle, options),
         "execution": executor.to_dict(),
     }

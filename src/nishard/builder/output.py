@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..archives import FORMATS, Family, Format, ShardSpec
+from ..archives.storage import S3_OPTIONS
 from ..archives.webdataset import WebDataset
 from ..errors import SpecError
 from ..registry import as_list, as_mapping, known_keys, required
@@ -21,7 +22,7 @@ from ..units import parse_bytes
 from .splits import SPLITS, Split, check_split_name
 
 #: The keys of a spec's output section, in the order a spec writes them.
-KEYS = ("path", "formats", "shards", "split", "shuffle", "products")
+KEYS = ("path", "formats", "shards", "split", "shuffle", "products", "storage_options")
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,9 @@ class Output:
     products : sequence of str, optional
         The plan's products to write (``assemble(products=...)``); None: every key the
         last steps write. Formats narrowed to some of them are families.
+    storage_options : dict, optional
+        For an ``s3://`` path: ``endpoint_url`` and ``profile`` of its store (no
+        credentials: those come the AWS way, from the environment or profiles).
     """
 
     path: str | Path
@@ -52,6 +56,7 @@ class Output:
     split: str | Split = "all"
     shuffle: int | None = 0
     products: tuple[str, ...] | None = None
+    storage_options: dict | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "formats", tuple(self.formats))
@@ -70,6 +75,8 @@ class Output:
         }
         if self.products is not None:
             out["products"] = list(self.products)
+        if self.storage_options:
+            out["storage_options"] = dict(self.storage_options)
         return out
 
     @classmethod
@@ -98,7 +105,8 @@ class Output:
         products = section.get("products")
         if products is not None:
             products = tuple(str(p) for p in as_list(products, "output.products"))
-        return cls(str(path), formats, shards, split, shuffle, products)
+        options = _storage_options(section.get("storage_options"), str(path))
+        return cls(str(path), formats, shards, split, shuffle, products, options)
 
 
 def _format(entry: Any, where: str) -> Format | Family:
@@ -147,3 +155,14 @@ def _split(entry: Any) -> str | Split:
         except ValueError as err:
             raise SpecError(f"output.split: {err}") from err
     return SPLITS.from_dict(entry, where="output.split")
+
+
+def _storage_options(entry: Any, path: str) -> dict | None:
+    """``{endpoint_url: http://host:8333, profile: lab}`` of an ``s3://`` path."""
+    if entry is None:
+        return None
+    entry = as_mapping(entry, "output.storage_options")
+    known_keys(entry, S3_OPTIONS, "output.storage_options")
+    if not path.startswith("s3://"):
+        raise SpecError(f"output.storage_options are for an s3:// path, not {path!r}")
+    return {str(k): str(v) for k, v in entry.items()}

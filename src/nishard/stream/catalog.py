@@ -224,7 +224,11 @@ def read_storage(
     if isinstance(storage, HttpStorage | S3Storage):
         manifest = read_manifest(storage)
         expected = {s["name"]: s for s in manifest.get("shards", [])}
-        folder = Path(cache) if cache is not None else default_cache(storage.url)
+        # The endpoint too: two stores may hold the same bucket and prefix.
+        where = storage.url
+        if isinstance(storage, S3Storage):
+            where += f" {storage.endpoint}"
+        folder = Path(cache) if cache is not None else default_cache(where)
         return ShardMirror(storage, folder, expected, cache_limit), manifest
     if not isinstance(storage, LocalStorage):
         raise StorageError(f"{storage.url}: the stream reads local folders and HTTP(S) URLs")

@@ -20,12 +20,12 @@ twice keeps its last call.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from ..archives.storage import LocalStorage, storage_for
+from ..archives.storage import LocalStorage, Storage, storage_for
 from ..units import parse_bytes
 from .batch import Fields
 from .catalog import Catalog, open_catalog, pick_format, read_folder, splits_of
@@ -54,6 +54,7 @@ def open(  # ns.stream.open, as tarfile.open: the builtin is not used here
     format: str | None = None,
     cache: str | Path | None = None,
     cache_limit: int | str | None = None,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> Stream:
     """A stream of a shard folder's split, to which stages are chained.
 
@@ -78,15 +79,20 @@ def open(  # ns.stream.open, as tarfile.open: the builtin is not used here
     cache_limit : int or str, optional
         For a URL: the bytes the cache may hold (``"20GB"``); the least recently used
         shards go first. Default: no limit.
+    storage_options : mapping, optional
+        For an ``s3://`` URL: ``endpoint_url`` and ``profile`` of this folder's store,
+        when it is not the one the environment names (two stores at once).
 
     Returns
     -------
     Stream
         No stage yet: every product, the split in manifest order, one sample at a time.
     """
-    remote = not isinstance(storage_for(path), LocalStorage)  # an unknown URL is refused here
+    storage = storage_for(path, storage_options)  # an unknown URL is refused here
+    remote = not isinstance(storage, LocalStorage)
     limit = parse_bytes(cache_limit) if isinstance(cache_limit, str) else cache_limit
-    where = str(path) if remote else Path(path)  # Path() would mangle a URL's "//"
+    # Path() would mangle a URL's "//"; a folder with its own options travels as its storage.
+    where = storage if storage_options else str(path) if remote else Path(path)
     return Stream(where, split, format, cache=cache, cache_limit=limit)
 
 
@@ -121,7 +127,7 @@ class Stream:
         At most one stage of each kind (:mod:`nishard.stream.stages`).
     """
 
-    path: Path | str
+    path: Path | str | Storage
     split: str | tuple[str, ...] | None = None
     format: str | None = None
     stages: tuple[Stage, ...] = ()
@@ -395,7 +401,8 @@ class Stream:
         split = "" if self.split is None else f", split={self.split!r}"
         fmt = "" if self.format is None else f", format={self.format!r}"
         chain = "".join(f".{_method(s)}" for s in self.stages)
-        return f"ns.stream.open({str(self.path)!r}{split}{fmt}){chain}"
+        path = getattr(self.path, "url", self.path)
+        return f"ns.stream.open({str(path)!r}{split}{fmt}){chain}"
 
 
 def _method(stage: Stage) -> str:
