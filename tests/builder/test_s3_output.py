@@ -84,3 +84,20 @@ def test_an_http_or_unknown_output_is_refused_by_name(tiny, tmp_path):
         ns.write(records, plan, "https://host/x", progress=False)
     with pytest.raises(ns.errors.StorageError, match="gs://bucket/x"):
         ns.write(records, plan, "gs://bucket/x", progress=False)
+
+
+def test_shard_tasks_upload_their_own_groups(endpoint, tiny, tmp_path):
+    url = f"s3://{BUCKET}/tasks"
+    (tmp_path / "s3").mkdir()
+    spec = write_spec(tmp_path / "s3", tiny, output={"path": url, "shards": {"max_samples": 3}},
+                      execution={"executor": "tasks", "jobs": 2})  # fmt: skip
+    done = _build(spec, tmp_path / "cache")
+    assert done.returncode == 0, done.stderr[-2000:]
+    # Each task uploaded its group's shard: the coordinator found the 4 shards there and
+    # uploaded only the side files and the manifest (last).
+    assert "3 files uploaded, 4 already there" in done.stderr, done.stderr[-2000:]
+    storage = storage_for(url)
+    assert [n for n in storage.list() if n.endswith(".tar")] == [
+        f"all-00000{i}.tar" for i in range(4)
+    ]
+    assert verify(url, progress=False).ok

@@ -62,6 +62,7 @@ def write(
     cache: NodeCache | None = None,
     resume: bool = True,
     storage_options: dict | None = None,
+    _publish: S3Storage | None = None,
 ) -> dict:
     """Run ``plan`` on every record and write the products as shards plus a manifest.
 
@@ -150,7 +151,7 @@ def write(
         manifest = write(
             records, plan, staging, formats=formats, shards=shards, executor=executor,
             split=split, shuffle=shuffle, spec=recorded, progress=progress, cache=cache,
-            resume=resume,
+            resume=resume, _publish=remote,
         )  # fmt: skip
         counts = upload_build(staging, remote)
         if progress:
@@ -196,7 +197,7 @@ def write(
         work = WorkOrder(
             identity, plan, tuple(writing), tuple(planned.groups), tuple(names),
             tuple(planned.order), dict(assignment), split, recorded, tuple(sorted(previous)),
-            None if cache is None else str(cache.folder),
+            None if cache is None else str(cache.folder), _publish,
         )  # fmt: skip
         return run_tasks(folder, work, records, executor, progress=progress, resume=resume)
     journal = Journal(folder, identity)

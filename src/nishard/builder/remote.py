@@ -62,11 +62,26 @@ def upload_build(folder: Path, storage: S3Storage) -> dict[str, int]:
     manifest = read_manifest(folder)
     # The first request: a missing bucket or refused credentials stop here, by name.
     counts = {"aborted": storage.abort_uploads(), "uploaded": 0, "skipped": 0}
-    listed = {s["name"]: str(s["sha256"]).removeprefix("sha256:") for s in manifest["shards"]}
-    for name in [*build_files(folder, manifest), MANIFEST]:
+    listed = {s["name"]: str(s["sha256"]) for s in manifest["shards"]}
+    names = build_files(folder, manifest)
+    counts |= upload_files(folder, storage, {name: listed.get(name) for name in names})
+    # Last, and always: the commit point.
+    storage.put_file(
+        folder / MANIFEST, MANIFEST, sha256_file(folder / MANIFEST).removeprefix("sha256:")
+    )
+    counts["uploaded"] += 1
+    return counts
+
+
+def upload_files(folder: Path, storage: S3Storage, files: dict[str, str | None]) -> dict[str, int]:
+    """Upload each of ``files`` (name: its sha256 when known) unless the store has it
+    with the same size and sha256 metadata; ``uploaded`` and ``skipped`` counts. What a
+    shard task runs for its group's shards, and :func:`upload_build` for the rest."""
+    counts = {"uploaded": 0, "skipped": 0}
+    for name, known in files.items():
         path = folder / name
-        sha256 = listed.get(name) or sha256_file(path).removeprefix("sha256:")
-        if name != MANIFEST and storage.checksum(name) == (path.stat().st_size, sha256):
+        sha256 = (known or sha256_file(path)).removeprefix("sha256:")
+        if storage.checksum(name) == (path.stat().st_size, sha256):
             counts["skipped"] += 1
             continue
         storage.put_file(path, name, sha256)

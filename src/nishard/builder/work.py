@@ -33,6 +33,7 @@ from pathlib import Path
 from ..archives.families import Family, family_name, unwrap
 from ..archives.manifest import MANIFEST, PartialManifest, read_manifest
 from ..archives.shards import Format, shard_name
+from ..archives.storage import S3Storage
 from ..errors import NishardError
 from ..records.table import RecordTable
 from ..workflow.cache import NodeCache
@@ -42,6 +43,7 @@ from ..workflow.pydra import Pydra
 from ..workflow.task_runners import SlurmArray, Tasks
 from .finish import check_written, publish
 from .planning import ShardGroup
+from .remote import upload_files
 from .resume import Resumed
 from .splits import Split
 from .tasks import ShardTask, outcomes
@@ -80,6 +82,9 @@ class WorkOrder:
         Files a previous complete build listed in the folder: removed when not rewritten.
     cache : str or None
         The node cache's folder.
+    remote : S3Storage or None
+        The bucket of an ``s3://`` output: each task uploads its group's shards there
+        (the merge uploads the side files and the manifest, last).
     """
 
     fingerprint: str
@@ -93,6 +98,7 @@ class WorkOrder:
     spec: dict
     previous: tuple[str, ...] = ()
     cache: str | None = None
+    remote: S3Storage | None = None
 
 
 def home(folder: Path) -> Path:
@@ -208,6 +214,8 @@ def _run_group(
             if progress and entry["quarantine"] is not None:
                 print(f"task {number}: quarantined {outcome.record.id}", file=sys.stderr)
         partial = task.close()
+        if work.remote is not None:  # the group's shards, uploaded where they were made
+            upload_files(folder, work.remote, {info.name: info.sha256 for info in partial.shards})
     except BaseException:
         results.close()
         task.abort()
