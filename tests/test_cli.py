@@ -71,7 +71,7 @@ def test_build_resumes_an_interrupted_build_unless_told_to_restart(tiny, tmp_pat
         capsys.readouterr()
         assert main(["build", str(spec), *restart]) == 0
         # A group's shard is finished once its last record is taken: three were.
-        resumed = "resuming: 3 records done by an interrupted build" in capsys.readouterr().out
+        resumed = "resuming: 3 records done by an interrupted build" in capsys.readouterr().err
         assert resumed == (not restart)
     assert verify(tmp_path / "s", progress=False).ok
 

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from .errors import NishardError, SpecError
+
+#: The exit status of ``nishard build --fail-on-quarantine`` when records were quarantined.
+QUARANTINED = 3
 
 
 def _synth(args: argparse.Namespace) -> None:
@@ -23,13 +27,13 @@ def _synth(args: argparse.Namespace) -> None:
     )
 
 
-def _build(args: argparse.Namespace) -> None:
+def _build(args: argparse.Namespace) -> int | None:
     from .pipeline import build
     from .spec import executor_from, load_spec
 
     if args.shard_task is not None:
         _shard_task(args)
-        return
+        return None
     if args.spec is None:
         raise SpecError("nishard build needs a spec (only --shard-task runs without one)")
     pipeline = load_spec(args.spec)
@@ -52,6 +56,11 @@ def _build(args: argparse.Namespace) -> None:
         f"wrote {counts['written']} samples in {len(manifest['shards'])} shards to "
         f"{pipeline.output}; quarantined {counts['quarantined']}, dropped {counts['dropped']}"
     )
+    if args.fail_on_quarantine and counts["quarantined"]:
+        print(f"nishard: {counts['quarantined']} records quarantined (--fail-on-quarantine); "
+              f"their reasons are in the manifest's quarantine", file=sys.stderr)  # fmt: skip
+        return QUARANTINED
+    return None
 
 
 def _shard_task(args: argparse.Namespace) -> None:
@@ -261,23 +270,56 @@ def _threshold(text: str) -> float | str | None:
         raise SpecError(f"--threshold: auto, none or a number, got {text!r}") from err
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, whose refusal of a value names the closest choice."""
+
+    def error(self, message: str):  # type: ignore[override]
+        import re
+
+        from .registry import did_you_mean
+
+        refused = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if refused:
+            choices = [c.strip().strip("'") for c in refused.group(2).split(",")]
+            message += did_you_mean(refused.group(1), choices)
+        super().error(message)
+
+
 def parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
+    from ._version import __version__
     from .records import SCHEMAS
     from .workflow.executors import EXECUTORS
 
-    top = argparse.ArgumentParser(prog="nishard", description=__doc__)
+    top = _Parser(
+        prog="nishard",
+        description=__doc__,
+        epilog=f"exit status: 0 done; 1 an error (one line naming the file or record); 2 a "
+        f"spec or option error; {QUARANTINED} records quarantined (build "
+        "--fail-on-quarantine)",
+    )
+    top.add_argument("--version", action="version", version=f"nishard {__version__}")
     sub = top.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("synth", help="write a synthetic fMRIPrep dataset with ground truth")
-    p.add_argument("out")
-    p.add_argument("--size", choices=["tiny", "demo", "large"], default="tiny")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--subjects", type=int)
+    p.add_argument("out", help="the folder to write the dataset to")
+    p.add_argument(
+        "--size",
+        choices=["tiny", "demo", "large"],
+        default="tiny",
+        help="a preset of subjects, runs, grid and time points (default tiny)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="the random seed (default 0)")
+    p.add_argument("--subjects", type=int, help="number of subjects (overrides the preset)")
     p.add_argument("--sessions", type=int, help="sessions per subject (0: no ses- level)")
     p.add_argument("--runs", type=int, help="runs per session")
-    p.add_argument("--timepoints", type=int)
-    p.add_argument("--layout", choices=["fmriprep", "hcp"], default="fmriprep")
+    p.add_argument("--timepoints", type=int, help="time points per run (overrides the preset)")
+    p.add_argument(
+        "--layout",
+        choices=["fmriprep", "hcp"],
+        default="fmriprep",
+        help="fMRIPrep derivatives or the HCP S1200 layout (default fmriprep)",
+    )
     p.add_argument("--surfaces", action="store_true", help="also GIfTI and CIFTI files")
     p.set_defaults(func=_synth)
 
@@ -316,6 +358,12 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="start over instead of resuming an interrupted build of the same spec",
     )
+    p.add_argument(
+        "--fail-on-quarantine",
+        action="store_true",
+        help=f"exit with status {QUARANTINED} when any record was quarantined (the shards "
+        "and manifest are still written)",
+    )
     p.set_defaults(func=_build)
 
     p = sub.add_parser(
@@ -329,7 +377,7 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_merge)
 
     p = sub.add_parser("cache", help="size of a node cache, or clear it")
-    p.add_argument("action", choices=["info", "clear"])
+    p.add_argument("action", choices=["info", "clear"], help="report the size, or empty it")
     p.add_argument("cache", help="the cache folder (--cache-dir), or a spec naming one")
     p.set_defaults(func=_cache)
 
@@ -346,11 +394,18 @@ def parser() -> argparse.ArgumentParser:
         "runs are found but every one is dropped, the table is still written and the "
         "command exits with status 2.",
     )
-    p.add_argument("root")
-    p.add_argument("--schema", choices=list(SCHEMAS), default="fmriprep")
-    p.add_argument("--space")
-    p.add_argument("--res")
-    p.add_argument("--task")
+    p.add_argument("root", help="the dataset's root folder")
+    p.add_argument(
+        "--schema",
+        choices=list(SCHEMAS),
+        default="fmriprep",
+        help="the layout to read (default fmriprep)",
+    )
+    p.add_argument(
+        "--space", help="the space of the files to stage (fMRIPrep: e.g. MNI152NLin2009cAsym)"
+    )
+    p.add_argument("--res", help="the resolution entity of the files to stage (e.g. 2)")
+    p.add_argument("--task", help="only runs of this task")
     p.add_argument(
         "--stage",
         help=f"comma-separated file kinds each record needs (default: the schema's: {defaults};"
@@ -364,21 +419,36 @@ def parser() -> argparse.ArgumentParser:
         help="for --schema bids: sidecar fields to add as columns, comma-separated "
         "(EchoTime,SliceTiming); an echo's EchoTime is always added",
     )
-    p.add_argument("--level", choices=["run", "session", "subject"], default="run")
-    p.add_argument("-o", "--output", default="records.parquet")
+    p.add_argument(
+        "--level",
+        choices=["run", "session", "subject"],
+        default="run",
+        help="one record per run (default), session or subject",
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        default="records.parquet",
+        help="the record table to write (default records.parquet)",
+    )
     p.set_defaults(func=_index)
 
     p = sub.add_parser("plan", help="print the plan a spec compiles to")
-    p.add_argument("spec")
+    p.add_argument("spec", help="the pipeline spec (YAML)")
     p.add_argument("--memory-budget", help="memory budget per node, e.g. 4GiB (greedy fusion)")
     p.add_argument("--draw", metavar="FILE", help="also draw the DAG to FILE (.png or .svg)")
     p.set_defaults(func=_plan)
 
     p = sub.add_parser("demo", help="synthetic dataset -> shards -> read back")
-    p.add_argument("--out", default="nishard-demo")
-    p.add_argument("--size", choices=["tiny", "demo", "large"], default="demo")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--out", default="nishard-demo", help="the demo's folder (default nishard-demo)")
+    p.add_argument(
+        "--size",
+        choices=["tiny", "demo", "large"],
+        default="demo",
+        help="the synthetic dataset's preset (default demo)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="the random seed (default 0)")
+    p.add_argument("--jobs", type=int, default=2, help="worker processes of the build (default 2)")
     p.set_defaults(func=_demo)
 
     store = argparse.ArgumentParser(add_help=False)
@@ -399,10 +469,10 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_inspect)
 
     p = sub.add_parser("learn", help="resting-state networks from shards (CanICA, DictLearning)")
-    p.add_argument("method", choices=["canica", "dictlearning"])
+    p.add_argument("method", choices=["canica", "dictlearning"], help="the decomposition")
     p.add_argument("shards", nargs="+", help="shard folders (one mask for all)")
     p.add_argument("--key", default="bold", help="the product to learn from (default bold)")
-    p.add_argument("--n-components", type=int, default=20)
+    p.add_argument("--n-components", type=int, default=20, help="maps to learn (default 20)")
     p.add_argument("--memory-budget", help="memory the fit may add, e.g. 1GiB (default: no bound)")
     p.add_argument("--jobs", type=int, default=1, help="subjects reduced at once")
     p.add_argument("--split", help="only this split's samples")
@@ -414,26 +484,38 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--n-init", type=int, default=10, help="CanICA: FastICA starts")
     p.add_argument("--threshold", default="auto", help="CanICA: auto, none or a ratio")
     p.add_argument("--alpha", type=float, help="DictLearning: sparsity (default 10)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="the random seed (default 0)")
     p.add_argument("--no-plots", action="store_true", help="no PNGs (faster)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("-o", "--output", required=True, help="output folder")
     p.set_defaults(func=_learn)
+    for command in sub.choices.values():  # one --quiet for every command
+        command.add_argument(
+            "-q", "--quiet", action="store_true",
+            help="no progress or summary lines on stderr (errors still)",
+        )  # fmt: skip
     return top
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``nishard`` command; returns the exit status."""
     args = parser().parse_args(argv)
+    # The processes a build starts (shard tasks) inherit it.
+    saved = os.environ.get("NISHARD_QUIET")
+    if args.quiet:
+        os.environ["NISHARD_QUIET"] = "1"
     try:
-        args.func(args)
+        return args.func(args) or 0
     except SpecError as err:
         print(f"nishard: error: {err}", file=sys.stderr)
         return 2
     except NishardError as err:
         print(f"nishard: error: {err}", file=sys.stderr)
         return 1
-    return 0
+    finally:
+        if saved is None:
+            os.environ.pop("NISHARD_QUIET", None)
+        else:
+            os.environ["NISHARD_QUIET"] = saved
 
 
 if __name__ == "__main__":

@@ -27,9 +27,9 @@ from pathlib import Path
 
 import crc32c
 import numpy as np
-from tqdm.auto import tqdm
 
 from ..errors import NishardError, StorageError
+from ..progress import bar as progress_bar
 from ..units import format_bytes
 from . import FORMATS
 from .decoders import DECODERS, DecodeError, Sample
@@ -129,7 +129,7 @@ def verify(folder: str | Path | Storage, *, progress: bool = True) -> Report:
     entries = _entries(manifest["shards"], report)
     _check_totals(manifest, entries, report)
     total = sum(_size(storage, entry["name"]) for entry in entries)
-    with tqdm(
+    with progress_bar(
         total=total, unit="B", unit_scale=True, unit_divisor=1024, desc="verify",
         disable=not progress,
     ) as bar:  # fmt: skip

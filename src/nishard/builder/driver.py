@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import re
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-
-from tqdm.auto import tqdm
 
 from ..archives.families import Family, family_name, resolve, unwrap
 from ..archives.manifest import MANIFEST, read_manifest, versions
@@ -16,6 +13,8 @@ from ..archives.shards import Format, ShardSpec
 from ..archives.storage import S3Storage, storage_for
 from ..archives.webdataset import WebDataset
 from ..errors import SpecError, check_writable, raise_if_full, raise_if_unwritable
+from ..progress import bar as progress_bar
+from ..progress import say
 from ..records.table import RecordTable
 from ..workflow.cache import NodeCache
 from ..workflow.executors import Executor, Serial
@@ -155,8 +154,8 @@ def write(
         )  # fmt: skip
         counts = upload_build(staging, remote)
         if progress:
-            print(f"published to {out}: {counts['uploaded']} files uploaded, "
-                  f"{counts['skipped']} already there", file=sys.stderr)  # fmt: skip
+            say(f"published to {out}: {counts['uploaded']} files uploaded, "
+                f"{counts['skipped']} already there")  # fmt: skip
         return manifest
     if records.level != "run":
         raise SpecError(
@@ -221,7 +220,7 @@ def write(
     tally = Tally()
     quarantined = 0
     started = time.perf_counter()
-    bar = tqdm(total=len(records), unit="record", desc="build", disable=not progress)
+    bar = progress_bar(total=len(records), unit="record", desc="build", disable=not progress)
     if skipped:
         bar.write(f"resuming: {len(skipped)} records done by an interrupted build")
 
@@ -291,7 +290,7 @@ def write(
         raise
     journal.remove()
     if progress:
-        print(summary(manifest, time.perf_counter() - started, tally), file=sys.stderr)
+        say(summary(manifest, time.perf_counter() - started, tally))
     check_written(manifest, folder)
     return manifest
 

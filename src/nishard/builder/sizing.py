@@ -11,10 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from tqdm.auto import tqdm
-
 from ..archives.families import Family, family_products, unwrap
 from ..archives.shards import Format, sample_bound
+from ..progress import bar as progress_bar
 from ..records.table import Record
 from ..workflow.fusion import chain_specs
 from ..workflow.headers import describe_inputs
@@ -36,7 +35,7 @@ def sample_bounds(
     quarantined, and is planned alone so that no limit depends on it. ``progress`` shows a
     bar: headers are read one record after another (a few ms each).
     """
-    bar = tqdm(records, unit="record", desc="plan", disable=not progress, leave=False)
+    bar = progress_bar(records, unit="record", desc="plan", disable=not progress, leave=False)
     return SampleBounds(
         sizes={record.id: record_bounds(record, plan, writing) for record in bar},
         file_size=tuple(unwrap(item).file_size for item in writing),

@@ -35,6 +35,7 @@ from ..archives.manifest import MANIFEST, PartialManifest, read_manifest
 from ..archives.shards import Format, shard_name
 from ..archives.storage import S3Storage
 from ..errors import NishardError
+from ..progress import say
 from ..records.table import RecordTable
 from ..workflow.cache import NodeCache
 from ..workflow.executors import Local, Serial
@@ -188,7 +189,7 @@ def run_task(folder: Path, number: int, jobs: int = 1, progress: bool = True) ->
         done = finished(folder, group)
         if done is not None:
             if progress:
-                print(f"task {number} ({done.name}): done already", file=sys.stderr)
+                say(f"task {number} ({done.name}): done already")
             return done
         return _run_group(folder, number, work, records, jobs, progress)
 
@@ -212,7 +213,7 @@ def _run_group(
             entry = task.write(outcome, position[outcome.record.id], records.root)
             task.take(entry)
             if progress and entry["quarantine"] is not None:
-                print(f"task {number}: quarantined {outcome.record.id}", file=sys.stderr)
+                say(f"task {number}: quarantined {outcome.record.id}")
         partial = task.close()
         if work.remote is not None:  # the group's shards, uploaded where they were made
             upload_files(folder, work.remote, {info.name: info.sha256 for info in partial.shards})
@@ -223,9 +224,9 @@ def _run_group(
     partial.save(part_path(folder, group).parent)
     if progress:
         seconds = time.perf_counter() - started
-        print(f"task {number} ({partial.name}): {partial.written} written, "
+        say(f"task {number} ({partial.name}): {partial.written} written, "
               f"{len(partial.quarantine)} quarantined of {len(group.records)} in "
-              f"{seconds:.1f} s", file=sys.stderr)  # fmt: skip
+              f"{seconds:.1f} s")  # fmt: skip
     return partial
 
 
@@ -318,8 +319,8 @@ def run_tasks(
     numbers = pending(folder, work)
     if progress:
         done = len(work.groups) - len(numbers)
-        print(f"{runner.name}: {len(records)} records in {len(work.groups)} shard tasks"
-              + (f", {done} done by an earlier run" if done else ""), file=sys.stderr)  # fmt: skip
+        say(f"{runner.name}: {len(records)} records in {len(work.groups)} shard tasks"
+              + (f", {done} done by an earlier run" if done else ""))  # fmt: skip
     python = [sys.executable, "-m", "nishard"]
 
     def command(number: str, jobs: int) -> list[str]:

@@ -417,11 +417,13 @@ class GroupDecomposition(TransformerMixin, BaseEstimator):
                 stacklevel=4,
             )
             return
-        from tqdm.auto import tqdm
+        from ..progress import bar as progress_bar
 
         scorer = ExplainedVariance(self.components_)
         total = len(data.samples) if isinstance(data, Shards) else len(data.items)
-        with tqdm(total=total, unit="sample", desc="score", disable=not self.verbose) as bar:
+        with progress_bar(
+            total=total, unit="sample", desc="score", disable=not self.verbose
+        ) as bar:
             for _, sample in data.arrays():
                 projections = scorer.observe(sample)
                 del sample

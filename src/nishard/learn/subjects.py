@@ -24,8 +24,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from joblib import Memory, Parallel, delayed
 from threadpoolctl import threadpool_limits
-from tqdm.auto import tqdm
 
+from ..progress import bar as progress_bar
 from .pca import subject_reduction
 
 
@@ -226,7 +226,7 @@ def reduce_subjects(
             yield from run(tasks())
 
     total = len(identities) if identities else None
-    with tqdm(total=total, unit="sample", desc="reduce", disable=not progress) as bar:
+    with progress_bar(total=total, unit="sample", desc="reduce", disable=not progress) as bar:
         for outcome in outcomes():
             record(*outcome)
             bar.update(1)

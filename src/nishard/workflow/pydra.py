@@ -27,7 +27,6 @@ import pickle
 import queue
 import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -42,6 +41,7 @@ from ..errors import (
     UnwritableError,
     check_writable,
 )
+from ..progress import say
 from ..records.table import Record
 from .cache import NodeCache
 from .inputs import input_checksums
@@ -182,7 +182,7 @@ class Pydra:
             ("argv", "log"), argv=argvs, log=paths
         )
         if progress:
-            print(f"pydra ({self.worker}): {len(numbers)} shard tasks", file=sys.stderr)
+            say(f"pydra ({self.worker}): {len(numbers)} shard tasks")
         root = Path(self.cache_dir).absolute() if self.cache_dir else home
         check_writable(root, f"Pydra's cache_dir {root}")
         with tempfile.TemporaryDirectory(prefix="nishard-pydra-", dir=root) as tmp:

@@ -20,7 +20,6 @@ import os
 import shlex
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from ..errors import NishardError
+from ..progress import say
 from ..units import format_bytes, parse_bytes
 
 #: A task's command line, from its number (or a shell word such as ``$task``) and its
@@ -79,8 +79,8 @@ class Progress:
         rate = done / elapsed if elapsed > 0 else 0.0
         left = self.total - done - failed
         eta = f", about {left / rate:.0f} s left" if rate > 0 and left > 0 else ""
-        print(f"{self.label}: {done}/{self.total} tasks done, {running} running, {failed} "
-              f"failed; {rate * 60:.1f} tasks/min{eta}", file=sys.stderr, flush=True)  # fmt: skip
+        say(f"{self.label}: {done}/{self.total} tasks done, {running} running, {failed} "
+              f"failed; {rate * 60:.1f} tasks/min{eta}")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -265,9 +265,9 @@ class SlurmArray:
             merge_options.append(f"--dependency=afterany:{depend}")
         merging = _submit([*merge_options, "--wrap", shlex.join(merge)])
         if progress:
-            print(f"slurm-array: submitted {len(numbers)} tasks as {len(elements)} array "
+            say(f"slurm-array: submitted {len(numbers)} tasks as {len(elements)} array "
                   f"job(s) {', '.join(elements) or '-'} ({format_bytes(memory)} each), merge "
-                  f"job {merging}; logs in {where}", file=sys.stderr)  # fmt: skip
+                  f"job {merging}; logs in {where}")  # fmt: skip
         return self._watch(elements, merging, len(numbers), progress, where)
 
     def _options(self, memory: int) -> list[str]:
