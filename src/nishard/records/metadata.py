@@ -254,7 +254,7 @@ def inherited_sidecars(
         level = [
             name
             for name in sidecars.get(folder, ())
-            if (sidecar := parse_bids_name(name, require_subject=False)) is not None
+            if (sidecar := _sidecar_name(name)) is not None
             and sidecar.suffix == bids.suffix
             and all(bids.entities.get(k) == v for k, v in sidecar.entities.items())
         ]
@@ -267,6 +267,12 @@ def inherited_sidecars(
             )
         found += [f"{root}/{folder}/{name}" if folder else f"{root}/{name}" for name in level]
     return found
+
+
+@lru_cache(maxsize=4096)
+def _sidecar_name(name: str) -> BidsName | None:
+    # A dataset-level sidecar applies to every run: parsed once, not once a run.
+    return parse_bids_name(name, require_subject=False)
 
 
 def merged(paths: list[str]) -> tuple[dict, dict[str, str]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pandas as pd
 
 from ..errors import SpecError
@@ -46,17 +47,27 @@ def pivot(frame: pd.DataFrame, files: tuple[str, ...], variables: tuple[str, ...
     # A variable keyed by session varies within a subject: it becomes a list, like a file.
     constant = [v for v in variables if (grouped[v].nunique(dropna=False) <= 1).all()]
     per_run = [c for c in frame.columns if c not in keys and c not in constant]
+    # Each group's rows by position, in the order iterating the groups gives them (what
+    # ngroup numbers), each group's in the frame's order: the columns are read once, as
+    # iterating them gives their values, not sliced into a frame per group.
+    codes = grouped.ngroup().to_numpy()
+    order = np.argsort(codes, kind="stable")
+    bounds = np.concatenate([[0], np.cumsum(np.bincount(codes, minlength=grouped.ngroups))])
+    index, values_of = list(frame.index), {c: list(frame[c]) for c in [*keys, *per_run, *constant]}
     rows = []
-    for values, group in grouped:
-        values = values if isinstance(values, tuple) else (values,)
+    for start, stop in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+        members = order[start:stop].tolist()
+        first = members[0]
+        values = [values_of[k][first] for k in keys]
         entities = {short: v for short, v in zip(("sub", "ses"), values, strict=False)
                     if isinstance(v, str)}  # fmt: skip
         row: dict = {"record": record_id(entities), **dict(zip(keys, values, strict=True))}
-        row["runs"] = list(group.index)
+        row["runs"] = [index[i] for i in members]
         for column in per_run:
-            row[column] = [_none_if_nan(v) for v in group[column]]
+            column_values = values_of[column]
+            row[column] = [_none_if_nan(column_values[i]) for i in members]
         for column in constant:
-            row[column] = group[column].iloc[0]
+            row[column] = values_of[column][first]
         rows.append(row)
     if not rows:  # every record filtered out: an empty table of the same shape
         return pd.DataFrame(

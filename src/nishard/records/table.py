@@ -76,13 +76,23 @@ class RecordTable:
         return len(self.frame)
 
     def __iter__(self) -> Iterator[Record]:
-        for record_id, row in self.frame.iterrows():
+        frame = self.frame
+        if not frame.columns.is_unique:  # a column label twice: a row says what it holds
+            for record_id, row in frame.iterrows():
+                yield self._record(str(record_id), row)
+            return
+        # Each column read once, as iterating it gives its values (what a row of the
+        # frame holds too), rather than a Series built for every row.
+        columns = list(frame.columns)
+        values = [list(frame[column]) for column in columns]
+        for i, record_id in enumerate(frame.index):
+            row = dict(zip(columns, [column[i] for column in values], strict=True))
             yield self._record(str(record_id), row)
 
     def __getitem__(self, record_id: str) -> Record:
         return self._record(record_id, self.frame.loc[record_id])
 
-    def _record(self, record_id: str, row: pd.Series) -> Record:
+    def _record(self, record_id: str, row: pd.Series | dict) -> Record:
         files = {c: row[c] for c in self.files if _paths(row[c]) is not None}
         metadata = {key: _plain(value) for key, value in row.items() if key not in self.files}
         return Record(id=record_id, files=files, metadata=metadata)
