@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import functools
 import http.server
+import re
 import shutil
 import threading
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import torch
 
 from nishard import stream
 from nishard.archives.manifest import read_manifest
+from nishard.archives.storage import HttpStorage
 from nishard.errors import MissingFileError, StorageError
 
 pytestmark = pytest.mark.filterwarnings("ignore:os.fork\\(\\) was called:RuntimeWarning")
@@ -25,13 +28,55 @@ class _Quiet(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+class _Ranged(_Quiet):
+    """Python's file server with ``Range: bytes=a-b`` (or ``a-``) answered by 206, as
+    web servers and object stores answer it; it counts the ranges it served."""
+
+    served: ClassVar[list[str]] = []
+
+    def send_head(self):
+        match = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range", ""))
+        path = Path(self.translate_path(self.path))
+        if match is None or not path.is_file():
+            return super().send_head()
+        size = path.stat().st_size
+        first, last = int(match.group(1)), int(match.group(2) or size - 1)
+        last = min(last, size - 1)
+        handle = open(path, "rb")
+        handle.seek(first)
+        self.send_response(206)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Range", f"bytes {first}-{last}/{size}")
+        self.send_header("Content-Length", str(last - first + 1))
+        self.end_headers()
+        self.served.append(f"{path.name}:{first}-{last}")
+        return _Limited(handle, last - first + 1)
+
+
+class _Limited:
+    """A file read no further than ``length`` bytes (what copyfile sends of a range)."""
+
+    def __init__(self, handle, length: int):
+        self.handle, self.left = handle, length
+
+    def read(self, size: int = -1) -> bytes:
+        size = self.left if size < 0 else min(size, self.left)
+        data = self.handle.read(size)
+        self.left -= len(data)
+        return data
+
+    def close(self) -> None:
+        self.handle.close()
+
+
 @pytest.fixture
 def serve():
-    """``serve(folder)``: its URL on a real HTTP server (stopped after the test)."""
+    """``serve(folder, ranges=False)``: its URL on a real HTTP server (stopped after the
+    test); with ranges, one that answers range requests (Python's own ignores them)."""
     servers = []
 
-    def start(folder: Path) -> str:
-        handler = functools.partial(_Quiet, directory=str(folder))
+    def start(folder: Path, ranges: bool = False) -> str:
+        handler = functools.partial(_Ranged if ranges else _Quiet, directory=str(folder))
         server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         servers.append(server)
@@ -127,3 +172,19 @@ def test_verify_reads_a_url_and_finds_a_changed_shard(site, serve, capsys):
     _flip_a_sample_byte(site / "shards", shard)
     assert main(["verify", url, "--no-progress"]) != 0
     assert f"{shard.name}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("ranges", [True, False])
+def test_a_fetch_goes_on_from_a_byte_with_or_without_range_support(site, serve, ranges):
+    url = serve(site, ranges=ranges)
+    storage = HttpStorage(url)
+    name = read_manifest(site / "shards")["shards"][0]["name"]
+    data = (site / "shards" / name).read_bytes()
+    _Ranged.served.clear()
+    for start in (0, 1, len(data) // 2, len(data) - 1):
+        with storage.open(name, start) as body:
+            assert body.read() == data[start:]
+    assert storage.read_range(name, 10, 20) == data[10:30]
+    # With support, the server sent the ranges asked for, not the whole file each time.
+    want = [f"{name}:{s}-{len(data) - 1}" for s in (1, len(data) // 2, len(data) - 1)]
+    assert _Ranged.served == ([*want, f"{name}:10-29"] if ranges else [])

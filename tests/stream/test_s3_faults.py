@@ -7,6 +7,7 @@ error naming what failed."""
 from __future__ import annotations
 
 import logging
+import re
 import socket
 import threading
 import time
@@ -88,6 +89,7 @@ class Cutter:
     def __init__(self, upstream: str, after: int):
         host, port = upstream.removeprefix("http://").split(":")
         self.upstream, self.after, self.cuts = (host, int(port)), after, 0
+        self.requests: list[bytes] = []  # the first bytes each client sent: its headers
         self.connections: list[socket.socket] = []
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.endpoint = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
@@ -108,6 +110,8 @@ class Cutter:
         passed = 0
         try:
             while data := source.recv(1 << 16):
+                if not answers:
+                    self.requests.append(data[:4096])
                 sink.sendall(data)
                 passed += len(data)
                 if answers and self.cuts == 0 and passed > self.after:
@@ -132,7 +136,9 @@ class Cutter:
         self.listener.close()
 
 
-def test_a_connection_cut_mid_transfer_is_fetched_again_whole(voxels, server, tmp_path, caplog):
+def test_a_connection_cut_mid_transfer_goes_on_from_where_it_stopped(
+    voxels, server, tmp_path, caplog
+):
     caplog.set_level(logging.WARNING, logger="nishard")
     cutter = Cutter(server.endpoint, after=1 << 20)
     try:
@@ -146,6 +152,11 @@ def test_a_connection_cut_mid_transfer_is_fetched_again_whole(voxels, server, tm
     assert local.read_bytes() == (voxels / name).read_bytes()
     (message,) = _retries(caplog)
     assert f"{URL}/{name}: the connection dropped after " in message
+    # The second request asked for the rest only: a range from past the first megabyte.
+    gets = [r for r in cutter.requests if r.startswith(b"GET ") and name.encode() in r]
+    ranges = [re.search(rb"(?i)\r\nrange: bytes=(\d+)-\r\n", r) for r in gets]
+    assert ranges[0] is None and ranges[-1] is not None, gets
+    assert int(ranges[-1].group(1)) > 1 << 20 and len(gets) == 2
 
 
 def test_a_store_that_stays_away_is_one_error_naming_the_shard(voxels, server, tmp_path,
@@ -178,11 +189,11 @@ class Flaky:
     def join(self, name: str) -> str:
         return f"{self.url}/{name}"
 
-    def open(self, name: str):
+    def open(self, name: str, start: int = 0):
         from nishard.archives.storage import Body
 
         self.opens += 1
-        handle = self.local.open(name)
+        handle = self.local.open(name, start)
         if name != self.name or (self.failures is not None and self.opens > self.failures):
             return handle
         half = self.local.stat(name).size // 2
@@ -209,7 +220,8 @@ def test_a_partly_fetched_shard_is_never_read(voxels, tmp_path, monkeypatch):
         cache.fetch(name)
     assert flaky.opens == mirror.TRIES
     assert not list((tmp_path / "c").iterdir())  # no half shard under its name, nor a temporary
-    # Two drops, then whole: fetched from the first byte each time, read the same as local.
+    # Two drops, then whole: each try goes on from what the last one fetched (here: no
+    # further than half, twice), and the shard reads the same as the local one.
     again = ShardMirror(Flaky(voxels, name, failures=2), tmp_path / "c", expected)
     assert again.fetch(name).read_bytes() == (voxels / name).read_bytes()
 

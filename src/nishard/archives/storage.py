@@ -83,11 +83,12 @@ class Storage(Protocol):
         """Where the file ``name`` is, for messages (a path, later a URL)."""
         ...
 
-    def open(self, name: str) -> BinaryIO:
-        """The file ``name``, open for sequential reading (a context manager).
+    def open(self, name: str, start: int = 0) -> BinaryIO:
+        """The file ``name`` from byte ``start``, open for sequential reading (a context
+        manager).
 
-        Locally a plain buffered file; remote stores will read ahead in large ranges
-        behind the caller, so a tar streamed from S3 is not one request per member.
+        Locally a plain buffered file; remotely one request (a ``Range`` from ``start``:
+        a fetch cut short goes on from where it stopped).
         """
         ...
 
@@ -169,12 +170,14 @@ class LocalStorage:
         """The file's path as a string, for messages."""
         return str(self.path(name))
 
-    def open(self, name: str) -> BinaryIO:
-        """The file, open for reading (buffered; the caller closes it)."""
+    def open(self, name: str, start: int = 0) -> BinaryIO:
+        """The file, open for reading from ``start`` (buffered; the caller closes it)."""
         try:
-            return open(self.path(name), "rb")  # the caller closes it
+            handle = open(self.path(name), "rb")  # the caller closes it
         except FileNotFoundError as error:
             raise self._missing(name) from error
+        handle.seek(start)
+        return handle
 
     def read_range(self, name: str, start: int, length: int) -> bytes:
         """``length`` bytes from ``start`` by ``os.pread`` (no seek: safe from threads);
@@ -325,8 +328,15 @@ class HttpStorage:
         length = int(announced) if announced and announced.isdigit() else None
         return Body(response, self.join(name), _NETWORK, length), response.status
 
-    def open(self, name: str) -> BinaryIO:
-        return self._body(name)[0]  # type: ignore[return-value]
+    def open(self, name: str, start: int = 0) -> BinaryIO:
+        if not start:
+            return self._body(name)[0]  # type: ignore[return-value]
+        body, status = self._body(name, {"Range": f"bytes={start}-"})
+        if status == 200:  # a server without ranges sent the whole file: skip to start
+            skipped = 0
+            while skipped < start and (chunk := body.read(min(1 << 20, start - skipped))):
+                skipped += len(chunk)
+        return body  # type: ignore[return-value]
 
     def read_range(self, name: str, start: int, length: int) -> bytes:
         if length <= 0:
@@ -476,8 +486,9 @@ class S3Storage:
             return StorageUnavailableError(f"{where}: cannot reach {self.endpoint} ({err})")
         return StorageError(f"{where}: {type(err).__name__}: {err}")
 
-    def open(self, name: str) -> BinaryIO:
-        body = self._call(name, "get_object")["Body"]
+    def open(self, name: str, start: int = 0) -> BinaryIO:
+        ranged = {"Range": f"bytes={start}-"} if start else {}
+        body = self._call(name, "get_object", **ranged)["Body"]
         return Body(body, self.join(name), _network())  # type: ignore[return-value]
 
     def read_range(self, name: str, start: int, length: int) -> bytes:

@@ -201,15 +201,27 @@ class ShardMirror:
                                        f"closed; the last try failed: {err}") from err  # fmt: skip
 
     def _download(self, name: str, temporary: Path) -> None:
-        """Fetch ``name`` into ``temporary`` (from its start, whatever a failed try left
-        there) and check it against the manifest."""
+        """Fetch ``name`` into ``temporary`` and check it against the manifest. What a
+        failed try left there is kept, and the fetch goes on from its end (a range
+        request): the check covers the whole file all the same."""
         entry = self.expected.get(name, {})
         ranges = sample_ranges(entry) if entry else None
         # The sha256 only where no per-sample CRC-32C is listed: hashing costs a core
         # about as long as the transfer; the CRCs, hardware-computed, a tenth of it.
         digest = hashlib.sha256() if entry and ranges is None else None
-        size = 0
-        with self.remote.open(name) as source, open(temporary, "wb") as out:
+        size = temporary.stat().st_size if entry and temporary.exists() else 0
+        if size >= int(entry.get("bytes", 0)):
+            size = 0  # (nothing to go on from, or more than the shard: start over)
+        if digest is not None and size:
+            with open(temporary, "rb") as kept:
+                while chunk := kept.read(CHUNK):
+                    digest.update(chunk)
+        with (
+            self.remote.open(name, size) as source,
+            open(temporary, "r+b" if size else "wb") as out,
+        ):
+            out.seek(size)
+            out.truncate()
             while chunk := source.read(CHUNK):
                 if digest is not None:
                     digest.update(chunk)
