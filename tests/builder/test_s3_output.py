@@ -50,6 +50,7 @@ def test_a_build_to_s3_verifies_and_streams_as_the_local_build(endpoint, tiny, t
     storage = storage_for(url)
     local_files = sorted(p.name for p in local.iterdir() if p.is_file())
     assert storage.list() == local_files  # no journal, no staging files: the build alone
+    assert f"{len(local_files)} files uploaded, 0 already there" in done.stderr
     for name in local_files:
         if name != "manifest.json":
             assert storage.read_bytes(name) == (local / name).read_bytes(), name

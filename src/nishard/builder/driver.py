@@ -23,7 +23,7 @@ from ..workflow.task_runners import runs_groups
 from ..workflow.usage import Tally
 from .finish import check_written, publish, side_files
 from .planning import plan_shards
-from .remote import staging_folder, upload_build
+from .remote import Uploads, staging_folder, upload_build
 from .resume import Journal, Resumed, fingerprint
 from .sizing import sample_bounds
 from .splits import Split
@@ -61,7 +61,7 @@ def write(
     cache: NodeCache | None = None,
     resume: bool = True,
     storage_options: dict | None = None,
-    _publish: S3Storage | None = None,
+    _publish: Uploads | None = None,
 ) -> dict:
     """Run ``plan`` on every record and write the products as shards plus a manifest.
 
@@ -147,15 +147,18 @@ def write(
                                  executor, storage_options)  # fmt: skip
         # By endpoint too: two stores may hold the same bucket and prefix.
         staging = staging_folder(f"{remote.url} {remote.endpoint}")
+        uploads = Uploads(staging, remote)
         manifest = write(
             records, plan, staging, formats=formats, shards=shards, executor=executor,
             split=split, shuffle=shuffle, spec=recorded, progress=progress, cache=cache,
-            resume=resume, _publish=remote,
+            resume=resume, _publish=uploads,
         )  # fmt: skip
         counts = upload_build(staging, remote)
+        # The shards the build uploaded as they finished are among those found there.
+        total = counts["uploaded"] + uploads.counts["uploaded"]
+        before = counts["skipped"] - uploads.counts["uploaded"]
         if progress:
-            say(f"published to {out}: {counts['uploaded']} files uploaded, "
-                f"{counts['skipped']} already there")  # fmt: skip
+            say(f"published to {out}: {total} files uploaded, {before} already there")
         return manifest
     if records.level != "run":
         raise SpecError(
@@ -196,7 +199,7 @@ def write(
         work = WorkOrder(
             identity, plan, tuple(writing), tuple(planned.groups), tuple(names),
             tuple(planned.order), dict(assignment), split, recorded, tuple(sorted(previous)),
-            None if cache is None else str(cache.folder), _publish,
+            None if cache is None else str(cache.folder), _publish and _publish.storage,
         )  # fmt: skip
         return run_tasks(folder, work, records, executor, progress=progress, resume=resume)
     journal = Journal(folder, identity)
@@ -216,6 +219,8 @@ def write(
     task_of = {record: task for task in tasks for record in task.group.records}
     skipped = _skippable(resumed.records, planned.order, task_of)
     partials = {}
+    # An s3:// build's shards go up as their groups finish, not all at the end.
+    uploads = _publish or Uploads(folder, None)
     finishing: list[ShardTask] = []
     tally = Tally()
     quarantined = 0
@@ -237,6 +242,7 @@ def write(
             # group's samples are written; one group in flight at most.
             for earlier in finishing:
                 partials[earlier.group] = earlier.close()
+                uploads.add(partials[earlier.group])
             task.finish()
             finishing = [task]
 
@@ -264,7 +270,10 @@ def write(
         for task in tasks:  # (an empty split's one group is complete from the start)
             if task.group not in partials:
                 partials[task.group] = task.close()
+                uploads.add(partials[task.group])
+        uploads.wait()
     except BaseException as error:
+        uploads.abort()
         # The executor's workers stop first (closing the generator ends its pool); then
         # nothing writes the node cache, and what they left half-written there goes.
         outcomes.close()

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-from ..archives.manifest import MANIFEST, read_manifest
+from ..archives.manifest import MANIFEST, PartialManifest, read_manifest
 from ..archives.storage import S3Storage
 from ..checksums import sha256_file
 
@@ -87,3 +88,35 @@ def upload_files(folder: Path, storage: S3Storage, files: dict[str, str | None])
         storage.put_file(path, name, sha256)
         counts["uploaded"] += 1
     return counts
+
+
+class Uploads:
+    """The shards of each finished group uploaded in the background (one group at a
+    time) while the build goes on; nothing for a local build (``storage`` None)."""
+
+    def __init__(self, folder: Path, storage: S3Storage | None):
+        self.folder, self.storage = folder, storage
+        self._pool = ThreadPoolExecutor(1, "nishard-upload") if storage is not None else None
+        self._pending: list[Future] = []
+        self.counts = {"uploaded": 0, "skipped": 0}
+
+    def add(self, partial: PartialManifest) -> None:
+        if self._pool is not None:
+            files = {info.name: info.sha256 for info in partial.shards}
+            self._pending.append(self._pool.submit(upload_files, self.folder, self.storage, files))
+
+    def wait(self) -> None:
+        """Wait for every upload; raise the first that failed."""
+        if self._pool is None:
+            return
+        try:
+            for pending in self._pending:
+                for key, count in pending.result().items():
+                    self.counts[key] += count
+        finally:
+            self._pool.shutdown()
+
+    def abort(self) -> None:
+        """Upload no more (the one under way ends); a rerun uploads what is missing."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
