@@ -1,6 +1,8 @@
 """A build whose output is an ``s3://`` folder: written locally, then published.
 
-The build runs as every build does, in a local staging folder (``$NISHARD_CACHE`` or
+Each group's shards are uploaded as soon as the group is finished (:class:`Uploads`; by
+its own task when the build runs as shard tasks), the rest at the end. The build runs as
+every build does, in a local staging folder (``$NISHARD_CACHE`` or
 ``~/.cache/nishard``, under ``builds/<hash of the URL>``), with its journal there: a killed
 build resumes from it. Then :func:`upload_build` puts each file the manifest names into
 the bucket (boto3's transfer: multipart for large files, which S3 shows only once
