@@ -88,6 +88,11 @@ def read_sidecar(path: str) -> dict | None:
         When the file is there but is not a JSON object (empty, malformed, a list),
         naming the file and what was found.
     """
+    return _sidecar(path)
+
+
+def _sidecar(path: str) -> dict | None:
+    """:func:`read_sidecar`, without its cache (for a file read once)."""
     try:
         data = _read_bytes(path)
     except FileNotFoundError:
@@ -348,7 +353,8 @@ def first_timing(
         if path is None:
             continue
         sidecar = sidecar_of(path)
-        timing = sidecar_timing(read_sidecar(sidecar) or {}, sidecar)
+        # A data file's own sidecar is read for its run alone: no cache to fill.
+        timing = sidecar_timing(_sidecar(sidecar) or {}, sidecar)
         if timing is not None:
             return timing
     pending = False

@@ -36,11 +36,14 @@ class Found:
         Long entity names to labels.
     files : dict
         File column to absolute path.
+    kinds : dict
+        File column to the kind of its file, for the files placed by their kind.
     """
 
     record: str
     entities: dict[str, str]
     files: dict[str, str] = field(default_factory=dict)
+    kinds: dict[str, _Kind] = field(default_factory=dict)
 
 
 @dataclass
@@ -68,12 +71,6 @@ class BidsScan:
         lacks a file.
     root : str
         The dataset root, absolute, with a trailing ``/``: the prefix of every path.
-    kinds : dict
-        The folders below a subject's (``/ses-2/func/``) to the rest of a name after
-        ``sub-<label>_`` to what it is: a kind of file, None (not the schema's) or
-        ``_UNPARSED``.
-    subjects : dict
-        A name's first part to its subject label (None when it is no ``sub-`` entity).
     """
 
     runs: dict[str, Found] = field(default_factory=dict)
@@ -84,49 +81,26 @@ class BidsScan:
     folders: dict[str, list[str]] = field(default_factory=dict)
     elsewhere: dict[str, dict[str, set[str]]] = field(default_factory=dict)
     root: str = "/"
-    kinds: dict[str, dict[str, _Kind | object | None]] = field(default_factory=dict)
-    subjects: dict[str, str | None] = field(default_factory=dict)
 
     def parsed(self, record: str, column: str) -> tuple[BidsName, str] | None:
-        """The parsed name and relative path of a record's file; None when it has none
-        (or only a subject-level one)."""
-        found = self.names.get(record, {}).get(column)
-        if found is not None:
-            return found
-        relative, kind, label = self._kind_of(record, column)
-        return None if kind is None else (kind.named(label), relative)
+        """The parsed name and relative path of a record's file; None when it has none."""
+        run = self.runs.get(record)
+        kind = None if run is None else run.kinds.get(column)
+        if kind is None:
+            return self.names.get(record, {}).get(column)
+        return kind.named(run.entities["subject"]), run.files[column][len(self.root) :]
 
     def entity(
         self, record: str, column: str, entity: str, absent: str | None = None
     ) -> str | None:
         """An entity's label in the name of a record's file (None when the name has no
-        such entity), or ``absent`` when the record has none (or only a subject-level
-        one)."""
-        found = self.names.get(record, {}).get(column)
-        if found is not None:
-            return found[0].get(entity)
-        _, kind, label = self._kind_of(record, column)
-        if kind is None:
-            return absent
-        return label if entity == "sub" else kind.entities.get(entity)
-
-    def _kind_of(self, record: str, column: str) -> tuple[str, _Kind | None, str]:
-        """The relative path, kind and subject label of a run's file that the walk placed
-        by its kind (None for the kind of any other file: placed on its own, or a
-        subject's file given to the run)."""
+        such entity), or ``absent`` when the record has no such file."""
         run = self.runs.get(record)
-        path = None if run is None else run.files.get(column)
-        if path is None or not path.startswith(self.root):
-            return "", None, ""
-        relative = path[len(self.root) :]
-        folder = relative[: relative.rfind("/") + 1]  # with its trailing /
-        first, underscore, rest = relative[len(folder) :].partition("_")
-        label = self.subjects.get(first) or _subject_label(first)
-        if label is None or not underscore or not folder:
-            return relative, None, ""
-        kind = self.kinds.get(folder[folder.index("/") :], {}).get(rest)
-        placed = isinstance(kind, _Kind) and kind.level == "run" and not kind.elsewhere
-        return relative, kind if placed and kind.column == column else None, label
+        kind = None if run is None else run.kinds.get(column)
+        if kind is not None:
+            return run.entities["subject"] if entity == "sub" else kind.entities.get(entity)
+        parsed = self.names.get(record, {}).get(column)
+        return absent if parsed is None else parsed[0].get(entity)
 
 
 @dataclass(frozen=True)
@@ -175,7 +149,8 @@ def scan_bids(root: Path, classify: Callable[[BidsName, str], Match | None]) -> 
     read_sidecar.cache_clear()  # a sidecar fetched or edited since the last scan is read anew
     found = BidsScan(root=f"{root}/")
     runs, jsons, prefix = found.runs, found.jsons, found.root
-    kinds, subjects = found.kinds, found.subjects
+    kinds: dict[str, dict[str, _Kind | object | None]] = {}  # by the folders below the subject's
+    subjects: dict[str, str | None] = {}  # a name's first part to its subject label
     for folder, listed in walk_folders(str(root), prefix="sub-", named_folders=True):
         if not folder:  # the root: its sidecars apply to every run
             jsons += [name for name in listed if name.endswith(".json")]
@@ -223,6 +198,7 @@ def scan_bids(root: Path, classify: Callable[[BidsName, str], Match | None]) -> 
             if column in files:
                 claim(files, column, base + name, key)  # two files for one place
             files[column] = base + name
+            run.kinds[column] = kind
     return found
 
 
