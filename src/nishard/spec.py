@@ -115,7 +115,11 @@ class Pipeline:
         """
         spec = {**self.spec, "execution": {**self.spec["execution"]}}
         changes: dict[str, Any] = {}
-        if output is not None:
+        if output is not None and "://" in str(output):  # a bucket: kept as written
+            changes["output"] = str(output)
+            changes["target"] = dataclasses.replace(self.target, path=str(output))
+            spec["output"] = changes["target"].to_dict()
+        elif output is not None:
             changes["output"] = Path(output).absolute()
             relative = os.path.relpath(changes["output"], self.base.absolute())
             changes["target"] = dataclasses.replace(self.target, path=relative)

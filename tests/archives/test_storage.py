@@ -237,3 +237,14 @@ def test_every_reader_refuses_a_remote_url_naming_it(entry):
     with pytest.raises(StorageError, match="object storage") as caught:
         call()
     assert url in str(caught.value)
+
+
+def test_s3_without_boto3_is_one_error_saying_what_to_install(monkeypatch):
+    import sys
+
+    from nishard.errors import StorageError
+
+    monkeypatch.setitem(sys.modules, "boto3", None)  # as if not installed
+    monkeypatch.setitem(sys.modules, "botocore", None)
+    with pytest.raises(StorageError, match=r"s3://b/p: s3:// folders need boto3: pip install"):
+        storage_for("s3://b/p")

@@ -102,3 +102,17 @@ def test_shard_tasks_upload_their_own_groups(endpoint, tiny, tmp_path):
         f"all-00000{i}.tar" for i in range(4)
     ]
     assert verify(url, progress=False).ok
+
+
+def test_an_s3_output_given_on_the_command_line_is_the_bucket(endpoint, tiny, tmp_path,
+                                                              monkeypatch):  # fmt: skip
+    from nishard.cli import main
+
+    monkeypatch.setenv("NISHARD_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    spec = write_spec(tmp_path, tiny, output={"path": "shards", "shards": {"max_samples": 6}})
+    url = f"s3://{BUCKET}/override"
+    assert main(["build", str(spec), "--output", url, "-q"]) == 0
+    assert storage_for(url).stat("manifest.json") is not None
+    assert json.loads(storage_for(url).read_bytes("manifest.json"))["spec"]["output"]["path"] == url
+    assert not (tmp_path / "s3:").exists() and not (tmp_path / "shards").exists()

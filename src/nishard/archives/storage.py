@@ -405,6 +405,13 @@ class S3Storage:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "prefix", self.prefix.strip("/"))
+        try:  # here, not at the first request: each method imports botocore's errors
+            import boto3  # noqa: F401
+            import botocore  # noqa: F401
+        except ImportError as err:
+            raise StorageError(
+                f"{self.url}: s3:// folders need boto3: pip install 'nishard[s3]'"
+            ) from err
 
     @property
     def url(self) -> str:
