@@ -75,7 +75,9 @@ THREADS = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS
 #: Every Python process of a build writes its final /proc/self/io (with the counts of the
 #: children it waited for) to $NISHARD_BENCH_IO/<pid>.json when it exits.
 SITECUSTOMIZE = """
-import atexit, json, os, sys
+import atexit, json, os, resource, sys, time
+
+_started = time.time()
 
 def _nishard_bench_io():
     where = os.environ.get("NISHARD_BENCH_IO")
@@ -83,7 +85,10 @@ def _nishard_bench_io():
         with open("/proc/self/io") as f:
             io = {k: int(v) for k, v in (line.split(": ") for line in f.read().splitlines())}
         with open(os.path.join(where, f"{os.getpid()}.json"), "w") as f:
-            json.dump({"pid": os.getpid(), "ppid": os.getppid(), "argv": sys.argv, "io": io}, f)
+            usage = resource.getrusage(resource.RUSAGE_SELF)
+            json.dump({"pid": os.getpid(), "ppid": os.getppid(), "argv": sys.argv, "io": io,
+                       "cpu_s": usage.ru_utime + usage.ru_stime, "started": _started,
+                       "ended": time.time()}, f)
     except OSError:
         pass
 
@@ -155,16 +160,17 @@ def warm(data: Path) -> None:
                 pass
 
 
-def write_spec(folder: Path, data: Path, res: str, records: int, per_group: int,
+def write_spec(folder: Path, data: Path, res: str, subjects: int, per_group: int,
                execution: dict) -> Path:  # fmt: skip
-    """The build's spec in ``folder``: the first ``records`` subjects of ``data``."""
-    subjects = sorted(p.name.removeprefix("sub-") for p in data.glob("sub-*") if p.is_dir())
-    if len(subjects) < records:
-        raise SystemExit(f"{data} has {len(subjects)} subjects, fewer than {records}")
+    """The build's spec in ``folder``: the runs of the first ``subjects`` subjects of
+    ``data``."""
+    labels = sorted(p.name.removeprefix("sub-") for p in data.glob("sub-*") if p.is_dir())
+    if len(labels) < subjects:
+        raise SystemExit(f"{data} has {len(labels)} subjects, fewer than {subjects}")
     spec = {
         "input": {"path": str(data), "schema": {"name": "fmriprep", "res": res},
                   "filters": ["complete", {"name": "entities",
-                                           "include": {"subject": subjects[:records]}}]},
+                                           "include": {"subject": labels[:subjects]}}]},
         "transforms": TRANSFORMS,
         "output": {"path": "shards", "shards": {"max_samples": per_group}},
         "execution": execution,
@@ -183,18 +189,29 @@ def _sum(items: list[dict]) -> dict:
     return {key: sum(item.get(key, 0) for item in items) for key in IO_FIELDS}
 
 
+def _machine_cpu() -> float:
+    """CPU seconds every process of the machine has used (busy time, all cores)."""
+    with open("/proc/stat") as stat:
+        fields = [int(x) for x in stat.readline().split()[1:]]
+    busy = sum(fields[:8]) - fields[3] - fields[4]  # less idle and iowait
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
 def run_build(spec: Path, hook: Path) -> dict:
     """Build ``spec`` in a fresh process; its time, the coordinator's bytes (its own, its
-    children's apart), the task processes' bytes, the shards' bytes and sha256."""
+    children's apart), the task processes' bytes, the shards' bytes and sha256, the CPU
+    seconds of the build's Python processes and of the machine's other processes."""
     folder = spec.parent
     reports = folder / "io"
     reports.mkdir()
     path = os.pathsep.join(filter(None, [str(hook), os.environ.get("PYTHONPATH")]))
     env = {**os.environ, **THREADS, "PYTHONPATH": path, "NISHARD_BENCH_IO": str(reports)}
     log = folder / "build.log"
+    machine = _machine_cpu()
     with open(log, "w") as out:
         done = subprocess.run([sys.executable, "-c", WRAPPER, "build", str(spec)], cwd=folder,
                               env=env, stdout=subprocess.PIPE, stderr=out, text=True)  # fmt: skip
+    machine = _machine_cpu() - machine
     lines = [line for line in done.stdout.splitlines() if line.startswith("NISHARD-BENCH ")]
     if done.returncode != 0 or not lines:
         tail = log.read_text()[-3000:]
@@ -205,6 +222,9 @@ def run_build(spec: Path, hook: Path) -> dict:
     children = [r for r in ended if r["ppid"] == pid and r["pid"] not in alive]
     own = _sub(result["io"], _sum([r["io"] for r in children]))
     tasks = _sum([r["io"] for r in ended if "--shard-task" in r["argv"]])
+    # Processes killed rather than ended (loky's idle workers at shutdown) report nothing:
+    # then "others" also holds their CPU.
+    cpu = sum(r["cpu_s"] for r in ended)
     manifest = json.loads((folder / "shards" / "manifest.json").read_text())
     assert manifest["records"]["quarantined"] == 0, manifest["quarantine"]
     shards = {s["name"]: sha256_file(folder / "shards" / s["name"]) for s in manifest["shards"]}
@@ -215,7 +235,7 @@ def run_build(spec: Path, hook: Path) -> dict:
         "coordinator_threads": {k: result["threads"].get(k, 0) for k in IO_FIELDS},
         "children_waited": len(children), "tasks_io": tasks, "shard_bytes": shard_bytes,
         "samples": manifest["records"]["written"], "shards": len(manifest["shards"]),
-        "hashes": shards,
+        "hashes": shards, "cpu_s": cpu, "others_cpu_s": max(0.0, machine - cpu),
     }  # fmt: skip
 
 
@@ -232,18 +252,21 @@ def mem_estimate(spec: Path) -> int:
 
 
 def rounds(
-    work: Path, data: Path, res: str, records: int, per_group: int,
+    work: Path, data: Path, res: str, subjects: int, per_group: int,
     executors: dict[str, dict], repeats: int, hook: Path,
 ) -> dict[str, list[dict]]:  # fmt: skip
     """Every executor's builds, ``repeats`` rounds of all in turn; all write the same bytes."""
     runs: dict[str, list[dict]] = {label: [] for label in executors}
     for r in range(repeats):
         for i, (label, execution) in enumerate(executors.items()):
-            folder = work / f"{data.name}-{records}-{r}-{i}"
-            spec = write_spec(folder, data, res, records, per_group, execution)
+            folder = work / f"{data.name}-{subjects}-{r}-{i}"
+            spec = write_spec(folder, data, res, subjects, per_group, execution)
             runs[label].append(run_build(spec, hook))
             shutil.rmtree(folder, ignore_errors=True)
-            print(f"    {label:<22} {runs[label][-1]['wall_s']:7.2f} s", flush=True)
+            last = runs[label][-1]
+            print(f"    {label:<22} {last['wall_s']:7.2f} s  (CPU: the build's processes "
+                  f"{last['cpu_s']:.1f} s, other processes {last['others_cpu_s']:.1f} s)",
+                  flush=True)  # fmt: skip
     first = next(iter(runs.values()))[0]["hashes"]
     for label, results in runs.items():
         for result in results:
@@ -286,6 +309,8 @@ def part1(args, work: Path, hook: Path) -> dict:
             "local2_over_serial": round(t["serial"] / t["local(2)"], 3),
             "tasks2_over_local2": round(t["local(2)"] / t["tasks(2)"], 3),
             "rounds_s": {k: [round(r["wall_s"], 2) for r in v] for k, v in runs.items()},
+            "others_cpu_s": {k: [round(r["others_cpu_s"], 1) for r in v]
+                             for k, v in runs.items()},
         })  # fmt: skip
         all_runs[records] = b
     slopes = {}
@@ -301,21 +326,22 @@ def part1(args, work: Path, hook: Path) -> dict:
 
 
 def part3(args, work: Path, hook: Path) -> dict:
-    cases = [("large", "2", SIZES["large"].n_subjects, args.timepoints)]
+    large, demo = SIZES["large"], SIZES["demo"]
+    cases = [("large", "2", large.n_subjects, large.n_subjects, args.large_timepoints)]
     if not args.quick:
-        cases.append(("demo", "4", SIZES["demo"].n_subjects * SIZES["demo"].n_runs,
-                      SIZES["demo"].n_timepoints))  # fmt: skip
+        cases.append(("demo", "4", demo.n_subjects, demo.n_subjects * demo.n_runs,
+                      demo.n_timepoints))  # fmt: skip
     out = {}
-    for preset, res, records, timepoints in cases:
+    for preset, res, subjects, records, timepoints in cases:
         if preset == "large":
-            data = dataset(args.cache, "large", max(max(args.sizes), records), timepoints)
+            data = dataset(args.cache, "large", subjects, timepoints)
         else:
             data = args.cache / "demo"
             if len(list(data.glob("sub-*/func/*_desc-preproc_bold.nii.gz"))) != records:
                 print(f"generating the demo preset in {data} ...", flush=True)
                 generate(data, size="demo", seed=0)
         per_group = -(-records // 8)  # 8 shard groups
-        probe = write_spec(work / f"probe-{preset}", data, res, records, per_group, SERIAL)
+        probe = write_spec(work / f"probe-{preset}", data, res, subjects, per_group, SERIAL)
         mem = mem_estimate(probe) >> 20
         shutil.rmtree(probe.parent)
         pydra = {"executor": "pydra", "worker": "slurm", "jobs": 2,
@@ -331,7 +357,7 @@ def part3(args, work: Path, hook: Path) -> dict:
         print(f"  {preset}: {records} runs of {timepoints} volumes ({res} mm), 8 shard "
               f"groups, {mem} MiB a SLURM job:", flush=True)  # fmt: skip
         warm(data)
-        runs = rounds(work, data, res, records, per_group, executors, args.repeats, hook)
+        runs = rounds(work, data, res, subjects, per_group, executors, args.repeats, hook)
         b = best(runs)
         t_local = b["local(2)"]["wall_s"]
         out[preset] = {
@@ -341,6 +367,8 @@ def part3(args, work: Path, hook: Path) -> dict:
                          for label, r in b.items() if label != "local(2)"},
             "io": {label: io_row(r) for label, r in b.items()},
             "rounds_s": {k: [round(r["wall_s"], 2) for r in v] for k, v in runs.items()},
+            "others_cpu_s": {k: [round(r["others_cpu_s"], 1) for r in v]
+                             for k, v in runs.items()},
         }  # fmt: skip
     return out
 
@@ -349,25 +377,66 @@ def _mb(n: float) -> str:
     return f"{n:,.1f}"
 
 
+def report_part1(p1: dict, args) -> tuple[float, bool]:
+    """Print part 1's table and slopes; the ratio of tasks on 2 processes to 1 and the goal."""
+    print(f"\n1. runs of {args.timepoints} volumes on the 2 mm grid, {args.per_group} a shard "
+          f"group; fastest of {args.repeats}")  # fmt: skip
+    print(f"{'records':>7} {'groups':>6}" + "".join(f"{label:>9}" for label in PART1)
+          + "  tasks 2/1  local(2)/tasks(2)")  # fmt: skip
+    for row in p1["rows"]:
+        times = "".join(f"{row[f'{label}_s']:>8.1f}s" for label in PART1)
+        print(f"{row['records']:>7} {row['groups']:>6}{times}  "
+              f"{row['tasks2_over_tasks1']:>8.2f}x "
+              f"{row['tasks2_over_local2']:>10.2f}x")  # fmt: skip
+    for label, slope in p1["slopes"].items():
+        print(f"  {label:<9} {slope['s_per_record']:.3f} s a record + {slope['fixed_s']:.1f} s")
+    ratio = p1["rows"][-1]["tasks2_over_tasks1"]
+    goal = ratio >= 1.8
+    print(f"  goal (tasks on 2 processes >= 1.8x 1): {'met' if goal else 'MISSED'} ({ratio:.2f}x)")
+    return ratio, goal
+
+
+def report_io(ios: dict[str, dict]) -> None:
+    print("\n2. bytes of the coordinator's own process (MB; tasks': every task process's)")
+    print(f"  {'executor':<32} {'shards':>8} {'rchar':>8} {'wchar':>8} {'read_b':>8} "
+          f"{'write_b':>8}  wchar/shards  tasks' wchar")  # fmt: skip
+    for label, row in ios.items():
+        print(f"  {label:<32} {_mb(row['shards_mb']):>8} {_mb(row['rchar_mb']):>8} "
+              f"{_mb(row['wchar_mb']):>8} {_mb(row['read_bytes_mb']):>8} "
+              f"{_mb(row['write_bytes_mb']):>8}  {row['wchar_of_shards']:>11.2%}  "
+              f"{_mb(row['tasks_wchar_mb']):>10}")  # fmt: skip
+
+
+def report_slurm(slurm: dict) -> None:
+    print("\n3. SLURM against local(2):")
+    for preset, s in slurm.items():
+        times = ", ".join(f"{k} {s[f'{k}_s']:.1f} s" for k in s["io"])
+        over = ", ".join(f"{k} {v:+.1%}" for k, v in s["overhead"].items())
+        print(f"  {preset} ({s['records']} runs of {s['timepoints']} volumes): {times}")
+        print(f"    overhead against local(2): {over}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cache", type=Path, default=Path("/tmp/nishard-bench-scaleout"))
     parser.add_argument("--sizes", default=None, help="records per build (default 16,32)")
     parser.add_argument("--timepoints", type=int, default=None, help="volumes a run (100)")
     parser.add_argument("--per-group", type=int, default=None, help="records a shard (2)")
+    parser.add_argument("--large-timepoints", type=int, default=None,
+                        help="volumes a run of the SLURM comparison's large case (default "
+                             "--timepoints; 1200: the preset itself)")  # fmt: skip
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--skip-slurm", action="store_true")
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help="8 and 16 records of 40 volumes, groups of 1, no demo case",
-    )
+    parser.add_argument("--only-slurm", action="store_true", help="skip part 1")
+    parser.add_argument("--quick", action="store_true",
+                        help="8 and 16 records of 60 volumes, 1 a group, no demo case")  # fmt: skip
     args = parser.parse_args()
-    quick = {"sizes": "8,16", "timepoints": 40, "per_group": 1}
+    quick = {"sizes": "8,16", "timepoints": 60, "per_group": 1}
     full = {"sizes": "16,32", "timepoints": 100, "per_group": 2}
     for key, value in (quick if args.quick else full).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    args.large_timepoints = args.large_timepoints or args.timepoints
     args.sizes = sorted(int(s) for s in args.sizes.split(","))
     args.cache.mkdir(parents=True, exist_ok=True)
     hook = args.cache / "iohook"
@@ -377,11 +446,12 @@ def main() -> None:
     load_before = os.getloadavg()[0]
     started = time.perf_counter()
 
+    p1, slurm = None, None
     with tempfile.TemporaryDirectory(dir=args.cache, prefix="work-") as tmp:
         work = Path(tmp)
-        print(f"1. shard tasks against the single writer ({cores} cores):", flush=True)
-        p1 = part1(args, work, hook)
-        slurm = None
+        if not args.only_slurm:
+            print(f"1. shard tasks against the single writer ({cores} cores):", flush=True)
+            p1 = part1(args, work, hook)
         if args.skip_slurm:
             print("3. SLURM: skipped (--skip-slurm)")
         elif shutil.which("sbatch") is None:
@@ -396,46 +466,22 @@ def main() -> None:
     load_after = os.getloadavg()[0]
     elapsed = time.perf_counter() - started
 
-    print(f"\nruns of {args.timepoints} volumes on the 2 mm grid, {args.per_group} a shard "
-          f"group; {cores} cores; load {load_before:.2f} before, {load_after:.2f} after; "
-          f"fastest of {args.repeats}")  # fmt: skip
-    print(f"{'records':>7} {'groups':>6}" + "".join(f"{label:>9}" for label in PART1)
-          + "  tasks 2/1  local(2)/tasks(2)")  # fmt: skip
-    for row in p1["rows"]:
-        times = "".join(f"{row[f'{label}_s']:>8.1f}s" for label in PART1)
-        print(
-            f"{row['records']:>7} {row['groups']:>6}{times}  "
-            f"{row['tasks2_over_tasks1']:>8.2f}x {row['tasks2_over_local2']:>10.2f}x"
-        )
-    for label, slope in p1["slopes"].items():
-        print(f"  {label:<9} {slope['s_per_record']:.3f} s a record + {slope['fixed_s']:.1f} s")
-    ratio = p1["rows"][-1]["tasks2_over_tasks1"]
-    goal = ratio >= 1.8
-    print(f"  goal (tasks on 2 processes >= 1.8x 1): {'met' if goal else 'MISSED'} ({ratio:.2f}x)")
-    largest = p1["rows"][-1]["records"]
-    print(f"\n2. bytes of the coordinator's own process (MB), {largest} records:")
-    print(f"  {'executor':<24} {'shards':>8} {'rchar':>8} {'wchar':>8} {'read_b':>8} "
-          f"{'write_b':>8}  wchar/shards  tasks' wchar")  # fmt: skip
-    ios = {f"{k}": v for k, v in p1["io"].items()}
+    print(f"\n{cores} cores; load (1 min) {load_before:.2f} before, {load_after:.2f} after")
+    ratio, goal = report_part1(p1, args) if p1 else (None, None)
+    ios = {}
+    if p1:
+        ios.update({f"{k} ({p1['rows'][-1]['records']})": v for k, v in p1["io"].items()})
     if slurm:
         ios.update({f"{k} ({p})": v for p, s in slurm.items() for k, v in s["io"].items()})
-    for label, row in ios.items():
-        print(f"  {label:<24} {_mb(row['shards_mb']):>8} {_mb(row['rchar_mb']):>8} "
-              f"{_mb(row['wchar_mb']):>8} {_mb(row['read_bytes_mb']):>8} "
-              f"{_mb(row['write_bytes_mb']):>8}  {row['wchar_of_shards']:>11.2%}  "
-              f"{_mb(row['tasks_wchar_mb']):>10}")  # fmt: skip
+    report_io(ios)
     if slurm:
-        print("\n3. SLURM against local(2):")
-        for preset, s in slurm.items():
-            times = ", ".join(f"{k} {s[f'{k}_s']:.1f} s" for k in s["io"])
-            over = ", ".join(f"{k} {v:+.1%}" for k, v in s["overhead"].items())
-            print(f"  {preset} ({s['records']} runs of {s['timepoints']} volumes): {times}")
-            print(f"    overhead against local(2): {over}")
+        report_slurm(slurm)
     print(f"\n(whole run {elapsed / 60:.1f} min)")
     print(json.dumps({
         "benchmark": "scaleout", "cores": cores, "timepoints": args.timepoints,
+        "large_timepoints": args.large_timepoints,
         "per_group": args.per_group, "repeats": args.repeats,
-        "sizes": p1["rows"], "slopes": p1["slopes"],
+        "sizes": p1["rows"] if p1 else [], "slopes": p1["slopes"] if p1 else {},
         "tasks2_over_tasks1": ratio, "goal_2x_met": goal,
         "coordinator_io": ios, "slurm": {p: {k: v for k, v in s.items() if k != "io"}
                                         for p, s in (slurm or {}).items()},
