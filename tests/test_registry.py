@@ -69,7 +69,7 @@ def test_a_registry_reads_as_the_dict_it_replaced():
     assert "bids" in SCHEMAS and "bdis" not in SCHEMAS
     assert list(SCHEMAS) == ["fmriprep", "bids", "hcp", "regex"]
     assert dict(SPLITS.items())["stratified"] is Stratified
-    assert sorted(EXECUTORS) == ["local", "pydra", "serial"]
+    assert sorted(EXECUTORS) == ["local", "pydra", "serial", "slurm-array", "tasks"]
     with pytest.raises(KeyError):
         SCHEMAS["bdis"]
 
