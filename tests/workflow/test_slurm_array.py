@@ -111,6 +111,9 @@ def test_a_killed_coordinators_build_is_completed_by_its_merge_job(tiny, tmp_pat
     memory = subprocess.run(["sacct", "-n", "-P", "-X", "-j", array, "-o", "ReqMem"],
                             capture_output=True, text=True, check=True).stdout.split()  # fmt: skip
     assert set(memory) == {"1500M"}, memory  # mem: the spec's, per element
+    while _queued():  # the merge job wrote the manifest; let it end before the next test
+        assert time.monotonic() < deadline + 180
+        time.sleep(0.2)
 
 
 def _queued() -> bool:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import pickle
 import shutil
 import sys
@@ -278,6 +279,12 @@ def _only_runner(folder: Path, number: int) -> Iterator[None]:
         yield
 
 
+def _build_id(folder: Path, work: WorkOrder) -> str:
+    """Names this build's jobs: its fingerprint and its folder (the same records built
+    into two folders are two builds, whose jobs must not be taken for each other's)."""
+    return hashlib.sha256(f"{work.fingerprint} {folder}".encode()).hexdigest()[:8]
+
+
 def _named(group: ShardGroup, number: int) -> str:
     return f"task {number}: {group.split}-{group.index:06d}"
 
@@ -331,7 +338,7 @@ def run_tasks(
         peaks = work.plan.estimate(work.plan.example) if work.plan.example else [0]
         failures = runner.run(
             numbers, command, home(folder), progress, merge=[*python, "merge", str(folder)],
-            label=f"nishard-{work.fingerprint[:8]}", peak=max(peaks, default=0),
+            label=f"nishard-{_build_id(folder, work)}", peak=max(peaks, default=0),
         )  # fmt: skip
     else:
         failures = runner.run(numbers, command, home(folder), progress)
