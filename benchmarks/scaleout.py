@@ -27,12 +27,16 @@ so that 2 processes are 2 cores; the inputs are read once before each size (page
    what reached the disk. Compared with the bytes of the shards: goal 0 sample bytes
    through the coordinator of ``tasks`` and ``slurm-array``.
 3. **SLURM against local** (skipped with a note where ``sbatch`` is not on ``PATH``): the
-   ``large`` preset's 8 runs (at ``--timepoints`` volumes) and the ``demo`` preset (48 runs
-   on the 4 mm grid, where scheduling dominates), each in 8 shard groups: ``local`` (2),
-   ``slurm-array`` (2 elements at once, ``poll`` 0.5 s), Pydra's ``slurm`` worker with one
-   job per shard group (``per: group``) and with one job per record and node (the default,
-   a single writer), 2 jobs at once, ``--mem`` as the array's (the plan's estimate plus
-   1 GiB), ``poll_delay`` 0.5 s. Start SLURM with ``bash scripts/slurm/start.sh``.
+   ``large`` preset's 8 runs (at ``--large-timepoints`` volumes, default ``--timepoints``;
+   1200 is the preset itself, about 12 minutes to generate once and 20 to run) and the
+   ``demo`` preset (48 runs on the 4 mm grid, where scheduling dominates), each in 8 shard
+   groups: ``local`` (2), ``slurm-array`` (2 elements at once, ``poll`` 0.5 s), Pydra's
+   ``slurm`` worker with one job per shard group (``per: group``) and with one job per
+   record and node (the default, a single writer), 2 jobs at once, ``poll_delay`` 0.5 s.
+   Every job asks ``--slurm-mem`` MiB (default: what slurm-array asks, the plan's estimate
+   of a record's peak plus 1 GiB; on a node of 21 GB, two 1200-volume records at that
+   estimate do not fit at once). Start SLURM with ``bash scripts/slurm/start.sh``; jobs of
+   others on the node share it (the script lists the queue first).
 
 The builds of one data set must write the same shard bytes (hashed after each build,
 outside the timing). Builds run in ``--repeats`` rounds; the fastest of each counts (the
@@ -41,6 +45,7 @@ coordinator's interpreter start (the same for all) is left out, the task process
 
     python benchmarks/scaleout.py [--cache /tmp/nishard-bench-scaleout] [--sizes 16,32]
         [--timepoints 100] [--per-group 2] [--repeats 1] [--skip-slurm] [--quick]
+        [--only-slurm] [--large-timepoints 1200] [--slurm-mem 8192]
 
 Prints tables, then one line of JSON: per size each executor's seconds and the ratios, the
 slopes, the coordinator's bytes per executor, the SLURM overheads and whether the goals hold.
@@ -342,7 +347,7 @@ def part3(args, work: Path, hook: Path) -> dict:
                 generate(data, size="demo", seed=0)
         per_group = -(-records // 8)  # 8 shard groups
         probe = write_spec(work / f"probe-{preset}", data, res, subjects, per_group, SERIAL)
-        mem = mem_estimate(probe) >> 20
+        mem = mem_estimate(probe) >> 20 if args.slurm_mem is None else args.slurm_mem
         shutil.rmtree(probe.parent)
         pydra = {"executor": "pydra", "worker": "slurm", "jobs": 2,
                  "cache_dir": str(work / "pydra"),
@@ -350,7 +355,12 @@ def part3(args, work: Path, hook: Path) -> dict:
                              "poll_delay": 0.5}}  # fmt: skip
         executors = {
             "local(2)": LOCAL,
-            "slurm-array(2)": {"executor": "slurm-array", "jobs": 2, "poll": 0.5},
+            "slurm-array(2)": {
+                "executor": "slurm-array",
+                "jobs": 2,
+                "poll": 0.5,
+                "mem": f"{mem}MiB",
+            },
             "pydra-slurm per group": {**pydra, "per": "group"},
             "pydra-slurm per record": pydra,
         }
@@ -425,6 +435,9 @@ def main() -> None:
     parser.add_argument("--large-timepoints", type=int, default=None,
                         help="volumes a run of the SLURM comparison's large case (default "
                              "--timepoints; 1200: the preset itself)")  # fmt: skip
+    parser.add_argument("--slurm-mem", type=int, default=None,
+                        help="MiB a SLURM job (default: the plan's estimate of a record's "
+                             "peak plus 1 GiB, as slurm-array asks)")  # fmt: skip
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--skip-slurm", action="store_true")
     parser.add_argument("--only-slurm", action="store_true", help="skip part 1")
