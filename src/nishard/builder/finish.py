@@ -85,7 +85,9 @@ def publish(
         splits=_split_table(records, written_frame, split, names, assignment),
         stats={name: _write_stats(folder, name, merged.moments[name]) for name in names},
         indexes=_write_indexes(folder, names, merged.shards),
-        classes=text_classes(written_frame, records.variables),
+        # From the whole record table, quarantined records too: the class indices are
+        # fixed by the records planned, not by which of them a build managed to write.
+        classes=text_classes(records.frame, records.variables),
         qc=merged.qc,
         warnings=merged.warnings,
     )
@@ -126,8 +128,8 @@ def _written(records: RecordTable, quarantine: list[dict]) -> pd.DataFrame:
 
 def text_classes(frame: pd.DataFrame, variables: Sequence[str]) -> dict[str, list[str]]:
     """The sorted values of each variable whose values are all text (missing ones aside),
-    over the written records of every split: the class map labels index, one for all
-    splits."""
+    over the records of every split: the class map labels index, one for all splits
+    (``ns.stream``'s ``.classes()`` stage), a function of the record table alone."""
     classes = {}
     for name in variables:
         if name not in frame.columns:

@@ -6,7 +6,8 @@ A stream is composed of stages, as webdataset composes them, and ends in a termi
               .keys("bold")
               .shuffle(seed=0, buffer=64)
               .shard()
-              .batch(32, drop_last=True))
+              .batch(32, drop_last=True)
+              .classes("diagnosis"))  # text labels as int64 class indices
     stream.torch()        # a PyTorch IterableDataset (DataLoader workers, ranks, epochs)
     stream.jax()          # batches prefetched to the device(s) by a background thread
     stream.arrays()       # plain NumPy dicts, for the out-of-core learners
@@ -32,6 +33,7 @@ from __future__ import annotations
 from .arrays import ArrayStream
 from .batch import Fields
 from .catalog import Catalog, open_catalog
+from .classes import ClassLabel, LabelError, Labels
 from .compose import EVERY_SPLIT, Stream, open
 from .jax_stream import JaxStream
 from .legacy import arrays, jax, torch
@@ -40,9 +42,10 @@ from .order import Order
 from .plan import Plan
 from .random_access import GrainSource, MapDataset
 
-__all__ = ["EVERY_SPLIT", "ArrayStream", "Catalog", "Fields", "GrainSource", "JaxStream",
-           "MapDataset", "Normalizer", "Order", "Plan", "Stream", "TorchStream", "arrays", "jax",
-           "load_normalizer", "open", "open_catalog", "torch"]  # fmt: skip
+__all__ = ["EVERY_SPLIT", "ArrayStream", "Catalog", "ClassLabel", "Fields", "GrainSource",
+           "JaxStream", "LabelError", "Labels", "MapDataset", "Normalizer", "Order", "Plan",
+           "Stream", "TorchStream", "arrays", "jax", "load_normalizer", "open", "open_catalog",
+           "torch"]  # fmt: skip
 
 
 def __getattr__(name: str):

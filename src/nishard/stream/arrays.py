@@ -13,6 +13,7 @@ import numpy as np
 from ..archives.decoders import DECODERS
 from .batch import Assembler, is_half
 from .catalog import STREAMABLE, Catalog
+from .classes import Labels
 from .mirror import local_path
 from .plan import Plan
 from .prefetch import assembled
@@ -75,8 +76,11 @@ class _Decoded:
     """Samples of formats without an offset reader (HDF5, Zarr), through the verifying
     decoders, in manifest order."""
 
-    def __init__(self, catalog: Catalog, float32: bool, meta: bool | tuple[str, ...]):
-        self.catalog, self.float32, self.meta = catalog, float32, meta
+    def __init__(
+        self, catalog: Catalog, float32: bool, meta: bool | tuple[str, ...],
+        labels: Labels | None = None,
+    ):  # fmt: skip
+        self.catalog, self.float32, self.meta, self.labels = catalog, float32, meta, labels
 
     @classmethod
     def of(cls, stream: Stream, catalog: Catalog) -> _Decoded:
@@ -88,7 +92,8 @@ class _Decoded:
                 f"shards only, not {catalog.format!r}"
             )
         output = stream.stage(Output) or Output()
-        return cls(catalog, output.float32, True if output.meta is None else output.meta)
+        meta = True if output.meta is None else output.meta
+        return cls(catalog, output.float32, meta, stream.labels(catalog))
 
     def __len__(self) -> int:
         return len(self.catalog)
@@ -107,4 +112,15 @@ class _Decoded:
                     out["__meta__"] = sample.meta
                 elif self.meta:
                     out.update({m: (sample.meta or {}).get(m) for m in self.meta})
+                if self.labels is not None:
+                    out.update(self._labels(shard.name, sample))
                 yield out
+
+    def _labels(self, shard: str, sample) -> dict[str, np.ndarray]:
+        """A sample's class indices, as the offset readers give them (0-d int64)."""
+        labels = self.labels
+        return {
+            label.name: labels.encode(label, [(sample.meta or {}).get(label.name)],
+                                      lambda: [f"{shard}: sample {sample.key!r}"]).reshape(())
+            for label in labels.classes
+        }  # fmt: skip

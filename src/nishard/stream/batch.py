@@ -1,9 +1,11 @@
 """Samples and batches as dicts: each key's values read into one array per batch.
 
 A batch of ``B`` samples is ``{"__key__": [B keys], <key>: array (B, ...), ...}`` plus
-the metadata asked for. Each key of a fixed shape gets one array of ``(B, *shape)``
-from the allocator, and every sample's values are read into their row (see
-:meth:`ShardReader.fill`); a key whose shape varies gives a list of arrays.
+the metadata asked for, and the class indices of the text variables asked for
+(:mod:`.classes`: int64, one per sample, under each variable's name). Each key of a
+fixed shape gets one array of ``(B, *shape)`` from the allocator, and every sample's
+values are read into their row (see :meth:`ShardReader.fill`); a key whose shape varies
+gives a list of arrays.
 float16 and bfloat16 come back as float32 when asked, and normalised keys as float32.
 """
 
@@ -16,6 +18,7 @@ import ml_dtypes
 import numpy as np
 
 from .catalog import Catalog
+from .classes import Labels
 from .memory import Allocator, numpy_allocator
 from .normalize import Normalizer
 from .reader import ShardReader
@@ -35,10 +38,19 @@ class Fields:
     meta : bool or sequence of str
         False: no metadata; True: the JSON object under ``__meta__``; names: those fields
         of it, each under its own name (a missing field is None).
+    labels : Labels, optional
+        Text variables returned as class indices, each under its own name (in place of
+        its text when ``meta`` names it too).
     """
 
     float32: bool = True
     meta: bool | tuple[str, ...] = True
+    labels: Labels | None = None
+
+    @property
+    def reads_meta(self) -> bool:
+        """Whether each sample's JSON must be parsed (metadata or labels asked for)."""
+        return self.meta is not False or self.labels is not None
 
     def __post_init__(self) -> None:
         meta = self.meta
@@ -89,7 +101,7 @@ class Assembler:
         for j, (shard, position) in enumerate(zip(shards, positions, strict=True)):
             if j == 0 or last[j - 1] < j:
                 reader.read_ahead(shard, position, positions[last[j]])
-            located = reader.locate(shard, position, self.want, self.fields.meta is not False)
+            located = reader.locate(shard, position, self.want, self.fields.reads_meta)
             out["__key__"].append(located.key)
             metas.append(located.meta)
             for name in self.catalog.keys:
@@ -102,12 +114,14 @@ class Assembler:
                 self.normalizer.apply(name, values)
         out.update(handles)
         out.update(self._meta(metas))
+        if self.fields.labels is not None:
+            out.update(self._labels(metas, shards, positions))
         return out
 
     def sample(self, reader: ShardReader, index: int) -> dict:
         """Sample ``index`` without a batch axis: keys, metadata and arrays."""
         (shard,), (position,) = self.catalog.locate([index])
-        located = reader.locate(int(shard), int(position), self.want, self.fields.meta is not False)
+        located = reader.locate(int(shard), int(position), self.want, self.fields.reads_meta)
         out: dict = {"__key__": located.key}
         for name in self.catalog.keys:
             out[name] = self._variable(reader, located, name)
@@ -116,7 +130,25 @@ class Assembler:
             out["__meta__"] = located.meta
         elif meta:
             out.update({m: (located.meta or {}).get(m) for m in meta})
+        if self.fields.labels is not None:
+            labels = self._labels([located.meta], [int(shard)], [int(position)])
+            out.update({name: values.reshape(()) for name, values in labels.items()})
         return out
+
+    def _labels(self, metas: list, shards: Sequence[int], positions: Sequence[int]) -> dict:
+        """Each label variable's int64 class indices, one per sample."""
+        labels = self.fields.labels
+        shard_list = self.catalog.shards
+
+        def where() -> list[str]:  # only for an error message
+            return [f"{shard_list[s].name}: sample {shard_list[s].keys[p]!r}"
+                    if shard_list[s].keys else f"{shard_list[s].name}: sample {p}"
+                    for s, p in zip(shards, positions, strict=True)]  # fmt: skip
+
+        return {
+            label.name: labels.encode(label, [(m or {}).get(label.name) for m in metas], where)
+            for label in labels.classes
+        }
 
     def _variable(self, reader: ShardReader, located, name: str) -> object:
         """One sample's array of a key: its own allocation, normalised if asked."""

@@ -153,7 +153,12 @@ def open_catalog(
     storage, manifest = read_storage(path, cache, cache_limit)
     folder = storage.folder
     shards = manifest.get("shards", [])
-    format = pick_format(folder, manifest, format)
+    available = manifest.get("keys", {})
+    keys = sorted(available) if keys is None else [keys] if isinstance(keys, str) else list(keys)
+    missing = [k for k in keys if k not in available]
+    if missing:
+        raise KeyError(f"{folder}: no key {missing} in the shards; they hold {sorted(available)}")
+    format = pick_format(folder, manifest, format, keys, streamable=streamable)
     if streamable and format not in STREAMABLE:
         raise KeyError(
             f"{folder}: the stream readers read {' and '.join(STREAMABLE)} shards, not "
@@ -163,11 +168,6 @@ def open_catalog(
     split = _default_split(folder, splits) if split is None else split
     if split not in splits:
         raise KeyError(f"{folder}: no split {split!r}; the manifest has {splits}")
-    available = manifest.get("keys", {})
-    keys = sorted(available) if keys is None else [keys] if isinstance(keys, str) else list(keys)
-    missing = [k for k in keys if k not in available]
-    if missing:
-        raise KeyError(f"{folder}: no key {missing} in the shards; they hold {sorted(available)}")
     shards = [s for s in shards if s["format"] == format and s["split"] == split]
     family = pick_family(folder, shards, keys, sorted(available))
     chosen = tuple(
@@ -189,9 +189,7 @@ def open_catalog(
 def pick_family(folder: Path, shards: list[dict], keys: list[str], every: list[str]) -> str | None:
     """The archive family (see :mod:`nishard.archives.families`) whose shards hold all of
     ``keys``: the narrowest (fewest bytes to read past), the one of every product on a tie."""
-    families: dict[str | None, set[str]] = {}
-    for shard in shards:
-        families[shard.get("family")] = set(shard.get("products") or every)
+    families = families_of(shards, every)
     holding = sorted((f for f, held in families.items() if set(keys) <= held),
                      key=lambda f: (len(families[f]), f is not None, str(f)))  # fmt: skip
     if not holding:
@@ -239,14 +237,56 @@ def read_storage(
     return storage, read_manifest(storage)
 
 
-def pick_format(folder: Path, manifest: dict, format: str | None) -> str:
-    """``format``, checked; default ``webdataset`` when present, else the first listed."""
-    formats = list(dict.fromkeys(s["format"] for s in manifest.get("shards", [])))
-    if format is None:
-        format = "webdataset" if "webdataset" in formats else (formats[0] if formats else None)
-    if format not in formats:
-        raise KeyError(f"{folder}: no {format!r} shards; the manifest lists {formats}")
-    return format
+def pick_format(
+    folder: Path,
+    manifest: dict,
+    format: str | None,
+    keys: Sequence[str] | None = None,
+    *,
+    streamable: bool = False,
+) -> str:
+    """``format``, checked; by default the first format, in order of preference, with a
+    family of shards (:mod:`nishard.archives.families`) holding all of ``keys``.
+
+    The preference: ``webdataset``, then (for the offset readers, ``streamable``) the
+    other formats they read, then the manifest's order. So a folder whose products went
+    to families of different formats (time series to tar, connectivity to TFRecord) is
+    read by product key without naming a format. Without ``keys`` (or when no format holds
+    them all: :func:`open_catalog` then says which holds what), the most preferred.
+
+    Raises
+    ------
+    KeyError
+        A ``format`` the manifest does not list, or ``keys`` that no family of one format
+        holds together.
+    """
+    shards = manifest.get("shards", [])
+    formats = list(dict.fromkeys(s["format"] for s in shards))
+    if format is not None:
+        if format not in formats:
+            raise KeyError(f"{folder}: no {format!r} shards; the manifest lists {formats}")
+        return format
+    if not formats:
+        raise KeyError(f"{folder}: the manifest lists no shards")
+    ranked = sorted(formats, key=lambda f: (f != "webdataset", streamable and f not in STREAMABLE))
+    if keys is None:
+        return ranked[0]
+    every = sorted(manifest.get("keys", {}))
+    held = {f: families_of([s for s in shards if s["format"] == f], every) for f in ranked}
+    for candidate in ranked:
+        if any(set(keys) <= products for products in held[candidate].values()):
+            return candidate
+    listed = {f: {str(name): sorted(p) for name, p in fams.items()} for f, fams in held.items()}
+    raise KeyError(
+        f"{folder}: no family of shards holds all of {list(keys)}; by format and family "
+        f"they hold {listed}: read fewer keys at a time (.keys(...))"
+    )
+
+
+def families_of(shards: list[dict], every: list[str]) -> dict[str | None, set[str]]:
+    """The products each family of these shards holds (None: the family of every
+    product)."""
+    return {s.get("family"): set(s.get("products") or every) for s in shards}
 
 
 def splits_of(manifest: dict, format: str) -> list[str]:

@@ -29,11 +29,23 @@ from ..archives.storage import LocalStorage, Storage, storage_for
 from ..units import parse_bytes
 from .batch import Fields
 from .catalog import Catalog, open_catalog, pick_format, read_folder, splits_of
+from .classes import ClassLabel, Labels, class_labels, load_labels
 from .normalize import load_normalizer
 from .order import Order, Remainder
 from .plan import Plan, check_threads
 from .ranks import jax_ranks, torch_ranks
-from .stages import KINDS, Batch, Epoch, Keys, Normalize, Output, Shard, Shuffle, Stage
+from .stages import (
+    KINDS,
+    Batch,
+    Classes,
+    Epoch,
+    Keys,
+    Normalize,
+    Output,
+    Shard,
+    Shuffle,
+    Stage,
+)
 
 if TYPE_CHECKING:
     from .arrays import ArrayStream
@@ -69,10 +81,12 @@ def open(  # ns.stream.open, as tarfile.open: the builtin is not used here
         (:data:`EVERY_SPLIT`) or several names: those splits one after the other, each in
         its own order (:meth:`Stream.arrays` only).
     format : str, optional
-        Which shards to read when the folder has several formats: default
-        ``webdataset`` when present, else the first of the manifest. The iterating and
-        random-access terminals read ``webdataset`` and ``tfrecord``; :meth:`Stream.arrays`
-        reads every format.
+        Which shards to read when the folder has several formats. Default: the first
+        format whose shards (or one archive family of them) hold every key read
+        (:meth:`Stream.keys`), ``webdataset`` first, so products written to families
+        of different formats are read by key alone. The iterating and random-access
+        terminals read ``webdataset`` and ``tfrecord``; :meth:`Stream.arrays` reads
+        every format.
     cache : str or Path, optional
         For a URL: the cache folder (default ``$NISHARD_CACHE`` or ``~/.cache/nishard``,
         under ``shards/<hash of the URL>``), shared by the processes that read it.
@@ -205,6 +219,27 @@ class Stream:
         :meth:`map_dataset` (their loaders stack every value, and JSON does not stack)."""
         return self._with(Output(float32, meta))  # type: ignore[arg-type]
 
+    def classes(self, *names: str, missing: int | str = -1) -> Stream:
+        """Text variables as class indices, for a loss function: each of ``names`` (none
+        given: every variable the manifest lists classes for) comes back under its own
+        name as int64 (an array per batch, a 0-d array per sample; tensors from
+        :meth:`torch` and :meth:`map_dataset`), in place of its text.
+
+        A label's index is its place in the manifest's ``classes`` list of the variable
+        (sorted values over the whole record table: the same in every split, see
+        :meth:`class_labels`). ``missing``: the index of a missing value (default -1, as
+        Hugging Face ``datasets``; ``CrossEntropyLoss(ignore_index=-1)`` leaves those
+        samples out of the loss), or ``"error"`` to raise
+        :class:`~nishard.stream.classes.LabelError` naming the sample. A variable
+        without classes (a number) raises ``KeyError`` at the terminal."""
+        return self._with(Classes(names, missing))
+
+    def class_labels(self) -> dict[str, ClassLabel]:
+        """Each text variable's :class:`~nishard.stream.ClassLabel` (``names``,
+        ``num_classes``, ``str2int``, ``int2str``, ``class_to_idx``), from the manifest:
+        what :meth:`classes` maps labels with. Reads the manifest; opens no shard."""
+        return class_labels(read_folder(self.path)[1])
+
     def stage(self, kind: type) -> Stage | None:
         """This stream's stage of ``kind`` (e.g. :class:`~nishard.stream.stages.Shuffle`),
         or None."""
@@ -287,14 +322,24 @@ class Stream:
         if normalize is not None:
             normalizer = load_normalizer(catalog, list(normalize.keys) or True,
                                          normalize.stats_split)  # fmt: skip
+        fields = Fields(output.float32, meta if output.meta is None else output.meta,
+                        self.labels(catalog))  # fmt: skip
         return Plan(
             catalog,
             self.order(ranks),
-            Fields(output.float32, meta if output.meta is None else output.meta),
+            fields,
             normalizer,
             batch.size if batch is not None else None,
             batch.drop_last if batch is not None else False,
         )
+
+    def labels(self, catalog: Catalog) -> Labels | None:
+        """What the :meth:`classes` stage compiles into over ``catalog`` (None without
+        one)."""
+        classes = self.stage(Classes)
+        if classes is None:
+            return None
+        return load_labels(catalog.folder, catalog.manifest, classes.names, classes.missing)
 
     def split_names(self) -> list[str | None]:
         """The splits to read, in order (None: the catalog's default split)."""
@@ -303,7 +348,9 @@ class Stream:
         if self.split != EVERY_SPLIT:
             return [self.split]
         folder, manifest = read_folder(self.path)
-        return list(splits_of(manifest, pick_format(folder, manifest, self.format)))
+        keys = self.stage(Keys)
+        names = None if keys is None else list(keys.names)
+        return list(splits_of(manifest, pick_format(folder, manifest, self.format, names)))
 
     # -- terminals ----------------------------------------------------------------------------
 
@@ -410,6 +457,8 @@ def _method(stage: Stage) -> str:
     fields = dataclasses.asdict(stage)
     if isinstance(stage, Keys):
         return f"keys({', '.join(map(repr, stage.names))})"
+    if isinstance(stage, Classes):
+        return f"classes({', '.join([*map(repr, stage.names), f'missing={stage.missing!r}'])})"
     if isinstance(stage, Normalize):
         args = [*map(repr, stage.keys)]
         if stage.stats_split is not None:

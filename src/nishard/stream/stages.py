@@ -22,6 +22,7 @@ stage (method)                       the factories' keywords   compiles into
 :class:`Normalize` (``normalize``)   ``normalize``,            the :class:`Normalizer`
                                      ``stats_split``
 :class:`Output` (``fields``)         ``float32``, ``meta``     the :class:`Fields`
+:class:`Classes` (``classes``)       (none)                    the :class:`Fields`' labels
 ===================================  ========================  ==============================
 
 (The classes of the last column are ``nishard.stream``'s.)
@@ -151,6 +152,22 @@ class Output:
             object.__setattr__(self, "meta", meta)
 
 
+@dataclass(frozen=True)
+class Classes:
+    """Text variables as int64 class indices, each under its own name: ``names`` (empty:
+    every variable the manifest lists classes for); ``missing`` is a missing value's index
+    (default -1) or ``"error"``."""
+
+    names: tuple[str, ...] = ()
+    missing: int | str = -1
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "names", _names("classes", tuple(self.names)))
+        missing = self.missing
+        if missing != "error" and (isinstance(missing, bool) or not isinstance(missing, int)):
+            raise ValueError(f"missing is an integer index or 'error', got {missing!r}")
+
+
 #: Every kind of stage, in the order a stream's repr lists them.
-Stage = Keys | Shuffle | Shard | Batch | Epoch | Normalize | Output
-KINDS = (Keys, Output, Normalize, Shuffle, Shard, Epoch, Batch)
+Stage = Keys | Shuffle | Shard | Batch | Epoch | Normalize | Output | Classes
+KINDS = (Keys, Output, Classes, Normalize, Shuffle, Shard, Epoch, Batch)
