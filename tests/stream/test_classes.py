@@ -133,10 +133,9 @@ def test_a_variable_without_classes_and_bad_options_are_refused(shards):
 DIAGNOSES = ["control", "patient", "control", "n/a", "patient", "other", "control", "patient"]
 
 
-@pytest.fixture(scope="module")
-def gaps(tmp_path_factory) -> tuple[Path, dict]:
-    """Raw BIDS runs of 8 subjects of 2 regions, one with no diagnosis; train and test."""
-    base = tmp_path_factory.mktemp("gaps")
+def raw_bids(base: Path, diagnoses: list[str]) -> tuple[ns.RecordTable, ns.Plan]:
+    """Raw BIDS runs of a subject per diagnosis (``n/a``: missing), 2 regions of 2 voxels
+    and 30 frames; their records and a plan of their region signals."""
     root = base / "data"
     root.mkdir()
     (root / "dataset_description.json").write_text(json.dumps({"Name": "gaps"}))
@@ -146,23 +145,42 @@ def gaps(tmp_path_factory) -> tuple[Path, dict]:
     nib.save(nib.Nifti1Image(labels.astype(np.int16), np.eye(4)), atlas)
     rng = np.random.default_rng(0)
     rows = ["participant_id\tdiagnosis"]
-    for i, diagnosis in enumerate(DIAGNOSES, start=1):
+    for i, diagnosis in enumerate(diagnoses, start=1):
         name = f"sub-{i:02d}"
         (root / name / "func").mkdir(parents=True)
         voxels = rng.standard_normal((*labels.shape, 30)).astype(np.float32)
-        nib.save(
-            nib.Nifti1Image(voxels, np.eye(4)),
-            root / name / "func" / f"{name}_task-rest_bold.nii.gz",
-        )
+        path = root / name / "func" / f"{name}_task-rest_bold.nii"
+        nib.save(nib.Nifti1Image(voxels, np.eye(4)), path)
         rows.append(f"{name}\t{diagnosis}")
     (root / "participants.tsv").write_text("\n".join(rows) + "\n")
     records = ns.locate(root, schema=ns.schemas.bids(), stage=["bold"],
                         variables=ns.tables.participants(["diagnosis"]))  # fmt: skip
-    plan = ns.assemble([ns.t.Parcellate(str(atlas))])
+    return records, ns.assemble([ns.t.Parcellate(str(atlas))])
+
+
+@pytest.fixture(scope="module")
+def gaps(tmp_path_factory) -> tuple[Path, dict]:
+    """Shards of :data:`DIAGNOSES`' subjects, one with no diagnosis; train and test."""
+    base = tmp_path_factory.mktemp("gaps")
+    records, plan = raw_bids(base, DIAGNOSES)
     manifest = ns.write(records, plan, base / "shards", formats=[WebDataset(), TFRecord()],
                         split=Random(fractions={"train": 0.5, "test": 0.5}, seed=0),
                         shards=ns.shards.by_count(3), progress=False)  # fmt: skip
     return base / "shards", manifest
+
+
+def test_the_classes_do_not_depend_on_which_records_a_build_wrote(tmp_path):
+    # The only "other" record is quarantined (its file cut short after it was located):
+    # its class keeps its index, so a rebuild that writes it changes no label.
+    records, plan = raw_bids(tmp_path, ["control", "patient", "other", "patient"])
+    bold = tmp_path / "data" / "sub-03" / "func" / "sub-03_task-rest_bold.nii"
+    bold.write_bytes(bold.read_bytes()[:400])
+    manifest = ns.write(records, plan, tmp_path / "shards", formats=[WebDataset()],
+                        split="all", progress=False)  # fmt: skip
+    assert [q["record"] for q in manifest["quarantine"]] == ["sub-03_task-rest"]
+    assert manifest["classes"] == {"diagnosis": ["control", "other", "patient"]}
+    (batch,) = ns.stream.open(tmp_path / "shards").keys().classes().batch(4).arrays()
+    assert batch["diagnosis"].tolist() == [0, 2, 2]
 
 
 def test_missing_labels_are_minus_one_or_an_error_and_rare_classes_keep_their_index(gaps):
