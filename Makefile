@@ -1,22 +1,34 @@
 # The two commands of the README: `make demo` and `make test`. Both create .venv when it is
-# missing and install nishard with every dependency pinned by constraints.txt.
+# missing and install nishard with every dependency pinned by constraints.txt: `make demo`
+# what the demo needs (nishard and PyTorch), `make test` the test extra besides (JAX,
+# TensorFlow, DataLad and git-annex, pybids, SeaweedFS, ...). Each has its own stamp.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
+DEMO_STAMP := $(VENV)/.installed-demo
+TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: setup demo test lint format clean git-annex
+.PHONY: setup setup-test demo test lint format clean git-annex
 
-setup: $(STAMP)
+setup: $(DEMO_STAMP)
+setup-test: $(TEST_STAMP)
 
-$(STAMP): pyproject.toml constraints.txt
+$(DEMO_STAMP): pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "nishard needs Python 3.11+: set PYTHON=python3.11")'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[torch]" 2>&1 | grep -v "is ignored: it is neither" || true
+	@$(BIN)/python -c 'import nishard, torch, webdataset' && touch $@
+
+# The test set-up holds the demo's, so it stamps both.
+$(TEST_STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "nishard needs Python 3.11+: set PYTHON=python3.11")'
 	@command -v git-annex >/dev/null || $(MAKE) --no-print-directory git-annex
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[torch,jax,dev]" 2>&1 | grep -v "is ignored: it is neither" || true
-	@$(BIN)/python -c 'import nishard, torch, jax, webdataset' && touch $@
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[torch,jax,test]" 2>&1 | grep -v "is ignored: it is neither" || true
+	@$(BIN)/python -c 'import nishard, torch, jax, webdataset, pytest' && touch $@ $(DEMO_STAMP)
 
-# DataLad sources need git-annex, a Debian package; the DataLad tests skip without it.
+# DataLad sources need git-annex, a Debian package: installed for the tests only (a DataLad
+# source without it is one error naming it); the DataLad tests skip without it.
 git-annex:
 	@if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq git-annex >/dev/null; \
 	elif command -v sudo >/dev/null; then sudo apt-get update -qq && sudo apt-get install -y -qq git-annex >/dev/null; \
@@ -25,15 +37,15 @@ git-annex:
 demo: setup
 	$(BIN)/nishard demo
 
-test: setup lint
+test: setup-test lint
 	$(BIN)/python -m pytest
 
-lint: setup
+lint: setup-test
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/ruff format --check src tests benchmarks
 
-format: setup
+format: setup-test
 	$(BIN)/ruff check --fix src tests benchmarks
 	$(BIN)/ruff format src tests benchmarks
 
