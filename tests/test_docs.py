@@ -30,6 +30,15 @@ A block labelled ``<!-- docs-test: slurm -->`` is marked ``slurm``: it runs on t
 SLURM of ``scripts/slurm/start.sh`` (the ``slurm_cluster`` fixture of tests/conftest.py),
 and skips with that fixture's reason where SLURM cannot be started.
 
+The README's section "Your own fMRIPrep folder" (``OWN_SECTION``) is not run block by
+block in the demo's folder: :func:`test_own_fmriprep_folder` runs all its blocks, top to
+bottom, in a folder of their own holding ``my-study/``, a study laid out as fMRIPrep 24.1
+leaves it (tests/fmriprep_layout.py). There every block runs, shell blocks included
+(``bash -eu -o pipefail``, the venv's ``nishard`` first on ``PATH``), Python blocks in one
+namespace of a fresh interpreter (a reader's script); a YAML block is saved under the file
+name its first line gives (``# fmriprep-spec.yaml``), for the shell blocks after it; and the
+builds it made must have written every record they kept.
+
 The demo's data is made once per session by the demo's own generator and spec, with 8
 subjects of 1 run instead of 24 of 2 (about 15 s with the build), and shards of one sample,
 so that its 6 training runs make at least the training shards the blocks name (the demo's
@@ -41,9 +50,14 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
+import json
 import linecache
+import os
 import re
+import select
 import shlex
+import subprocess
+import sys
 import traceback
 import warnings
 from collections.abc import Iterator
@@ -68,6 +82,12 @@ SKIP = re.compile(r"^\s*skip\s*\((?P<reason>.*\S.*)\)\s*$")
 SHARD_NAME = re.compile(r"\b[\w]+(?:-[\w]+)*-\d{6}\.(?:tar|tfrecord|h5|zarr\.zip)\b")
 #: Shell operators that end one command of a line.
 OPERATORS = {"|", "||", "&&", ";", "&", ">", ">>", "<", "2>", "2>&1"}
+#: The README section run as a whole on an fMRIPrep-shaped study (test_own_fmriprep_folder).
+OWN_SECTION = "Your own fMRIPrep folder"
+#: A level-2 Markdown heading: the sections blocks belong to.
+HEADING = re.compile(r"^##[ \t]+(?P<title>[^#].*?)[ \t#]*$")
+#: The first line of a YAML block of that section: the file it is saved as.
+SAVED_AS = re.compile(r"^#\s*(?P<name>[\w.-]+\.ya?ml)\s*$")
 
 
 # -- blocks ---------------------------------------------------------------------------------
@@ -132,11 +152,28 @@ def nishard_commands(code: str) -> Iterator[list[str]]:
             command = []
 
 
+def section_of(block: Block) -> str | None:
+    """The title of the level-2 section (``## ...``) a block stands in, outside fences."""
+    title, closing = None, None  # closing: the pattern that ends the fence we are in
+    for line in block.page.read_text(encoding="utf-8").splitlines()[: block.line - 1]:
+        opening = FENCE.match(line)
+        if closing is None and opening:
+            fence = opening["fence"]
+            closing = rf"[ \t]*{re.escape(fence)}{re.escape(fence[0])}*[ \t]*"
+        elif closing is not None and re.fullmatch(closing, line):
+            closing = None
+        elif closing is None and (heading := HEADING.match(line)):
+            title = heading["title"]
+    return title
+
+
 BLOCKS = [block for page in PAGES for block in blocks_of(page)]
+#: The blocks of the README's own-data section, in page order: run together on their study.
+OWN_BLOCKS = [b for b in BLOCKS if b.page.name == "README.md" and section_of(b) == OWN_SECTION]
 
 
 def blocks(language: str) -> list:
-    chosen = [b for b in BLOCKS if b.language == language]
+    chosen = [b for b in BLOCKS if b.language == language and b not in OWN_BLOCKS]
     return [pytest.param(b, id=b.id, marks=[pytest.mark.slurm] if b.label == SLURM else [])
             for b in chosen]  # fmt: skip
 
@@ -241,7 +278,8 @@ def run_python(block: Block, page: Page) -> None:
 def test_python_block(block: Block, pages, in_demo_root) -> None:
     """A Python block runs after the page's earlier ones, in the demo's folder."""
     page = pages.setdefault(block.page, Page())
-    earlier = [b for b in BLOCKS if b.page == block.page and b.language == "python"]
+    earlier = [b for b in BLOCKS if b.page == block.page and b.language == "python"
+               and b not in OWN_BLOCKS]  # fmt: skip
     for before in earlier[: earlier.index(block)]:
         if before.line not in page.errors and before.label is None:  # run alone (-k)
             with contextlib.suppress(Exception):
@@ -339,6 +377,166 @@ def demo_paths(content) -> Iterator[str]:
             yield from demo_paths(item)
     elif isinstance(content, str) and content.startswith(f"{DEMO}/"):
         yield content
+
+
+# -- the README's own-data section ----------------------------------------------------------
+
+
+@pytest.fixture
+def own_study(tmp_path, monkeypatch) -> Path:
+    """The working folder of the README's own-data section: ``my-study/`` in it, laid out as
+    fMRIPrep 24.1 leaves a study (tests/fmriprep_layout.py); the venv's ``nishard`` first on
+    ``PATH``; caches inside it."""
+    from tests.fmriprep_layout import fmriprep_study
+
+    fmriprep_study(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("NISHARD_CACHE", str(tmp_path / ".nishard-cache"))
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    return tmp_path
+
+
+def test_own_fmriprep_folder(own_study, tmp_path_factory) -> None:
+    """Every block of "Your own fMRIPrep folder" runs, in page order, on an fMRIPrep-shaped
+    study: shell blocks run, YAML blocks are saved, Python blocks share one namespace in a
+    fresh interpreter (as a reader's script: no JAX threads of earlier tests under the
+    DataLoader's fork, no torch thread setting left behind); the builds write every record
+    they keep."""
+    assert OWN_BLOCKS, f"README.md has no section {OWN_SECTION!r} with code blocks"
+    log = tmp_path_factory.mktemp("kernel") / "output.txt"
+    with python_kernel(own_study, log) as run_block:
+        for block in OWN_BLOCKS:
+            if block.label is not None:
+                pytest.fail(f"{block.id}: labelled {block.label!r}, but every block of "
+                            f"{OWN_SECTION!r} runs", pytrace=False)  # fmt: skip
+            if block.language == "shell":
+                run_shell(block, own_study)
+            elif block.language == "yaml":
+                save_yaml(block, own_study)
+            elif error := run_block(block):
+                output = log.read_text(errors="replace")[-4000:]
+                pytest.fail(f"{block.id}: {error}\nits output:\n{output}", pytrace=False)
+    manifests = [p for p in own_study.rglob("manifest.json") if "my-study" not in p.parts]
+    assert manifests, f"{OWN_SECTION!r} built no shards"
+    for path in manifests:
+        counts = json.loads(path.read_text())["records"]
+        assert counts["written"] > 0 and counts["quarantined"] == 0, f"{path}: {counts}"
+
+
+#: The interpreter that runs the own-data section's Python blocks in one namespace. A
+#: request is a JSON line on stdin (``filename``, ``line``, ``code``); the answer a JSON line
+#: (``error``: None, or the block's traceback) on its first stdout, while the blocks' own
+#: output (and their DataLoader workers') goes to stderr. As :func:`run_python`, a block
+#: that calls a deprecated API fails, and a traceback starts at the block's own line.
+KERNEL = """
+import json, linecache, os, sys, traceback, warnings
+answers = os.fdopen(os.dup(1), "w")
+os.dup2(2, 1)
+sys.stdout = sys.stderr
+namespace = {"__name__": "__main__"}
+deprecations = (DeprecationWarning, PendingDeprecationWarning, FutureWarning)
+for request in iter(sys.stdin.readline, ""):  # a line as soon as it comes
+    block = json.loads(request)
+    filename, source = block["filename"], "\\n" * block["line"] + block["code"]
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    error = None
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            exec(compile(source, filename, "exec"), namespace)
+        stale = [f"line {w.lineno}: {w.category.__name__}: {w.message}" for w in caught
+                 if w.filename == filename and issubclass(w.category, deprecations)]
+        for w in caught:
+            print(warnings.formatwarning(w.message, w.category, w.filename, w.lineno), end="")
+        if stale:
+            error = "the block calls a deprecated API\\n" + "\\n".join(stale)
+    except BaseException as err:
+        tb = err.__traceback__
+        while tb is not None and tb.tb_frame.f_code.co_filename != filename:
+            tb = tb.tb_next
+        error = "".join(traceback.format_exception(type(err), err, tb))
+    answers.write(json.dumps({"error": error}) + "\\n")
+    answers.flush()
+answers.close()
+"""
+
+
+@contextlib.contextmanager
+def python_kernel(folder: Path, log: Path, timeout: float = 600) -> Iterator:
+    """A fresh interpreter in ``folder`` running :data:`KERNEL`; yields ``run(block)``,
+    which returns None when the block ran, else its error. Its output goes to ``log``."""
+    with log.open("w") as output:
+        kernel = subprocess.Popen(
+            [sys.executable, "-c", KERNEL], cwd=folder, stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=output, text=True,
+        )  # fmt: skip
+
+        def run(block: Block) -> str | None:
+            request = {"filename": f"{block.page} [block at line {block.line}]",
+                       "line": block.line, "code": block.code}  # fmt: skip
+            kernel.stdin.write(json.dumps(request) + "\n")
+            kernel.stdin.flush()
+            ready, _, _ = select.select([kernel.stdout], [], [], timeout)
+            answer = kernel.stdout.readline() if ready else ""
+            if not answer:
+                status = kernel.poll()
+                kernel.kill()  # hung (or dead): nothing more of it to wait for
+                return f"no answer in {timeout:g} s (exit status {status})"
+            return json.loads(answer)["error"]
+
+        try:
+            yield run
+        finally:
+            kernel.stdin.close()
+            try:
+                kernel.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                kernel.kill()
+                kernel.wait()
+
+
+def run_shell(block: Block, folder: Path) -> None:
+    """Run a shell block with bash, stopping at its first failing command."""
+    done = subprocess.run(
+        ["bash", "-eu", "-o", "pipefail", "-c", block.code],
+        cwd=folder, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    if done.returncode:
+        pytest.fail(
+            f"{block.id}: exit status {done.returncode}\n{block.code}\n"
+            f"stdout:\n{done.stdout[-4000:]}\nstderr:\n{done.stderr[-4000:]}",
+            pytrace=False,
+        )
+
+
+def save_yaml(block: Block, folder: Path) -> None:
+    """Save a YAML block as the file its first line names; a spec must parse, warning-free."""
+    from nishard.spec import parse_spec
+
+    first = block.code.splitlines()[0]
+    named = SAVED_AS.match(first)
+    assert named, f"{block.id}: its first line names the file it is saved as ('# spec.yaml')"
+    content = yaml.safe_load(block.code)
+    if isinstance(content, dict) and set(content) & set(SPEC_SECTIONS):
+        with warnings.catch_warnings():  # a deprecated key is a stale page: it fails
+            for category in DEPRECATIONS:
+                warnings.simplefilter("error", category)
+            parse_spec(content, base=folder)
+    (folder / named["name"]).write_text(block.code, encoding="utf-8")
+
+
+def test_own_section_is_found(tmp_path) -> None:
+    """The own-data section's blocks are found, all three kinds, and left out of the
+    demo-folder tests; a heading inside a fence starts no section."""
+    assert {"python", "yaml", "shell"} <= {b.language for b in OWN_BLOCKS}
+    generic = {p.values[0] for language in ("python", "yaml", "shell") for p in blocks(language)}
+    assert not generic & set(OWN_BLOCKS)
+    page = tmp_path / "sample.md"
+    page.write_text("## A\n```bash\n## not a heading\n```\n```python\nx = 1\n```\n"
+                    "### A.1\n## B #\n```yaml\na: 1\n```\n")  # fmt: skip
+    assert [section_of(b) for b in blocks_of(page)] == ["A", "A", "B"]
+    assert SAVED_AS.match("# fmriprep-spec.yaml")["name"] == "fmriprep-spec.yaml"
 
 
 def test_blocks_are_found(tmp_path) -> None:
