@@ -101,6 +101,17 @@ def test_the_torch_loader_gives_int64_tensors_a_loss_takes(shards, truth, worker
     assert len(seen) == 12
 
 
+@pytest.mark.filterwarnings("ignore:os.fork\\(\\) was called:RuntimeWarning")
+def test_jax_batches_carry_the_indices_as_numpy_int64(shards, truth):
+    pytest.importorskip("jax")
+    stream = (ns.stream.open(shards).keys("connectivity").batch(6)
+              .fields(meta=["subject"]).classes("diagnosis"))  # fmt: skip
+    for batch in stream.jax():
+        # On the host, as the metadata: a jitted loss takes them as they are.
+        assert batch["diagnosis"].dtype == np.int64
+        assert batch["diagnosis"].tolist() == [expected_index(truth, s) for s in batch["subject"]]
+
+
 def test_the_map_dataset_and_grain_source_stack_the_indices(shards, truth):
     stream = ns.stream.open(shards, "test").keys().fields(meta=["subject"]).classes()
     dataset = stream.map_dataset()

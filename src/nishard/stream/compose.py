@@ -223,7 +223,8 @@ class Stream:
         """Text variables as class indices, for a loss function: each of ``names`` (none
         given: every variable the manifest lists classes for) comes back under its own
         name as int64 (an array per batch, a 0-d array per sample; tensors from
-        :meth:`torch` and :meth:`map_dataset`), in place of its text.
+        :meth:`torch` and :meth:`map_dataset`; NumPy on the host from :meth:`jax`, as the
+        metadata), in place of its text.
 
         A label's index is its place in the manifest's ``classes`` list of the variable
         (sorted values over the whole record table: the same in every split, see
