@@ -397,6 +397,7 @@ def own_study(tmp_path, monkeypatch) -> Path:
     return tmp_path
 
 
+@pytest.mark.slow
 def test_own_fmriprep_folder(own_study, tmp_path_factory) -> None:
     """Every block of "Your own fMRIPrep folder" runs, in page order, on an fMRIPrep-shaped
     study: shell blocks run, YAML blocks are saved, Python blocks share one namespace in a
