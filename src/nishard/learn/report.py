@@ -6,11 +6,15 @@ and writes into ``out``:
 
 - ``components.nii.gz`` (``.func.gii``, ``.dscalar.nii`` for surface keys; ``.npy``
   without a mask): the maps in the original space;
-- ``components/component_XX.png`` and ``montage.png`` (nilearn plotting);
-- ``results.json``: the figures of the fit (explained variance, time, memory...);
+- ``components/component_XX.png`` and ``montage.png`` (nilearn plotting: colorbars that
+  say what the values are, cut coordinates, L/R; the montage in decreasing explained
+  variance, flagged maps framed in red);
+- ``results.json``: the figures of the fit (explained variance, time, memory, the flags
+  of each map...);
 - ``report.html``: the maps, the explained variance, the time and peak memory of the
   fit, and the shards' manifest summary (splits, counts, quarantined records) as the fit
-  recorded it, with the match to ground-truth maps when they are given.
+  recorded it, with the match to ground-truth maps when they are given, and the maps
+  flagged as matching no true network or looking like noise (:mod:`.flags`).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from ..units import format_bytes
 from .canica import CanICA
 from .dictlearning import DictLearning
 from .errors import LearnError
+from .flags import MATCH_MIN, NEIGHBOUR_MIN, SPREAD_MAX, flag_maps
 from .grouppca import GroupPCA
 from .plots import component_pngs, montage, peak_coordinates
 from .spaces import VolumeSpace
@@ -35,25 +40,70 @@ from .spaces import VolumeSpace
 #: The estimators by the names ``nishard learn`` and the reports give them.
 METHODS = {"canica": CanICA, "dictlearning": DictLearning, "grouppca": GroupPCA}
 
+#: What each method's maps hold, as the colorbars say it. Every method scales each map to
+#: unit l2 norm over the mask (CanICA before its threshold zeroes the small values), so
+#: the values are weights without a physical unit, comparable between maps of one fit.
+VALUE_LABELS = {
+    "canica": "ICA weight (unit-norm map, a.u.)",
+    "dictlearning": "dictionary weight (unit-norm map, a.u.)",
+    "grouppca": "PCA loading (unit-norm map, a.u.)",
+}
+
+
+def value_label(method: str) -> str:
+    """What a method's map values are, for a colorbar."""
+    return VALUE_LABELS.get(method, "map weight (a.u.)")
+
 
 def _truth_match(estimator, truth: object) -> dict | None:
     """Hungarian match of the maps to ground-truth maps (a 4D image on the same mask)."""
     if truth is None:
         return None
-    from .matching import image_maps, match_components
+    from .matching import image_maps
 
     if not isinstance(estimator.space_, VolumeSpace):
         raise LearnError("ground-truth maps are compared on volume data only")
     reference = image_maps(truth, estimator.space_.mask)
-    match = match_components(estimator.components_, reference)
     names = _truth_names(truth, len(reference))
+    return match_summary(estimator.components_, reference, names, str(truth))
+
+
+def match_summary(maps: np.ndarray, reference: np.ndarray, names: list[str], file: str) -> dict:
+    """The report's match of maps to true maps, JSON-able.
+
+    Parameters
+    ----------
+    maps : ndarray, shape (n, features)
+    reference : ndarray, shape (m, features)
+        The true maps on the same features.
+    names : list of str
+        One per true map.
+    file : str
+        Where the true maps come from (for the page).
+
+    Returns
+    -------
+    dict
+        ``pairs`` (Hungarian assignment on |spatial correlation|: ``truth``, ``name``,
+        ``component``, ``correlation``), ``worst`` and ``closest`` (per map, the true map
+        it resembles most, matched to it or not: ``name``, ``correlation``).
+    """
+    from .matching import match_components, spatial_correlation
+
+    match = match_components(maps, reference)
+    similarity = np.abs(spatial_correlation(maps, reference))
+    closest = similarity.argmax(axis=0)
     return {
-        "file": str(truth),
+        "file": file,
         "pairs": [
             {"truth": int(r), "name": names[int(r)], "component": int(c), "correlation": float(v)}
             for r, c, v in zip(match.reference, match.component, match.correlation, strict=True)
         ],
         "worst": match.worst,
+        "closest": [
+            {"name": names[int(r)], "correlation": float(similarity[r, c])}
+            for c, r in enumerate(closest)
+        ],
     }
 
 
@@ -113,16 +163,32 @@ def results(estimator, method: str, pictures: dict, match: dict | None) -> dict:
     }
 
 
-def map_titles(explained: np.ndarray | None, match: dict | None, count: int) -> list[str]:
+def map_titles(
+    explained: np.ndarray | None, match: dict | None, count: int, flags: list | None = None
+) -> list[str]:
     """Each map's title: its number and share of the variance, and on a second line the
-    true network it matches, e.g. ``"3: 4.2% of variance\nvisual (r 0.95)"``."""
+    true network it matches, e.g. ``"3: 4.2% of variance\nvisual (r 0.95)"``; a flagged
+    map (``flags``: :class:`~nishard.learn.flags.MapFlags` per map) gets a last line
+    ``"flagged: noise-like"``, and no network a match below the threshold."""
     pairs = (match or {}).get("pairs", [])
     names = {p["component"]: f"{p['name']} (r {p['correlation']:.2f})" for p in pairs}
+    if flags is not None:
+        names = {i: n for i, n in names.items() if flags[i].truth is not None}
     titles = []
     for i in range(count):
         title = str(i) if explained is None else f"{i}: {explained[i]:.1%} of variance"
-        titles.append(title + (f"\n{names[i]}" if i in names else ""))
+        title += f"\n{names[i]}" if i in names else ""
+        if flags is not None and flags[i].flagged:
+            title += f"\nflagged: {flags[i].short}"
+        titles.append(title)
     return titles
+
+
+def variance_order(explained: np.ndarray | None, count: int) -> list[int]:
+    """The maps by decreasing explained variance (ties and no score: as given)."""
+    if explained is None:
+        return list(range(count))
+    return [int(i) for i in np.argsort(-np.asarray(explained), kind="stable")]
 
 
 def _plain(value: object) -> object:
@@ -175,19 +241,44 @@ def learn_report(
     method = method_name(estimator)
     components = estimator.save(out / "components")
     match = _truth_match(estimator, truth)
+    space = estimator.space_
+    flags = flag_maps(
+        estimator.components_,
+        space.mask.mask if isinstance(space, VolumeSpace) else None,
+        match,
+    )
+    label = value_label(method)
     tick = time.perf_counter()
     pictures: dict = {"components": [], "montage": None}
     if plots:
-        titles = map_titles(estimator.explained_variance_, match, len(estimator.components_))
+        count = len(estimator.components_)
+        titles = map_titles(estimator.explained_variance_, match, count, flags)
         pngs = component_pngs(
-            estimator.space_, estimator.components_, out / "components", jobs, titles
+            space, estimator.components_, out / "components", jobs, titles, label=label
         )
         pictures["components"] = [str(p.relative_to(out)) for p in pngs]
-        picture = montage(estimator.space_, estimator.components_, out / "montage.png", titles)
+        picture = montage(
+            space,
+            estimator.components_,
+            out / "montage.png",
+            titles,
+            order=variance_order(estimator.explained_variance_, count),
+            flagged=[f.flagged for f in flags],
+            label=label,
+        )
         pictures["montage"] = None if picture is None else str(picture.relative_to(out))
     pictures["seconds"] = time.perf_counter() - tick
     figures = results(estimator, method, pictures, match)
     figures["components_file"] = components.name
+    figures["values"] = label
+    figures["flags"] = {
+        "criteria": {
+            "match_min": MATCH_MIN if match is not None else None,
+            "spread_max": SPREAD_MAX,
+            "neighbour_min": NEIGHBOUR_MIN if isinstance(space, VolumeSpace) else None,
+        },
+        "maps": [f.as_dict() for f in flags],
+    }
     (out / "results.json").write_text(json.dumps(figures, indent=2, default=_plain) + "\n")
     report = out / "report.html"
     report.write_text(render_html(figures, estimator.shards_), encoding="utf-8")
@@ -235,6 +326,7 @@ th { background: #f3f3f3; } td.num { text-align: right; font-variant-numeric: ta
 img.montage { max-width: 100%; } img.map { width: 26em; }
 .bar { background: #4a7ab5; height: 0.8em; display: inline-block; }
 .note { color: #666; font-size: 0.9em; }
+.flag { color: #d62728; font-weight: 600; }
 """
 
 
@@ -308,10 +400,16 @@ def _maps_section(r: dict) -> str:
     parts = ["<h2>Components</h2>"]
     if r["pictures"].get("montage"):
         parts.append(f'<img class="montage" src="{_e(r["pictures"]["montage"])}" alt="montage">')
+    values = r.get("values")
     parts.append(
         f'<p>Maps: <a href="{_e(r["components_file"])}">{_e(r["components_file"])}</a>'
-        f" ({r['n_components']} components).</p>"
+        f" ({r['n_components']} components"
+        + (f"; values: {_e(values)}" if values else "")
+        + "), drawn in decreasing explained variance.</p>"
     )
+    flags = (r.get("flags") or {}).get("maps") or []
+    reasons = {f["component"]: f["reasons"] for f in flags if f["reasons"]}
+    parts.append(_flags_note(r.get("flags"), len(reasons)))
     ev = r["explained_variance"]
     total = r["explained_variance_total"]
     if total is not None:
@@ -332,9 +430,44 @@ def _maps_section(r: dict) -> str:
         image = (
             f'<img class="map" src="{_e(pngs[i])}" alt="component {i}">' if i < len(pngs) else ""
         )
-        rows.append([str(i), f"{value} {bar}", peak, image])
-    parts.append(_table(["component", "explained variance", "peak (mm)", "map"], rows, {0}))
+        flag = (
+            "<br>".join(f'<span class="flag">{_e(why)}</span>' for why in reasons[i])
+            if i in reasons
+            else ("—" if flags else "not assessed")
+        )
+        rows.append([str(i), f"{value} {bar}", peak, flag, image])
+    parts.append(
+        _table(["component", "explained variance", "peak (mm)", "flags", "map"], rows, {0})
+    )
     return "".join(parts)
+
+
+def _flags_note(flags: dict | None, count: int) -> str:
+    """How maps were flagged, and how many were."""
+    if not flags:
+        return ""
+    criteria = flags["criteria"]
+    tests = []
+    if criteria.get("match_min") is not None:
+        tests.append(
+            f"it matches no true network (no Hungarian match with |r| &ge; {criteria['match_min']})"
+        )
+    tests.append(
+        "its values are spread as noise's are (mean|x| / rms &ge; "
+        f"{criteria['spread_max']}: Gaussian noise has 0.80, a map of a few regions far less)"
+    )
+    if criteria.get("neighbour_min") is not None:
+        tests.append(
+            "it has no spatial structure (correlation of each voxel with the mean of its "
+            f"neighbours &lt; {criteria['neighbour_min']}: white noise has 0)"
+        )
+    total = len(flags["maps"])
+    return (
+        f'<p class="note"><span class="flag">{count} of {total} maps flagged</span> (red '
+        "frame in the montage). A map is flagged when " + "; or when ".join(tests) + ". "
+        "The noise criteria are heuristics: a component fitting structured noise with a "
+        "sparse, smooth map passes them.</p>"
+    )
 
 
 def _truth_section(match: dict | None) -> str:
