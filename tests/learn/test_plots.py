@@ -165,3 +165,28 @@ def test_the_report_flags_the_maps_that_match_no_network(networks, truth_maps, t
     assert page.count('<span class="flag">matches no true network') == 3
     with Image.open(tmp_path / "out" / "montage.png") as image:
         assert image.size[0] > 1000 and "Software" not in image.info
+
+
+def test_surface_maps_get_the_same_montage_and_the_spread_criterion(tmp_path):
+    from nishard.learn.spaces import SurfaceSpace
+
+    space = SurfaceSpace("left", 10242)  # fsaverage5: drawn on nilearn's packaged mesh
+    rng = np.random.default_rng(0)
+    noise = rng.standard_normal((2, 10242))
+    patch = np.zeros(10242)
+    patch[:300] = 1.0  # a few hundred vertices: sparse, as a network map is
+    maps = np.vstack([patch, noise]) / np.linalg.norm(np.vstack([patch, noise]), axis=1)[:, None]
+    flags = flag_maps(maps)  # no grid: the spread criterion alone
+    assert [f.flagged for f in flags] == [False, True, True]
+    assert all(f.neighbour_correlation is None for f in flags)
+    figure = montage_figure(
+        space, maps, order=[1, 0, 2], flagged=[f.flagged for f in flags], label="lbl"
+    )
+    try:
+        assert sorted(panels(figure)) == [0, 1, 2]
+        bars = [a for a in figure.axes if a.get_gid() == "colorbar"]
+        assert len(bars) == 1 and bars[0].get_ylabel() == "lbl"
+        frames = sorted(a.get_gid() for a in figure.artists if (a.get_gid() or "")[:5] == "flag-")
+        assert frames == ["flag-1", "flag-2"]
+    finally:
+        plt.close(figure)
