@@ -22,6 +22,7 @@ from ..archives.manifest import (
     PartialManifest,
     build_manifest,
     merge,
+    seal,
     write_manifest,
 )
 from ..archives.shards import ShardInfo
@@ -29,6 +30,7 @@ from ..archives.stats import Moments, stats_arrays, write_npz
 from ..checksums import sha256_file
 from ..errors import NishardError
 from ..records.table import RecordTable
+from .card import write_card
 from .splits import Split, counts_table
 
 
@@ -91,6 +93,13 @@ def publish(
         qc=merged.qc,
         warnings=merged.warnings,
     )
+    # The dataset card describes what the manifest lists and is listed in it: written
+    # before it, as the other side files are.
+    card = write_card(
+        folder, shards=merged.shards, keys=manifest["keys"], names=names, records=records,
+        classes=manifest["classes"], spec=spec,
+    )  # fmt: skip
+    manifest = seal(manifest | {"documents": {"card": card}})
     write_manifest(folder, manifest)
     rewritten = {info.name for info in merged.shards} | side_files(manifest)
     for stale in set(previous) - rewritten:
@@ -175,6 +184,7 @@ def side_files(manifest: dict) -> set[str]:
     """Files besides the shards that a manifest lists."""
     side = {e.get("file") for e in manifest.get("stats", {}).values() if isinstance(e, dict)}
     side |= {e.get("file") for e in manifest.get("indexes", {}).values() if isinstance(e, dict)}
+    side |= {e.get("file") for e in manifest.get("documents", {}).values() if isinstance(e, dict)}
     return {name for name in side if isinstance(name, str)}
 
 

@@ -39,7 +39,7 @@ def staging_folder(url: str) -> Path:
 def build_files(folder: Path, manifest: dict) -> list[str]:
     """The files of a finished build besides its manifest: shards, then side files."""
     names = [shard["name"] for shard in manifest.get("shards", [])]
-    for section in ("stats", "indexes"):
+    for section in ("stats", "indexes", "documents"):
         for entry in manifest.get(section, {}).values():
             if isinstance(entry, dict) and isinstance(entry.get("file"), str):
                 names.append(entry["file"])
