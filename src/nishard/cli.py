@@ -196,6 +196,16 @@ def _inspect(args: argparse.Namespace) -> None:
         print(inspect(_folder(args)))
 
 
+def _report(args: argparse.Namespace) -> None:
+    from .report import report
+
+    try:
+        path = report(_folder(args), args.output)
+    except (OSError, ValueError) as err:
+        raise NishardError(f"no report of {args.shards}: {err}") from err
+    print(path)
+
+
 def _folder(args: argparse.Namespace):
     """The shard folder of ``args.shards``: a path, or a URL with its store's options."""
     from .archives.storage import storage_for
@@ -467,6 +477,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("shards", help="the folder of shards and manifest.json, or its URL")
     p.add_argument("--json", action="store_true", help="print the facts as JSON")
     p.set_defaults(func=_inspect)
+
+    p = sub.add_parser("report", help="the build report (HTML): QC, splits, quarantine, "
+                       "shards, provenance", parents=[store])  # fmt: skip
+    p.add_argument("shards", help="the folder of shards and manifest.json, or its URL")
+    p.add_argument("-o", "--output", default="report.html",
+                   help="the page to write (default report.html, here); every build also "
+                   "writes it beside its manifest")  # fmt: skip
+    p.set_defaults(func=_report)
 
     p = sub.add_parser("learn", help="resting-state networks from shards (CanICA, DictLearning)")
     p.add_argument("method", choices=["canica", "dictlearning"], help="the decomposition")

@@ -30,6 +30,7 @@ from ..archives.stats import Moments, stats_arrays, write_npz
 from ..checksums import sha256_file
 from ..errors import NishardError
 from ..records.table import RecordTable
+from ..report import write_report
 from .card import write_card
 from .splits import Split, counts_table
 
@@ -100,6 +101,10 @@ def publish(
         classes=manifest["classes"], spec=spec,
     )  # fmt: skip
     manifest = seal(manifest | {"documents": {"card": card}})
+    # The build report, drawn from the manifest (and two samples read back), is listed in
+    # it: written before it, as the other side files are.
+    documents = {**manifest.get("documents", {}), "report": write_report(folder, manifest)}
+    manifest = seal(manifest | {"documents": documents})
     write_manifest(folder, manifest)
     rewritten = {info.name for info in merged.shards} | side_files(manifest)
     for stale in set(previous) - rewritten:

@@ -67,6 +67,7 @@ class ShardTask:
         self.inputs: dict[str, str] = {}
         self.quarantine: list[dict] = []
         self.warnings: list[dict] = []
+        self.qc: dict[str, dict] = {}
         self.records: list[str] = []
         self.written = 0
 
@@ -87,6 +88,8 @@ class ShardTask:
             error = self._write_sample(outcome)
         if error is None:
             entry["keys"] = describe(outcome.products)
+            if outcome.qc:  # (measured by the worker: nishard.workflow.qc)
+                entry["qc"] = outcome.qc
         else:
             entry["quarantine"] = quarantine_entry(error, root)
         return entry
@@ -101,6 +104,8 @@ class ShardTask:
         else:
             for name, (dtype, shape) in sorted(entry["keys"].items()):
                 self.keys.add(name, dtype, shape)
+            if entry.get("qc"):
+                self.qc[entry["id"]] = entry["qc"]
             self.written += 1
 
     @property
@@ -125,7 +130,7 @@ class ShardTask:
             split=self.group.split, group=self.group.index, records=tuple(self.records),
             written=self.written, shards=shards, keys=self.keys.to_dict(),
             inputs=dict(self.inputs), quarantine=tuple(self.quarantine),
-            warnings=tuple(self.warnings), moments=self.stats.total(),
+            warnings=tuple(self.warnings), qc=dict(self.qc), moments=self.stats.total(),
         )  # fmt: skip
 
     def abort(self) -> None:

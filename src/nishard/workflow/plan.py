@@ -24,6 +24,7 @@ from .cache import NodeCache, node_key, step_files
 from .fusion import ByBackend, Fusion, Greedy, chain_specs, needed_after, node_peak
 from .headers import describe_inputs
 from .inputs import LOADERS, input_checksums, load_inputs
+from .qc import QC_KEY, combine, measure_inputs, measure_outputs
 from .timing import settle_timing
 from .usage import Usage
 
@@ -92,6 +93,9 @@ class Outcome:
         What the worker noticed and the manifest reports for the record without
         quarantining it, each as the file and a line (a header TR that disagrees with
         the sidecar's).
+    qc : dict or None
+        The record's quality figures, measured where its files were loaded (see
+        :mod:`.qc`); None when the plan loads nothing they are measured on.
 
     Notes
     -----
@@ -106,6 +110,7 @@ class Outcome:
     usage: Usage | None = None
     summaries: dict[str, Any] | None = None
     warnings: tuple[tuple[str, str], ...] = ()
+    qc: dict[str, float] | None = None
 
 
 def fuse_by_backend(steps: Sequence[Transform]) -> tuple[Node, ...]:
@@ -231,10 +236,10 @@ class Plan:
             if not settled:  # (a workflow engine's task settled it where it loaded)
                 record, warnings = settle_timing(record, self.inputs)
             self.check_memory(record)
-            products = self._products(record, known, cache, mapped)
+            products, qc = self._products(record, known, cache, mapped)
         except RecordError as err:
             return Outcome(record, None, err, known, warnings=warnings)
-        return Outcome(record, products, None, known, warnings=warnings)
+        return Outcome(record, products, None, known, warnings=warnings, qc=qc)
 
     def check_memory(self, record: Record) -> None:
         """Refuse a record whose estimated node peak exceeds the fusion's budget."""
@@ -320,7 +325,7 @@ class Plan:
         """
         return self._run(record, cache, checksums, mapped=True, settled=True)
 
-    def _products(self, record, checksums, cache, mapped: bool = False) -> dict:
+    def _products(self, record, checksums, cache, mapped: bool = False) -> tuple[dict, dict]:
         keys = self.node_keys(record, checksums) if cache is not None else None
         done: dict[int, Sample] = {}
         out = {}
@@ -331,7 +336,29 @@ class Plan:
             else:
                 outputs = self._node_outputs(producer, record, keys, cache, done, mapped)
                 out[key] = outputs[key]
-        return out
+        # The QC figures of every node that measures some: a node a product needed but
+        # taken from the cache below a stored product was not loaded; it is now, mapped
+        # (its arrays are not read), so that the figures do not depend on the cache.
+        parts = []
+        for number in self._measuring():
+            outputs = self._node_outputs(number, record, keys, cache, done, True)
+            parts.append(outputs.get(QC_KEY, {}))
+        return out, combine(parts)
+
+    def _measuring(self) -> list[int]:
+        """The nodes that measure QC figures (:mod:`.qc`): those that load files or write
+        ``volumes``, among the ancestors of the products' nodes (the nodes that run)."""
+        needed: set[int] = set()
+        stack = [p for key in self.products if (p := _producer(self.nodes, key)) is not None]
+        while stack:
+            number = stack.pop()
+            if number not in needed:
+                needed.add(number)
+                stack += self.nodes[number].parents
+        return [
+            n for n in sorted(needed)
+            if self.nodes[n].loads or any("volumes" in s.writes for s in self.nodes[n].steps)
+        ]  # fmt: skip
 
     def _node_outputs(self, number, record, keys, cache, done, mapped: bool = False) -> Sample:
         # ``mapped``: load this node's stored outputs as mappings (they leave as products).
@@ -344,11 +371,17 @@ class Plan:
         if stored is None:
             sample: Sample = {"meta": record.metadata}
             for parent in node.parents:
-                sample.update(self._node_outputs(parent, record, keys, cache, done))
+                given = self._node_outputs(parent, record, keys, cache, done)
+                sample.update({k: v for k, v in given.items() if k != QC_KEY})
+            figures = {}
             if node.loads:
                 sample.update(load_inputs(record, node.loads))
+                figures = measure_inputs(sample)
             sample = _apply(node.steps, sample, record, consume=True)
+            figures |= measure_outputs(sample)
             stored = {k: sample[k] for k in (*node.outputs, "affine") if k in sample}
+            if figures:
+                stored[QC_KEY] = figures
             if cache is not None:
                 cache.save(keys[number], stored)
         done[number] = stored
