@@ -159,7 +159,7 @@ def _check_checksum(manifest: dict, report: Report) -> None:
 
 def _check_side_files(storage: Storage, manifest: dict, report: Report) -> None:
     """The files beside the shards that the manifest lists with a sha256 (per-split
-    statistics, wids indexes): present and unchanged."""
+    statistics, wids indexes, documents such as the dataset card): present and unchanged."""
     for section in ("stats", "indexes", "documents"):
         entries = manifest.get(section)
         for split, entry in entries.items() if isinstance(entries, dict) else ():
