@@ -95,8 +95,9 @@ def test_shard_tasks_upload_their_own_groups(endpoint, tiny, tmp_path):
     done = _build(spec, tmp_path / "cache")
     assert done.returncode == 0, done.stderr[-2000:]
     # Each task uploaded its group's shard: the coordinator found the 4 shards there and
-    # uploaded only the side files and the manifest (last).
-    assert "3 files uploaded, 4 already there" in done.stderr, done.stderr[-2000:]
+    # uploaded only the side files (statistics, wids index, dataset card, build report)
+    # and the manifest (last).
+    assert "5 files uploaded, 4 already there" in done.stderr, done.stderr[-2000:]
     storage = storage_for(url)
     assert [n for n in storage.list() if n.endswith(".tar")] == [
         f"all-00000{i}.tar" for i in range(4)
