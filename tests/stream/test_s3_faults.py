@@ -152,11 +152,14 @@ def test_a_connection_cut_mid_transfer_goes_on_from_where_it_stopped(
     assert local.read_bytes() == (voxels / name).read_bytes()
     (message,) = _retries(caplog)
     assert f"{URL}/{name}: the connection dropped after " in message
-    # The second request asked for the rest only: a range from past the first megabyte.
+    # The second request asked for the rest only: a range from where the first stopped.
+    # The cut comes after 1 MiB through the proxy, headers included, and the client keeps
+    # what it had taken whole (CI saw exactly 1 MiB): about a megabyte, never from 0.
     gets = [r for r in cutter.requests if r.startswith(b"GET ") and name.encode() in r]
     ranges = [re.search(rb"(?i)\r\nrange: bytes=(\d+)-\r\n", r) for r in gets]
     assert ranges[0] is None and ranges[-1] is not None, gets
-    assert int(ranges[-1].group(1)) > 1 << 20 and len(gets) == 2
+    assert (1 << 20) - (64 << 10) <= int(ranges[-1].group(1)) <= (1 << 20) + (64 << 10)
+    assert len(gets) == 2
 
 
 def test_a_store_that_stays_away_is_one_error_naming_the_shard(voxels, server, tmp_path,
