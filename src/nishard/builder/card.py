@@ -16,7 +16,8 @@ read is left out of the configurations and said in the body:
 - bfloat16 (and other ``ml_dtypes``) products, stored as a structured ``.npy``
   (:mod:`nishard.archives.encode`) that Arrow refuses ("NumPy type not implemented:
   void"), and products whose dtype varies between samples;
-- TFRecord, HDF5 and Zarr shards (no ``datasets`` builder for them here);
+- TFRecord, HDF5 and Zarr shards: the card describes the tar shards only (``datasets``
+  has no TFRecord or Zarr builder; its HDF5 builder was not tried on nishard's layout);
 - empty splits; and the split name ``all``, which ``datasets`` reserves: it is ``train``
   in the card.
 
@@ -440,7 +441,8 @@ def _loading_section(configs: Sequence[Config]) -> list[str]:
             "`webdataset` library with `ml_dtypes` read them"
         )
     lines += [
-        "- TFRecord, HDF5 and Zarr shards: read them with `nishard.stream` or their own libraries",
+        "- TFRecord, HDF5 and Zarr shards: the card describes the tar shards only; read the "
+        "others with `nishard.stream` or their own libraries",
         "",
     ]
     return lines
