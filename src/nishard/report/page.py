@@ -74,7 +74,7 @@ def render(manifest: dict, storage: Storage | None = None) -> str:
     qc = {k: v for k, v in manifest.get("qc", {}).items() if isinstance(v, dict)}
     sections = [
         _summary(manifest, qc),
-        _qc(qc, members),
+        _qc(qc, members, _split_names(manifest, members)),
         _carpets(manifest, qc, storage),
         _splits(manifest, members),
         _excluded(manifest),
@@ -158,8 +158,12 @@ def _members(manifest: dict) -> dict[str, str]:
 
 
 def _split_names(manifest: dict, members: dict[str, str]) -> list[str]:
-    listed = list((manifest.get("splits", {}).get("splits") or {}).keys())
-    return listed + sorted(set(members.values()) - set(listed))
+    """The splits in the order of the shard list (the plan's): the manifest's dicts have
+    their keys sorted once written, so their order is not the build's."""
+    shards = [s.get("split", "") for s in manifest.get("shards", [])]
+    listed = (manifest.get("splits", {}) or {}).get("splits") or {}
+    named = list(dict.fromkeys(shards + list(members.values())))
+    return named + sorted(set(listed) - set(named))
 
 
 def _summary(manifest: dict, qc: dict) -> str:
@@ -185,7 +189,7 @@ def _summary(manifest: dict, qc: dict) -> str:
     return _section("summary", "Summary", body)
 
 
-def _qc(qc: dict, members: dict[str, str]) -> str:
+def _qc(qc: dict, members: dict[str, str], names: list[str]) -> str:
     if not qc:
         return _section(
             "qc", "Quality per record",
@@ -193,7 +197,9 @@ def _qc(qc: dict, members: dict[str, str]) -> str:
             "(or its manifest predates them).</p>",
         )  # fmt: skip
     shown = [f for f in FIGURES if any(f in v for v in qc.values())]
-    splits = list(dict.fromkeys(members.get(r, "") for r in qc))
+    # (In the manifest's order of splits: a manifest read back has its qc keys sorted.)
+    splits = [s for s in names if any(members.get(r) == s for r in qc)]
+    splits += sorted({members.get(r, "") for r in qc} - set(splits))
     hists = []
     for figure in (f for f in ("tsnr", "fd_mean", "censored") if f in shown):
         groups = [(s, [qc[r][figure] for r in qc if members.get(r, "") == s and figure in qc[r]])
@@ -365,17 +371,26 @@ def _excluded(manifest: dict) -> str:
             ["record", "file", "expected", "found"],
             [[f"<code>{escape(str(e.get('record')))}</code>", _path(e.get("file")),
               escape(str(e.get("expected"))), escape(_clean(str(e.get("found"))))]
-             for e in quarantine],
-        )  # fmt: skip
+             for e in quarantine[:MAX_ROWS]],
+        ) + _more(len(quarantine), "quarantine")  # fmt: skip
     else:
         body += "<p class=ok>None.</p>"
     body += f"<h3>Dropped before the build ({len(dropped)})</h3>"
     if dropped:
+        reasons: dict[str, int] = {}
+        for entry in dropped:
+            reason = _clean(str(entry.get("reason", "")))
+            reasons[reason] = reasons.get(reason, 0) + 1
+        body += _table(
+            ["reason", "records"],
+            [[escape(r), str(n)] for r, n in sorted(reasons.items(), key=lambda x: (-x[1], x[0]))],
+            {1},
+        )
         head = sorted({k for e in dropped for k in e})
         body += _table(
             [escape(h) for h in head],
-            [[escape(_clean(str(e.get(h, "")))) for h in head] for e in dropped],
-        )
+            [[escape(_clean(str(e.get(h, "")))) for h in head] for e in dropped[:MAX_ROWS]],
+        ) + _more(len(dropped), "dropped")
     else:
         body += "<p class=ok>None.</p>"
     warnings = manifest.get("warnings") or []
@@ -383,9 +398,19 @@ def _excluded(manifest: dict) -> str:
         body += f"<h3>Warnings ({len(warnings)})</h3>" + _table(
             ["record", "file", "warning"],
             [[f"<code>{escape(str(w.get('record')))}</code>", _path(w.get("file")),
-              escape(_clean(str(w.get("warning"))))] for w in warnings],
-        )  # fmt: skip
+              escape(_clean(str(w.get("warning"))))] for w in warnings[:MAX_ROWS]],
+        ) + _more(len(warnings), "warnings")  # fmt: skip
     return _section("excluded", "Quarantined and dropped records", body)
+
+
+def _more(total: int, section: str) -> str:
+    """A note when a table shows the first :data:`MAX_ROWS` of its entries only."""
+    if total <= MAX_ROWS:
+        return ""
+    return (
+        f"<p class=note>The first {MAX_ROWS} of {total}; every one is in manifest.json "
+        f"under <code>{section}</code>.</p>"
+    )
 
 
 def _shards(manifest: dict) -> str:

@@ -55,9 +55,9 @@ def measure_inputs(sample: Mapping) -> dict[str, float]:
     figures: dict[str, float] = {}
     series = _series(sample)
     if series is not None:
-        data, inside = series
-        figures["volumes"] = int(data.shape[1])
-        tsnr = temporal_snr(data, inside)
+        voxels, masked = series
+        figures["volumes"] = int(voxels.shape[1])
+        tsnr = _median_tsnr(voxels, masked)
         if tsnr is not None:
             figures["tsnr"] = tsnr
     fd = framewise_displacement(sample)
@@ -89,22 +89,28 @@ def combine(parts: Iterable[Mapping]) -> dict[str, float] | None:
 def temporal_snr(data: np.ndarray, inside: np.ndarray | None = None) -> float | None:
     """Median temporal SNR of a (voxel, time) array, over ``inside`` voxels (a boolean
     mask) or, without one, over the voxels whose mean is positive; None when no voxel
-    varies."""
-    if inside is not None:
-        chosen = np.flatnonzero(inside)
-    else:
-        chosen = np.arange(data.shape[0])
-    if chosen.size > MAX_VOXELS:
-        chosen = chosen[np.linspace(0, chosen.size - 1, MAX_VOXELS).astype(np.int64)]
-    values = np.asarray(data[chosen], dtype=np.float64)
+    varies. At most :data:`MAX_VOXELS` voxels, evenly spaced, are measured."""
+    chosen = _evenly(np.arange(data.shape[0]) if inside is None else np.flatnonzero(inside))
+    return _median_tsnr(data[chosen], inside is not None)
+
+
+def _median_tsnr(voxels: np.ndarray, masked: bool) -> float | None:
+    values = np.asarray(voxels, dtype=np.float64)
     mean = values.mean(axis=1)
     std = values.std(axis=1)
     useful = std > 0
-    if inside is None:
+    if not masked:
         useful &= mean > 0
     if not useful.any():
         return None
     return _round(float(np.median(mean[useful] / std[useful])))
+
+
+def _evenly(indices: np.ndarray) -> np.ndarray:
+    """At most :data:`MAX_VOXELS` of ``indices``, evenly spaced."""
+    if indices.size <= MAX_VOXELS:
+        return indices
+    return indices[np.linspace(0, indices.size - 1, MAX_VOXELS).astype(np.int64)]
 
 
 def framewise_displacement(sample: Mapping) -> np.ndarray | None:
@@ -131,20 +137,22 @@ def framewise_displacement(sample: Mapping) -> np.ndarray | None:
     return fd[np.isfinite(fd)]
 
 
-def _series(sample: Mapping) -> tuple[np.ndarray, np.ndarray | None] | None:
-    """The loaded BOLD data as (voxel, time), and the voxels inside the mask (or None)."""
+def _series(sample: Mapping) -> tuple[np.ndarray, bool] | None:
+    """The measured voxels' time series, (voxel, time), and whether they are the mask's.
+
+    Only the chosen voxels are copied: a 4-D image is indexed by their coordinates, as a
+    reshape of the whole array would copy it (the loaders give Fortran-ordered arrays).
+    """
     bold = sample.get("bold")
     if isinstance(bold, np.ndarray) and bold.ndim == 4:
-        data = bold.reshape(-1, bold.shape[-1])  # a view: time is the last axis
         mask = sample.get("mask")
-        inside = None
-        if isinstance(mask, np.ndarray) and mask.shape == bold.shape[:3]:
-            inside = np.asarray(mask).reshape(-1) > 0
-        return data, inside
+        masked = isinstance(mask, np.ndarray) and mask.shape == bold.shape[:3]
+        inside = np.flatnonzero(np.asarray(mask) > 0) if masked else np.arange(bold[..., 0].size)
+        return bold[np.unravel_index(_evenly(inside), bold.shape[:3])], masked
     for kind in ("cifti", "bold"):
         series = sample.get(kind)
-        if isinstance(series, np.ndarray) and series.ndim == 2:
-            return series.T, None  # (time, grayordinate) as loaded
+        if isinstance(series, np.ndarray) and series.ndim == 2:  # (time, grayordinate)
+            return series[:, _evenly(np.arange(series.shape[1]))].T, False
     return None
 
 
