@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-WANTED = os.environ.get("CI", "").lower() in ("1", "true", "yes") or os.environ.get(
-    "NISHARD_TEST_INSTALL"
-) == "1"
+WANTED = (
+    os.environ.get("CI", "").lower() in ("1", "true", "yes")
+    or os.environ.get("NISHARD_TEST_INSTALL") == "1"
+)
 
 pytestmark = [
     pytest.mark.slow,
@@ -46,8 +47,11 @@ def test_a_wheel_installs_alone_and_runs_the_demo(tmp_path):
     _run([str(python), "-m", "pip", "install", "--quiet", "-c", str(ROOT / "constraints.txt"),
           f"{wheel}[torch]"])  # fmt: skip
 
-    found = _run([str(python), "-c", "import importlib.util, json, sys; print(json.dumps("
-                  "[m for m in sys.argv[1:] if importlib.util.find_spec(m)]))", *TEST_ONLY])  # fmt: skip
+    probe = (
+        "import importlib.util, json, sys; "
+        "print(json.dumps([m for m in sys.argv[1:] if importlib.util.find_spec(m)]))"
+    )
+    found = _run([str(python), "-c", probe, *TEST_ONLY])
     assert json.loads(found.stdout) == [], "the demo's install holds test-only packages"
     # The installed package, not this checkout: run from elsewhere, with no PYTHONPATH.
     where = _run([str(python), "-c", "import nishard; print(nishard.__file__)"], cwd=tmp_path,
