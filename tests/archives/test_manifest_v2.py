@@ -88,7 +88,9 @@ def test_classes_map_each_text_variable_to_its_sorted_values(built, tiny):
     assert manifest["classes"]["diagnosis"] == sorted(frame["diagnosis"].unique())
     assert manifest["classes"]["sex"] == sorted(frame["sex"].unique())
     assert "age" not in manifest["classes"]  # numbers are not classes
-    assert manifest["qc"] == {}
+    # Every written record has its QC figures, a run's length among them.
+    assert len(manifest["qc"]) == manifest["records"]["written"]
+    assert all(q["volumes"] > 0 for q in manifest["qc"].values())
 
 
 def test_a_v1_manifest_is_read_as_v2_and_streamed(built, tmp_path):
