@@ -386,7 +386,8 @@ def _excluded(manifest: dict) -> str:
             [[escape(r), str(n)] for r, n in sorted(reasons.items(), key=lambda x: (-x[1], x[0]))],
             {1},
         )
-        head = sorted({k for e in dropped for k in e})
+        # The record first, then whatever else the entries hold (its reason, its file).
+        head = sorted({k for e in dropped for k in e}, key=lambda k: (k != "record", k))
         body += _table(
             [escape(h) for h in head],
             [[escape(_clean(str(e.get(h, "")))) for h in head] for e in dropped[:MAX_ROWS]],
