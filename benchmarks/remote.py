@@ -12,8 +12,8 @@ the ``train`` split of one size.
   of the split, one after the other, the body read in 4 MiB chunks and dropped.
 - **nishard**: ``ns.stream.open("s3://...", cache=<fresh>).keys("bold").batch(4).torch()``
   through ``.loader()`` in this process (``num_workers=0``): each shard fetched whole
-  into the cache (4 requests ahead), checked against the manifest's sha256, then read
-  into batches. A fresh cache each round: nothing is read from an earlier one.
+  into the cache (2 requests ahead), each sample checked against its CRC-32C in the
+  manifest, then read into batches. A fresh cache each round: nothing is read from an earlier one.
 - **webdataset**: ``wds.WebDataset`` over ``pipe:`` URLs that stream each object to
   stdout with boto3 (its route to S3 without fsspec), ``.npy`` decoded with
   ``np.load(..., allow_pickle=False)`` and batched by 4 (``wds.batched``).
