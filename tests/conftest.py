@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -13,6 +12,7 @@ import numpy as np
 import pytest
 
 from nishard.datasets import generate
+from tests.helpers import run_setup_script
 
 SLURM_SCRIPTS = Path(__file__).resolve().parents[1] / "scripts" / "slurm"
 
@@ -45,24 +45,11 @@ def atlas(tiny, tmp_path_factory) -> str:
 @pytest.fixture(scope="session")
 def slurm_cluster() -> Iterator[Path]:
     """A one-node SLURM on this machine (``scripts/slurm/start.sh``: installs, configures
-    and starts it, or finds it running), stopped after the session if this started it.
-
-    Where it cannot be started (not root, no apt-get, no network for the packages) the
-    test skips with the script's reason; under ``CI=true`` it fails instead, so that CI
-    never passes with the SLURM tests skipped. The path of the scripts is returned.
+    and starts it, or finds it running), stopped after the session if this started it;
+    skipped, or failed under ``CI=true``, where it cannot start (``run_setup_script``).
+    The path of the scripts is returned.
     """
-    try:
-        run = subprocess.run(["bash", str(SLURM_SCRIPTS / "start.sh")], capture_output=True,
-                             text=True, timeout=900, stdin=subprocess.DEVNULL)  # fmt: skip
-        failed = run.returncode != 0
-        reason = (run.stderr.strip().splitlines() or [f"exit status {run.returncode}"])[-1]
-    except (OSError, subprocess.TimeoutExpired) as err:
-        failed, reason, run = True, f"{type(err).__name__}: {err}", None
-    if failed:
-        message = f"no SLURM: scripts/slurm/start.sh: {reason}"
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(f"{message}\n{run.stderr if run else ''}", pytrace=False)
-        pytest.skip(message)
+    run = run_setup_script(SLURM_SCRIPTS / "start.sh", "SLURM")
     started = "already running" not in run.stderr
     yield SLURM_SCRIPTS
     if started:

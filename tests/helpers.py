@@ -170,3 +170,28 @@ def nobody_runs_nishard(folder: Path) -> None:
     done = as_nobody(["-c", probe], folder)
     if done.returncode != 0 or done.stdout.strip() != "ok":
         pytest.skip(f"cannot run nishard as an unprivileged user here: {done.stderr[-500:]}")
+
+
+def run_setup_script(script: Path, what: str) -> subprocess.CompletedProcess:
+    """Run a service's set-up script (``scripts/*/start.sh``, ``install.sh``): it installs
+    and starts what tests marked for ``what`` need.
+
+    Where it cannot (not root, no apt-get, no network for the packages) the test skips with
+    the script's reason; under ``CI=true`` it fails instead, so that CI never passes with
+    those tests skipped.
+    """
+    try:
+        run = subprocess.run(["bash", str(script)], capture_output=True, text=True,
+                             timeout=900, stdin=subprocess.DEVNULL)  # fmt: skip
+        failed = run.returncode != 0
+        reason = (run.stderr.strip().splitlines() or [f"exit status {run.returncode}"])[-1]
+    except (OSError, subprocess.TimeoutExpired) as err:
+        failed, reason, run = True, f"{type(err).__name__}: {err}", None
+    if failed:
+        root = Path(__file__).resolve().parents[1]
+        named = script.relative_to(root) if script.is_relative_to(root) else script
+        message = f"no {what}: {named}: {reason}"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"{message}\n{run.stderr if run else ''}", pytrace=False)
+        pytest.skip(message)
+    return run

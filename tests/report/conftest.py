@@ -2,40 +2,23 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
 import nishard as ns
 from nishard.builder.splits import Random
-from tests.helpers import TINY_RES, bold_files
+from tests.helpers import TINY_RES, bold_files, run_setup_script
 
 INSTALL = Path(__file__).resolve().parents[2] / "scripts" / "chromium" / "install.sh"
 
 
 @pytest.fixture(scope="session")
 def chromium() -> str:
-    """The browser's path (``scripts/chromium/install.sh`` installs it when missing).
-
-    Where it cannot be installed (not root, no apt-get, no network) the test skips with the
-    script's reason; under ``CI=true`` it fails instead, so that CI never passes with the
-    browser tests skipped.
-    """
-    try:
-        run = subprocess.run(["bash", str(INSTALL)], capture_output=True, text=True,
-                             timeout=900, stdin=subprocess.DEVNULL)  # fmt: skip
-        failed = run.returncode != 0
-        reason = (run.stderr.strip().splitlines() or [f"exit status {run.returncode}"])[-1]
-    except (OSError, subprocess.TimeoutExpired) as err:
-        failed, reason, run = True, f"{type(err).__name__}: {err}", None
-    if failed:
-        message = f"no chromium: scripts/chromium/install.sh: {reason}"
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(f"{message}\n{run.stderr if run else ''}", pytrace=False)
-        pytest.skip(message)
+    """The browser's path (``scripts/chromium/install.sh`` installs it when missing);
+    skipped, or failed under ``CI=true``, where it cannot (``run_setup_script``)."""
+    run = run_setup_script(INSTALL, "chromium")
     return run.stdout.strip().splitlines()[-1]
 
 
