@@ -44,7 +44,7 @@ and the learners' passes at >= 70 % of the disk's read rate (``ratio``).
 
     python benchmarks/scale.py [--sizes-gb 1,4,16,48] [--dir /tmp/nishard-bench-scale]
         [--timepoints 1200] [--memory-budget 2GiB] [--components 20] [--n-init 1]
-        [--build-jobs 2] [--mask-only] [--keep] [--quick]
+        [--build-jobs 2] [--mask-only] [--single-gb GB] [--keep] [--quick]
 
 Prints a table per stage and size (seconds, GB, GB/s, peak RSS), the slopes, the budget
 and the fractions of the disk limit, then one line of JSON (``{"benchmark": "scale", ...}``).
@@ -105,10 +105,10 @@ elif stage == "build":
     if code:
         sys.exit(code)
 elif stage == "stream":
-    import nishard as ns
+    from nishard import stream as streams
     started, nbytes, samples = time.perf_counter(), 0, 0
     for folder in folders:
-        for sample in ns.stream.open(folder, "*").keys("bold").arrays():
+        for sample in streams.open(folder, "*").keys("bold").arrays():
             data = sample["bold"]
             nbytes += data.nbytes
             samples += 1
@@ -199,7 +199,10 @@ def run_child(args: dict, log: Path, env: dict | None = None) -> dict:
         peak, done = [0], threading.Event()
 
         def sample() -> None:
-            process = psutil.Process(child.pid)
+            try:
+                process = psutil.Process(child.pid)
+            except psutil.Error:
+                return
             while not done.wait(0.2):
                 peak[0] = max(peak[0], tree_rss(process))
 
@@ -307,7 +310,10 @@ def plan(args, run_shard: float, run_input: float, free: int) -> tuple[list[int]
             f"{largest / GB:.1f} GB free (shards + one run's inputs + {margin / GB:.1f} GB "
             f"margin), {free / GB:.1f} GB are; choose smaller --sizes-gb or another --dir"
         )  # fmt: skip
-    single = [n for n in runs if n * (run_shard + run_input) + margin <= free]
+    limit = args.single_gb * GB if args.single_gb is not None else float("inf")
+    single = [
+        n for n in runs if n * (run_shard + run_input) + margin <= free and n * run_shard <= limit
+    ]
     if not single:
         raise SystemExit(f"the smallest point ({runs[0]} runs) does not fit in one build")
     return runs, single[-1], margin
@@ -327,11 +333,15 @@ def main() -> None:
     parser.add_argument("--n-init", type=int, default=1, help="CanICA's ICA starts")
     parser.add_argument("--build-jobs", type=int, default=2, help="local build workers")
     parser.add_argument("--mask-only", action="store_true", help="build: mask, no clean")
+    parser.add_argument("--single-gb", type=float, default=None,
+                        help="the most GB of shards a point built in one build may hold "
+                             "(default: what the disk allows; --quick: 0.3, so that its "
+                             "larger point is built in batches)")  # fmt: skip
     parser.add_argument("--keep", action="store_true", help="keep the data and shards")
     parser.add_argument("--quick", action="store_true",
                         help="0.25 and 0.5 GB of 120-volume runs: a smoke run")  # fmt: skip
     args = parser.parse_args()
-    defaults = {"sizes_gb": "0.25,0.5", "timepoints": 120} if args.quick else {
+    defaults = {"sizes_gb": "0.25,0.5", "timepoints": 120, "single_gb": 0.3} if args.quick else {
         "sizes_gb": "1,4,16,48", "timepoints": 1200}  # fmt: skip
     for key, value in defaults.items():
         if getattr(args, key) is None:
