@@ -75,8 +75,8 @@ np.save(args["out"], ica.components_)
 print(json.dumps({"seconds": seconds}))
 """
 
-#: Ends a child: its own peak, and its loky workers' (children still alive are summed).
-PEAK = """
+#: A child's peak: its own, and its loky workers' (children still alive are summed).
+PEAK_FUNCTION = """
 def _peak():
     import psutil
     def hwm(pid):
@@ -90,8 +90,9 @@ def _peak():
         return 0
     me = psutil.Process()
     return hwm(me.pid) + sum(hwm(c.pid) for c in me.children(recursive=True))
-print(json.dumps({"peak": _peak()}))
 """
+#: Ends a child: prints that peak.
+PEAK = PEAK_FUNCTION + 'print(json.dumps({"peak": _peak()}))\n'
 
 
 def dataset(cache: Path, subjects: int, timepoints: int):

@@ -65,12 +65,15 @@ import shutil
 import statistics
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 from pathlib import Path
 
 import psutil
 import yaml
+
+from canica import PEAK_FUNCTION  # benchmarks/, this script's folder
 
 GB = 1e9
 MARKER = "nishard-bench-scale.json"
@@ -146,19 +149,7 @@ elif stage == "disk":
                     nbytes += n
     out.update(seconds=time.perf_counter() - started, bytes=nbytes)
 
-def hwm(pid):
-    try:
-        with open(f"/proc/{pid}/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
-
-import psutil
-me = psutil.Process()
-out["hwm"] = hwm(me.pid) + sum(hwm(c.pid) for c in me.children(recursive=True))
+out["hwm"] = _peak()
 print("NISHARD-BENCH " + json.dumps(out), flush=True)
 """
 
@@ -195,7 +186,7 @@ def run_child(args: dict, log: Path, env: dict | None = None) -> dict:
         out.write(f"\n== {args['stage']} {json.dumps(args)}\n")
         out.flush()
         child = subprocess.Popen(
-            [sys.executable, "-c", CHILD, json.dumps(args)],
+            [sys.executable, "-c", textwrap.dedent(PEAK_FUNCTION) + CHILD, json.dumps(args)],
             stdout=subprocess.PIPE, stderr=out, text=True, env={**os.environ, **(env or {})},
         )  # fmt: skip
         peak, done = [0], threading.Event()
