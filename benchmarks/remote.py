@@ -10,11 +10,15 @@ the ``train`` split of one size.
 
 - **raw GET**, the server's limit with this client: boto3 ``get_object`` of every shard
   of the split, one after the other, the body read in 4 MiB chunks and dropped.
-- **nishard**: ``ns.stream.open("s3://...", cache=<fresh>).keys("bold").batch(4).torch()``
-  through ``.loader()`` in this process (``num_workers=0``): each shard fetched whole
-  into the cache (2 requests ahead), each sample checked against its CRC-32C in the
-  manifest, then read into batches. A fresh cache each round: nothing is read from an
-  earlier one (the last round's files are deleted before the timing starts).
+- **nishard**: ``ns.stream.open("s3://...").keys("bold").batch(4).torch()`` through
+  ``.loader()`` in this process (``num_workers=0``), the default: each shard received
+  whole into memory (2 requests ahead, a few reused buffers), each sample checked
+  against its CRC-32C in the manifest, then copied into batches. A new stream each
+  round, so its buffers are new too.
+- **cached**: the same with ``cache=<folder>``: each shard written to a local cache
+  folder as it arrives and read back from there (what DataLoader workers share, and
+  later epochs reread). A fresh cache each round: nothing is read from an earlier one
+  (the last round's files are deleted before the timing starts).
 - **webdataset**: ``wds.WebDataset`` over ``pipe:`` URLs that stream each object to
   stdout with boto3 (its route to S3 without fsspec), ``.npy`` decoded with
   ``np.load(..., allow_pickle=False)`` and batched by 4 (``wds.batched``).
@@ -77,7 +81,7 @@ from nishard.datasets import SIZES
 from tests.seaweedfs import seaweedfs, upload
 
 BUCKET, PREFIX = "nishard-bench", "shards"
-READERS = ("raw", "nishard", "webdataset")
+READERS = ("raw", "nishard", "cached", "webdataset")
 #: The demo preset's subjects: the size the README's streaming figures were measured at,
 #: kept in ``data/`` (the folder the demo's spec names, for ``write_demo``).
 PRESET = SIZES["demo"].n_subjects
@@ -168,7 +172,7 @@ def raw_get(prefix: str, names: list[str]) -> int:
     return len(names)
 
 
-def nishard_epoch(url: str, cache: Path) -> int:
+def nishard_epoch(url: str, cache: Path | None) -> int:
     loader = ns.stream.open(url, "train", cache=cache).keys("bold").batch(4).torch().loader()
     return sum(len(batch["__key__"]) for batch in loader)
 
@@ -194,7 +198,8 @@ def readers_of(size: Size, cache: Path) -> dict:
     """Each reader's epoch of ``size``'s train split, ready to call."""
     return {
         "raw": partial(raw_get, size.prefix, size.names),
-        "nishard": partial(nishard_epoch, f"s3://{BUCKET}/{size.prefix}", cache),
+        "nishard": partial(nishard_epoch, f"s3://{BUCKET}/{size.prefix}", None),
+        "cached": partial(nishard_epoch, f"s3://{BUCKET}/{size.prefix}", cache),
         "webdataset": partial(webdataset_epoch, size.prefix, size.names),
     }
 
@@ -247,11 +252,12 @@ def size_table(size: Size, runs: dict[str, list[dict]]) -> dict:
         )
     vs_raw = best["raw"]["seconds"] / best["nishard"]["seconds"]
     vs_wds = best["webdataset"]["seconds"] / best["nishard"]["seconds"]
-    print(f"{'':>14}nishard at {100 * vs_raw:.0f} % of the raw GET rate, "
-          f"{vs_wds:.2f}x webdataset")  # fmt: skip
+    cached = best["raw"]["seconds"] / best["cached"]["seconds"]
+    print(f"{'':>14}nishard at {100 * vs_raw:.0f} % of the raw GET rate ({100 * cached:.0f} % "
+          f"through a cache folder), {vs_wds:.2f}x webdataset")  # fmt: skip
     return {"subjects": size.subjects, "bytes": size.bytes, "shards": len(size.names),
             "samples": size.samples, **rows, "fraction_of_raw": round(vs_raw, 3),
-            "ratio": round(vs_wds, 2)}  # fmt: skip
+            "cached_fraction_of_raw": round(cached, 3), "ratio": round(vs_wds, 2)}  # fmt: skip
 
 
 def growth(rows: list[dict]) -> dict | None:

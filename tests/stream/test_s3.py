@@ -33,11 +33,20 @@ def _keys_and_bold(source, workers=0, **options):
 
 
 @pytest.mark.parametrize("workers", [0, 2])
-def test_an_s3_url_streams_the_same_batches_as_the_folder(shards, bucket, tmp_path, workers):
-    keys, bold = _keys_and_bold(bucket, workers, cache=tmp_path / "cache")
+@pytest.mark.parametrize("through", ["memory", "folder"])
+def test_an_s3_url_streams_the_same_batches_as_the_folder(
+    shards, bucket, tmp_path, monkeypatch, workers, through
+):
+    # No cache asked for: one process streams through memory, workers share the default
+    # cache folder (here under tmp_path).
+    monkeypatch.setenv("NISHARD_CACHE", str(tmp_path / "default"))
+    cache = tmp_path / "cache" if through == "folder" else None
+    keys, bold = _keys_and_bold(bucket, workers, cache=cache)
     want_keys, want_bold = _keys_and_bold(shards, workers)
     assert keys == want_keys
     assert all(torch.equal(a, b) for a, b in zip(bold, want_bold, strict=True))
+    on_disk = [p for p in tmp_path.rglob("*.tar")]
+    assert bool(on_disk) == (through == "folder" or workers > 0)
 
 
 def test_the_storage_lists_stats_and_reads_ranges(shards, bucket):
@@ -59,15 +68,22 @@ def _last_sample(folder, shard) -> tuple[str, int]:
     return entry["keys"][-1], entry["offsets"][-1] + entry["sizes"][-1] // 2
 
 
-def test_a_changed_object_is_refused_naming_it(shards, bucket, tmp_path):
+@pytest.mark.parametrize("through", ["memory", "folder"])
+def test_a_changed_object_is_refused_naming_it(shards, bucket, tmp_path, through):
     tar = sorted(p for p in shards.glob("train-*.tar"))[0]
     data, key = bytearray(tar.read_bytes()), _last_sample(shards, tar)
     data[key[1]] ^= 0xFF
+    cache = tmp_path / "cache" if through == "folder" else None
     client = boto3.client("s3")
     client.put_object(Bucket="nishard-test", Key=f"shards/{tar.name}", Body=bytes(data))
     try:
         with pytest.raises(StorageError, match=rf"{bucket}/{tar.name} \[{key[0]}\]: fetched"):
-            _keys_and_bold(bucket, cache=tmp_path / "cache")
+            _keys_and_bold(bucket, cache=cache)
+        # Longer than the manifest says (the same samples, a block more): refused too.
+        longer = tar.read_bytes() + bytes(512)
+        client.put_object(Bucket="nishard-test", Key=f"shards/{tar.name}", Body=longer)
+        with pytest.raises(StorageError, match=rf"{bucket}/{tar.name}: (more than|fetched)"):
+            _keys_and_bold(bucket, cache=cache)
     finally:
         client.put_object(Bucket="nishard-test", Key=f"shards/{tar.name}", Body=tar.read_bytes())
 

@@ -58,17 +58,36 @@ def _same(got, want) -> None:
     assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(got, want, strict=True))
 
 
+def test_memory_streaming_reuses_a_few_buffers(voxels, server, monkeypatch):
+    made = []
+    real = ShardMirror._buffer
+
+    def spy(self, size):
+        buffer = real(self, size)
+        made.append(buffer)  # kept alive: ids stay distinct
+        return buffer
+
+    monkeypatch.setattr(ShardMirror, "_buffer", spy)
+    shards = read_manifest(voxels)["shards"]
+    assert len(shards) > mirror.REQUESTS + 3  # more shards than buffers
+    _same(_samples(URL), _samples(voxels))
+    assert len(made) == len(shards)  # one per shard received ...
+    assert len({id(b) for b in made}) <= mirror.REQUESTS + 3  # ... into a few buffers
+
+
 def _retries(caplog) -> list[str]:
     return [r.getMessage() for r in caplog.records if "trying again" in r.getMessage()]
 
 
-def test_a_server_restarted_mid_epoch_costs_no_sample(voxels, server, tmp_path, caplog):
+@pytest.mark.parametrize("through", ["memory", "folder"])
+def test_a_server_restarted_mid_epoch_costs_no_sample(voxels, server, tmp_path, caplog, through):
     caplog.set_level(logging.WARNING, logger="nishard")
     want = _samples(voxels)
     got = []
     restart = threading.Thread(target=lambda: (time.sleep(1), server.start()))
+    cache = tmp_path / "c" if through == "folder" else None
     try:
-        for sample in ns.stream.open(URL, cache=tmp_path / "c").keys("bold").arrays():
+        for sample in ns.stream.open(URL, cache=cache).keys("bold").arrays():
             got.append((sample["__key__"], sample["bold"]))
             if len(got) == 1:  # killed, back in a few seconds
                 server.kill()
@@ -78,7 +97,7 @@ def test_a_server_restarted_mid_epoch_costs_no_sample(voxels, server, tmp_path, 
             restart.join()
     _same(got, want)
     assert _retries(caplog), "the server was away: some fetch should have been tried again"
-    assert not list((tmp_path / "c").glob(".*.part"))
+    assert not list(tmp_path.rglob(".*.part"))
 
 
 class Cutter:
@@ -136,8 +155,9 @@ class Cutter:
         self.listener.close()
 
 
+@pytest.mark.parametrize("through", ["memory", "folder"])
 def test_a_connection_cut_mid_transfer_goes_on_from_where_it_stopped(
-    voxels, server, tmp_path, caplog
+    voxels, server, tmp_path, caplog, through
 ):
     caplog.set_level(logging.WARNING, logger="nishard")
     cutter = Cutter(server.endpoint, after=1 << 20)
@@ -145,11 +165,17 @@ def test_a_connection_cut_mid_transfer_goes_on_from_where_it_stopped(
         name = read_manifest(voxels)["shards"][0]["name"]
         expected = {s["name"]: s for s in read_manifest(voxels)["shards"]}
         remote = S3Storage(BUCKET, "voxels", endpoint_url=cutter.endpoint)
-        local = ShardMirror(remote, tmp_path / "c", expected).fetch(name)
+        mirrored = ShardMirror(remote, tmp_path / "c", expected)
+        if through == "folder":
+            got = mirrored.fetch(name).read_bytes()
+        else:
+            held = mirrored.hold(name)
+            got = held.pread(held.size + 1, 0)
+            held.release()
     finally:
         cutter.close()
     assert cutter.cuts == 1
-    assert local.read_bytes() == (voxels / name).read_bytes()
+    assert got == (voxels / name).read_bytes()
     (message,) = _retries(caplog)
     assert f"{URL}/{name}: the connection dropped after " in message
     # The second request asked for the rest only: a range from where the first stopped.
@@ -162,13 +188,16 @@ def test_a_connection_cut_mid_transfer_goes_on_from_where_it_stopped(
     assert len(gets) == 2
 
 
+@pytest.mark.parametrize("through", ["memory", "folder"])
 def test_a_store_that_stays_away_is_one_error_naming_the_shard(voxels, server, tmp_path,
-                                                               monkeypatch):  # fmt: skip
+                                                               monkeypatch, through):  # fmt: skip
     monkeypatch.setattr(mirror, "TRIES", 3)
     monkeypatch.setattr(mirror, "FIRST_WAIT", 0.05)
     cutter = Cutter(server.endpoint, after=1 << 40)
     monkeypatch.setenv("AWS_ENDPOINT_URL", cutter.endpoint)
-    stream = ns.stream.open(URL, cache=tmp_path / "c").keys("bold")
+    (tmp_path / "c").mkdir()
+    cache = tmp_path / "c" if through == "folder" else None
+    stream = ns.stream.open(URL, cache=cache).keys("bold")
     batches = iter(stream.arrays())
     next(batches)  # the manifest and the first shard read: then the store goes
     cutter.close()
@@ -227,6 +256,24 @@ def test_a_partly_fetched_shard_is_never_read(voxels, tmp_path, monkeypatch):
     # further than half, twice), and the shard reads the same as the local one.
     again = ShardMirror(Flaky(voxels, name, failures=2), tmp_path / "c", expected)
     assert again.fetch(name).read_bytes() == (voxels / name).read_bytes()
+
+
+def test_a_partly_received_shard_is_never_read_from_memory(voxels, tmp_path, monkeypatch):
+    monkeypatch.setattr(mirror, "FIRST_WAIT", 0.01)
+    expected = {s["name"]: s for s in read_manifest(voxels)["shards"]}
+    name = next(iter(expected))
+    flaky = Flaky(voxels, name, failures=None)
+    memory = ShardMirror(flaky, tmp_path / "c", expected, memory=True)
+    with pytest.raises(StorageUnavailableError, match=rf"flaky://shards/{name}: not fetched"):
+        memory.hold(name)
+    assert flaky.opens == mirror.TRIES and not (tmp_path / "c").exists()  # nothing on disk
+    assert not memory._held  # nothing half received is there to be read
+    # Two drops, then whole: the third try asks for the rest, and the bytes are the shard's.
+    again = ShardMirror(Flaky(voxels, name, failures=2), tmp_path / "c", expected, memory=True)
+    held = again.hold(name)
+    data = (voxels / name).read_bytes()
+    assert held.size == len(data) and held.pread(len(data) + 1, 0) == data
+    held.release()
 
 
 def _one_line_error(argv, capsys) -> str:

@@ -59,8 +59,13 @@ def test_a_folder_with_its_own_endpoint_beside_the_environments(
     assert sorted(from_a) == sorted(from_b) and len(from_a) == 12
     for key, bold in from_a.items():  # the same samples, from shards cut differently
         np.testing.assert_array_equal(bold, from_b[key])
+    assert not (tmp_path / "cache" / "shards").exists()  # streamed through memory
+    # Through the default cache folder: one per store, though the URL is the same.
+    cached_a = _samples(storage_options={"endpoint_url": a}, cache_limit="1GB")
+    cached_b = _samples(cache_limit="1GB")
+    assert sorted(cached_a) == sorted(cached_b) == sorted(from_a)
     caches = sorted(p.name for p in (tmp_path / "cache" / "shards").iterdir())
-    assert len(caches) == 2  # one per store, though the URL is the same
+    assert len(caches) == 2
     assert main(["verify", URL, "--endpoint-url", a, "--no-progress"]) == 0
     assert "4 shards" in capsys.readouterr().out
     assert main(["inspect", URL, "--endpoint-url", a, "--json"]) == 0

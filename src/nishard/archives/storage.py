@@ -683,6 +683,38 @@ class Body:
                  length: int | None = None):  # fmt: skip
         self.body, self.where, self.errors, self.length, self.done = body, where, errors, length, 0
 
+    def readinto(self, view: memoryview) -> int:
+        """Read up to ``len(view)`` bytes into ``view``; 0 at the end.
+
+        Straight from the connection into ``view`` where the response is a plain
+        ``http.client`` one underneath (urllib's; botocore's urllib3 response when the
+        body is not content-encoded), which saves the copy through a new ``bytes``
+        that :meth:`read` costs: a tenth of the CPU of streaming a shard here. What
+        urllib3 or botocore would check on the way (the length) the caller checks, and
+        the manifest's checksums after.
+        """
+        direct = _plain_response(self.body)
+        if direct is None:
+            data = self.read(len(view))
+            view[: len(data)] = data
+            return len(data)
+        try:
+            got = direct.readinto(view)
+        except self.errors as err:
+            raise StorageUnavailableError(
+                f"{self.where}: the connection dropped after {self.done} bytes "
+                f"({type(err).__name__}: {err})"
+            ) from err
+        self.done += got
+        # http.client ends a response cut short quietly (0 bytes), its announced length
+        # not reached: a dropped connection all the same.
+        if not got and len(view) and direct.length:
+            raise StorageUnavailableError(
+                f"{self.where}: the connection dropped after {self.done} bytes "
+                f"({direct.length} more were announced)"
+            )
+        return got
+
     def read(self, size: int = -1) -> bytes:
         whole = size is None or size < 0
         try:
@@ -711,6 +743,22 @@ class Body:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _plain_response(body) -> http.client.HTTPResponse | None:
+    """The ``http.client`` response under a body, when reading it directly is safe: the
+    body itself (urllib), or the one under botocore's urllib3 response when the object
+    is not content-encoded (urllib3 would decode it). None otherwise."""
+    if isinstance(body, http.client.HTTPResponse):
+        return body
+    raw = getattr(body, "_raw_stream", None)  # botocore's StreamingBody
+    plain = getattr(raw, "_fp", None)
+    headers = getattr(raw, "headers", None)
+    if not isinstance(plain, http.client.HTTPResponse) or headers is None:
+        return None
+    if headers.get("content-encoding", "identity").lower() != "identity":
+        return None
+    return plain
 
 
 _S3_CLIENTS: dict = {}

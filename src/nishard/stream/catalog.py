@@ -227,7 +227,9 @@ def read_storage(
         if isinstance(storage, S3Storage):
             where += f" {storage.endpoint}"
         folder = Path(cache) if cache is not None else default_cache(where)
-        return ShardMirror(storage, folder, expected, cache_limit), manifest
+        # No cache asked for: an epoch read by one process streams through memory.
+        memory = cache is None and cache_limit is None
+        return ShardMirror(storage, folder, expected, cache_limit, memory=memory), manifest
     if not isinstance(storage, LocalStorage):
         raise StorageError(f"{storage.url}: the stream reads local folders and HTTP(S) URLs")
     if storage.folder.is_file():  # a manifest under another name: its folder's

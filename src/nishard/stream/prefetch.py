@@ -24,10 +24,11 @@ T = TypeVar("T")
 
 
 class Readers:
-    """One :class:`ShardReader` per thread, created on first use."""
+    """One :class:`ShardReader` per thread, created on first use (``memory``: see
+    :class:`ShardReader`)."""
 
-    def __init__(self, catalog: Catalog):
-        self.catalog = catalog
+    def __init__(self, catalog: Catalog, memory: bool = False):
+        self.catalog, self.memory = catalog, memory
         self._local = threading.local()
         self._all: list[ShardReader] = []
         self._lock = threading.Lock()
@@ -35,7 +36,7 @@ class Readers:
     def get(self) -> ShardReader:
         reader = getattr(self._local, "reader", None)
         if reader is None:
-            reader = self._local.reader = ShardReader(self.catalog)
+            reader = self._local.reader = ShardReader(self.catalog, memory=self.memory)
             with self._lock:
                 self._all.append(reader)
         return reader
@@ -49,11 +50,18 @@ class Readers:
 
 
 def assembled(
-    assembler, catalog: Catalog, batches: Sequence, batched: bool, threads: int
-) -> Iterator[object]:
+    assembler, catalog: Catalog, batches: Sequence, batched: bool, threads: int,
+    shared: bool = False,
+) -> Iterator[object]:  # fmt: skip
     """Each item of ``batches`` (arrays of sample numbers) assembled in order: a sample
     (the first number) when not ``batched``, else a batch; the readers of ``catalog`` are
-    closed when the loop ends. What every terminal's epoch loop does."""
+    closed when the loop ends. What every terminal's epoch loop does.
+
+    A remote folder's shards are fetched ahead into memory, unless a cache folder was
+    asked for or other processes read the same shards (``shared``: DataLoader workers,
+    each reading every few batches, which fetch each shard once into the cache they
+    share).
+    """
 
     def work(reader: ShardReader, numbers) -> object:
         return (
@@ -62,18 +70,22 @@ def assembled(
             else assembler.sample(reader, int(numbers[0]))
         )
 
-    readers = Readers(catalog)
-    if isinstance(catalog.storage, ShardMirror):
-        batches = _fetching_ahead(catalog, batches, catalog.storage)
+    mirror = catalog.storage if isinstance(catalog.storage, ShardMirror) else None
+    memory = mirror is not None and mirror.memory and not shared
+    readers = Readers(catalog, memory)
+    if mirror is not None:
+        batches = _fetching_ahead(catalog, batches, mirror, memory)
     try:
         yield from ordered(work, batches, readers, threads)
     finally:
         readers.close()
-        if isinstance(catalog.storage, ShardMirror):
-            catalog.storage.close()
+        if mirror is not None:
+            mirror.close()
 
 
-def _fetching_ahead(catalog: Catalog, batches: Sequence, mirror: ShardMirror) -> Iterator:
+def _fetching_ahead(
+    catalog: Catalog, batches: Sequence, mirror: ShardMirror, memory: bool
+) -> Iterator:
     """``batches``, having started the fetch of the shards they read before they are read:
     the shards of the next items, ``mirror.requests`` shards ahead of the first not yet
     read, in the order the epoch reads them."""
@@ -88,7 +100,7 @@ def _fetching_ahead(catalog: Catalog, batches: Sequence, mirror: ShardMirror) ->
         first_use.append(len(order))
     names = [catalog.shards[i].name for i in order]
     for item, reached in zip(batches, first_use, strict=True):
-        mirror.prefetch(names[max(0, reached - 1) : reached + mirror.requests])
+        mirror.prefetch(names[max(0, reached - 1) : reached + mirror.requests], memory)
         yield item
 
 

@@ -14,6 +14,10 @@ headers, ``.npy`` headers, TFRecord lengths with their CRC and the Example's fra
 :mod:`.tfrecord`); ``nishard verify`` checks everything. They assume a little-endian
 machine for bfloat16, as the writer does.
 
+A reader of a remote folder streamed through memory (``memory=True``: see
+:mod:`.mirror`) reads each shard from the buffer it was received into, by the same
+offsets, copies in place of system calls; it holds at most :data:`HELD_SHARDS` of them.
+
 A reader keeps a few files open and is not thread-safe: give each thread its own.
 """
 
@@ -33,7 +37,7 @@ from ..archives.decoders import DecodeError, example_sample, unsafe_member
 from ..archives.storage import LocalStorage, Storage
 from ..errors import StorageError
 from .catalog import Catalog, Shard
-from .mirror import ShardMirror
+from .mirror import Held, ShardMirror
 from .npy import PREFIX, header_at, header_length, parse_header
 from .tfrecord import HEADER, Span, example_at, record_length
 
@@ -48,6 +52,13 @@ WINDOW = 64 * 1024
 
 #: Open files kept per reader.
 OPEN_FILES = 16
+
+#: Shards in memory a reader holds: the one it reads. The one it read last stays in the
+#: mirror a while (a shuffle buffer's window spans neighbours: going back costs nothing).
+HELD_SHARDS = 1
+
+#: Where a shard's bytes are read from: a file descriptor, or a shard held in memory.
+Source = int | Held
 
 _BLOCK = tarfile.BLOCKSIZE
 
@@ -73,7 +84,7 @@ class Located:
     """A sample found in its shard: key, metadata (parsed when asked) and fields."""
 
     key: str
-    fd: int
+    fd: Source
     meta: object = None
     fields: dict[str, Field] = field(default_factory=dict)
 
@@ -86,11 +97,15 @@ class ShardReader:
     catalog : Catalog
     small : int, optional
         Samples up to this many bytes are read whole in one call (default :data:`SMALL`).
+    memory : bool
+        Read a mirrored remote folder's shards from memory (:meth:`.ShardMirror.hold`),
+        not from its cache folder.
     """
 
-    def __init__(self, catalog: Catalog, small: int | None = None):
+    def __init__(self, catalog: Catalog, small: int | None = None, memory: bool = False):
         self.catalog, self.small = catalog, SMALL if small is None else small
-        self._files: OrderedDict[int, int] = OrderedDict()
+        self.memory = memory and isinstance(catalog.storage, ShardMirror)
+        self._files: OrderedDict[int, Source] = OrderedDict()
         self._scratch = np.empty(0, np.uint8)
         tar = catalog.format == "webdataset"
         self._locate = _locate_tar if tar else _locate_tfrecord
@@ -107,7 +122,7 @@ class ShardReader:
         start, end = info.offsets[first], _span(info, last)[1]
         if end - start > RUN or (end - start) > self.small * (last - first + 1):
             return
-        self.held = (shard, start, os.pread(self._fd(shard), end - start, start))
+        self.held = (shard, start, _pread(self._fd(shard), end - start, start))
 
     def locate(self, shard: int, position: int, want: frozenset[str] | None, meta: bool) -> Located:
         """Find sample ``position`` of shard number ``shard``.
@@ -168,10 +183,11 @@ class ShardReader:
         np.copyto(out, values, casting="unsafe")
 
     def close(self) -> None:
-        """Close the open files."""
-        for fd in self._files.values():
-            os.close(fd)
+        """Close the open files, let go of the shards held in memory."""
+        for source in self._files.values():
+            _close(source)
         self._files.clear()
+        self.held = (-1, 0, b"")
 
     def __del__(self) -> None:
         try:
@@ -179,17 +195,21 @@ class ShardReader:
         except Exception:
             pass
 
-    def _fd(self, shard: int) -> int:
+    def _fd(self, shard: int) -> Source:
         # Reads are positional (pread): a descriptor inherited by a forked worker is safe.
-        fd = self._files.get(shard)
-        if fd is not None:
+        source = self._files.get(shard)
+        if source is not None:
             self._files.move_to_end(shard)
-            return fd
-        fd = _descriptor(self.catalog.storage, self.catalog.shards[shard].name)
-        self._files[shard] = fd
-        if len(self._files) > OPEN_FILES:
-            os.close(self._files.popitem(last=False)[1])
-        return fd
+            return source
+        name = self.catalog.shards[shard].name
+        if self.memory:
+            source = self.catalog.storage.hold(name)
+        else:
+            source = _descriptor(self.catalog.storage, name)
+        self._files[shard] = source
+        if len(self._files) > (HELD_SHARDS if self.memory else OPEN_FILES):
+            _close(self._files.popitem(last=False)[1])
+        return source
 
     def _scratch_bytes(self, n: int) -> np.ndarray:
         if self._scratch.size < n:
@@ -223,11 +243,27 @@ def _bytes_of(array: np.ndarray) -> np.ndarray:
     return array.reshape(-1).view(np.uint8)
 
 
-def _pread_into(fd: int, out: np.ndarray, offset: int) -> None:
+def _pread(source: Source, n: int, offset: int) -> bytes:
+    """Up to ``n`` bytes at ``offset`` of a file or a shard held in memory."""
+    if type(source) is int:
+        return os.pread(source, n, offset)
+    return source.pread(n, offset)
+
+
+def _close(source: Source) -> None:
+    if type(source) is int:
+        os.close(source)
+    else:
+        source.release()
+
+
+def _pread_into(fd: Source, out: np.ndarray, offset: int) -> None:
     """Fill ``out`` (uint8) from ``offset``; ``preadv`` releases the GIL while it copies."""
     done, n = 0, out.size
+    if type(fd) is not int:
+        done = fd.readinto(out, offset)
     while done < n:
-        got = os.preadv(fd, [out[done:]], offset + done)
+        got = os.preadv(fd, [out[done:]], offset + done) if type(fd) is int else 0
         if got <= 0:
             raise DecodeError(None, f"{n} bytes at offset {offset}", f"{done}: the file ends")
         done += got
@@ -236,14 +272,14 @@ def _pread_into(fd: int, out: np.ndarray, offset: int) -> None:
 class _Window:
     """Bytes of a file read ahead in chunks: one read for the headers of many members."""
 
-    def __init__(self, fd: int, start: int, end: int, chunk: int):
+    def __init__(self, fd: Source, start: int, end: int, chunk: int):
         self.fd, self.end, self.chunk = fd, end, chunk
         self.base, self.data = start, b""
 
     def get(self, pos: int, n: int) -> memoryview:
         if not (self.base <= pos and pos + n <= self.base + len(self.data)):
             size = min(max(n, self.chunk), max(self.end - pos, n))
-            self.base, self.data = pos, os.pread(self.fd, size, pos)
+            self.base, self.data = pos, _pread(self.fd, size, pos)
         view = memoryview(self.data)[pos - self.base : pos - self.base + n]
         if len(view) < n:
             raise ValueError(f"{n} bytes at offset {pos}; the file ends")
@@ -257,10 +293,10 @@ class _Window:
 
 
 def _locate_tar(
-    reader: ShardReader, fd: int, start: int, end: int, want: frozenset | None, meta: bool
+    reader: ShardReader, fd: Source, start: int, end: int, want: frozenset | None, meta: bool
 ) -> Located:
     if end - start <= reader.small:
-        return _tar_in_memory(os.pread(fd, end - start, start), start, start, end, want, meta, fd)
+        return _tar_in_memory(_pread(fd, end - start, start), start, start, end, want, meta, fd)
     window = _Window(fd, start, end, WINDOW)
     located: Located | None = None
     for name, data, size in _members(window.get, start, end):
@@ -295,7 +331,7 @@ _EXTENDED = (ord("x"), ord("g"), ord("L"))
 
 
 def _tar_in_memory(
-    data: bytes, base: int, start: int, end: int, want: frozenset | None, meta: bool, fd: int
+    data: bytes, base: int, start: int, end: int, want: frozenset | None, meta: bool, fd: Source
 ) -> Located:
     """:func:`_locate_tar` on bytes already read (``data`` begins at file offset ``base``):
     the same checks as :func:`_members`, on ``bytes`` for speed (small samples are mostly
@@ -445,10 +481,10 @@ def _pax(content: bytes) -> dict[str, str]:
 
 
 def _locate_tfrecord(
-    reader: ShardReader, fd: int, start: int, end: int, want: frozenset | None, meta: bool
+    reader: ShardReader, fd: Source, start: int, end: int, want: frozenset | None, meta: bool
 ) -> Located:
     if end - start <= reader.small:
-        data = os.pread(fd, end - start, start)
+        data = _pread(fd, end - start, start)
         return _tfrecord_in_memory(data, start, start, end, want, meta, fd)
     # The Example's framing is walked through a window of the file and each large array
     # is left there, to be read by fill() straight into its row: one copy, as for tar.
@@ -468,7 +504,7 @@ def _locate_tfrecord(
 
 
 def _tfrecord_in_memory(
-    data: bytes, base: int, start: int, end: int, want: frozenset | None, meta: bool, fd: int
+    data: bytes, base: int, start: int, end: int, want: frozenset | None, meta: bool, fd: Source
 ) -> Located:
     """:func:`_locate_tfrecord` on bytes already read (``data`` begins at ``base``)."""
     at = start - base
@@ -476,7 +512,7 @@ def _tfrecord_in_memory(
     return _example(memoryview(data)[at + HEADER : at + HEADER + length], want, meta, fd)
 
 
-def _example(data: bytes | memoryview, want: frozenset | None, meta: bool, fd: int) -> Located:
+def _example(data: bytes | memoryview, want: frozenset | None, meta: bool, fd: Source) -> Located:
     sample = example_sample(data)
     located = Located(sample.key, fd, sample.meta if meta else None)
     for name, array in sample.arrays.items():

@@ -57,7 +57,7 @@ class TorchStream(EpochIterable, IterableDataset):
         allocate = shared_allocator() if info is not None else pooled_allocator(capacity)
         assembler = Assembler(plan.catalog, plan.fields, plan.normalizer, allocate)
         batched = plan.batch_size is not None
-        items = assembled(assembler, plan.catalog, mine, batched, threads)
+        items = assembled(assembler, plan.catalog, mine, batched, threads, info is not None)
         return self._counted(_tensors(item) for item in items)
 
     def loader(self, **options) -> StreamLoader:
