@@ -35,7 +35,7 @@ the start of an epoch to its first batch, both from the local folder.
 
 Then **writing** (``--write``, the default), to the same server: the demo's spec
 (``nishard demo``'s: bold and connectivity products, WebDataset and TFRecord shards of
-at most 128 MB: 1.36 GB in 19 files, 12 of them shards; ``jobs: 1``) built by
+at most 128 MB: 1.36 GB in 21 files; ``jobs: 1``) built by
 ``nishard build`` in a child process with ``output.path: s3://...`` (built in a fresh
 local staging folder, then published by ``builder.remote.upload_build``), against the
 same build to a local folder. The upload alone: ``upload_build`` of that staging folder

@@ -73,9 +73,9 @@ def open(  # ns.stream.open, as tarfile.open: the builtin is not used here
     Parameters
     ----------
     path : str or Path
-        The shard folder or its ``manifest.json``; or its ``http(s)://`` URL, whose
-        shards are fetched whole into a local cache, checked against the manifest, a few
-        ahead of the reader (:mod:`nishard.stream.mirror`).
+        The shard folder or its ``manifest.json``; or its ``s3://`` or ``http(s)://``
+        URL, whose shards are fetched whole, a few ahead of the reader, and checked
+        against the manifest before they are read (:mod:`nishard.stream.mirror`).
     split : str or sequence of str, optional
         Default: ``train`` when the manifest has it, else its only split. ``"*"``
         (:data:`EVERY_SPLIT`) or several names: those splits one after the other, each in
@@ -88,11 +88,16 @@ def open(  # ns.stream.open, as tarfile.open: the builtin is not used here
         terminals read ``webdataset`` and ``tfrecord``; :meth:`Stream.arrays` reads
         every format.
     cache : str or Path, optional
-        For a URL: the cache folder (default ``$NISHARD_CACHE`` or ``~/.cache/nishard``,
-        under ``shards/<hash of the URL>``), shared by the processes that read it.
+        For a URL: a local folder to keep the fetched shards in, shared by the processes
+        that read it, read again by later epochs. Default: none when one process reads
+        the epoch (``num_workers=0``, ``.jax()``, ``.arrays()``, each DDP rank): the
+        shards stream through a few reused buffers in memory and nothing is written;
+        DataLoader workers (who each read every few batches of every shard) share
+        ``$NISHARD_CACHE`` or ``~/.cache/nishard``, under ``shards/<hash of the URL>``.
     cache_limit : int or str, optional
-        For a URL: the bytes the cache may hold (``"20GB"``); the least recently used
-        shards go first. Default: no limit.
+        For a URL: keep the shards in a cache folder (``cache``, or the default one)
+        holding at most these bytes (``"20GB"``); the least recently used shards go
+        first. Default: no limit.
     storage_options : mapping, optional
         For an ``s3://`` URL: ``endpoint_url`` and ``profile`` of this folder's store,
         when it is not the one the environment names (two stores at once).
