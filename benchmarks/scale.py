@@ -412,6 +412,7 @@ def main() -> None:
             if stage in ("canica", "dictlearning"):
                 row[f"{stage}_pass_s"] = r["timings"]["reduce"]
                 row[f"{stage}_added"] = r["added"]
+                row[f"{stage}_plan"] = r["plan"]  # the group buffer's rows and the estimate
                 row[f"{stage}_streamed_gb"] = r["bytes"] / GB
         rows.append(row)
     elapsed = time.perf_counter() - started
@@ -453,9 +454,17 @@ def report(args, rows, bench, budget, voxels, elapsed, cores, mem) -> None:
     for stage in ("canica", "dictlearning"):
         added = [r[f"{stage}_added"] for r in rows]
         met = all(a <= budget for a in added)
-        result[stage].update(added_mb=[round(a / 2**20) for a in added], budget_met=met)
+        # The plan's estimate and group buffer: memory grows with the data while every
+        # row fits the buffer (an exact group PCA), and stops where the budget caps it.
+        plans = [r[f"{stage}_plan"] or {} for r in rows]
+        estimates = [p.get("estimate", 0) for p in plans]
+        result[stage].update(added_mb=[round(a / 2**20) for a in added], budget_met=met,
+                             plan_estimate_mb=[round(e / 2**20) for e in estimates],
+                             buffer_rows=[p.get("capacity") for p in plans])  # fmt: skip
         print(f"  {stage:<13} added " + ", ".join(f"{a / 2**20:.0f}" for a in added)
-              + " MiB; process peak " + ", ".join(
+              + " MiB (the plan's estimate " + ", ".join(f"{e / 2**20:.0f}" for e in estimates)
+              + " MiB; group buffer " + ", ".join(str(p.get("capacity")) for p in plans)
+              + " rows); process peak " + ", ".join(
                   f"{r[f'{stage}_peak'] / 2**20:.0f}" for r in rows)
               + f" MiB: {'met' if met else 'MISSED'}")  # fmt: skip
     last = rows[-1]

@@ -89,6 +89,12 @@ def test_the_plan_is_set_by_the_budget_not_the_subjects():
     few = plan_memory(2**30, **shape, jobs=4, total_rows=100 * 20)
     many = plan_memory(2**30, **shape, jobs=4, total_rows=100_000 * 20)
     assert few == many and few.estimate <= 2**30 * 0.8
+    # Fewer rows than the budget's buffer holds: a buffer of every row (an exact group
+    # PCA), so memory grows with the subjects until it reaches the budget's, then stops.
+    plans = [plan_memory(4 * 2**30, **shape, total_rows=k * 20) for k in (5, 10, 20, 10**5, 10**6)]
+    assert [p.capacity for p in plans[:3]] == [100, 200, 400] < [plans[3].capacity] * 3
+    assert plans[0].estimate < plans[1].estimate < plans[2].estimate < plans[3].estimate
+    assert plans[3] == plans[4] and plans[3].estimate <= 4 * 2**30 * 0.8
     assert few.jobs < 4  # four 160 MB samples at once do not fit beside the buffer
     unbounded = plan_memory(None, **shape, jobs=4, total_rows=100 * 20)
     assert unbounded.capacity == 2000 and unbounded.jobs == 4
