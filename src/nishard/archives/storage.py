@@ -689,8 +689,8 @@ class Body:
         Straight from the connection into ``view`` where the response is a plain
         ``http.client`` one underneath (urllib's; botocore's urllib3 response when the
         body is not content-encoded), which saves the copy through a new ``bytes``
-        that :meth:`read` costs: about 0.07 of the 0.25 CPU seconds a GB of receiving a
-        shard took here (``benchmarks/remote.py``'s server and data). What
+        that :meth:`read` costs (about 0.07 of the 0.25 CPU seconds a GB of receiving a
+        shard, measured once here on ``benchmarks/remote.py``'s server and data). What
         urllib3 or botocore would check on the way (the length) the caller checks, and
         the manifest's checksums after.
         """
@@ -702,10 +702,7 @@ class Body:
         try:
             got = direct.readinto(view)
         except self.errors as err:
-            raise StorageUnavailableError(
-                f"{self.where}: the connection dropped after {self.done} bytes "
-                f"({type(err).__name__}: {err})"
-            ) from err
+            raise self._dropped(err) from err
         self.done += got
         # http.client ends a response cut short quietly (0 bytes), its announced length
         # not reached: a dropped connection all the same.
@@ -721,10 +718,7 @@ class Body:
         try:
             data = self.body.read() if whole else self.body.read(size)
         except self.errors as err:
-            raise StorageUnavailableError(
-                f"{self.where}: the connection dropped after {self.done} bytes "
-                f"({type(err).__name__}: {err})"
-            ) from err
+            raise self._dropped(err) from err
         self.done += len(data)
         ended = whole or (size > 0 and not data)
         if ended and self.length is not None and self.done < self.length:
@@ -732,6 +726,12 @@ class Body:
                 f"{self.where}: the connection closed after {self.done} of {self.length} bytes"
             )
         return data
+
+    def _dropped(self, err: Exception) -> StorageUnavailableError:
+        return StorageUnavailableError(
+            f"{self.where}: the connection dropped after {self.done} bytes "
+            f"({type(err).__name__}: {err})"
+        )
 
     def close(self) -> None:
         try:

@@ -13,10 +13,10 @@ Two places to hold them:
 - **Memory** (:meth:`ShardMirror.hold`; the stream's way when no cache folder is asked
   for and one process reads its shards: ``num_workers=0``, a JAX stream, each DDP rank).
   A shard is received into one of a few reused buffers and read from there by copies,
-  so streaming costs the transfer and one copy into the batch, as webdataset's pipes do,
-  and no disk: writing each shard to a file and reading it back cost this machine a
-  third more CPU than the transfer itself (``benchmarks/remote.py``). The buffers are
-  the shards in flight, those being read and a couple just read, then reused.
+  so streaming costs the transfer and one copy into the batch, and no disk: writing
+  each shard to a file and reading it back took a third more of the client's CPU
+  (``benchmarks/remote.py``: 0.70 against 0.53 s at 1 GB). The buffers are the shards
+  in flight, the one being read and the one read last, then reused.
 - **A cache folder** (:meth:`ShardMirror.fetch`; with ``cache=`` or ``cache_limit=``,
   for DataLoader workers, for random access and HDF5/Zarr shards). What LitData and
   Mosaic streaming do: later epochs read the local copy, and with a size limit the least
@@ -133,6 +133,7 @@ class ShardMirror:
                  memory: bool = False):  # fmt: skip
         self.remote, self.folder, self.expected = remote, Path(folder), dict(expected)
         self.limit, self.requests, self.memory = limit, requests, memory
+        self._largest = max((int(e.get("bytes", 0)) for e in self.expected.values()), default=0)
         self._pool: ThreadPoolExecutor | None = None
         self._pending: dict[str, Future] = {}
         self._lock = threading.Lock()
@@ -292,10 +293,9 @@ class ShardMirror:
                 if held.buffer.size > size:
                     del self._held[held.name]
                     return held.buffer
-        largest = max((int(e.get("bytes", 0)) for e in self.expected.values()), default=0)
         # np.empty: numpy asks the kernel for huge pages, which halves the cost of
         # touching a new buffer's memory the first time.
-        return np.empty(max(size, largest) + 1, np.uint8)
+        return np.empty(max(size, self._largest) + 1, np.uint8)
 
     def _download_into(
         self, name: str, entry: dict, buffer: np.ndarray, received: list[int]

@@ -257,16 +257,17 @@ def _close(source: Source) -> None:
         source.release()
 
 
-def _pread_into(fd: Source, out: np.ndarray, offset: int) -> None:
+def _pread_into(source: Source, out: np.ndarray, offset: int) -> None:
     """Fill ``out`` (uint8) from ``offset``; ``preadv`` releases the GIL while it copies."""
-    done, n = 0, out.size
-    if type(fd) is not int:
-        done = fd.readinto(out, offset)
-    while done < n:
-        got = os.preadv(fd, [out[done:]], offset + done) if type(fd) is int else 0
-        if got <= 0:
-            raise DecodeError(None, f"{n} bytes at offset {offset}", f"{done}: the file ends")
-        done += got
+    n = out.size
+    if type(source) is not int:
+        done = source.readinto(out, offset)
+    else:
+        done = 0
+        while done < n and (got := os.preadv(source, [out[done:]], offset + done)) > 0:
+            done += got
+    if done < n:
+        raise DecodeError(None, f"{n} bytes at offset {offset}", f"{done}: the file ends")
 
 
 class _Window:
