@@ -31,11 +31,12 @@ def test_the_peak_rises_by_a_touched_block_and_falls_after_a_reset():
     before = peak.peak_rss()
     block = _touch(BLOCK)
     during = peak.peak_rss()
-    assert during - before >= BLOCK
-    assert peak.current_rss() >= BLOCK
+    # The kernel syncs its per-thread RSS counters lazily (in 64-page batches per thread),
+    # so each figure is exact to a few pages, not to the byte: CI once saw 32 pages short.
+    assert during - before >= BLOCK - SLACK
+    assert peak.current_rss() >= BLOCK - SLACK
     del block
-    # The mark stays where it was until reset, then follows resident memory down. (The
-    # kernel syncs its per-thread counters lazily: the figures are exact to a few pages.)
+    # The mark stays where it was until reset, then follows resident memory down.
     assert peak.peak_rss() >= during - SLACK
     assert peak.reset_peak()
     after = peak.peak_rss()
