@@ -44,10 +44,11 @@ and the learners' passes at >= 70 % of the disk's read rate (``ratio``).
 
     python benchmarks/scale.py [--sizes-gb 1,4,16,48] [--dir /tmp/nishard-bench-scale]
         [--timepoints 1200] [--memory-budget 2GiB] [--components 20] [--n-init 1]
-        [--build-jobs 2] [--mask-only] [--single-gb GB] [--keep] [--quick]
+        [--build-jobs 2] [--mask-only] [--single-gb GB] [--keep] [--plot PNG] [--quick]
 
 Prints a table per stage and size (seconds, GB, GB/s, peak RSS), the slopes, the budget
-and the fractions of the disk limit, then one line of JSON (``{"benchmark": "scale", ...}``).
+and the fractions of the disk limit, then one line of JSON (``{"benchmark": "scale", ...}``);
+``--plot`` draws the seconds and peak RSS of each stage against the GB of shards from it.
 Run time at the default sizes, on 2 cores, from the smoke run's rates per GB of shards
 (generation about 70 s, build 28 s, DictLearning 15 s, CanICA 2.5 s, stream and read 0.5
 s): 42 runs generated (about 50 min), 53 GB built (25 min), 69 GB streamed, fitted and
@@ -331,6 +332,8 @@ def main() -> None:
                              "(default: what the disk allows; --quick: 0.3, so that its "
                              "larger point is built in batches)")  # fmt: skip
     parser.add_argument("--keep", action="store_true", help="keep the data and shards")
+    parser.add_argument("--plot", type=Path, default=None,
+                        help="draw seconds and peak RSS against GB into this PNG")  # fmt: skip
     parser.add_argument("--quick", action="store_true",
                         help="0.25 and 0.5 GB of 120-volume runs: a smoke run")  # fmt: skip
     args = parser.parse_args()
@@ -419,10 +422,62 @@ def main() -> None:
     if not args.keep:
         shutil.rmtree(args.dir)
 
-    report(args, rows, bench, budget, voxels, elapsed, cores, mem)
+    summary = report(args, rows, bench, budget, voxels, elapsed, cores, mem)
+    if args.plot is not None:
+        plot(summary, budget, mem, args.plot)
+        print(f"the curves: {args.plot}")
 
 
-def report(args, rows, bench, budget, voxels, elapsed, cores, mem) -> None:
+def plot(summary: dict, budget: int, mem: int, path: Path) -> None:
+    """Seconds and peak RSS of each stage against the GB of shards, from the JSON summary.
+
+    Straight lines through the origin are what linear cost and flat memory look like; the
+    disk's own read is drawn as the floor the passes are held to.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    sizes = summary["sizes_gb"]
+    labels = {"build": "build (mask + clean)", "stream": "one streamed epoch",
+              "canica": "CanICA fit", "dictlearning": "DictLearning fit",
+              "disk": "disk's sequential read"}  # fmt: skip
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for stage in STAGES:
+        stages = summary["stages"][stage]
+        style = {"linestyle": "--", "color": "0.4"} if stage == "disk" else {}
+        left.plot(sizes, stages["seconds"], marker="o", label=labels[stage], **style)
+        right.plot(sizes, [m / 1024 for m in stages["peak_rss_mb"]], marker="o",
+                   label=labels[stage], **style)  # fmt: skip
+    for stage in ("canica", "dictlearning"):
+        added = [m / 1024 for m in summary["stages"][stage]["added_mb"]]
+        right.plot(sizes, added, marker="x", linestyle=":",
+                   label=f"{labels[stage]}: added by the fit")  # fmt: skip
+    right.axhline(budget / 2**30, color="crimson", linewidth=1,
+                  label=f"learners' budget ({summary['memory_budget']})")  # fmt: skip
+    left.axvline(mem / GB, color="0.6", linewidth=1, linestyle=":")
+    left.text(mem / GB, left.get_ylim()[1] * 0.97, " machine's memory", va="top", fontsize=8,
+              color="0.4")  # fmt: skip
+    left.set(xlabel="GB of shards", ylabel="seconds", title="Seconds against the data")
+    right.set(xlabel="GB of shards", ylabel="peak RSS (GiB)",
+              title="Peak resident memory")  # fmt: skip
+    for axes in (left, right):
+        axes.set_xlim(left=0)
+        axes.set_ylim(bottom=0)
+        axes.grid(alpha=0.3)
+        axes.legend(fontsize=7, loc="upper left")
+    cache = "page cache dropped before each stage" if summary["cold_cache"] else "warm cache"
+    figure.suptitle(f"benchmarks/scale.py: {summary['timepoints']}-volume 2 mm runs, "
+                    f"{summary['cores']} cores, {summary['memory_gb']} GB of memory, {cache}",
+                    fontsize=9)  # fmt: skip
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=90, metadata={"Software": None})
+    plt.close(figure)
+
+
+def report(args, rows, bench, budget, voxels, elapsed, cores, mem) -> dict:
     warm = "" if bench.cold else " (WARM CACHE: drop_caches not permitted)"
     print(f"\nper stage and size{warm}; GB of shards (1e9 bytes)")
     print(f"{'stage':<13} {'runs':>5} {'GB':>7} {'seconds':>9} {'GB/s':>7} {'peak RSS':>10}")
@@ -494,7 +549,7 @@ def report(args, rows, bench, budget, voxels, elapsed, cores, mem) -> None:
         "budget": all(result[s]["budget_met"] for s in ("canica", "dictlearning")),
         "disk_ratio": all(result[s]["ratio_met"] for s in PASSES),
     }
-    print(json.dumps({
+    summary = {
         "benchmark": "scale", "cores": cores, "memory_gb": round(mem / GB, 1),
         "cold_cache": bench.cold, "timepoints": args.timepoints, "voxels": voxels,
         "transforms": "mask" if args.mask_only else "mask+clean",
@@ -507,7 +562,9 @@ def report(args, rows, bench, budget, voxels, elapsed, cores, mem) -> None:
         "generate": {"runs": gen_runs, "gb": round(gen_gb, 2), "seconds": round(gen_s, 1),
                      "peak_rss_mb": round(max(g["peak"] for g in bench.generated) / 2**20)},
         "goals": goals, "goals_met": all(goals.values()), "elapsed_s": round(elapsed, 1),
-    }))  # fmt: skip
+    }  # fmt: skip
+    print(json.dumps(summary), flush=True)
+    return summary
 
 
 if __name__ == "__main__":
