@@ -1,6 +1,7 @@
 """The node cache: reruns do no transform work, edits re-run only what follows them.
 
-Transform work is counted by wrapping ``__call__`` of every registered transform class.
+Transform work is counted by wrapping ``__call__`` of every registered transform class (and
+the read that masks as it loads, for a first ``Mask()``).
 """
 
 from __future__ import annotations
@@ -30,6 +31,15 @@ def calls(monkeypatch) -> collections.Counter:
             return _original(self, sample)
 
         monkeypatch.setattr(cls, "__call__", counted)
+    # A first Mask() is done by the read (the mask's voxels gathered volume by volume):
+    # that read is the mask's work.
+    load_inputs = plan_module.load_inputs
+
+    def loading(record, kinds, masked_bold=False):
+        counter["mask"] += masked_bold
+        return load_inputs(record, kinds, masked_bold)
+
+    monkeypatch.setattr(plan_module, "load_inputs", loading)
     return counter
 
 

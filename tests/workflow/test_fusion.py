@@ -61,11 +61,15 @@ def test_a_generous_budget_fuses_every_step():
 
 
 def test_a_tight_budget_splits_and_each_split_was_needed():
-    peak = assemble(chain(), example=RUN).estimate(RUN)[0]  # mask dominates: the 4D run
-    plan = assemble(chain(), fusion=Greedy(peak // 2), example=RUN)
-    assert groups(plan) == [["mask"], ["clean", "cast"]]
-    tighter = assemble(chain(), fusion=Greedy(MIB), example=RUN)
-    assert groups(tighter) == [["mask"], ["clean"], ["cast"]]
+    steps = [Mask(), Standardize(), *chain()[1:]]
+    # Each step alone: the mask (done by the read: the masked run and one volume), then the
+    # steps on the masked run, the clean's the largest (its float64 blocks on top).
+    alone = assemble(steps, fusion=EachStep(), example=RUN).estimate(RUN)
+    assert alone[0] < alone[1] < alone[2] and alone[3] < alone[2]
+    plan = assemble(steps, fusion=Greedy(alone[1]), example=RUN)
+    assert groups(plan) == [["mask", "standardize"], ["clean"], ["cast"]]
+    tighter = assemble(steps, fusion=Greedy(MIB), example=RUN)
+    assert groups(tighter) == [["mask"], ["standardize"], ["clean"], ["cast"]]
     for fused in (plan, tighter):
         steps, budget = fused.steps, fused.fusion.budget
         specs = chain_specs(steps, RUN)
@@ -110,15 +114,15 @@ def test_a_record_over_budget_is_quarantined_and_the_others_run(tiny_copy):
     long = table[1]
     _lengthen(long.files["bold"], 3)
     steps = [Mask(), Standardize()]
-    plan = assemble(steps, fusion=Greedy("30MiB"), example=table[0])
+    plan = assemble(steps, fusion=Greedy("8MiB"), example=table[0])
     normal, large = plan.estimate_record(table[0]), plan.estimate_record(long)
-    assert max(normal) < 30 * MIB < max(large)  # the budget splits the records as meant
+    assert max(normal) < 8 * MIB < max(large)  # the budget splits the records as meant
     outcomes = [plan.run(record) for record in table]
     failed = [o for o in outcomes if o.error is not None]
     assert [o.record.id for o in failed] == [long.id]
     error = failed[0].error
     assert isinstance(error, RecordError) and error.path == long.files["bold"]
-    assert "node 0 (mask+standardize) to fit the memory budget of 30.00 MiB" in str(error)
+    assert "node 0 (mask+standardize) to fit the memory budget of 8.00 MiB" in str(error)
     assert "an estimated peak of" in str(error)
     assert all(o.products["bold"].shape == (120, o.products["bold"].shape[1])
                for o in outcomes if o.error is None)  # fmt: skip

@@ -6,8 +6,8 @@ headers that give shapes and repetition times (:mod:`nishard.workflow.headers`,
 and the learners' masks and CIFTI axes (:mod:`nishard.learn`). ``.nii.gz`` files are inflated
 with ISA-L (:mod:`.nifti`), five times faster than nibabel's zlib, into nibabel's own images.
 
-:func:`load`, :func:`read`
-    An image (header now, data on access) and its data.
+:func:`load`, :func:`read`, :func:`read_masked`
+    An image (header now, data on access), its data, and its voxels inside a mask.
 :func:`load_header`, :class:`ImageHeader`
     A header alone, its data unread.
 :func:`load_dtseries`, :func:`load_func_gifti`
@@ -30,6 +30,7 @@ from .images import (
     load_func_gifti,
     load_header,
     read,
+    read_masked,
 )
 
 __all__ = [
@@ -41,4 +42,5 @@ __all__ = [
     "load_func_gifti",
     "load_header",
     "read",
+    "read_masked",
 ]

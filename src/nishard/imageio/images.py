@@ -2,8 +2,9 @@
 
 :func:`load` opens an image with its header read and its data left on disk (NIfTI and
 CIFTI; a ``.nii.gz`` through the ISA-L reader of :mod:`.nifti`), :func:`read` reads the
-data, :func:`load_header` reads a header only (no data: a 2 mm run's gigabytes are not
-inflated to learn its shape). :func:`load_dtseries` and :func:`load_func_gifti` read the
+data, :func:`read_masked` only a mask's voxels of each volume (:mod:`.masked`),
+:func:`load_header` reads a header only (no data: a 2 mm run's gigabytes are not inflated
+to learn its shape). :func:`load_dtseries` and :func:`load_func_gifti` read the
 (time, grayordinate) and (time, vertex) series of CIFTI and GIfTI files.
 
 Each raises :class:`ImageError` naming the file and what it holds instead of an image:
@@ -120,6 +121,29 @@ def read(image, path: str | os.PathLike, dtype=None) -> np.ndarray:
     """
     try:
         return np.asarray(image.dataobj, dtype=dtype)
+    except Exception as err:
+        raise ImageError(path, f"unreadable data ({describe(err)})") from err
+
+
+def read_masked(image, path: str | os.PathLike, mask: np.ndarray, dtype=None) -> np.ndarray:
+    """A 4D NIfTI image's voxels inside ``mask``, as (time, voxel), read one volume at a time.
+
+    Equal to ``read(image, path, dtype)[mask].T`` with a peak of the output plus one volume
+    (see :mod:`.masked`).
+
+    Raises
+    ------
+    ImageError
+        ``unreadable data (...)``, as :func:`read`.
+    ValueError
+        When the mask is not on the image's grid.
+    """
+    from .masked import read_masked as masked
+
+    if len(image.shape) != 4 or mask.shape != tuple(image.shape[:3]):
+        raise ValueError(f"a 4D image and a mask of its grid, got {image.shape} and {mask.shape}")
+    try:
+        return masked(image, path, mask, dtype)
     except Exception as err:
         raise ImageError(path, f"unreadable data ({describe(err)})") from err
 

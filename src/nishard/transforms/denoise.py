@@ -13,7 +13,7 @@ from ..errors import SampleError
 from ..registry import not_one_of
 from .base import ArraySpec, Demands, Sample, Transform
 from .confounds import ConfoundStrategy, get_strategy, select_confounds
-from .regression import BACKENDS
+from .regression import BACKENDS, numpy_block_bytes
 from .signal import FILTERS, METHODS, clean
 
 
@@ -147,6 +147,16 @@ class Clean(Transform):
         return Demands(
             memory_factor=3.0, whole_time_axis=True, voxel_blocks=True, backend=self.backend
         )
+
+    def working_memory(self, specs: Mapping[str, ArraySpec]) -> int | None:
+        """The NumPy runner's peak: input, output and three float64 column blocks (8 MiB
+        each, or the whole array in float64 when smaller; measured), which no multiple of
+        the input describes: a tenth of a 2 mm run's series, three times a small one's."""
+        if self.backend != "numpy" or self.key not in specs:
+            return None
+        signals = specs[self.key]
+        blocks = 3 * numpy_block_bytes(signals.shape[0], math.prod(signals.shape[1:]))
+        return 2 * signals.nbytes + blocks
 
     @property
     def reads(self) -> tuple[str, ...]:

@@ -106,11 +106,21 @@ def as_signals(signals) -> np.ndarray:
     return x
 
 
+def _block_width(n_rows: int, block_bytes: int, itemsize: int) -> int:
+    return max(64, block_bytes // (itemsize * max(n_rows, 1)))
+
+
 def column_blocks(n_rows: int, n_cols: int, block_bytes: int = 8 << 20, itemsize: int = 8):
     """Slices of columns whose (n_rows, width) block takes about ``block_bytes``."""
-    width = max(64, block_bytes // (itemsize * max(n_rows, 1)))
+    width = _block_width(n_rows, block_bytes, itemsize)
     for start in range(0, n_cols, width):
         yield slice(start, min(start + width, n_cols))
+
+
+def numpy_block_bytes(n_rows: int, n_cols: int) -> int:
+    """Bytes of one float64 column block of the NumPy runner (the whole array, if smaller):
+    it holds about three at once (the copy, the operator's output, a temporary)."""
+    return 8 * n_rows * min(n_cols, _block_width(n_rows, _BLOCK_BYTES["numpy"], 8))
 
 
 def _non_finite_error(n_bad: int) -> ValueError:

@@ -7,16 +7,21 @@ still needs stays in memory while the earlier ones run. :func:`node_peak` estima
 node's peak memory from the shapes of its inputs, and :class:`Greedy` fuses as long as that
 peak stays under a budget. A fusion heuristic is any object with a ``fuse`` method of the
 signature below: swap it by passing another one to ``assemble``.
+
+A node whose first step masks the BOLD run it loads by the record's mask
+(:func:`masks_as_read`) never holds the run: its read gathers the mask's voxels volume by
+volume (:func:`~.inputs.load_masked_bold`), and :func:`node_peak` costs it so.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
 from ..registry import Registry
 from ..transforms.base import ArraySpec, Transform
+from ..transforms.spatial import Mask
 from ..units import parse_bytes
 
 
@@ -46,6 +51,21 @@ def needed_after(steps: Sequence[Transform], products: Sequence[str]) -> list[se
     return out
 
 
+#: What a read that masks holds beside its output and one volume: ISA-L's compressed
+#: input and inflated output chunks (``2 * nishard.imageio.nifti.CHUNK``).
+READ_BUFFERS = 2 << 20
+
+
+def masks_as_read(step: Transform, loaded: Collection[str]) -> bool:
+    """Whether ``step`` is ``Mask()`` of the BOLD run by the record's mask, both read from
+    the record's files (among ``loaded``): the read then does the masking, one volume at a
+    time, without the 4D run in memory."""
+    return (
+        isinstance(step, Mask) and step.key == "bold" and step.source == "record"
+        and {"bold", "mask"} <= set(loaded)
+    )  # fmt: skip
+
+
 def node_peak(
     steps: Sequence[Transform],
     first: int,
@@ -62,7 +82,8 @@ def node_peak(
     input (overlapping windows) is costed by it. A step whose memory is no multiple of its
     input (a connectivity matrix grows as the square of the regions) defines
     ``working_memory(specs) -> int``, the bytes it holds at its peak given the specs of
-    the keys available to it; it replaces the factor.
+    the keys available to it; it replaces the factor. A first step that masks as the run
+    is read (:func:`masks_as_read`) holds its output, the mask and one volume.
     """
     held: set[str] = {key for step in steps[first : last + 1] for key in step.reads}
     held &= set(specs[first])
@@ -74,7 +95,11 @@ def node_peak(
         inferred = len(reads) == len(step.reads)  # else chain_specs skipped the step
         written = sum(specs[i + 1][k].nbytes for k in step.writes if inferred and k in specs[i + 1])
         custom = step.working_memory(available) if inferred else None
-        if custom is not None:
+        if i == first and inferred and masks_as_read(step, _from_files(steps, first, reads)):
+            run = available[step.key]  # the read holds one volume of it, and its output
+            volume = run.nbytes // max(run.shape[-1], 1)
+            working = read - run.nbytes + written + volume + READ_BUFFERS
+        elif custom is not None:
             working = custom
         else:
             working = max(step.demands.memory_factor * read, read + written)
@@ -82,6 +107,11 @@ def node_peak(
         peak = max(peak, int(working + others))
         held = (held | set(step.writes)) & (after[i] | _later_reads(steps, i + 1, last))
     return peak
+
+
+def _from_files(steps: Sequence[Transform], first: int, keys: Sequence[str]) -> set[str]:
+    """The ``keys`` no step before ``first`` writes: a node starting there loads them."""
+    return {key for key in keys if not any(key in step.writes for step in steps[:first])}
 
 
 def _later_reads(steps: Sequence[Transform], start: int, last: int) -> set[str]:

@@ -11,7 +11,7 @@ import numpy as np
 from ..checksums import sha256_file
 from ..errors import RecordError
 from ..finite import all_finite
-from ..imageio import ImageError, load, load_dtseries, load_func_gifti, read
+from ..imageio import ImageError, load, load_dtseries, load_func_gifti, read, read_masked
 from ..records.table import Record
 from ..transforms.base import Sample
 
@@ -62,20 +62,27 @@ def _why(err: BaseException) -> str:
     return f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
 
 
+BOLD = "a 4D NIfTI image (x, y, z, time)"
+
+
 def load_bold(record: Record, path: str, sample: Sample) -> np.ndarray:
-    what = "a 4D NIfTI image (x, y, z, time)"
-    img = _nifti(record, path, 4, what)
+    img = _nifti(record, path, 4, BOLD)
     sample["affine"] = img.affine
-    return _finite(record, path, _read(record, path, img, what, np.float32))
+    return _finite(record, path, _read(record, path, img, BOLD, np.float32))
 
 
 def load_mask(record: Record, path: str, sample: Sample) -> np.ndarray:
+    grid = sample["bold"].shape[:3] if "bold" in sample else None
+    return _mask(record, path, grid, sample.get("affine"))
+
+
+def _mask(record: Record, path: str, grid: tuple | None, affine) -> np.ndarray:
+    """The record's brain mask, checked to lie on the BOLD ``grid`` (None: unchecked)."""
     what = "a 3D NIfTI brain mask"
     img = _nifti(record, path, 3, what)
     mask = _read(record, path, img, what, np.float32) > 0
-    if "bold" in sample:
-        grid = sample["bold"].shape[:3]
-        if mask.shape != grid or not np.allclose(img.affine, sample["affine"], atol=1e-3):
+    if grid is not None:
+        if mask.shape != grid or not np.allclose(img.affine, affine, atol=1e-3):
             raise RecordError(
                 record.id,
                 path,
@@ -85,6 +92,29 @@ def load_mask(record: Record, path: str, sample: Sample) -> np.ndarray:
     if not mask.any():
         raise RecordError(record.id, path, what, "an empty mask (no voxel above 0)")
     return mask
+
+
+def load_masked_bold(record: Record, sample: Sample) -> None:
+    """The record's mask, and its BOLD run's voxels inside it read one volume at a time.
+
+    Sets ``affine``, ``mask`` and ``bold``: the (time, voxel) array that ``Mask()`` makes of
+    the 4D run, value for value (:func:`nishard.imageio.read_masked`), without the 4D run in
+    memory. Only the masked voxels must be finite: a value outside the brain reaches no
+    product.
+    """
+    path, mask_path = _staged(record, "bold"), _staged(record, "mask")
+    img = _nifti(record, path, 4, BOLD)
+    sample["affine"] = img.affine
+    sample["mask"] = mask = _mask(record, mask_path, tuple(img.shape[:3]), img.affine)
+    data = _imageio(record, path, BOLD, read_masked, img, path, mask, np.float32)
+    sample["bold"] = _finite(record, path, data)
+
+
+def _staged(record: Record, kind: str) -> str:
+    path = record.files.get(kind)
+    if path is None:
+        raise RecordError(record.id, None, f"a staged {kind} file", "none")
+    return path
 
 
 def load_confounds(record: Record, path: str, sample: Sample):
@@ -176,8 +206,18 @@ LOADERS: dict[str, Callable[[Record, str, Sample], object]] = {
 }
 
 
-def load_inputs(record: Record, kinds: tuple[str, ...]) -> Sample:
+def load_inputs(record: Record, kinds: tuple[str, ...], masked_bold: bool = False) -> Sample:
     """Read the files a plan needs.
+
+    Parameters
+    ----------
+    record : Record
+    kinds : tuple of str
+        The staged files to read (``bold``, ``mask``, ``confounds``...).
+    masked_bold : bool
+        Read ``bold`` as its (time, voxel) series inside the record's ``mask`` (both among
+        ``kinds``), one volume at a time (:func:`load_masked_bold`): what a plan whose
+        first step is ``Mask()`` asks for.
 
     Returns
     -------
@@ -190,11 +230,11 @@ def load_inputs(record: Record, kinds: tuple[str, ...]) -> Sample:
         When a file is missing, empty, unreadable or not what its kind requires.
     """
     sample: Sample = {"meta": record.metadata}
+    if masked_bold:
+        load_masked_bold(record, sample)
     for kind in sorted(kinds, key=lambda k: (k != "bold", k)):
-        path = record.files.get(kind)
-        if path is None:
-            raise RecordError(record.id, None, f"a staged {kind} file", "none")
-        sample[kind] = LOADERS[kind](record, path, sample)
+        if kind not in sample:
+            sample[kind] = LOADERS[kind](record, _staged(record, kind), sample)
     return sample
 
 

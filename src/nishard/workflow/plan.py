@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from ..records.table import Record
 from ..transforms.base import ArraySpec, Sample, Transform
 from ..units import format_bytes
 from .cache import NodeCache, node_key, step_files
-from .fusion import ByBackend, Fusion, Greedy, chain_specs, needed_after, node_peak
+from .fusion import ByBackend, Fusion, Greedy, chain_specs, masks_as_read, needed_after, node_peak
 from .headers import describe_inputs
 from .inputs import LOADERS, input_checksums, load_inputs
 from .qc import QC_KEY, combine, measure_inputs, measure_outputs
@@ -68,6 +69,13 @@ class Node:
     @property
     def last(self) -> int:
         return self.first + len(self.steps) - 1
+
+    @property
+    def masks_on_read(self) -> bool:
+        """Whether its first step masks the BOLD run it loads by the record's mask, so that
+        the read gathers the mask's voxels volume by volume instead (same values, without
+        the 4D run in memory: :func:`~.inputs.load_masked_bold`)."""
+        return masks_as_read(self.steps[0], self.loads)
 
 
 @dataclass(frozen=True)
@@ -188,7 +196,8 @@ class Plan:
             peak = f", peak ~{format_bytes(peaks[number])}" if peaks else ""
             lines.append(f"node {number} [{node.backend}{peak}]{after}: {names}")
             if node.loads:
-                lines.append(f"  loads {', '.join(node.loads)}")
+                fused = " (bold masked as it is read)" if node.masks_on_read else ""
+                lines.append(f"  loads {', '.join(node.loads)}{fused}")
             for step in node.steps:
                 d = step.demands
                 memory = (
@@ -230,15 +239,28 @@ class Plan:
     ) -> Outcome:
         known: dict[str, str] = checksums or {}
         warnings: tuple[tuple[str, str], ...] = ()
-        try:
-            if checksums is None:
-                known = input_checksums(record, self.inputs)
-            if not settled:  # (a workflow engine's task settled it where it loaded)
-                record, warnings = settle_timing(record, self.inputs)
-            self.check_memory(record)
-            products, qc = self._products(record, known, cache, mapped)
-        except RecordError as err:
-            return Outcome(record, None, err, known, warnings=warnings)
+        # Nothing needs the checksums before the products when there are no cache keys to
+        # make: the inputs are then hashed on a second thread while they are read and
+        # computed on (hashlib and ISA-L let go of the GIL), instead of before. (A pool of
+        # the call's own: a module-wide one would not survive the executors' forks.)
+        overlap = checksums is None and cache is None
+        with ThreadPoolExecutor(1) as pool:  # (no thread starts unless one is submitted)
+            hashing = pool.submit(input_checksums, record, self.inputs) if overlap else None
+            try:
+                try:
+                    if checksums is None and hashing is None:
+                        known = input_checksums(record, self.inputs)
+                    if not settled:  # (a workflow engine's task settled it where it loaded)
+                        record, warnings = settle_timing(record, self.inputs)
+                    self.check_memory(record)
+                    products, qc = self._products(record, known, cache, mapped)
+                finally:
+                    # A file the hash could not read is the record's error, as when it
+                    # was hashed first: the read would have failed on it too.
+                    if hashing is not None:
+                        known = hashing.result()
+            except RecordError as err:
+                return Outcome(record, None, err, known, warnings=warnings)
         return Outcome(record, products, None, known, warnings=warnings, qc=qc)
 
     def check_memory(self, record: Record) -> None:
@@ -373,11 +395,13 @@ class Plan:
             for parent in node.parents:
                 given = self._node_outputs(parent, record, keys, cache, done)
                 sample.update({k: v for k, v in given.items() if k != QC_KEY})
-            figures = {}
+            figures, steps = {}, node.steps
             if node.loads:
-                sample.update(load_inputs(record, node.loads))
+                sample.update(load_inputs(record, node.loads, masked_bold=node.masks_on_read))
                 figures = measure_inputs(sample)
-            sample = _apply(node.steps, sample, record, consume=True)
+                if node.masks_on_read:
+                    steps = steps[1:]  # the read applied the mask
+            sample = _apply(steps, sample, record, consume=True)
             figures |= measure_outputs(sample)
             stored = {k: sample[k] for k in (*node.outputs, "affine") if k in sample}
             if figures:

@@ -143,12 +143,16 @@ def _series(sample: Mapping) -> tuple[np.ndarray, bool] | None:
     Only the chosen voxels are copied: a 4-D image is indexed by their coordinates, as a
     reshape of the whole array would copy it (the loaders give Fortran-ordered arrays).
     """
-    bold = sample.get("bold")
+    bold, mask = sample.get("bold"), sample.get("mask")
     if isinstance(bold, np.ndarray) and bold.ndim == 4:
-        mask = sample.get("mask")
         masked = isinstance(mask, np.ndarray) and mask.shape == bold.shape[:3]
         inside = np.flatnonzero(np.asarray(mask) > 0) if masked else np.arange(bold[..., 0].size)
         return bold[np.unravel_index(_evenly(inside), bold.shape[:3])], masked
+    if isinstance(bold, np.ndarray) and bold.ndim == 2 and isinstance(mask, np.ndarray):
+        # Read masked (:func:`~.inputs.load_masked_bold`): its columns are the mask's
+        # voxels in the order above, so the same voxels are measured.
+        if bold.shape[1] == np.count_nonzero(mask):
+            return bold[:, _evenly(np.arange(bold.shape[1]))].T, True
     for kind in ("cifti", "bold"):
         series = sample.get(kind)
         if isinstance(series, np.ndarray) and series.ndim == 2:  # (time, grayordinate)
