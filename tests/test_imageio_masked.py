@@ -2,6 +2,7 @@
 for every layout nibabel reads, in a fraction of the memory; a broken file names itself."""
 
 import gzip
+import itertools
 import tracemalloc
 from pathlib import Path
 
@@ -64,7 +65,7 @@ def test_nifti2_and_a_multi_member_gzip_equal_the_masked_run(tmp_path):
     path = _save(tmp_path / "bold.nii.gz", _bold(shape=(30, 30, 20, 6)))
     raw = gzip.decompress(path.read_bytes())
     cuts = [0, 100, len(raw) // 3, len(raw) // 2 + 7, len(raw)]
-    path.write_bytes(b"".join(gzip.compress(raw[a:b]) for a, b in zip(cuts, cuts[1:])))
+    path.write_bytes(b"".join(gzip.compress(raw[a:b]) for a, b in itertools.pairwise(cuts)))
     _same_as_masking_the_whole_run(path)
 
 

@@ -68,9 +68,7 @@ def _set(path, voxel, value):
 
 
 @pytest.mark.parametrize("value", [np.nan, np.inf])
-def test_a_bad_value_inside_the_brain_is_refused_one_outside_reaches_no_product(
-    tiny_copy, value
-):
+def test_a_bad_value_inside_the_brain_is_refused_one_outside_reaches_no_product(tiny_copy, value):
     plan = ns.assemble([ns.t.Mask()])
     inside, outside = records(tiny_copy)[:2]
     mask = np.asarray(nib.load(inside.files["mask"]).dataobj) > 0
