@@ -462,11 +462,11 @@ def plot(summary: dict, budget: int, mem: int, path: Path) -> None:
     left.set(xlabel="GB of shards", ylabel="seconds", title="Seconds against the data")
     right.set(xlabel="GB of shards", ylabel="peak RSS (GiB)",
               title="Peak resident memory")  # fmt: skip
-    for axes in (left, right):
+    for axes, where in ((left, "upper left"), (right, "center right")):
         axes.set_xlim(left=0)
         axes.set_ylim(bottom=0)
         axes.grid(alpha=0.3)
-        axes.legend(fontsize=7, loc="upper left")
+        axes.legend(fontsize=7, loc=where)
     cache = "page cache dropped before each stage" if summary["cold_cache"] else "warm cache"
     figure.suptitle(f"benchmarks/scale.py: {summary['timepoints']}-volume 2 mm runs, "
                     f"{summary['cores']} cores, {summary['memory_gb']} GB of memory, {cache}",
