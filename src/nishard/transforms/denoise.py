@@ -142,7 +142,8 @@ class Clean(Transform):
 
     @property
     def demands(self) -> Demands:  # type: ignore[override]
-        # Input, output and float64 column blocks (measured: 3x the input). The operator is
+        # The factor is the JAX runner's (input, output and its blocks: 3x the input); the
+        # NumPy runner's memory has a model of its own (working_memory). The operator is
         # (time x time): each feature needs the whole time axis, but features stream.
         return Demands(
             memory_factor=3.0, whole_time_axis=True, voxel_blocks=True, backend=self.backend
