@@ -11,7 +11,9 @@ import pytest
 
 import nishard as ns
 from nishard.checksums import sha256_file
+from nishard.imageio.nifti import CHUNK
 from nishard.workflow import inputs
+from nishard.workflow.fusion import READ_BUFFERS
 from nishard.workflow.inputs import load_inputs
 from nishard.workflow.qc import measure_inputs
 from tests.workflow.dags import BAND, outcome_products, records
@@ -112,3 +114,8 @@ def test_a_file_the_hash_cannot_read_is_the_records_error_though_it_loads(tiny, 
     err = outcome.error
     assert (err.path, err.expected) == (record.files["confounds"], "a readable file")
     assert err.found.startswith("PermissionError: Permission denied (mode ")
+
+
+def test_fusion_costs_the_read_by_the_readers_own_buffers():
+    """fusion.py cannot import the reader (nibabel, ISA-L): its constant must follow it."""
+    assert READ_BUFFERS == 2 * CHUNK

@@ -152,7 +152,7 @@ class Clean(Transform):
     def working_memory(self, specs: Mapping[str, ArraySpec]) -> int | None:
         """The NumPy runner's peak: input, output and three float64 column blocks (8 MiB
         each, or the whole array in float64 when smaller; measured), which no multiple of
-        the input describes: a tenth of a 2 mm run's series, three times a small one's."""
+        the input describes: small beside a 2 mm run's series, six times a small float32 one."""
         if self.backend != "numpy" or self.key not in specs:
             return None
         signals = specs[self.key]

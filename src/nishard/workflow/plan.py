@@ -244,23 +244,27 @@ class Plan:
         # computed on (hashlib and ISA-L let go of the GIL), instead of before. (A pool of
         # the call's own: a module-wide one would not survive the executors' forks.)
         overlap = checksums is None and cache is None
+        error: RecordError | None = None
         with ThreadPoolExecutor(1) as pool:  # (no thread starts unless one is submitted)
             hashing = pool.submit(input_checksums, record, self.inputs) if overlap else None
             try:
+                if checksums is None and not overlap:
+                    known = input_checksums(record, self.inputs)
+                if not settled:  # (a workflow engine's task settled it where it loaded)
+                    record, warnings = settle_timing(record, self.inputs)
+                self.check_memory(record)
+                products, qc = self._products(record, known, cache, mapped)
+            except RecordError as err:
+                error = err
+            if hashing is not None:
                 try:
-                    if checksums is None and hashing is None:
-                        known = input_checksums(record, self.inputs)
-                    if not settled:  # (a workflow engine's task settled it where it loaded)
-                        record, warnings = settle_timing(record, self.inputs)
-                    self.check_memory(record)
-                    products, qc = self._products(record, known, cache, mapped)
-                finally:
+                    known = hashing.result()
+                except RecordError as err:
                     # A file the hash could not read is the record's error, as when it
                     # was hashed first: the read would have failed on it too.
-                    if hashing is not None:
-                        known = hashing.result()
-            except RecordError as err:
-                return Outcome(record, None, err, known, warnings=warnings)
+                    error = err
+        if error is not None:
+            return Outcome(record, None, error, known, warnings=warnings)
         return Outcome(record, products, None, known, warnings=warnings, qc=qc)
 
     def check_memory(self, record: Record) -> None:
