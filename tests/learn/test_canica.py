@@ -124,8 +124,8 @@ def test_a_stopped_fit_resumes_from_the_reductions_it_cached(networks, tmp_path,
 
     whole = Shards.arrays
 
-    def stopped(self):
-        for count, item in enumerate(whole(self)):
+    def stopped(self, check=True):
+        for count, item in enumerate(whole(self, check)):
             if count == 5:
                 raise KeyboardInterrupt  # the user's Ctrl-C halfway through the subjects
             yield item

@@ -76,6 +76,16 @@ def test_samples_without_time_points_or_with_nan_are_named():
     broken[3, 7] = np.nan
     with pytest.raises(LearnError, match="sample 1: NaN or infinite values"):
         CanICA(n_components=3).fit([good, broken])
+    # Found by the reduction (the Gram's trace), for each route, with the same message.
+    for reduction in ("gram", "randomized"):
+        for bad in (np.inf, -np.inf):
+            broken[3, 7] = bad
+            with pytest.raises(LearnError, match="sample 1: NaN or infinite values"):
+                CanICA(n_components=3, reduction=reduction).fit([good, broken])
+    # Finite, but past what float32 products can square: named as such, not as NaN.
+    huge = good * np.float32(1e20)
+    with pytest.raises(LearnError, match="sample 0: values so large that their squares"):
+        CanICA(n_components=3).fit([huge, good])
     with pytest.raises(LearnError, match=r"sample 1: no time points \(shape \(0, 50\)\)"):
         CanICA(n_components=3).fit([good, good[:0]])
     with pytest.raises(LearnError, match="threshold must be a non-negative ratio"):

@@ -392,6 +392,7 @@ class GroupDecomposition(TransformerMixin, BaseEstimator):
             options,
             consume,
             jobs=plan.jobs if plan else 1,
+            ahead=plan.read_ahead if plan else False,
             memory=self._cache(),
             identities=identities,
             progress=bool(self.verbose),
@@ -424,7 +425,7 @@ class GroupDecomposition(TransformerMixin, BaseEstimator):
         with progress_bar(
             total=total, unit="sample", desc="score", disable=not self.verbose
         ) as bar:
-            for _, sample in data.arrays():
+            for _, sample, _ in data.arrays():
                 projections = scorer.observe(sample)
                 del sample
                 if courses is not None:  # fit_transform: the time courses of this pass
@@ -477,7 +478,7 @@ class GroupDecomposition(TransformerMixin, BaseEstimator):
         data = open_source(X, self.key, self.split)
         project = Projection(self.components_)
         courses = []
-        for _, sample in data.arrays():
+        for _, sample, _ in data.arrays():
             if sample.shape[1] != self.components_.shape[1]:
                 raise LearnError(
                     f"samples of {sample.shape[1]} features for maps of {self.components_.shape[1]}"

@@ -76,6 +76,9 @@ class MemoryPlan:
         Bytes (None: unbounded).
     jobs : int
         Subjects reduced at once.
+    read_ahead : bool
+        Whether the next sample is read while the last is reduced (then one sample more
+        is held: the budget allowed it beside the smallest group buffer).
     capacity, keep : int
         Rows of each group buffer, and rows kept when one is full (MIGP).
     estimate : int
@@ -84,6 +87,7 @@ class MemoryPlan:
 
     budget: int | None
     jobs: int
+    read_ahead: bool
     capacity: int
     keep: int
     estimate: int
@@ -180,25 +184,26 @@ def plan_memory(
     )
     least = n_components + n_rows
 
-    def stream(j: int) -> int:
-        # Serially, one sample at a time (the stream reads each array straight into its
-        # own memory, and the next only when the last is let go); in threads, one per
-        # worker and one being read.
-        return (j + 1) * sample_bytes if j > 1 else sample_bytes
+    def stream(j: int, ahead: bool) -> int:
+        # Each worker holds its sample; reading ahead, one more is being read (the stream
+        # reads each array straight into its own memory, the next only when asked).
+        return (j + ahead) * sample_bytes
 
     def buffers(c: int) -> int:
         return accumulators * (c * row + 4 * c * c * 8)
 
-    def phase1(j: int, c: int) -> int:
-        return stream(j) + j * (work + n_rows * row) + buffers(c) + (4 << 20)
+    def phase1(j: int, ahead: bool, c: int) -> int:
+        return stream(j, ahead) + j * (work + n_rows * row) + buffers(c) + (4 << 20)
 
     final = unmixing_bytes(n_features, n_components) + final_bytes
     if budget is None:
         capacity = most
         keep = max(n_components, min(capacity - n_rows, capacity // 2))
-        return MemoryPlan(None, max(1, jobs), capacity, keep, max(phase1(jobs, capacity), final))
+        jobs = max(1, jobs)
+        estimate = max(phase1(jobs, True, capacity), final)
+        return MemoryPlan(None, jobs, True, capacity, keep, estimate)
     usable = int(budget * SAFETY)
-    need = phase1(1, least)
+    need = phase1(1, False, least)
     if need > usable or final > usable:
         raise LearnError(
             f"memory budget {format_bytes(budget)} too small: one sample of "
@@ -207,19 +212,22 @@ def plan_memory(
             f"{n_features} features about {format_bytes(final / SAFETY)}; give at least "
             f"{format_bytes(max(need, final) / SAFETY)}"
         )
-    chosen = 1
-    for j in range(max(1, jobs), 1, -1):  # as many workers as fit beside a minimal buffer
-        if phase1(j, least) <= usable:
-            chosen = j
+    # As many workers as fit beside a minimal buffer, reading ahead; reading ahead beats
+    # a larger buffer: it hides the read behind the reduction, where a larger buffer only
+    # makes MIGP's reductions rarer (and each one dearer).
+    chosen, ahead = 1, False
+    for j in range(max(1, jobs), 0, -1):
+        if phase1(j, True, least) <= usable:
+            chosen, ahead = j, True
             break
     capacity = least
     low, high = least, max(least, most)
     while low <= high:  # the largest buffer that fits
         mid = (low + high) // 2
-        if phase1(chosen, mid) <= usable:
+        if phase1(chosen, ahead, mid) <= usable:
             capacity, low = mid, mid + 1
         else:
             high = mid - 1
     keep = max(n_components, min(capacity - n_rows, capacity // 2))
-    estimate = max(phase1(chosen, capacity), final)
-    return MemoryPlan(budget, chosen, capacity, keep, estimate)
+    estimate = max(phase1(chosen, ahead, capacity), final)
+    return MemoryPlan(budget, chosen, ahead, capacity, keep, estimate)

@@ -31,15 +31,16 @@ from .errors import LearnError
 _WIDENED = {"float16": 4, "bfloat16": 4}
 
 
-def check_values(data: np.ndarray, where: str) -> None:
-    """Refuse a sample without time points or with NaN or infinite values, naming it.
+def check_values(data: np.ndarray, where: str, finite: bool = True) -> None:
+    """Refuse a sample without time points or (``finite``) with NaN or infinite values,
+    naming it.
 
     A check at memory speed finds them before the SVD would fail on them with a message
     that names no sample.
     """
     if data.shape[0] == 0:
         raise LearnError(f"{where}: no time points (shape {data.shape})")
-    if not all_finite(data):
+    if finite and not all_finite(data):
         raise LearnError(
             f"{where}: NaN or infinite values; learning needs finite data (were the "
             "shards built from broken runs? nishard verify SHARDS checks them)"
@@ -256,8 +257,14 @@ class Shards:
     def total_timepoints(self) -> int | None:
         return None if self.n_timepoints is None else self.n_timepoints * len(self.samples)
 
-    def arrays(self) -> Iterator[tuple[str, np.ndarray]]:
-        """``(identity, array)`` of every sample, streamed shard by shard."""
+    def arrays(self, check: bool = True) -> Iterator[tuple[str, np.ndarray, str]]:
+        """``(identity, array, where)`` of every sample, streamed shard by shard.
+
+        ``where`` names the sample in errors (folder, key and shard). With ``check``
+        (the default) an array with NaN or infinite values is refused here; a caller
+        that finds them on its way (the Gram route's diagonal) passes False and calls
+        :func:`check_values` itself when it does.
+        """
         for folder, manifest in zip(self.folders, self.manifests, strict=True):
             refs = {r.key: r for r in self.samples if r.folder == folder}
             if not refs:
@@ -273,13 +280,13 @@ class Shards:
                 # soon as its reduction lets go, before the next one is read.
                 data = item.pop(self.key)
                 del item
+                where = f"{folder}: sample {ref.key} of {ref.shard}"
                 if data.ndim != 2 or data.shape[1] != self.n_features:
                     raise LearnError(
-                        f"{folder}: sample {ref.key} of {ref.shard}: expected "
-                        f"(time, {self.n_features}), found shape {data.shape}"
+                        f"{where}: expected (time, {self.n_features}), found shape {data.shape}"
                     )
-                check_values(data, f"{folder}: sample {ref.key} of {ref.shard}")
-                yield ref.identity, data
+                check_values(data, where, finite=check)
+                yield ref.identity, data, where
                 del data
 
     def summary(self) -> dict:
@@ -326,18 +333,20 @@ class ArraySource:
             return np.asarray(item[self.key])
         return np.asarray(item)
 
-    def arrays(self) -> Iterator[tuple[str | None, np.ndarray]]:
-        """``(None, array)``: no content identity (the cache hashes the array instead)."""
+    def arrays(self, check: bool = True) -> Iterator[tuple[None, np.ndarray, str]]:
+        """``(None, array, where)``: no content identity (the cache hashes the array
+        instead); ``check`` as for :meth:`Shards.arrays`."""
         features = None
         for index, item in enumerate(self.items):
             data = self._array(item)
+            where = f"sample {index}"
             if data.ndim != 2:
-                raise LearnError(f"sample {index}: expected (time, features), found {data.shape}")
+                raise LearnError(f"{where}: expected (time, features), found {data.shape}")
             if features is not None and data.shape[1] != features:
                 raise LearnError(
-                    f"sample {index}: {data.shape[1]} features where the first had {features}; "
+                    f"{where}: {data.shape[1]} features where the first had {features}; "
                     "group learning needs one mask"
                 )
             features = data.shape[1]
-            check_values(data, f"sample {index}")
-            yield None, data
+            check_values(data, where, finite=check)
+            yield None, data, where

@@ -18,15 +18,21 @@ before the next is decoded, so that at most ``jobs`` samples are held at once.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
+from typing import TypeVar
 
 import numpy as np
 from joblib import Memory, Parallel, delayed
 from threadpoolctl import threadpool_limits
 
 from ..progress import bar as progress_bar
-from .pca import subject_reduction
+from .errors import LearnError
+from .pca import NotFinite, subject_reduction
+from .source import check_values
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -83,16 +89,15 @@ class Reduced:
 def reduce_array(data: np.ndarray, options: dict) -> Reduced:
     """Reduce one ``(time, features)`` array (the function the cache stores)."""
     data = np.asarray(data)
-    rows, singular = subject_reduction(
-        data, options["n_rows"], options["method"], options["random_state"]
+    rows, singular, squares = subject_reduction(
+        data, options["n_rows"], options["method"], options["random_state"], return_squares=True
     )
-    squares = float(np.einsum("ij,ij->", data, data, dtype=np.float64))
     return Reduced(rows, singular, squares, int(data.shape[0]))
 
 
 #: Bumped when the reduction's arithmetic changes, so that caches made before miss (joblib
 #: hashes only the source of the cached function, not of what it calls).
-REDUCTION_VERSION = 1
+REDUCTION_VERSION = 2
 
 
 def _by_identity(identity: str, options: dict, data: np.ndarray | None) -> Reduced:
@@ -120,6 +125,29 @@ class ReductionLog:
         return None if self.sum_squares == 0 else self.kept_squares / self.sum_squares
 
 
+def read_ahead(items: Iterable[T]) -> Iterator[T]:
+    """``items``, each next one taken from the iterable in a thread while the caller works
+    on the last: reading a sample (``preadv``, decompression) and reducing one (BLAS)
+    both release the GIL, so they overlap. At most one item is taken ahead, and only once
+    the caller has let go of the one before, so memory holds two items at most.
+    """
+    iterator = iter(items)
+    done = object()
+    with ThreadPoolExecutor(1, thread_name_prefix="nishard-read-ahead") as pool:
+        pending = pool.submit(next, iterator, done)
+        try:
+            while (item := pending.result()) is not done:
+                pending = pool.submit(next, iterator, done)
+                yield item
+                del item
+        finally:
+            pending.cancel()
+            wait([pending])
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                close()
+
+
 def as_memory(memory: object) -> Memory:
     """A ``joblib.Memory`` for a folder (str or path), a ``joblib.Memory`` or None (a
     Memory that caches nothing), as scikit-learn's ``check_memory`` and paths too."""
@@ -140,6 +168,7 @@ def reduce_subjects(
     consume: Callable[[Reduced], None],
     *,
     jobs: int = 1,
+    ahead: bool = False,
     memory: object = None,
     identities: list[str] | None = None,
     progress: bool = False,
@@ -155,6 +184,9 @@ def reduce_subjects(
         Called with each :class:`Reduced`, in the source's order.
     jobs : int
         Samples reduced at once (threads).
+    ahead : bool
+        With one job, read the next sample in a thread while the last is reduced (one
+        sample more in memory); several jobs always read ahead.
     memory : str, PathLike, joblib.Memory or None
         Where reductions are stored and found again (None: nowhere).
     identities : list of str, optional
@@ -187,11 +219,16 @@ def reduce_subjects(
         log.kept_squares += float(np.sum(reduced.singular_values**2))
         consume(reduced)
 
-    def work(identity: str | None, data: np.ndarray) -> tuple[Reduced, int, bool]:
-        if keyed is not None and identity is not None:
-            hit = keyed.check_call_in_cache(identity, settings, None)
-            return keyed(identity, settings, data), data.nbytes, hit
-        return plain(data, settings), data.nbytes, False
+    def work(identity: str | None, data: np.ndarray, where: str) -> tuple[Reduced, int, bool]:
+        try:
+            if keyed is not None and identity is not None:
+                hit = keyed.check_call_in_cache(identity, settings, None)
+                return keyed(identity, settings, data), data.nbytes, hit
+            return plain(data, settings), data.nbytes, False
+        except NotFinite as err:
+            found = err
+        check_values(data, where)  # names the sample: NaN or inf
+        raise LearnError(f"{where}: values so large that their squares overflow float32") from found
 
     def outcomes() -> Iterator[tuple[Reduced, int, bool]]:
         if (
@@ -203,16 +240,19 @@ def reduce_subjects(
             for identity in identities:
                 yield keyed(identity, settings, None), 0, True
             return
+        # The reduction finds NaN and inf itself (the Gram's diagonal), so the stream does
+        # not make a pass of its own over each sample to look for them.
+        samples = source.arrays(check=False)
         if jobs <= 1:
-            for identity, data in source.arrays():
-                outcome = work(identity, data)
+            for identity, data, where in read_ahead(samples) if ahead else samples:
+                outcome = work(identity, data, where)
                 del data  # before the stream decodes the next sample
                 yield outcome
             return
 
         def tasks() -> Iterator:
-            for identity, data in source.arrays():
-                yield delayed(work)(identity, data)
+            for identity, data, where in samples:
+                yield delayed(work)(identity, data, where)
                 del data
 
         run = Parallel(
