@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 from scipy.interpolate import CubicSpline
 
-from nishard.transforms import filters
+from nishard.transforms import filters, regression
 from nishard.transforms.filters import (
     butterworth,
     cosine_drift,
@@ -350,3 +350,20 @@ def test_errors(x, conf):
         clean(x, t_r=T_R, filter=None, low_pass=0.1)
     with pytest.warns(UserWarning, match="without detrend or standardize_confounds"):
         clean(x, t_r=T_R, detrend=False, confounds=conf, standardize_confounds=False)
+
+
+def test_float32_rounding_is_caught_where_the_operator_removes_nearly_everything(monkeypatch):
+    """Confounds that explain all but a millionth of the variance: the float32 product's
+    rounding, relative to the input, would swamp what is left; those features are
+    computed again in float64 and match nilearn run in float64."""
+    rng = np.random.default_rng(5)
+    conf = rng.normal(size=(N, 24))
+    x = 1000.0 + conf @ rng.normal(size=(24, V)) * 50 + rng.normal(size=(N, V)) * 0.05
+    x = x.astype(np.float32)
+    kw = dict(t_r=T_R, detrend=True, low_pass=0.1, high_pass=0.01, filter="butterworth",
+              confounds=conf, standardize="zscore_sample")  # fmt: skip
+    exact = reference(x.astype(np.float64), **kw)
+    assert np.abs(ours(x, **kw) - exact).max() <= TOL / 10
+    # Without the check, the float32 product alone is far off: the test can fail.
+    monkeypatch.setattr(regression, "FLOAT32_ERROR", np.inf)
+    assert np.abs(ours(x, **kw) - exact).max() > TOL
