@@ -1,8 +1,9 @@
 """Subject reductions streamed from a source: in parallel threads, cached on disk.
 
 Each sample is reduced to its leading spatial components (:func:`subject_reduction`)
-as the stream yields it, and handed to the caller (who folds it into a group buffer)
-before the next is decoded, so that at most ``jobs`` samples are held at once.
+as the stream yields it, and handed to the caller (who folds it into a group buffer):
+at most ``jobs`` samples are held at once, and one more when the next is read ahead
+(:func:`read_ahead`, where the memory plan allows it).
 
 - **Parallel.** ``joblib.Parallel`` over the samples with the threading backend: the
   work is BLAS and NumPy, which release the GIL, and threads share the process, so no
