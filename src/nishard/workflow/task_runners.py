@@ -39,6 +39,10 @@ FAILED = ("FAILED", "OUT_OF_MEMORY", "TIMEOUT", "CANCELLED", "NODE_FAIL", "PREEM
           "BOOT_FAIL", "DEADLINE")  # fmt: skip
 #: Folders each node has of its own on most clusters.
 NODE_LOCAL = ("/tmp", "/var/tmp", "/dev/shm", "/run")
+#: Seconds to wait, once the merge job has ended, for the accounting database to list
+#: the end of every array element (slurmdbd records it a moment after the job ends).
+ACCOUNTING_LAG = 30.0
+
 #: sacct states of a job still to end.
 ACTIVE = ("PENDING", "RUNNING", "REQUEUED", "RESIZING", "SUSPENDED", "CONFIGURING",
           "COMPLETING")  # fmt: skip
@@ -282,19 +286,22 @@ class SlurmArray:
     def _watch(self, elements: dict[str, dict[int, int]], merging: str, total: int,
                progress: bool, where: Path) -> list[TaskFailure]:  # fmt: skip
         meter = Progress(total, "slurm-array", progress)
+        settled = None  # when the merge job ended
         while True:
             states = job_states([*elements, merging])
-            tasks: dict[int, str] = {}
-            for job, by_index in elements.items():
-                for index, task in by_index.items():
-                    tasks[task] = states.get(f"{job}_{index}", "PENDING")
+            tasks = _element_states(elements, states)
             done = sum(state == "COMPLETED" for state in tasks.values())
             running = sum(state == "RUNNING" for state in tasks.values())
             failed = sum(state.split()[0] in FAILED for state in tasks.values())
             meter.update(done, running, failed)
             merge_state = states.get(merging, "PENDING")
             if merge_state.split()[0] not in ACTIVE:
-                break
+                # The merge ran after every element (afterany), but the accounting
+                # database may not list an element's end yet: ask again for a while.
+                settled = settled or time.monotonic()
+                pending = any(state.split()[0] in ACTIVE for state in tasks.values())
+                if not pending or time.monotonic() - settled > ACCOUNTING_LAG:
+                    break
             time.sleep(self.poll)
         meter.update(done, 0, failed, final=True)
         logs = {
@@ -309,6 +316,15 @@ class SlurmArray:
             why = last_line(logs[0], 1) if logs else merge_state
             raise NishardError(f"the merge job {merging} ended {merge_state}: {why}")
         return failures
+
+
+def _element_states(elements: dict[str, dict[int, int]], states: dict[str, str]) -> dict[int, str]:
+    """Each task's state, from sacct's states of the array elements that ran it."""
+    return {
+        task: states.get(f"{job}_{index}", "PENDING")
+        for job, by_index in elements.items()
+        for index, task in by_index.items()
+    }
 
 
 def chunks(numbers: Sequence[int], size: int) -> list[tuple[int, list[int]]]:
