@@ -221,7 +221,6 @@ def main() -> None:
         # the two is not bent by whatever else the machine did between them.
         t_nishard = t_isal = float("inf")
         for _ in range(args.repeats):
-            ours = None
             t, ours = fastest(lambda: nishard_clean(record), 1)
             t_nishard = min(t_nishard, t)
             t_isal = min(t_isal, fastest(lambda: _read_bold(record), 1)[0])

@@ -9,12 +9,11 @@ in one pass over column blocks, with the standardization fused into the same pas
 Numerics: the NumPy backend converts each block to float64 (float64 accumulation for
 float32 input) and writes the dtype of the input out (float32 for float32 input), with one
 exception: float32 data z-scored through a dense operator (a band-pass filter: the usual
-denoising) are centred around float64 means and multiplied in float32, 1.6 times as fast,
-each feature whose estimated rounding error exceeds 1e-5 of its output's spread computed
-again in float64. Against nilearn run in float64, that route's z-scores differ by 4e-6 to
-6.5e-6 on data like the tests' (nilearn's own float32 run: 1.6e-6 to 3.1e-4;
-tests/transforms/test_clean.py holds every combination within 1e-5); float64 data, other
-standardizations and low-rank operators keep float64 throughout. The JAX
+denoising) are centred around float64 means and multiplied in float32 (benchmarks/clean.py:
+the clean step 0.24-0.27 s against 0.38 s), each feature whose estimated rounding error
+exceeds 1e-5 of its output's spread computed again in float64; tests/transforms/
+test_clean.py holds every combination within 1e-5 of nilearn run in float64. Float64
+data, other standardizations and low-rank operators keep float64 throughout. The JAX
 backend runs the same arithmetic in the input's precision (float32 unless ``jax_enable_x64``
 is on) with ``Precision.HIGHEST`` matrix products, after shifting every feature by its mean
 so that the products never carry a large baseline; the operator itself (pivoted QR, rank
@@ -227,9 +226,9 @@ def _offset_parts(op: LinearOp):
 
 
 def _numpy_block(block: np.ndarray, op: LinearOp, standardize, ensure_finite):
-    if block.dtype == np.float32 and op.dense is not None and not ensure_finite:
-        if standardize in ("zscore", "zscore_sample"):
-            return _numpy_block32(block, op, standardize)
+    z_scored = standardize in ("zscore", "zscore_sample")
+    if block.dtype == np.float32 and op.dense is not None and z_scored and not ensure_finite:
+        return _numpy_block32(block, op, standardize)
     return _numpy_block64(block, op, standardize, ensure_finite)
 
 
@@ -273,8 +272,8 @@ FLOAT32_ERROR = 1e-5
 def _numpy_block32(block: np.ndarray, op: LinearOp, standardize: str):
     """:func:`_numpy_block` for float32 data through a dense operator, z-scored.
 
-    The product, nearly all of the cost, runs in float32 (1.6 times as fast as float64)
-    on data centred around float64 column means, so that it never carries the baseline,
+    The product, nearly all of the cost, runs in float32 (about 1.5 times as fast as in
+    float64) on data centred around float64 column means, so that it never carries the baseline,
     as the JAX backend does. Its rounding is relative to the input, so it matters where
     the operator removes nearly all of a feature's variance (a run censored down to a
     few degrees of freedom, confounds that explain the signal): each column's error is
