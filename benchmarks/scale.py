@@ -86,7 +86,7 @@ PASSES = ("stream", "canica", "dictlearning")  # held against the disk limit
 
 #: Every stage's child: does its work, then prints one line "NISHARD-BENCH {json}".
 CHILD = """
-import json, os, sys, time
+import hashlib, json, os, sys, time
 args = json.loads(sys.argv[1])
 stage, folders, out = args["stage"], args["folders"], {}
 
@@ -131,9 +131,14 @@ elif stage in ("canica", "dictlearning"):
         model = CanICA(n_init=args["n_init"], **common)
     else:
         model = DictLearning(n_epochs=1, **common)
+    from nishard.learn.source import Shards
+    source = Shards(tuple(folders), direct=args.get("direct"))  # None: past memory, direct
     started = time.perf_counter()
-    model.fit(folders)
-    out.update(seconds=time.perf_counter() - started, timings=model.timings_,
+    model.fit(source)
+    out["seconds"] = time.perf_counter() - started
+    out["maps_sha256"] = hashlib.sha256(model.components_.tobytes()).hexdigest()
+    out["direct"] = source.reads_direct
+    out.update(timings=model.timings_,
                bytes=model.bytes_streamed_, added=model.memory_usage_["added"],
                plan=model.memory_plan_.to_dict() if model.memory_plan_ else None)
     if stage == "canica":  # the pass's compute alone: one run's reduction, in memory

@@ -33,10 +33,12 @@ class ArrayStream:
     Parameters
     ----------
     stream : Stream
+    direct : bool
+        Read large arrays of local tar and TFRecord shards past the page cache.
     """
 
-    def __init__(self, stream: Stream):
-        self.epoch = stream.first_epoch
+    def __init__(self, stream: Stream, direct: bool = False):
+        self.epoch, self.direct = stream.first_epoch, direct
         self.parts: list[Plan | _Decoded] = []
         for split in stream.split_names():
             catalog = stream.catalog(split, streamable=False)
@@ -58,18 +60,18 @@ class ArrayStream:
             if isinstance(part, _Decoded):
                 yield from part
             else:
-                yield from _read(part, self.epoch)
+                yield from _read(part, self.epoch, self.direct)
 
     def __repr__(self) -> str:
         splits = [p.catalog.split for p in self.parts]
         return f"ArrayStream({str(self.parts[0].catalog.folder)!r}, splits={splits})"
 
 
-def _read(plan: Plan, epoch: int) -> Iterator[dict[str, object]]:
+def _read(plan: Plan, epoch: int, direct: bool) -> Iterator[dict[str, object]]:
     """A plan's epoch, each array freshly allocated."""
     assembler = Assembler(plan.catalog, plan.fields, plan.normalizer)
     batched = plan.batch_size is not None
-    yield from assembled(assembler, plan.catalog, plan.batches(epoch), batched, 0)
+    yield from assembled(assembler, plan.catalog, plan.batches(epoch), batched, 0, direct=direct)
 
 
 class _Decoded:

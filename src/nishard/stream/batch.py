@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import ml_dtypes
 import numpy as np
 
+from . import direct as direct_io
 from .catalog import Catalog
 from .classes import Labels
 from .memory import Allocator, numpy_allocator
@@ -156,7 +157,11 @@ class Assembler:
         if found is None:
             reader.fill(located, name, np.empty(0))  # raises the error naming the fields
         dtype = self.dtypes[name] or self._cast(found.dtype)
-        array, handle = self.allocate(found.shape, dtype)
+        if reader.direct and found.array is None and found.dtype == dtype and not found.fortran:
+            # At the file's phase within a block, so the reader can read it past the cache.
+            array = handle = direct_io.empty(found.shape, dtype, found.offset)
+        else:
+            array, handle = self.allocate(found.shape, dtype)
         reader.fill(located, name, array)
         if self.normalizer is not None and name in self.normalizer.keys:
             self.normalizer.apply(name, array)

@@ -415,7 +415,7 @@ class Stream:
         plan = self.plan(ranks=jax_ranks)
         return make_jax_stream(plan, self.first_epoch, threads, prefetch, devices, sharding)
 
-    def arrays(self) -> ArrayStream:
+    def arrays(self, direct: bool = False) -> ArrayStream:
         """Samples (or batches) as dicts of NumPy arrays, each array the caller's own
         (writable, shared with nothing), for out-of-core learners.
 
@@ -424,6 +424,15 @@ class Stream:
         their verifying decoders. With several splits (``open(path, "*")``) each is read
         in turn, in its own order.
 
+        Parameters
+        ----------
+        direct : bool
+            Read each array of 16 MiB or more of a local folder past the page cache
+            (``O_DIRECT``, where the file system allows it; see :mod:`.direct`): for a
+            pass over more data than memory holds, which the cache could not keep for a
+            second pass, it saves the kernel's copy and the cache's reclaim. Data that
+            fit in memory read faster a second time without it.
+
         Returns
         -------
         ArrayStream
@@ -431,7 +440,7 @@ class Stream:
         """
         from .arrays import ArrayStream
 
-        return ArrayStream(self)
+        return ArrayStream(self, direct)
 
     def grain(self) -> GrainSource:
         """A grain ``RandomAccessDataSource``: ``source[i]`` is item ``i`` of this rank's

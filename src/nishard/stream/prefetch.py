@@ -24,11 +24,11 @@ T = TypeVar("T")
 
 
 class Readers:
-    """One :class:`ShardReader` per thread, created on first use (``memory``: see
-    :class:`ShardReader`)."""
+    """One :class:`ShardReader` per thread, created on first use (``memory`` and
+    ``direct``: see :class:`ShardReader`)."""
 
-    def __init__(self, catalog: Catalog, memory: bool = False):
-        self.catalog, self.memory = catalog, memory
+    def __init__(self, catalog: Catalog, memory: bool = False, direct: bool = False):
+        self.catalog, self.memory, self.direct = catalog, memory, direct
         self._local = threading.local()
         self._all: list[ShardReader] = []
         self._lock = threading.Lock()
@@ -36,7 +36,9 @@ class Readers:
     def get(self) -> ShardReader:
         reader = getattr(self._local, "reader", None)
         if reader is None:
-            reader = self._local.reader = ShardReader(self.catalog, memory=self.memory)
+            reader = self._local.reader = ShardReader(
+                self.catalog, memory=self.memory, direct=self.direct
+            )
             with self._lock:
                 self._all.append(reader)
         return reader
@@ -51,7 +53,7 @@ class Readers:
 
 def assembled(
     assembler, catalog: Catalog, batches: Sequence, batched: bool, threads: int,
-    shared: bool = False,
+    shared: bool = False, direct: bool = False,
 ) -> Iterator[object]:  # fmt: skip
     """Each item of ``batches`` (arrays of sample numbers) assembled in order: a sample
     (the first number) when not ``batched``, else a batch; the readers of ``catalog`` are
@@ -60,7 +62,7 @@ def assembled(
     A remote folder's shards are fetched ahead into memory, unless a cache folder was
     asked for or other processes read the same shards (``shared``: DataLoader workers,
     each reading every few batches, which fetch each shard once into the cache they
-    share).
+    share). ``direct``: large arrays of a local folder are read past the page cache.
     """
 
     def work(reader: ShardReader, numbers) -> object:
@@ -72,7 +74,7 @@ def assembled(
 
     mirror = catalog.storage if isinstance(catalog.storage, ShardMirror) else None
     memory = mirror is not None and mirror.memory and not shared
-    readers = Readers(catalog, memory)
+    readers = Readers(catalog, memory, direct)
     if mirror is not None:
         batches = _fetching_ahead(catalog, batches, mirror, memory)
     try:

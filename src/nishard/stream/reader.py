@@ -23,6 +23,7 @@ A reader keeps a few files open and is not thread-safe: give each thread its own
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -36,6 +37,7 @@ import numpy as np
 from ..archives.decoders import DecodeError, example_sample, unsafe_member
 from ..archives.storage import LocalStorage, Storage
 from ..errors import StorageError
+from . import direct as direct_io
 from .catalog import Catalog, Shard
 from .mirror import Held, ShardMirror
 from .npy import PREFIX, header_at, header_length, parse_header
@@ -100,11 +102,21 @@ class ShardReader:
     memory : bool
         Read a mirrored remote folder's shards from memory (:meth:`.ShardMirror.hold`),
         not from its cache folder.
+    direct : bool
+        Read arrays of at least :data:`.direct.MIN_BYTES` of a local folder past the page
+        cache (see :mod:`.direct`), where the platform and file system allow it.
     """
 
-    def __init__(self, catalog: Catalog, small: int | None = None, memory: bool = False):
+    def __init__(
+        self, catalog: Catalog, small: int | None = None, memory: bool = False,
+        direct: bool = False,
+    ):  # fmt: skip
         self.catalog, self.small = catalog, SMALL if small is None else small
         self.memory = memory and isinstance(catalog.storage, ShardMirror)
+        self.direct = direct and direct_io.available() and isinstance(catalog.storage, LocalStorage)
+        # Per open descriptor: its path, and its direct twin (None: refused there).
+        self._paths: dict[int, str] = {}
+        self._direct: dict[int, int | None] = {}
         self._files: OrderedDict[int, Source] = OrderedDict()
         self._scratch = np.empty(0, np.uint8)
         tar = catalog.format == "webdataset"
@@ -173,7 +185,13 @@ class ShardReader:
             np.copyto(out, found.array, casting="unsafe")
             return
         if found.dtype == out.dtype and not found.fortran and out.flags.c_contiguous:
-            _pread_into(located.fd, _bytes_of(out), found.offset)
+            target = _bytes_of(out)
+            span = self._fill_direct(located.fd, target, found.offset)
+            if span is None:
+                _pread_into(located.fd, target, found.offset)
+            else:  # the bytes before the first block boundary, and from the last one on
+                _pread_into(located.fd, target[: span[0]], found.offset)
+                _pread_into(located.fd, target[span[1] :], found.offset + span[1])
             return
         raw = self._scratch_bytes(found.nbytes)
         _pread_into(located.fd, raw, found.offset)
@@ -182,10 +200,37 @@ class ShardReader:
         values = values.reshape(shape[::-1]).T if found.fortran else values.reshape(shape)
         np.copyto(out, values, casting="unsafe")
 
+    def _fill_direct(self, fd: Source, out: np.ndarray, offset: int) -> tuple[int, int] | None:
+        """Read the aligned middle of ``out`` past the page cache, where asked and able;
+        the span read, or None (the caller reads it all)."""
+        if not self.direct or out.size < direct_io.MIN_BYTES or type(fd) is not int:
+            return None
+        if fd not in self._direct:
+            self._direct[fd] = direct_io.open_file(self._paths[fd])
+        twin = self._direct[fd]
+        if twin is None:
+            return None
+        try:
+            return direct_io.read_middle(twin, out, offset)
+        except OSError as err:
+            if err.errno != errno.EINVAL:
+                raise
+            os.close(twin)  # opened, but the file system refuses direct reads
+            self._direct[fd] = None
+            return None
+
+    def _close(self, source: Source) -> None:
+        if type(source) is int:
+            twin = self._direct.pop(source, None)
+            if twin is not None:
+                os.close(twin)
+            self._paths.pop(source, None)
+        _close(source)
+
     def close(self) -> None:
         """Close the open files, let go of the shards held in memory."""
         for source in self._files.values():
-            _close(source)
+            self._close(source)
         self._files.clear()
         self.held = (-1, 0, b"")
 
@@ -206,9 +251,11 @@ class ShardReader:
             source = self.catalog.storage.hold(name)
         else:
             source = _descriptor(self.catalog.storage, name)
+            if self.direct:
+                self._paths[source] = self.catalog.storage.path(name)
         self._files[shard] = source
         if len(self._files) > (HELD_SHARDS if self.memory else OPEN_FILES):
-            _close(self._files.popitem(last=False)[1])
+            self._close(self._files.popitem(last=False)[1])
         return source
 
     def _scratch_bytes(self, n: int) -> np.ndarray:
