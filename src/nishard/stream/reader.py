@@ -4,6 +4,8 @@
 :meth:`ShardReader.fill` puts a field's values in an array the caller owns. A large array
 is read from the file straight into that array with one ``preadv``: the one copy is the
 kernel's, from the page cache, and it runs without the GIL, so reader threads overlap.
+With ``direct``, the block-aligned middle of an array of 16 MiB or more is read past the
+page cache instead (:mod:`.direct`): no copy at all.
 A small sample (under :data:`SMALL` bytes) is read whole in one system call and its
 arrays copied from that buffer, which costs less than a call per member; a run of
 consecutive small samples (a batch read in order) is read in one call
