@@ -9,12 +9,10 @@ from __future__ import annotations
 import errno
 import os
 import shutil
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-import nishard.learn.source as source_module
 from nishard.archives.decoders import DecodeError
 from nishard.learn import CanICA
 from nishard.learn.source import Shards
@@ -74,8 +72,10 @@ def test_small_arrays_and_buffered_streams_never_read_directly(networks, counted
 def test_more_data_than_available_memory_is_read_directly(networks, counted, monkeypatch):
     shards = Shards(networks.shards)
     assert not shards.reads_direct  # 53 MB: the cache keeps it for the next pass
-    memory = SimpleNamespace(available=shards.total_bytes - 1)
-    monkeypatch.setattr(source_module.psutil, "virtual_memory", lambda: memory)
+    assert (
+        0 < direct.available_memory() < 2 * os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    )
+    monkeypatch.setattr(direct, "available_memory", lambda: shards.total_bytes - 1)
     assert shards.reads_direct
 
 
@@ -86,8 +86,7 @@ def test_canica_fits_the_same_maps_reading_directly(networks, counted, monkeypat
 
     cached = fit()
     assert counted == []
-    nothing = SimpleNamespace(available=0)
-    monkeypatch.setattr(source_module.psutil, "virtual_memory", lambda: nothing)
+    monkeypatch.setattr(direct, "available_memory", lambda: 0)
     past_the_cache = fit()
     assert len(counted) == 12
     np.testing.assert_array_equal(past_the_cache, cached)

@@ -18,12 +18,12 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
-import psutil
 
 from ..archives.inspect import summarize
 from ..archives.manifest import MANIFEST, read_manifest
 from ..finite import all_finite
 from ..stream import EVERY_SPLIT
+from ..stream import direct as direct_io
 from ..stream import open as open_stream
 from .errors import LearnError
 
@@ -269,7 +269,7 @@ class Shards:
         """Whether :meth:`arrays` reads past the page cache (see ``direct``)."""
         if self.direct is not None:
             return bool(self.direct)
-        return self.total_bytes > psutil.virtual_memory().available
+        return direct_io.beyond_memory(self.total_bytes)
 
     def arrays(self, check: bool = True) -> Iterator[tuple[str, np.ndarray, str]]:
         """``(identity, array, where)`` of every sample, streamed shard by shard.

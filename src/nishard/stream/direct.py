@@ -38,6 +38,25 @@ def available() -> bool:
     return hasattr(os, "O_DIRECT")
 
 
+def available_memory() -> int:
+    """Bytes of memory available without swapping (Linux's ``MemAvailable``: free memory
+    and the page cache it may reclaim); the free pages elsewhere."""
+    try:
+        with open("/proc/meminfo", "rb") as meminfo:
+            for line in meminfo:
+                if line.startswith(b"MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def beyond_memory(nbytes: int) -> bool:
+    """Whether a pass over ``nbytes`` is better read past the page cache: more than the
+    memory available, so that the cache could not keep it for the next pass anyway."""
+    return available() and nbytes > available_memory()
+
+
 def empty(shape: tuple[int, ...], dtype: np.dtype, offset: int) -> np.ndarray:
     """An uninitialised C-ordered array whose address is ``offset`` modulo :data:`ALIGN`:
     the file's blocks then fall on the array's pages, so they can be read straight in.
