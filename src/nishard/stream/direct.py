@@ -1,19 +1,20 @@
 """Large arrays read past the page cache (``O_DIRECT``), for passes over more than memory.
 
-A buffered read copies every byte twice over: the device fills the page cache, the kernel
-copies the page cache into the caller's array, and later reclaims those pages to make
-room for the next ones. When the data are larger than memory nothing of it stays cached
-for a second pass anyway, and that copy and reclaim are CPU time taken from the work
-that reads them: on the project's 2-core machine a cold buffered read of a 565 MB run
-costs 0.25 s of kernel time per GB, a direct one 0.12 s, at the same rate (2.4 GB/s).
+A buffered read goes through the page cache: the device fills the cache, the kernel
+copies it into the caller's array, and later reclaims those pages to make room for the
+next ones. When the data are larger than memory nothing of it stays cached for a second
+pass anyway, and that copy and reclaim are CPU time taken from the work that reads them
+(the learners' reductions, on a machine of few cores). A direct read lets the device fill
+the caller's array itself; ``benchmarks/direct_read.py`` measures what CanICA's pass gains.
 
 A direct read needs its file offset and its memory address aligned to the device's
 block; a sample's array starts anywhere in its shard (after a tar header and a ``.npy``
 header). So the array is allocated with its address at the same position within a block
 as its file offset (:func:`empty`); the aligned middle is read directly, the few bytes
 before the first block boundary and after the last through the ordinary descriptor.
-Where the file system refuses ``O_DIRECT`` (tmpfs, some network file systems), the read
-falls back to the page cache, and the reader stops asking for that file.
+Where the file system refuses ``O_DIRECT`` (older tmpfs, some FUSE and network file
+systems), the read falls back to the page cache, and the reader stops asking for that
+file.
 """
 
 from __future__ import annotations
