@@ -131,13 +131,13 @@ elif stage in ("canica", "dictlearning"):
         model = CanICA(n_init=args["n_init"], **common)
     else:
         model = DictLearning(n_epochs=1, **common)
-    from nishard.learn.source import Shards
+    from nishard.learn import Shards
     source = Shards(tuple(folders), direct=args.get("direct"))  # None: past memory, direct
+    out["direct"] = source.reads_direct  # as the fit's pass decides it, just before
     started = time.perf_counter()
     model.fit(source)
     out["seconds"] = time.perf_counter() - started
     out["maps_sha256"] = hashlib.sha256(model.components_.tobytes()).hexdigest()
-    out["direct"] = source.reads_direct
     out.update(timings=model.timings_,
                bytes=model.bytes_streamed_, added=model.memory_usage_["added"],
                plan=model.memory_plan_.to_dict() if model.memory_plan_ else None)

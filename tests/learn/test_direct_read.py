@@ -63,7 +63,7 @@ def test_direct_reads_give_the_bytes_of_buffered_ones(networks, counted):
         assert read[identity].tobytes() == data.tobytes(), identity
 
 
-def test_small_arrays_and_buffered_streams_never_read_directly(networks, counted, monkeypatch):
+def test_arrays_under_the_threshold_are_never_read_directly(networks, counted, monkeypatch):
     monkeypatch.setattr(direct, "MIN_BYTES", 100 << 20)
     arrays(networks.shards, direct=True)
     assert counted == []

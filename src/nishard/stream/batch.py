@@ -157,13 +157,7 @@ class Assembler:
         if found is None:
             reader.fill(located, name, np.empty(0))  # raises the error naming the fields
         dtype = self.dtypes[name] or self._cast(found.dtype)
-        if (
-            reader.direct
-            and found.array is None
-            and found.nbytes >= direct_io.MIN_BYTES
-            and found.dtype == dtype
-            and not found.fortran
-        ):  # at the file's phase within a block, so the reader can read it past the cache
+        if reader.reads_directly(found, dtype):  # at the file's phase within a block
             array = handle = direct_io.empty(found.shape, dtype, found.offset)
         else:
             array, handle = self.allocate(found.shape, dtype)

@@ -202,6 +202,18 @@ class ShardReader:
         values = values.reshape(shape[::-1]).T if found.fortran else values.reshape(shape)
         np.copyto(out, values, casting="unsafe")
 
+    def reads_directly(self, found: Field, dtype: np.dtype) -> bool:
+        """Whether :meth:`fill` would read ``found`` into a fresh array of ``dtype`` past
+        the page cache: the caller then allocates it with :func:`.direct.empty` at the
+        field's offset."""
+        return (
+            self.direct
+            and found.array is None
+            and found.nbytes >= direct_io.MIN_BYTES
+            and found.dtype == dtype
+            and not found.fortran
+        )
+
     def _fill_direct(self, fd: Source, out: np.ndarray, offset: int) -> tuple[int, int] | None:
         """Read the aligned middle of ``out`` past the page cache, where asked and able;
         the span read, or None (the caller reads it all)."""
