@@ -7,6 +7,7 @@ is lowered to 1 MiB; every test checks the bytes against the page cache's read.
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import shutil
 
@@ -137,6 +138,28 @@ def test_a_truncated_shard_is_named(networks, counted, tmp_path):
     with pytest.raises(DecodeError, match="the file ends") as caught:
         arrays(folder, direct=True)
     assert victim.shard in str(caught.value)
+
+
+@pytest.mark.parametrize("past_the_cache", [True, False])
+def test_a_disk_error_names_the_shard_and_the_sample(
+    networks, counted, monkeypatch, past_the_cache
+):
+    shards = Shards(networks.shards, direct=past_the_cache)
+    first = shards.samples[0]
+    failed = []
+
+    def failing(fd, buffers, offset):  # the disk fails the first array's read
+        failed.append(fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT)
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(os, "preadv", failing)
+    with pytest.raises(DecodeError) as caught:
+        next(iter(shards.arrays()))
+    assert failed == [os.O_DIRECT if past_the_cache else 0]
+    err = caught.value
+    assert err.sample == first.key and err.expected.startswith(f"{first.shard}: {shards.key}'s ")
+    assert str(err).endswith("found an I/O error (Input/output error)")
+    assert isinstance(err.__cause__, OSError) and err.__cause__.errno == errno.EIO
 
 
 def test_a_direct_read_stops_where_the_file_ends(tmp_path):

@@ -91,6 +91,7 @@ class Located:
     fd: Source
     meta: object = None
     fields: dict[str, Field] = field(default_factory=dict)
+    shard: str = ""  # the shard's file name, for errors
 
 
 class ShardReader:
@@ -136,7 +137,12 @@ class ShardReader:
         start, end = info.offsets[first], _span(info, last)[1]
         if end - start > RUN or (end - start) > self.small * (last - first + 1):
             return
-        self.held = (shard, start, _pread(self._fd(shard), end - start, start))
+        fd = self._fd(shard)
+        try:
+            self.held = (shard, start, _pread(fd, end - start, start))
+        except OSError as err:
+            expected = f"{info.name}: {end - start} bytes at offset {start}"
+            raise DecodeError(None, expected, _io_failure(err)) from err
 
     def locate(self, shard: int, position: int, want: frozenset[str] | None, meta: bool) -> Located:
         """Find sample ``position`` of shard number ``shard``.
@@ -157,8 +163,10 @@ class ShardReader:
                 located = self._in_memory(data, base, start, end, want, meta, fd)
             else:
                 located = self._locate(self, fd, start, end, want, meta)
-        except ValueError as err:
+        except (ValueError, OSError) as err:
             expected = f"{info.name}: a sample at offset {start}"
+            if isinstance(err, OSError):
+                raise DecodeError(None, expected, _io_failure(err)) from err
             raise DecodeError(None, expected, str(err)) from None
         if info.keys and located.key != info.keys[position]:
             raise DecodeError(
@@ -166,6 +174,7 @@ class ShardReader:
                 f"{info.name}: sample {info.keys[position]!r} at offset {start}",
                 f"{located.key!r}: the shard is not the one the manifest describes",
             )
+        located.shard = info.name
         return located
 
     def fill(self, located: Located, name: str, out: np.ndarray) -> None:
@@ -186,17 +195,28 @@ class ShardReader:
         if found.array is not None:
             np.copyto(out, found.array, casting="unsafe")
             return
+        try:
+            self._read(located.fd, found, out)
+        except (OSError, DecodeError) as err:
+            expected = f"{located.shard}: {name}'s {found.nbytes} bytes at offset {found.offset}"
+            if isinstance(err, DecodeError):  # the file ends short of them
+                raise DecodeError(located.key, expected, err.found) from None
+            raise DecodeError(located.key, expected, _io_failure(err)) from err
+
+    def _read(self, fd: Source, found: Field, out: np.ndarray) -> None:
+        """Read a field's stored bytes into ``out``: straight in when its dtype and
+        order are the stored ones, else through scratch bytes and a cast."""
         if found.dtype == out.dtype and not found.fortran and out.flags.c_contiguous:
             target = _bytes_of(out)
-            span = self._fill_direct(located.fd, target, found.offset)
+            span = self._fill_direct(fd, target, found.offset)
             if span is None:
-                _pread_into(located.fd, target, found.offset)
+                _pread_into(fd, target, found.offset)
             else:  # the bytes before the first block boundary, and from the last one on
-                _pread_into(located.fd, target[: span[0]], found.offset)
-                _pread_into(located.fd, target[span[1] :], found.offset + span[1])
+                _pread_into(fd, target[: span[0]], found.offset)
+                _pread_into(fd, target[span[1] :], found.offset + span[1])
             return
         raw = self._scratch_bytes(found.nbytes)
-        _pread_into(located.fd, raw, found.offset)
+        _pread_into(fd, raw, found.offset)
         values = raw.view(found.dtype)
         shape = found.shape
         values = values.reshape(shape[::-1]).T if found.fortran else values.reshape(shape)
@@ -316,6 +336,12 @@ def _close(source: Source) -> None:
         os.close(source)
     else:
         source.release()
+
+
+def _io_failure(err: OSError) -> str:
+    """What a read found that the disk or the system failed (``EIO``...): the caller's
+    DecodeError names the shard and the bytes asked for, with the OSError as its cause."""
+    return f"an I/O error ({err.strerror or err})"
 
 
 def _pread_into(source: Source, out: np.ndarray, offset: int) -> None:
