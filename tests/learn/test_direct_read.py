@@ -10,6 +10,7 @@ import errno
 import fcntl
 import os
 import shutil
+import weakref
 
 import numpy as np
 import pytest
@@ -62,6 +63,19 @@ def test_direct_reads_give_the_bytes_of_buffered_ones(networks, counted):
     assert read.keys() == buffered.keys()
     for identity, data in buffered.items():
         assert read[identity].tobytes() == data.tobytes(), identity
+
+
+def test_memory_read_into_directly_is_reused_once_let_go_of(networks, counted):
+    buffered = arrays(networks.shards, direct=False)
+    seen, reused = [], 0
+    for identity, data, _ in Shards(networks.shards, direct=True).arrays():
+        raw = data.base  # the block-padded memory the array is placed in
+        assert raw.dtype == np.uint8 and raw.size == data.nbytes + direct.ALIGN
+        reused += any(ref() is raw for ref in seen)
+        seen.append(weakref.ref(raw))
+        assert data.tobytes() == buffered[identity].tobytes()
+        del data, raw
+    assert len(counted) == 12 and reused >= 12 - 2
 
 
 def test_arrays_under_the_threshold_are_never_read_directly(networks, counted, monkeypatch):

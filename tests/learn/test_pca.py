@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_limits
 
+from nishard.learn import pca
 from nishard.learn.pca import GroupReducer, reduction_method, subject_reduction
 
 
@@ -106,3 +110,34 @@ def test_a_buffer_that_grows_past_the_announced_rows_keeps_its_nominal_keep():
     # Grown to 60 rows; full three times, each time folded into 50 rows, then 10 more.
     assert reducer.capacity == 60 and reducer.keep == 50 and reducer.reductions == 3
     assert reducer.stack().shape[0] == 60
+
+
+def test_the_gram_on_threads_has_the_bits_of_the_blocks_one_after_the_other():
+    rows = np.random.default_rng(3).standard_normal((90, 50_000), dtype=np.float32)
+    block = 4096  # 13 blocks: more than the threads, so that each thread takes several
+    with threadpool_limits(limits=1):
+        assert pca._gram_threads() == 1  # a limit set around the call holds
+        serial = pca.gram(rows, block)
+    with threadpool_limits(limits=2):
+        threaded = pca.gram(rows, block)
+    expected = np.zeros((90, 90))
+    for start in range(0, rows.shape[1], block):
+        part = rows[:, start : start + block].astype(np.float64)
+        expected += part @ part.T
+    np.testing.assert_allclose(serial, expected, rtol=1e-5, atol=1e-3)
+    assert threaded.tobytes() == serial.tobytes()
+    with ThreadPoolExecutor(1) as pool:  # off the main thread: its blocks in turn
+        assert pool.submit(pca.gram, rows, block).result().tobytes() == serial.tobytes()
+
+
+def test_small_eigendecompositions_have_the_same_bits_whatever_the_blas_threads():
+    data = low_rank(np.random.default_rng(4), 600, 20_000, rank=30)
+    products = pca.gram(data)
+    results = []
+    for threads in (1, 2):
+        with threadpool_limits(limits=threads):
+            values, vectors = pca.leading_eigen(products, 20)
+            results.append(values.tobytes() + vectors.tobytes())
+    assert results[0] == results[1]
+    exact = np.linalg.eigvalsh(products)[::-1][:20]
+    np.testing.assert_allclose(values, exact, rtol=1e-10)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import weakref
 
 import numpy as np
 import pytest
@@ -138,3 +139,37 @@ def test_a_shard_that_is_not_the_manifests_is_refused(shards, tmp_path):
     (copy / names[0]).write_bytes((copy / names[1]).read_bytes())  # same size, other samples
     with pytest.raises(DecodeError, match="not the one the manifest"):
         list(stream.open(copy, "train").arrays())
+
+
+def test_arrays_let_go_of_are_reused_and_held_ones_never_are(shards):
+    expected = {k: s.arrays["bold"] for k, s in decoded(shards, "train").items()}
+    shapes = {a.shape for a in expected.values()}
+    held, seen, reused = None, [], 0
+    for sample in stream.open(shards, "train").keys("bold").arrays():
+        array = sample["bold"]
+        reused += any(ref() is array for ref in seen)  # the very array handed out before
+        seen.append(weakref.ref(array))
+        held = held or sample  # the first is kept; the rest are let go of in turn
+        del array
+    # Fresh: the first of each shape, and the two after the held first (the loop's name
+    # still holds the last sample while the next is read); every other one reused.
+    assert len(expected) > 6 and reused >= len(expected) - len(shapes) - 2
+    np.testing.assert_array_equal(held["bold"], expected[held["__key__"]])
+
+
+def test_a_pool_that_keeps_no_unfit_array_lets_go_before_allocating():
+    from nishard.stream.memory import BufferPool
+
+    pool = BufferPool(capacity=3, keep_unfit=False)
+    long = pool.empty((1200, 10), np.float32)
+    del long
+    short = pool.empty((600, 10), np.float32)  # the free long one is let go first
+    assert len(pool) == 1 and short.shape == (600, 10)
+    del short
+    again = pool.empty((600, 10), np.float32)
+    assert len(pool) == 1 and again.shape == (600, 10)
+    kept = BufferPool(capacity=3)  # the default keeps it, for when that shape comes back
+    other = kept.empty((1200, 10), np.float32)
+    del other
+    kept.empty((600, 10), np.float32)
+    assert len(kept) == 2

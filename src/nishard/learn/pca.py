@@ -25,9 +25,14 @@ memory stays at the buffer plus a few megabytes whatever the number of voxels.
 
 from __future__ import annotations
 
+import contextlib
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 from scipy import linalg
 from sklearn.utils.extmath import randomized_svd
+from threadpoolctl import ThreadpoolController
 
 #: Bytes of the temporary of one block of a blockwise product.
 BLOCK_BYTES = 4 << 20
@@ -59,11 +64,36 @@ def gram(rows: np.ndarray, block: int | None = None) -> np.ndarray:
     # a block takes no memory; blocks of 16,384 columns run 7 % faster than 4,096 on a
     # 600-volume run (fewer passes over the output), each still a short float32 sum.
     block = block or max(block_size(rows.shape[0], 4), 16384)
-    out = np.zeros((rows.shape[0], rows.shape[0]))
-    for start in range(0, rows.shape[1], block):
+    starts = range(0, rows.shape[1], block)
+
+    def product(start: int) -> np.ndarray:
         part = rows[:, start : start + block]
-        out += part @ part.T
+        return part @ part.T
+
+    out = np.zeros((rows.shape[0], rows.shape[0]))
+    threads = min(_gram_threads(), len(starts))
+    if threads <= 1:
+        for start in starts:
+            out += product(start)
+        return out
+    # The blocks on threads of one BLAS thread each, added in order: faster than
+    # OpenBLAS's own threads on each block (their split of one block's output is less
+    # even than a split of the blocks), and the same bits as the blocks one after the
+    # other on one thread (benchmarks/scale.py measures the reduction alone).
+    with _blas_threads(1), ThreadPoolExecutor(threads, thread_name_prefix="nishard-gram") as pool:
+        for part in pool.map(product, starts):
+            out += part
     return out
+
+
+def _gram_threads() -> int:
+    """Threads for the blocks of a Gram: the BLAS threads allowed now (a limit set with
+    threadpoolctl or ``OPENBLAS_NUM_THREADS`` holds), one off the main thread (see
+    :func:`_blas_threads`)."""
+    if threading.current_thread() is not threading.main_thread():
+        return 1
+    counts = [lib.num_threads for lib in _threadpools().select(user_api="blas").lib_controllers]
+    return min(counts, default=1)
 
 
 def leading_eigen(matrix: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -81,8 +111,37 @@ def leading_eigen(matrix: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     vectors : ndarray, shape (r, n)
     """
     size = matrix.shape[0]
-    values, vectors = linalg.eigh(matrix, subset_by_index=(size - n, size - 1))
+    with _blas_threads(1 if size <= ONE_THREAD_EIGH else None):
+        values, vectors = linalg.eigh(matrix, subset_by_index=(size - n, size - 1))
     return np.clip(values[::-1], 0.0, None), vectors[:, ::-1]
+
+
+#: Matrices up to this size are eigendecomposed on one BLAS thread. Right after a Gram
+#: on every core (a subject's reduction), OpenBLAS's threads made a 600 x 600 ``eigh``
+#: several times slower, and by turns; one thread takes the same time every time. From
+#: about 2,000 rows, two threads are faster again. One thread also makes the reduction's
+#: bits the same whatever the machine's cores.
+ONE_THREAD_EIGH = 1024
+
+_controller: ThreadpoolController | None = None
+
+
+def _blas_threads(limit: int | None) -> contextlib.AbstractContextManager:
+    """BLAS limited to ``limit`` threads meanwhile; no change for None or off the main
+    thread: the limit is the process's, and a worker thread (``jobs > 1``, already under
+    the reduction's own limit) would change it under the other workers' calls."""
+    if limit is None or threading.current_thread() is not threading.main_thread():
+        return contextlib.nullcontext()
+    return _threadpools().limit(limits=limit, user_api="blas")
+
+
+def _threadpools() -> ThreadpoolController:
+    """The process's thread pools (BLAS, OpenMP), found once: finding them inspects the
+    loaded libraries (milliseconds)."""
+    global _controller
+    if _controller is None:
+        _controller = ThreadpoolController()
+    return _controller
 
 
 def _flip_rows(rows: np.ndarray) -> np.ndarray:

@@ -98,7 +98,7 @@ def reduce_array(data: np.ndarray, options: dict) -> Reduced:
 
 #: Bumped when the reduction's arithmetic changes, so that caches made before miss (joblib
 #: hashes only the source of the cached function, not of what it calls).
-REDUCTION_VERSION = 2
+REDUCTION_VERSION = 3
 
 
 def _by_identity(identity: str, options: dict, data: np.ndarray | None) -> Reduced:

@@ -14,6 +14,7 @@ from ..archives.decoders import DECODERS
 from .batch import Assembler, is_half
 from .catalog import STREAMABLE, Catalog
 from .classes import Labels
+from .memory import BufferPool, numpy_allocator
 from .mirror import local_path
 from .plan import Plan
 from .prefetch import assembled
@@ -68,8 +69,16 @@ class ArrayStream:
 
 
 def _read(plan: Plan, epoch: int, direct: bool) -> Iterator[dict[str, object]]:
-    """A plan's epoch, each array freshly allocated."""
-    assembler = Assembler(plan.catalog, plan.fields, plan.normalizer)
+    """A plan's epoch, in arrays reused once the caller has let go of them.
+
+    Fresh memory is faulted in and zeroed by the kernel, even for a read past the page
+    cache: system time taken from a learner's reductions beside the read. Up to three
+    arrays of each key are kept (the caller's, the one read ahead, one more); a free one
+    of another shape is let go before a fresh one is allocated, so that one long run is
+    not held on while the next ones are read.
+    """
+    pool = BufferPool(capacity=3 * max(1, len(plan.catalog.keys)), keep_unfit=False)
+    assembler = Assembler(plan.catalog, plan.fields, plan.normalizer, numpy_allocator(pool))
     batched = plan.batch_size is not None
     yield from assembled(assembler, plan.catalog, plan.batches(epoch), batched, 0, direct=direct)
 

@@ -158,7 +158,8 @@ class Assembler:
             reader.fill(located, name, np.empty(0))  # raises the error naming the fields
         dtype = self.dtypes[name] or self._cast(found.dtype)
         if reader.reads_directly(found, dtype):  # at the file's phase within a block
-            array = handle = direct_io.empty(found.shape, dtype, found.offset)
+            raw, _ = self.allocate((direct_io.padded(found.shape, dtype),), np.dtype(np.uint8))
+            array = handle = direct_io.at_phase(raw, found.shape, dtype, found.offset)
         else:
             array, handle = self.allocate(found.shape, dtype)
         reader.fill(located, name, array)

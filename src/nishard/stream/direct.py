@@ -62,9 +62,19 @@ def empty(shape: tuple[int, ...], dtype: np.dtype, offset: int) -> np.ndarray:
     """An uninitialised C-ordered array whose address is ``offset`` modulo :data:`ALIGN`:
     the file's blocks then fall on the array's pages, so they can be read straight in.
     """
+    return at_phase(np.empty(padded(shape, dtype), np.uint8), shape, dtype, offset)
+
+
+def padded(shape: tuple[int, ...], dtype: np.dtype) -> int:
+    """Bytes of raw memory that hold an array of ``shape`` at any phase in a block."""
+    return math.prod(shape) * np.dtype(dtype).itemsize + ALIGN
+
+
+def at_phase(raw: np.ndarray, shape: tuple[int, ...], dtype: np.dtype, offset: int) -> np.ndarray:
+    """The array of :func:`empty` in ``raw`` (uint8 of :func:`padded` bytes, e.g. reused
+    from a pool): a view, which keeps ``raw`` referenced while it lives."""
     dtype = np.dtype(dtype)
     nbytes = math.prod(shape) * dtype.itemsize
-    raw = np.empty(nbytes + ALIGN, np.uint8)
     start = (offset - raw.ctypes.data) % ALIGN
     return raw[start : start + nbytes].view(dtype).reshape(shape)
 

@@ -33,10 +33,19 @@ class BufferPool:
     Thread-safe. An array handed out is referenced by its taker, so it is not handed out
     again until every reference to it (views and tensors sharing its memory included) is
     gone.
+
+    Parameters
+    ----------
+    capacity : int
+    keep_unfit : bool
+        Keep free arrays of other shapes when a fresh one is needed (until the pool is
+        full). False: let them go first, so that the pool never holds more than its taker
+        does plus what it is about to hand out (a learner's memory plan, where one long
+        run must not stay held while the next is read).
     """
 
-    def __init__(self, capacity: int = 8):
-        self.capacity = capacity
+    def __init__(self, capacity: int = 8, keep_unfit: bool = True):
+        self.capacity, self.keep_unfit = capacity, keep_unfit
         self._arrays: list[np.ndarray] = []
         self._handed: list[int] = []  # when each array was last handed out
         self._clock = 0
@@ -59,6 +68,10 @@ class BufferPool:
                 chosen = max(fits, key=self._handed.__getitem__)
                 self._handed[chosen] = self._clock
                 return self._arrays[chosen]
+            if free and not self.keep_unfit:
+                for i in reversed(free):
+                    del self._arrays[i], self._handed[i]
+                free = []
             array = np.empty(shape, dtype)
             if len(self._arrays) < self.capacity:
                 self._arrays.append(array)
