@@ -96,6 +96,14 @@ def _gram_threads() -> int:
     return min(counts, default=1)
 
 
+#: Matrices up to this size are eigendecomposed on one BLAS thread. Right after a Gram
+#: on every core (a subject's reduction), OpenBLAS's threads made a 600 x 600 ``eigh``
+#: several times slower, and by turns; one thread takes the same time every time. From
+#: about 2,000 rows, two threads are faster again. One thread also makes the reduction's
+#: bits the same whatever the machine's cores.
+ONE_THREAD_EIGH = 1024
+
+
 def leading_eigen(matrix: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """The ``n`` largest eigenvalues (descending, clipped at 0) and their eigenvectors.
 
@@ -115,13 +123,6 @@ def leading_eigen(matrix: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
         values, vectors = linalg.eigh(matrix, subset_by_index=(size - n, size - 1))
     return np.clip(values[::-1], 0.0, None), vectors[:, ::-1]
 
-
-#: Matrices up to this size are eigendecomposed on one BLAS thread. Right after a Gram
-#: on every core (a subject's reduction), OpenBLAS's threads made a 600 x 600 ``eigh``
-#: several times slower, and by turns; one thread takes the same time every time. From
-#: about 2,000 rows, two threads are faster again. One thread also makes the reduction's
-#: bits the same whatever the machine's cores.
-ONE_THREAD_EIGH = 1024
 
 _controller: ThreadpoolController | None = None
 
