@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import io
 import os
 import shutil
 import weakref
@@ -44,9 +45,15 @@ def arrays(folder, **options) -> dict[str, np.ndarray]:
     return {identity: data for identity, data, _ in Shards(folder, **options).arrays()}
 
 
+def empty(shape, dtype, offset) -> np.ndarray:
+    return direct.at_phase(np.empty(direct.padded(shape, dtype), np.uint8), shape, dtype, offset)
+
+
 def test_the_address_of_an_array_is_at_its_file_offsets_place_in_a_block():
     for offset in (0, 512 + 128, 3 * 4096 + 4000, 10**9 + 64):
-        array = direct.empty((5, 300), np.float32, offset)
+        raw = np.empty(direct.padded((5, 300), np.float32), np.uint8)
+        array = direct.at_phase(raw, (5, 300), np.float32, offset)
+        assert array.base is raw
         assert array.ctypes.data % direct.ALIGN == offset % direct.ALIGN
         assert array.shape == (5, 300) and array.dtype == np.float32
         assert array.flags.c_contiguous and array.flags.writeable
@@ -92,6 +99,17 @@ def test_more_data_than_available_memory_is_read_directly(networks, counted, mon
     )
     monkeypatch.setattr(direct, "available_memory", lambda: shards.total_bytes - 1)
     assert shards.reads_direct
+
+
+@pytest.mark.parametrize("meminfo", [b"MemTotal: 100 kB\n", b"MemAvailable: lots\n", b""])
+def test_an_unreadable_meminfo_falls_back_to_the_free_pages(monkeypatch, meminfo):
+    def fake_open(path, mode="r"):
+        assert path == "/proc/meminfo"
+        return io.BytesIO(meminfo)
+
+    monkeypatch.setattr(direct, "open", fake_open, raising=False)
+    free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    assert direct.available_memory() == pytest.approx(free, rel=0.2)
 
 
 def test_canica_fits_the_same_maps_reading_directly(networks, counted, monkeypatch):
@@ -181,7 +199,7 @@ def test_a_direct_read_stops_where_the_file_ends(tmp_path):
     values = np.random.default_rng(0).integers(0, 255, 3 * direct.ALIGN + 100, np.uint8)
     path.write_bytes(values.tobytes())
     offset = 1000  # the array's bytes start inside the first block
-    out = direct.empty((6 * direct.ALIGN,), np.uint8, offset)
+    out = empty((6 * direct.ALIGN,), np.uint8, offset)
     fd = direct.open_file(path)
     if fd is None:
         pytest.skip("this file system refuses O_DIRECT")

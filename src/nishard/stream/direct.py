@@ -9,8 +9,8 @@ the caller's array itself; ``benchmarks/direct_read.py`` measures what CanICA's 
 
 A direct read needs its file offset and its memory address aligned to the device's
 block; a sample's array starts anywhere in its shard (after a tar header and a ``.npy``
-header). So the array is allocated with its address at the same position within a block
-as its file offset (:func:`empty`); the aligned middle is read directly, the few bytes
+header). So the array is placed with its address at the same position within a block
+as its file offset (:func:`at_phase`); the aligned middle is read directly, the few bytes
 before the first block boundary and after the last through the ordinary descriptor.
 Where the file system refuses ``O_DIRECT`` (older tmpfs, some FUSE and network file
 systems), the read falls back to the page cache, and the reader stops asking for that
@@ -47,7 +47,7 @@ def available_memory() -> int:
             for line in meminfo:
                 if line.startswith(b"MemAvailable:"):
                     return int(line.split()[1]) * 1024
-    except OSError:
+    except (OSError, ValueError, IndexError):  # no such file, or a line not "name: kB"
         pass
     return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
@@ -58,21 +58,16 @@ def beyond_memory(nbytes: int) -> bool:
     return available() and nbytes > available_memory()
 
 
-def empty(shape: tuple[int, ...], dtype: np.dtype, offset: int) -> np.ndarray:
-    """An uninitialised C-ordered array whose address is ``offset`` modulo :data:`ALIGN`:
-    the file's blocks then fall on the array's pages, so they can be read straight in.
-    """
-    return at_phase(np.empty(padded(shape, dtype), np.uint8), shape, dtype, offset)
-
-
 def padded(shape: tuple[int, ...], dtype: np.dtype) -> int:
     """Bytes of raw memory that hold an array of ``shape`` at any phase in a block."""
     return math.prod(shape) * np.dtype(dtype).itemsize + ALIGN
 
 
 def at_phase(raw: np.ndarray, shape: tuple[int, ...], dtype: np.dtype, offset: int) -> np.ndarray:
-    """The array of :func:`empty` in ``raw`` (uint8 of :func:`padded` bytes, e.g. reused
-    from a pool): a view, which keeps ``raw`` referenced while it lives."""
+    """An uninitialised C-ordered array of ``shape`` in ``raw`` (uint8 of :func:`padded`
+    bytes, fresh or reused from a pool) whose address is ``offset`` modulo :data:`ALIGN`:
+    the file's blocks then fall on the array's pages, so they can be read straight in. A
+    view, which keeps ``raw`` referenced while it lives."""
     dtype = np.dtype(dtype)
     nbytes = math.prod(shape) * dtype.itemsize
     start = (offset - raw.ctypes.data) % ALIGN

@@ -224,7 +224,7 @@ class ShardReader:
 
     def reads_directly(self, found: Field, dtype: np.dtype) -> bool:
         """Whether :meth:`fill` would read ``found`` into a fresh array of ``dtype`` past
-        the page cache: the caller then allocates it with :func:`.direct.empty` at the
+        the page cache: the caller then places it with :func:`.direct.at_phase` at the
         field's offset."""
         return (
             self.direct
