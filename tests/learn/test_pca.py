@@ -116,7 +116,7 @@ def test_the_gram_on_threads_has_the_bits_of_the_blocks_one_after_the_other():
     rows = np.random.default_rng(3).standard_normal((90, 50_000), dtype=np.float32)
     block = 4096  # 13 blocks: more than the threads, so that each thread takes several
     with threadpool_limits(limits=1):
-        assert pca._gram_threads() == 1  # a limit set around the call holds
+        assert pca.threads_allowed() == 1  # a limit set around the call holds
         serial = pca.gram(rows, block)
     with threadpool_limits(limits=2):
         threaded = pca.gram(rows, block)

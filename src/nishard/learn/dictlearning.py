@@ -14,7 +14,10 @@ fits the budget. Dictionary learning is equivariant under such a rotation of the
 features (the lasso codes depend on the dictionary only through inner products, which a
 rotation keeps), so learning on ``W`` learns the same maps as on ``D``; past the budget,
 ``W`` keeps ``D``'s leading subspace. The voxels are shuffled once (seeded) and fed to
-scikit-learn's ``MiniBatchDictionaryLearning`` in that order, without its own copy.
+scikit-learn's ``MiniBatchDictionaryLearning`` in that order, without its own copy. The
+voxels' codes on the learned dictionary, nilearn's maps, are the same lasso that
+scikit-learn's ``transform`` solves, solved for blocks of voxels at once
+(:func:`~nishard.learn.lasso.lasso_codes`).
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ import numpy as np
 from .decomposition import GroupDecomposition
 from .errors import LearnError
 from .ica import unmix
-from .pca import block_size
+from .lasso import lasso_codes
+from .pca import blas_threads, block_size, threads_allowed
 
 
 def initial_dictionary(maps: np.ndarray, stack: np.ndarray, alpha: float = 1e-8) -> np.ndarray:
@@ -75,7 +79,8 @@ class DictLearning(GroupDecomposition):
     batch_size : int
         Voxels per mini-batch (nilearn: 20).
     method : {"cd", "lars"}
-        Lasso solver.
+        Lasso solver of the mini-batches. The final codes of the voxels are the same
+        lasso's solution either way, by coordinate descent over blocks of voxels.
     tol, max_no_improvement : float, int
         scikit-learn's early stopping (on the running cost of the mini-batches).
     key, split, mask, memory, memory_level, memory_budget, n_jobs, random_state
@@ -203,12 +208,11 @@ class DictLearning(GroupDecomposition):
         self.components_ = maps
 
     def _learn(self, voxels: np.ndarray, dictionary: np.ndarray, random_state):
-        """Fit scikit-learn's mini-batch learner on the voxels; their codes, block by block."""
+        """Fit scikit-learn's mini-batch learner on the voxels; every voxel's codes."""
         from sklearn.decomposition import MiniBatchDictionaryLearning
 
-        n = int(self.n_components)
         learner = MiniBatchDictionaryLearning(
-            n_components=n,
+            n_components=int(self.n_components),
             alpha=self.alpha,
             # nilearn's bound, which scikit-learn reads as passes over the voxels: in
             # effect, learning stops when the cost stops improving (tol,
@@ -219,13 +223,13 @@ class DictLearning(GroupDecomposition):
             shuffle=False,
             dict_init=dictionary.astype(voxels.dtype),
             random_state=random_state,
-            transform_algorithm=f"lasso_{self.method}",
-            transform_alpha=self.alpha,
             tol=self.tol,
             max_no_improvement=self.max_no_improvement,
         ).fit(voxels)
-        codes = np.empty((voxels.shape[0], n))
-        step = max(self.batch_size, block_size(n + voxels.shape[1]))
-        for start in range(0, voxels.shape[0], step):
-            codes[start : start + step] = learner.transform(voxels[start : start + step])
+        # The codes are the lasso that nilearn asks of learner.transform, solved for blocks
+        # of voxels at once instead of one Lasso fit a voxel in a Python loop (most of the
+        # step's time there), and to a tighter tolerance.
+        threads = threads_allowed()
+        with blas_threads(1):
+            codes = lasso_codes(learner.components_, voxels, self.alpha, threads=threads)
         return codes, learner

@@ -71,7 +71,7 @@ def gram(rows: np.ndarray, block: int | None = None) -> np.ndarray:
         return part @ part.T
 
     out = np.zeros((rows.shape[0], rows.shape[0]))
-    threads = min(_gram_threads(), len(starts))
+    threads = min(threads_allowed(), len(starts))
     if threads <= 1:
         for start in starts:
             out += product(start)
@@ -80,16 +80,16 @@ def gram(rows: np.ndarray, block: int | None = None) -> np.ndarray:
     # OpenBLAS's own threads on each block (their split of one block's output is less
     # even than a split of the blocks), and the same bits as the blocks one after the
     # other on one thread (benchmarks/scale.py measures the reduction alone).
-    with _blas_threads(1), ThreadPoolExecutor(threads, thread_name_prefix="nishard-gram") as pool:
+    with blas_threads(1), ThreadPoolExecutor(threads, thread_name_prefix="nishard-gram") as pool:
         for part in pool.map(product, starts):
             out += part
     return out
 
 
-def _gram_threads() -> int:
-    """Threads for the blocks of a Gram: the BLAS threads allowed now (a limit set with
-    threadpoolctl or ``OPENBLAS_NUM_THREADS`` holds), one off the main thread (see
-    :func:`_blas_threads`)."""
+def threads_allowed() -> int:
+    """Threads for work split by hand (a Gram's blocks, the lasso codes' blocks): the
+    BLAS threads allowed now (a limit set with threadpoolctl or ``OPENBLAS_NUM_THREADS``
+    holds), one off the main thread (see :func:`blas_threads`)."""
     if threading.current_thread() is not threading.main_thread():
         return 1
     counts = [lib.num_threads for lib in _threadpools().select(user_api="blas").lib_controllers]
@@ -119,7 +119,7 @@ def leading_eigen(matrix: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     vectors : ndarray, shape (r, n)
     """
     size = matrix.shape[0]
-    with _blas_threads(1 if size <= ONE_THREAD_EIGH else None):
+    with blas_threads(1 if size <= ONE_THREAD_EIGH else None):
         values, vectors = linalg.eigh(matrix, subset_by_index=(size - n, size - 1))
     return np.clip(values[::-1], 0.0, None), vectors[:, ::-1]
 
@@ -127,7 +127,7 @@ def leading_eigen(matrix: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
 _controller: ThreadpoolController | None = None
 
 
-def _blas_threads(limit: int | None) -> contextlib.AbstractContextManager:
+def blas_threads(limit: int | None) -> contextlib.AbstractContextManager:
     """BLAS limited to ``limit`` threads meanwhile; no change for None or off the main
     thread: the limit is the process's, and a worker thread (``jobs > 1``, already under
     the reduction's own limit) would change it under the other workers' calls."""
