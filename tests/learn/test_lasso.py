@@ -68,8 +68,9 @@ def test_the_blocks_change_only_the_rounding():
     np.testing.assert_array_equal(lasso_codes(dictionary, data, 2.0), whole)
     blocks = lasso_codes(dictionary, data, 2.0, block=50)
     np.testing.assert_array_equal(lasso_codes(dictionary, data, 2.0, block=50, threads=3), blocks)
-    for codes in lasso_codes(dictionary, data, 2.0, block=7), lasso_codes(
-        dictionary, data[123:124], 2.0
+    for codes in (
+        lasso_codes(dictionary, data, 2.0, block=7),
+        lasso_codes(dictionary, data[123:124], 2.0),
     ):
         part = whole[123:124] if len(codes) == 1 else whole
         np.testing.assert_array_equal(codes != 0, part != 0)
