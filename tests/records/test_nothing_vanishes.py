@@ -3,6 +3,7 @@ located = kept + dropped, a bad sidecar is named, a TR says where it came from."
 
 from __future__ import annotations
 
+import json
 import math
 import os
 
@@ -91,6 +92,9 @@ def test_a_directory_in_place_of_an_hcp_bold_file_is_dropped_saying_so(tmp_path)
     [
         ('{"RepetitionTime": 2.0,', "found malformed JSON (Expecting property name"),
         ("", "found an empty file"),
+        (" \r\n\t", "found an empty file"),
+        ('{"RepetitionTime": 2.0} {}', "found malformed JSON (Extra data"),
+        ("\ufeff{}", "found malformed JSON (Unexpected UTF-8 BOM"),
         ("[2.0]", "found a list"),
         ('{"RepetitionTime": "2.0s"}', "RepetitionTime must be a positive number of seconds, "
          "found '2.0s' (BIDS gives seconds as a bare number)"),
@@ -111,6 +115,17 @@ def test_a_broken_sidecar_drops_its_run_naming_file_key_and_value(fmriprep, cont
         f"{sidecar.absolute()}: RepetitionTime"
     )
     assert found in reason
+
+
+def test_a_sidecar_longer_than_one_read_is_read_whole(fmriprep):
+    """Sidecars are read in one call when they fit its buffer (64 KiB); a longer one (a
+    multiband run's SliceTiming, a scanner's whole protocol) is read to its end."""
+    sidecar = fmriprep / f"{FUNC}_{MNI}_res-2_desc-preproc_bold.json"
+    protocol = {f"Field{i:05d}": "x" * 40 for i in range(2_000)}
+    sidecar.write_text(json.dumps({**protocol, "RepetitionTime": 0.8}))
+    assert sidecar.stat().st_size > 1 << 16
+    frame = _fmriprep(fmriprep).frame
+    assert frame.loc["sub-01_ses-01_task-rest_run-01", "t_r"] == 0.8
 
 
 def test_each_record_says_where_its_tr_came_from(fmriprep):

@@ -82,7 +82,10 @@ def _plain(names: dict) -> dict:
 
 
 def _found(root: Path, classify) -> dict:
-    found = scan_bids(root, classify)
+    found = scan_bids(root, classify, jsons=True)
+    unlisted = scan_bids(root, classify)  # what a schema without inheritance asks for
+    assert unlisted.jsons == []
+    assert unlisted.runs == found.runs and unlisted.subject_files == found.subject_files
     names: dict = {}
     for key, run in found.runs.items():
         for column in run.files:

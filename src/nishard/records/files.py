@@ -52,8 +52,23 @@ def walk_folders(
     stack = [("", root)]
     while stack:
         relative, folder = stack.pop()
+        names: list[str] = []
         try:
-            entries = list(os.scandir(folder))
+            # One pass, each entry asked once whether it is a folder (from the listing's
+            # own d_type: no stat), as the plainest walk does; most folders of a dataset
+            # hold files only, so the folder branch is the rare one.
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    if not entry.is_dir(follow_symlinks=False):
+                        names.append(entry.name)
+                        continue
+                    name = entry.name
+                    if name.startswith("."):
+                        continue  # .git, .datalad: tools' own folders, never data
+                    if named_folders and relative and "." in name:
+                        names.append(name + "/")
+                    elif relative or name.startswith(prefix):
+                        stack.append((f"{relative}{name}/", entry.path))
         except (FileNotFoundError, NotADirectoryError):
             continue  # gone since it was listed
         except OSError as err:
@@ -63,21 +78,4 @@ def walk_folders(
                 f"cannot list {folder} ({type(err).__name__}: {err.strerror}): the runs in "
                 "it would be missed; make it readable (or move it out of the dataset)"
             ) from err
-        folders = [entry for entry in entries if entry.is_dir(follow_symlinks=False)]
-        if not folders:  # most folders of a dataset: files only
-            yield relative, [entry.name for entry in entries]
-            continue
-        names = []
-        for entry in entries:
-            if entry.is_dir(follow_symlinks=False):
-                name = entry.name
-                if name.startswith("."):
-                    continue  # .git, .datalad: tools' own folders, never data
-                if named_folders and relative and "." in name:
-                    names.append(name + "/")
-                    continue
-                if relative or name.startswith(prefix):
-                    stack.append((f"{relative}{name}/", entry.path))
-            else:
-                names.append(entry.name)
         yield relative, names

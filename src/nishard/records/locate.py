@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 
 from ..errors import SpecError
 from .filters import Complete
@@ -99,23 +100,25 @@ def locate(
             f"{schema.hint(root_path)}"
         )
 
-    ids = pd.Series([r.record for r in runs])
-    if ids.duplicated().any():
-        twice = ids[ids.duplicated()].iloc[0]
+    ids = [r.record for r in runs]
+    if len(set(ids)) < len(ids):
+        twice = pd.Series(ids)[pd.Series(ids).duplicated()].iloc[0]
         files = [next(iter(r.files.values())) for r in runs if r.record == twice]
         raise SpecError(f"two runs share the record id {twice}: {' and '.join(files)}")
     with paused_gc():
-        rows = [
-            {"record": r.record, **r.entities, **r.timing.columns(), **r.metadata} for r in runs
-        ]
-        frame = pd.DataFrame(rows).set_index("record")
-    for column in columns:
-        paths = [r.files.get(column) for r in runs]
-        frame[column] = pd.Series(paths, index=frame.index, dtype="str")
+        rows = [{**r.entities, **r.timing.columns(), **r.metadata} for r in runs]
+        frame = pd.DataFrame(rows, index=pd.Index(ids, dtype="str", name="record"))
+        # Each run's files dict visited once for all the staged columns, not once each.
+        paths = [tuple(map(r.files.get, columns)) for r in runs]
+    for column, values in zip(columns, zip(*paths, strict=True), strict=True):
+        # Through Arrow, which takes a list of str whole: pandas checks each one first.
+        strings = pa.array(values, pa.string())
+        frame[column] = pd.Series(strings, index=frame.index, dtype="str")
     dropped: list[dict] = [
         {"record": r.record, "reason": "; ".join(r.problems)} for r in runs if r.problems
     ]
-    frame = frame.drop(index=[r.record for r in runs if r.problems])
+    if dropped:  # dropping none still hashes every id: skipped
+        frame = frame.drop(index=[r["record"] for r in dropped])
     absent = {r.record: r.absent for r in runs if r.absent}
 
     names: list[str] = []

@@ -94,9 +94,27 @@ def read_sidecar(path: str) -> dict | None:
 def _sidecar(path: str) -> dict | None:
     """:func:`read_sidecar`, without its cache (for a file read once)."""
     try:
-        data = _read_bytes(path)
+        data = _read_bytes(path, at_once=True)
     except FileNotFoundError:
         return None  # absent, or a broken symlink: not fetched yet
+    if data is not None:
+        # The common case, a well-formed object, parsed as is; anything else (even a
+        # file that one read did not return whole) is read again below and explained.
+        try:
+            content = json.loads(data.decode("utf-8"))
+        except ValueError:
+            content = None
+        if type(content) is dict:
+            return content
+    return _explained_sidecar(path)
+
+
+def _explained_sidecar(path: str) -> dict | None:
+    """:func:`_sidecar`'s general case: the file read whole, and what is wrong said."""
+    try:
+        data = _read_bytes(path)
+    except FileNotFoundError:
+        return None
     if data is None:
         text = _read_text(path)
         if text is None:
@@ -119,10 +137,14 @@ def _sidecar(path: str) -> dict | None:
     return content
 
 
-def _read_bytes(path: str) -> bytes | None:
+def _read_bytes(path: str, at_once: bool = False) -> bytes | None:
     """A file's bytes in the fewest system calls (a sidecar is read for every run); None
     when it cannot be read so (a folder, a loop of links, no permission: the caller
     then asks as the general case does, for its own answer and message).
+
+    With ``at_once``, a read that returns less than it asked for is taken as the end of
+    the file (what a local file system does, not a promise: the caller checks what it
+    got), saving the second read that would return nothing.
 
     Raises
     ------
@@ -139,13 +161,18 @@ def _read_bytes(path: str) -> bytes | None:
         return None
     try:
         chunks = []
-        while chunk := os.read(fd, 1 << 16):
+        while chunk := os.read(fd, _CHUNK):
             chunks.append(chunk)
+            if at_once and len(chunk) < _CHUNK:
+                break
         return b"".join(chunks)
     except OSError:
         return None
     finally:
         os.close(fd)
+
+
+_CHUNK = 1 << 16
 
 
 def _read_text(path: str) -> str | None:

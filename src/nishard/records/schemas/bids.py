@@ -71,7 +71,7 @@ class Bids:
 
     def scan(self, root: Path) -> Scan:
         """Find the runs under ``root`` with their inherited metadata."""
-        found = scan_bids(root, self.classify)
+        found = scan_bids(root, self.classify, jsons=True)
         sidecars = by_folder(found.jsons)
         out = []
         for key in sorted(found.runs):

@@ -125,11 +125,10 @@ class Fmriprep:
             res = found.entity(key, "bold", "res", absent=self.res)
             subject_fallback(run, found.subject_files, res)
             problems = list(found.folders.get(key, ()))
+            files = run.files
+            bold, cifti = files.get("bold"), files.get("cifti")
             try:
-                timing = first_timing(
-                    [run.files.get(c) for c in ("bold", "cifti", "surface_L")],
-                    [run.files.get(c) for c in ("bold", "cifti")],
-                )
+                timing = first_timing([bold, cifti, files.get("surface_L")], [bold, cifti])
             except SidecarError as err:
                 timing, problems = Timing(), [*problems, str(err)]
             absent = {}

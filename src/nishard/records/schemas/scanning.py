@@ -62,7 +62,7 @@ class BidsScan:
     unparsed : list of str
         Files under ``sub-*`` whose names are not BIDS (relative paths).
     jsons : list of str
-        Every JSON file, relative, for sidecar inheritance.
+        Every JSON file, relative, for sidecar inheritance (when the scan was asked).
     folders : dict
         Record id to the problems of folders found where its files should be.
     elsewhere : dict
@@ -122,11 +122,14 @@ class _Kind:
         return BidsName({"sub": label, **self.entities}, self.suffix, self.extension)
 
 
-#: A name not seen yet; a name that is not BIDS.
-_UNSEEN, _UNPARSED = object(), object()
+#: A name not seen yet; a name that is not BIDS; a folder named like a file (placed on
+#: its own, as a problem of its run).
+_UNSEEN, _UNPARSED, _FOLDER = object(), object(), object()
 
 
-def scan_bids(root: Path, classify: Callable[[BidsName, str], Match | None]) -> BidsScan:
+def scan_bids(
+    root: Path, classify: Callable[[BidsName, str], Match | None], jsons: bool = False
+) -> BidsScan:
     """Walk ``root`` once and sort BIDS-named files into runs.
 
     Parameters
@@ -139,6 +142,9 @@ def scan_bids(root: Path, classify: Callable[[BidsName, str], Match | None]) -> 
         their resolution. Its answer must not depend on the subject: neither on the
         ``sub`` entity nor on the subject's folder (the path's first part); it is asked
         once per kind of file (see the module's notes).
+    jsons : bool
+        List every JSON file in :attr:`BidsScan.jsons`, for a schema that applies the
+        inheritance principle (one that reads a run's own sidecar needs no list).
 
     Raises
     ------
@@ -148,25 +154,35 @@ def scan_bids(root: Path, classify: Callable[[BidsName, str], Match | None]) -> 
     root = root.absolute()
     read_sidecar.cache_clear()  # a sidecar fetched or edited since the last scan is read anew
     found = BidsScan(root=f"{root}/")
-    runs, jsons, prefix = found.runs, found.jsons, found.root
+    runs, json_names, prefix = found.runs, found.jsons, found.root
     kinds: dict[str, dict[str, _Kind | object | None]] = {}  # by the folders below the subject's
     subjects: dict[str, str | None] = {}  # a name's first part to its subject label
     for folder, listed in walk_folders(str(root), prefix="sub-", named_folders=True):
         if not folder:  # the root: its sidecars apply to every run
-            jsons += [name for name in listed if name.endswith(".json")]
+            json_names += [name for name in listed if jsons and name.endswith(".json")]
             continue
-        below = kinds.setdefault(folder[folder.index("/") :], {})
+        cut = folder.index("/")
+        below = kinds.setdefault(folder[cut:], {})
         base = prefix + folder
+        # Most names start with their folder's subject: ``sub-<label>_``, cut off whole.
+        own = subjects.get(folder[:cut], _UNSEEN)
+        if own is _UNSEEN:
+            own = subjects[folder[:cut]] = _subject_label(folder[:cut])
+        mine = f"sub-{own}_" if own is not None else "/"  # no name starts with a slash
+        skip = len(mine)
         for name in listed:
-            if name.endswith(".json"):
-                jsons.append(folder + name)
-            first, underscore, rest = name.partition("_")
-            label = subjects.get(first, _UNSEEN)
-            if label is _UNSEEN:
-                label = subjects[first] = _subject_label(first)
-            if label is None or not underscore or name.endswith("/"):
-                _place(found, folder + name, classify)  # on its own
-                continue
+            if jsons and name.endswith(".json"):
+                json_names.append(folder + name)
+            if name.startswith(mine):
+                label, rest = own, name[skip:]
+            else:
+                first, underscore, rest = name.partition("_")
+                label = subjects.get(first, _UNSEEN)
+                if label is _UNSEEN:
+                    label = subjects[first] = _subject_label(first)
+                if label is None or not underscore:
+                    _place(found, folder + name, classify)  # on its own
+                    continue
             kind = below.get(rest, _UNSEEN)
             if kind is _UNSEEN:
                 kind = below[rest] = _kind(name, folder + name, classify)
@@ -174,6 +190,9 @@ def scan_bids(root: Path, classify: Callable[[BidsName, str], Match | None]) -> 
                 continue  # not one of ours
             if kind is _UNPARSED:
                 found.unparsed.append(folder + name)
+                continue
+            if kind is _FOLDER:
+                _place(found, folder + name, classify)
                 continue
             if kind.elsewhere:  # one of ours, but not of the space asked for
                 key = f"sub-{label}{kind.run_key}"
@@ -210,7 +229,9 @@ def _subject_label(part: str) -> str | None:
 
 def _kind(name: str, relative: str, classify: Callable) -> _Kind | object | None:
     """What a name that starts with its ``sub-`` entity says for every subject: a kind,
-    None (not one of ours) or ``_UNPARSED``."""
+    None (not one of ours), ``_UNPARSED`` or ``_FOLDER``."""
+    if name.endswith("/"):
+        return _FOLDER
     bids = parse_bids_name(name)
     if bids is None:
         return _UNPARSED
