@@ -98,15 +98,22 @@ def _sidecar(path: str) -> dict | None:
     except FileNotFoundError:
         return None  # absent, or a broken symlink: not fetched yet
     if data is not None:
-        # The common case, a well-formed object, parsed as is; anything else (even a
-        # file that one read did not return whole) is read again below and explained.
+        # The common case, a well-formed object from its first byte, parsed as is;
+        # anything else (even a file that one read did not return whole) is read again
+        # below and explained.
         try:
-            content = json.loads(data.decode("utf-8"))
+            text = data.decode("utf-8")
+            content, end = _json_value(text)
         except ValueError:
-            content = None
-        if type(content) is dict:
+            content, end = None, 0
+        if type(content) is dict and (end == len(text) or text[end:].isspace()):
             return content
     return _explained_sidecar(path)
+
+
+#: ``json.loads`` without its wrapper's whitespace checks (two regular expressions a
+#: sidecar), which :func:`_sidecar` makes only where the object does not end the file.
+_json_value = json.JSONDecoder().raw_decode
 
 
 def _explained_sidecar(path: str) -> dict | None:

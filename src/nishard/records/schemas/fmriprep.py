@@ -119,13 +119,17 @@ class Fmriprep:
     def scan(self, root: Path) -> Scan:
         """Find the runs under ``root``; see the class notes for the columns."""
         found = scan_bids(root, self.classify)
+        # The columns a subject's own files can give (an anatomical mask): a run that has
+        # them all already (its own mask) has nothing to take from them.
+        given = {column for files in found.subject_files.values() for column in files}
         out = []
         for key in sorted(found.runs):
             run = found.runs[key]
-            res = found.entity(key, "bold", "res", absent=self.res)
-            subject_fallback(run, found.subject_files, res)
-            problems = list(found.folders.get(key, ()))
             files = run.files
+            if not given <= files.keys():
+                res = found.entity(key, "bold", "res", absent=self.res)
+                subject_fallback(run, found.subject_files, res)
+            problems = list(found.folders.get(key, ()))
             bold, cifti = files.get("bold"), files.get("cifti")
             try:
                 timing = first_timing([bold, cifti, files.get("surface_L")], [bold, cifti])
