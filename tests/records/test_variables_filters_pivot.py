@@ -112,3 +112,18 @@ def _locate_flat(tmp_path):
     flat = tmp_path / "flat"
     layouts.touch(flat, "sub-01/func/sub-01_task-rest_bold.nii.gz")
     return _locate(flat, level="session")
+
+
+def test_a_pivot_lists_a_missing_value_as_none_and_keeps_a_missing_key_missing(raw):
+    """sub-01 has no sessions: at subject level its runs' sessions are None in the list
+    (never a float NaN among labels); at session level its key stays a missing label."""
+    by_subject = _locate(raw, variables=ns.tables.participants(), level="subject").frame
+    assert by_subject.loc["sub-01", "session"] == [None, None, None]
+    assert by_subject.loc["sub-02", "session"] == ["a", "b"]
+    by_session = _locate(raw, level="session").frame
+    assert list(by_session.index) == ["sub-01", "sub-02_ses-a", "sub-02_ses-b"]
+    assert pd.isna(by_session.loc["sub-01", "session"])
+    assert by_session["session"].dtype == "str"
+    assert by_session.loc["sub-01", "runs"] == [
+        "sub-01_task-nback", "sub-01_task-rest_run-1", "sub-01_task-rest_run-2"
+    ]  # fmt: skip

@@ -18,6 +18,25 @@ from .sources import Local, Source
 from .table import RecordTable
 
 
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while a scan (or a pivot) builds its
+    objects; a decorator too.
+
+    A scan makes a few objects per file of the dataset and keeps them all: none is
+    garbage, yet every few hundred allocations the collector walks the young ones, and
+    every few thousand all those kept so far. Paused, a scan of a million files takes
+    about half the time. It is restarted (when it was running) as soon as the scan ends.
+    """
+    running = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if running:
+            gc.enable()
+
+
 def locate(
     root: str | Path,
     schema=None,
@@ -77,9 +96,53 @@ def locate(
         known = ", ".join(schema.kinds)
         raise SpecError(f"stage {unknown} unknown to schema {schema.name}; it knows {known}")
     columns = tuple(column for kind in stage for column in schema.kinds[kind])
+    frame, dropped, absent, unparsed = _run_table(schema, root_path, columns)
+
+    names: list[str] = []
+    unmatched: set[str] = set()
+    for table in tables:
+        frame, added, missing = _join(frame, table, root_path)
+        names += added
+        unmatched |= missing
+
+    for primitive in filters:
+        reasons = primitive.reasons(frame, columns, tuple(names))
+        drop = reasons != ""
+        dropped += [
+            {"record": k, "reason": _explained(v, absent.get(k, {}))}
+            for k, v in reasons[drop].items()
+        ]
+        frame = frame[~drop]
+    frame, unfetched = _fetch(frame, columns, source)
+    dropped += unfetched
+    with paused_gc():  # a pivot to subjects makes a few lists for each, none garbage
+        table = pivot(frame, columns, tuple(names), level)
+    return RecordTable(
+        frame=table,
+        files=columns,
+        root=str(root_path.absolute()),
+        variables=tuple(names),
+        level=level,
+        spec=input_spec(root, schema, stage, variables, filters, source, level),
+        dropped=pd.DataFrame(dropped, columns=["record", "reason"], dtype=str),
+        unparsed=unparsed,
+        unmatched=tuple(sorted(unmatched)),
+    )
+
+
+@paused_gc()
+def _run_table(
+    schema, root_path: Path, columns: tuple[str, ...]
+) -> tuple[pd.DataFrame, list[dict], dict[str, dict[str, str]], tuple[str, ...]]:
+    """The schema's runs as a table (one row per run with any staged file), the runs
+    dropped for their problems, what each run lacks, and the files not parsed.
+
+    The collector is paused while the scan's objects live (see :func:`paused_gc`); they
+    are gone when this returns, and what follows (tables, filters, pivot) has few left
+    for it to walk.
+    """
     try:
-        with paused_gc():
-            scan = schema.scan(root_path)
+        scan = schema.scan(root_path)
     except ValueError as err:
         raise SpecError(str(err)) from err
     # A run that has none of the staged files (only a CIFTI when BOLD volumes are asked
@@ -105,11 +168,10 @@ def locate(
         twice = pd.Series(ids)[pd.Series(ids).duplicated()].iloc[0]
         files = [next(iter(r.files.values())) for r in runs if r.record == twice]
         raise SpecError(f"two runs share the record id {twice}: {' and '.join(files)}")
-    with paused_gc():
-        rows = [{**r.entities, **r.timing.columns(), **r.metadata} for r in runs]
-        frame = pd.DataFrame(rows, index=pd.Index(ids, dtype="str", name="record"))
-        # Each run's files dict visited once for all the staged columns, not once each.
-        paths = [tuple(map(r.files.get, columns)) for r in runs]
+    rows = [{**r.entities, **r.timing.columns(), **r.metadata} for r in runs]
+    frame = pd.DataFrame(rows, index=pd.Index(ids, dtype="str", name="record"))
+    # Each run's files dict visited once for all the staged columns, not once each.
+    paths = [tuple(map(r.files.get, columns)) for r in runs]
     for column, values in zip(columns, zip(*paths, strict=True), strict=True):
         # Through Arrow, which takes a list of str whole: pandas checks each one first.
         strings = pa.array(values, pa.string())
@@ -120,53 +182,7 @@ def locate(
     if dropped:  # dropping none still hashes every id: skipped
         frame = frame.drop(index=[r["record"] for r in dropped])
     absent = {r.record: r.absent for r in runs if r.absent}
-
-    names: list[str] = []
-    unmatched: set[str] = set()
-    for table in tables:
-        frame, added, missing = _join(frame, table, root_path)
-        names += added
-        unmatched |= missing
-
-    for primitive in filters:
-        reasons = primitive.reasons(frame, columns, tuple(names))
-        drop = reasons != ""
-        dropped += [
-            {"record": k, "reason": _explained(v, absent.get(k, {}))}
-            for k, v in reasons[drop].items()
-        ]
-        frame = frame[~drop]
-    frame, unfetched = _fetch(frame, columns, source)
-    dropped += unfetched
-    return RecordTable(
-        frame=pivot(frame, columns, tuple(names), level),
-        files=columns,
-        root=str(root_path.absolute()),
-        variables=tuple(names),
-        level=level,
-        spec=input_spec(root, schema, stage, variables, filters, source, level),
-        dropped=pd.DataFrame(dropped, columns=["record", "reason"], dtype=str),
-        unparsed=scan.unparsed,
-        unmatched=tuple(sorted(unmatched)),
-    )
-
-
-@contextmanager
-def paused_gc() -> Iterator[None]:
-    """Pause Python's cyclic garbage collector while a scan builds its objects.
-
-    A scan makes a few objects per file of the dataset and keeps them all: none is
-    garbage, yet every few hundred allocations the collector walks the young ones, and
-    every few thousand all those kept so far. Paused, a scan of a million files takes
-    about half the time. It is restarted (when it was running) as soon as the scan ends.
-    """
-    running = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if running:
-            gc.enable()
+    return frame, dropped, absent, scan.unparsed
 
 
 def _explained(reason: str, absent: dict[str, str]) -> str:

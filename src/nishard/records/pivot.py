@@ -48,26 +48,31 @@ def pivot(frame: pd.DataFrame, files: tuple[str, ...], variables: tuple[str, ...
     constant = [v for v in variables if (grouped[v].nunique(dropna=False) <= 1).all()]
     per_run = [c for c in frame.columns if c not in keys and c not in constant]
     # Each group's rows by position, in the order iterating the groups gives them (what
-    # ngroup numbers), each group's in the frame's order: the columns are read once, as
-    # iterating them gives their values, not sliced into a frame per group.
+    # ngroup numbers), each group's in the frame's order: the columns are read once, not
+    # sliced into a frame per group.
     codes = grouped.ngroup().to_numpy()
-    order = np.argsort(codes, kind="stable")
+    order = np.argsort(codes, kind="stable").tolist()
     bounds = np.concatenate([[0], np.cumsum(np.bincount(codes, minlength=grouped.ngroups))])
-    index, values_of = list(frame.index), {c: list(frame[c]) for c in [*keys, *per_run, *constant]}
+    # Every column laid out once in that order, so that a group's runs are a slice of it,
+    # not a lookup per run; in the lists, a missing value is None.
+    index = frame.index.tolist()
+    runs = [index[i] for i in order]
+    ordered = {c: _in_order(frame[c], order, c in per_run) for c in [*keys, *per_run, *constant]}
+    short_keys = ("sub", "ses")[: len(keys)]
     rows = []
     for start, stop in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
-        members = order[start:stop].tolist()
-        first = members[0]
-        values = [values_of[k][first] for k in keys]
-        entities = {short: v for short, v in zip(("sub", "ses"), values, strict=False)
+        values = [ordered[k][start] for k in keys]
+        entities = {short: v for short, v in zip(short_keys, values, strict=True)
                     if isinstance(v, str)}  # fmt: skip
-        row: dict = {"record": record_id(entities), **dict(zip(keys, values, strict=True))}
-        row["runs"] = [index[i] for i in members]
+        row: dict = {
+            "record": record_id(entities, short_keys),
+            **dict(zip(keys, values, strict=True)),
+        }
+        row["runs"] = runs[start:stop]
         for column in per_run:
-            column_values = values_of[column]
-            row[column] = [_none_if_nan(column_values[i]) for i in members]
+            row[column] = ordered[column][start:stop]
         for column in constant:
-            row[column] = values_of[column][first]
+            row[column] = ordered[column][start]
         rows.append(row)
     if not rows:  # every record filtered out: an empty table of the same shape
         return pd.DataFrame(
@@ -77,10 +82,20 @@ def pivot(frame: pd.DataFrame, files: tuple[str, ...], variables: tuple[str, ...
     return out[[*keys, "runs", *per_run, *constant]]
 
 
+_DIGITS = re.compile(r"(\d+)")
+
+
 def natural_key(record: str) -> list:
     """Sort key that puts ``run-2`` before ``run-10``."""
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", record)]
+    return [int(part) if part.isdigit() else part for part in _DIGITS.split(record)]
 
 
-def _none_if_nan(value: object) -> object:
-    return None if isinstance(value, float) and value != value else value
+def _in_order(column: pd.Series, order: list[int], none: bool) -> list:
+    """A column's values (``tolist``'s: NaN where missing) in the given order; with
+    ``none``, None for each missing value."""
+    values = column.tolist()
+    if none and column.hasnans:
+        return [
+            None if isinstance(v, float) and v != v else v for v in map(values.__getitem__, order)
+        ]
+    return [values[i] for i in order]
