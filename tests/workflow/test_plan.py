@@ -125,3 +125,28 @@ def test_explain_lists_nodes_steps_demands_and_products(atlas, record):
     assert text.splitlines()[-1] == "products: bold, regions, volumes, connectivity"
     # Without shapes there is nothing to estimate from.
     assert "peak" not in assemble(branching(atlas)).explain()
+
+
+def test_a_record_is_computed_on_one_blas_thread_whatever_the_process_allows(record, monkeypatch):
+    """BLAS products differ in their last bits with the number of threads that share them:
+    a record computed in the writer's process (every core) and in a worker (one thread)
+    would give other shards. Every step runs on one BLAS thread, then the limit is lifted."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from nishard.workflow import plan as plan_module
+
+    def blas_threads() -> set[int]:
+        return {lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}
+
+    seen: list[set[int]] = []
+    apply = plan_module._apply
+
+    def watched(*args, **kwargs):
+        seen.append(blas_threads())
+        return apply(*args, **kwargs)
+
+    monkeypatch.setattr(plan_module, "_apply", watched)
+    with threadpool_limits(limits=2, user_api="blas"):
+        outcome = assemble([Mask(), Clean(**BAND)]).run(record)
+        assert blas_threads() == {2}  # given back
+    assert outcome.error is None and seen and all(threads == {1} for threads in seen)

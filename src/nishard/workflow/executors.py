@@ -22,6 +22,7 @@ from .handoff import handoff_folder, receive, share
 from .plan import Outcome, Plan, Summarize
 from .pydra import Pydra
 from .task_runners import SlurmArray, Tasks
+from .threads import one_blas_thread
 from .usage import Meter
 
 
@@ -105,7 +106,8 @@ def summarized(outcome: Outcome, summarize: Summarize | None) -> Outcome:
     """The outcome with the summaries of its products (unchanged without ``summarize``)."""
     if summarize is None or outcome.products is None:
         return outcome
-    return dataclasses.replace(outcome, summaries=summarize(outcome.products))
+    with one_blas_thread():  # the same numbers in the writer's process as in a worker
+        return dataclasses.replace(outcome, summaries=summarize(outcome.products))
 
 
 def _run_and_share(

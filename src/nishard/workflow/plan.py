@@ -26,6 +26,7 @@ from .fusion import ByBackend, Fusion, Greedy, chain_specs, masks_as_read, neede
 from .headers import describe_inputs
 from .inputs import LOADERS, input_checksums, load_inputs
 from .qc import QC_KEY, combine, measure_inputs, measure_outputs
+from .threads import one_blas_thread
 from .timing import settle_timing
 from .usage import Usage
 
@@ -253,7 +254,8 @@ class Plan:
                 if not settled:  # (a workflow engine's task settled it where it loaded)
                     record, warnings = settle_timing(record, self.inputs)
                 self.check_memory(record)
-                products, qc = self._products(record, known, cache, mapped)
+                with one_blas_thread():
+                    products, qc = self._products(record, known, cache, mapped)
             except RecordError as err:
                 error = err
             if hashing is not None:
@@ -330,7 +332,8 @@ class Plan:
         key = self.node_keys(record, checksums)
         if key[number] in cache:
             return key[number], None
-        return key[number], self._node_outputs(number, record, key, cache, {})
+        with one_blas_thread():
+            return key[number], self._node_outputs(number, record, key, cache, {})
 
     def node_products(self, number: int) -> tuple[str, ...]:
         """The products whose final value node ``number`` writes."""

@@ -47,6 +47,7 @@ from .cache import NodeCache
 from .inputs import input_checksums
 from .plan import Outcome, Plan, Summarize
 from .task_runners import TaskCommand, TaskFailure, last_line
+from .threads import one_blas_thread
 from .timing import settle_timing
 from .usage import Meter, Usage
 
@@ -566,7 +567,8 @@ def _node(job: _Job, record: Record, number: int, store: NodeCache, state: dict,
         outputs = store.load(key)
     if made and outputs is not None:  # else the writer summarises them
         path = f"{marker}.{number}.pkl"
-        summary = job.summarize({name: outputs[name] for name in made})
+        with one_blas_thread():  # as the other executors summarise
+            summary = job.summarize({name: outputs[name] for name in made})
         with open(path, "wb") as file:
             pickle.dump(summary, file, protocol=pickle.HIGHEST_PROTOCOL)
         summaries.append(path)
