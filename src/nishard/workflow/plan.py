@@ -219,8 +219,10 @@ class Plan:
     # ----------------------------------------------------------------------- running
 
     def apply(self, sample: Sample, record: Record | None = None) -> Sample:
-        """Run every step on a loaded sample (pure: the input sample is not modified)."""
-        return _apply(self.steps, sample, record)
+        """Run every step on a loaded sample (pure: the input sample is not modified), on
+        one BLAS thread as a build computes its records: the same bits as its products."""
+        with one_blas_thread():
+            return _apply(self.steps, sample, record)
 
     def run(self, record: Record, cache: NodeCache | None = None) -> Outcome:
         """Load a record, run every node, keep the products; a bad record gives an error.
