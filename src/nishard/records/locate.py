@@ -165,7 +165,8 @@ def _run_table(
 
     ids = [r.record for r in runs]
     if len(set(ids)) < len(ids):
-        twice = pd.Series(ids)[pd.Series(ids).duplicated()].iloc[0]
+        seen: set[str] = set()
+        twice = next(i for i in ids if i in seen or seen.add(i))
         files = [next(iter(r.files.values())) for r in runs if r.record == twice]
         raise SpecError(f"two runs share the record id {twice}: {' and '.join(files)}")
     rows = [{**r.entities, **r.timing.columns(), **r.metadata} for r in runs]

@@ -144,6 +144,10 @@ def _explained_sidecar(path: str) -> dict | None:
     return content
 
 
+#: What one ``read`` of a sidecar asks for: more than any sidecar holds but the longest.
+_CHUNK = 1 << 16
+
+
 def _read_bytes(path: str, at_once: bool = False) -> bytes | None:
     """A file's bytes in the fewest system calls (a sidecar is read for every run); None
     when it cannot be read so (a folder, a loop of links, no permission: the caller
@@ -177,9 +181,6 @@ def _read_bytes(path: str, at_once: bool = False) -> bytes | None:
         return None
     finally:
         os.close(fd)
-
-
-_CHUNK = 1 << 16
 
 
 def _read_text(path: str) -> str | None:

@@ -159,7 +159,8 @@ def scan_bids(
     subjects: dict[str, str | None] = {}  # a name's first part to its subject label
     for folder, listed in walk_folders(str(root), prefix="sub-", named_folders=True):
         if not folder:  # the root: its sidecars apply to every run
-            json_names += [name for name in listed if jsons and name.endswith(".json")]
+            if jsons:
+                json_names += [name for name in listed if name.endswith(".json")]
             continue
         cut = folder.index("/")
         below = kinds.setdefault(folder[cut:], {})
