@@ -154,3 +154,27 @@ def test_index_cli_refuses_bad_patterns(tmp_path, capsys):
     assert main(["index", str(tmp_path), "--schema", "regex", "--pattern", "bold=(?P<s"]) == 2
     err = capsys.readouterr().err
     assert "needs --pattern COLUMN=REGEX" in err and "not a regular expression" in err
+
+
+def test_two_runs_with_one_record_id_are_refused_naming_both_files(tmp_path):
+    """A schema that finds two runs under one id (a user's pattern too loose) stops locate
+    with the id and both files, rather than one run silently replacing the other."""
+    from nishard.records.schemas.base import Run, Scan
+
+    class Twice:
+        name, default_stage, kinds = "twice", ("bold",), {"bold": ("bold",)}
+
+        def scan(self, root):
+            key, entities = "sub-01_task-rest", {"subject": "01"}
+            return Scan(
+                [Run(key, entities, {"bold": f"{root}/{name}"}) for name in ("a.nii", "b.nii")]
+            )
+
+        def to_dict(self):
+            return {"name": self.name}
+
+    with pytest.raises(ns.SpecError) as raised:
+        ns.locate(tmp_path, schema=Twice())
+    message = str(raised.value)
+    assert "two runs share the record id sub-01_task-rest" in message
+    assert f"{tmp_path}/a.nii and {tmp_path}/b.nii" in message
