@@ -1,6 +1,11 @@
 """Beyond-RAM fits equal in-RAM fits: under a budget too small to keep every subject's
 rows (MIGP's group buffer holds a fraction of them), CanICA and DictLearning give the
-maps of the fit that holds everything, in the same order (by explained variance)."""
+maps of the fit that holds everything, in the same order (by explained variance).
+
+DictLearning makes its full pass over the voxels here (early stopping off): nilearn's
+early stop ends learning after ~110 mini-batches, where two fits whose group subspaces
+differ by rounding can settle two maps differently (0.97, or 0.87 for another order of the
+same initial atoms), small budget or not."""
 
 from __future__ import annotations
 
@@ -19,8 +24,9 @@ def test_a_small_budget_gives_the_maps_of_a_budget_that_holds_everything(
     budget,
 ):
     folder, _ = big_shards
-    everything = learner(n_components=6, random_state=0).fit(folder)
-    small = learner(n_components=6, random_state=0, memory_budget=budget).fit(folder)
+    options = {} if learner is CanICA else {"tol": 0, "max_no_improvement": None}
+    everything = learner(n_components=6, random_state=0, **options).fit(folder)
+    small = learner(n_components=6, random_state=0, memory_budget=budget, **options).fit(folder)
     assert everything.group_exact_ and not small.group_exact_
     # The buffer kept at most half of the 120 rows the subjects give.
     assert small.memory_plan_.capacity <= 60 < 120 == everything.memory_plan_.capacity

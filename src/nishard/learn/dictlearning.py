@@ -71,9 +71,13 @@ class DictLearning(GroupDecomposition):
     n_components : int
         Maps to learn.
     n_epochs : int
-        As nilearn's: the bound on the passes over the voxels is the number of their
-        mini-batches times ``n_epochs``; learning stops earlier when the cost stops
-        improving (``tol``, ``max_no_improvement``).
+        Passes over the voxels at most; learning stops earlier when the cost stops
+        improving (``tol``, ``max_no_improvement``). With nilearn's defaults that is
+        after about 110 mini-batches (scikit-learn starts watching the cost after 100),
+        a fraction of a pass for a brain mask: the dictionary then depends on the path
+        (the initial atoms' order, the rounding of BLAS), as nilearn's does. With
+        ``tol=0, max_no_improvement=None`` it makes exactly ``n_epochs`` passes and
+        learns the dictionary the voxels determine, whatever the path.
     alpha : float
         Sparsity of the maps (nilearn: 10).
     batch_size : int
@@ -214,10 +218,11 @@ class DictLearning(GroupDecomposition):
         learner = MiniBatchDictionaryLearning(
             n_components=int(self.n_components),
             alpha=self.alpha,
-            # nilearn's bound, which scikit-learn reads as passes over the voxels: in
-            # effect, learning stops when the cost stops improving (tol,
-            # max_no_improvement), as it does in nilearn.
-            max_iter=-(-voxels.shape[0] // int(self.batch_size)) * int(self.n_epochs),
+            # Passes over the voxels, as scikit-learn (>= 1.1) reads max_iter. nilearn
+            # 0.14 passes n_epochs times the mini-batches of a pass there (an older
+            # scikit-learn's count of mini-batches): a bound its early stopping reaches
+            # long before, so the defaults learn the same dictionary.
+            max_iter=int(self.n_epochs),
             fit_algorithm=self.method,
             batch_size=int(self.batch_size),
             shuffle=False,
