@@ -17,6 +17,8 @@ def test_nilearn_learns_the_same_maps(networks, truth_maps):
 
     ours = DictLearning(n_components=10, random_state=0).fit(networks.shards)
     assert ours.components_.shape == (10, 3666) and ours.n_steps_ > 0
+    # nilearn's defaults: scikit-learn's early stop ends learning within the first pass.
+    assert ours.passes_ == ours.n_steps_ / 184 < 1  # 184 mini-batches of 20 voxels a pass
     np.testing.assert_allclose(np.linalg.norm(ours.components_, axis=1), 1, atol=1e-5)
     mask = ours.space_.mask
     images = [
@@ -55,6 +57,7 @@ def test_full_passes_learn_every_network(networks, truth_maps):
         n_components=10, random_state=0, n_epochs=3, tol=0, max_no_improvement=None, score=False
     ).fit(networks.shards)
     assert fit.n_steps_ == 3 * -(-3666 // fit.batch_size)  # three passes, no early stop
+    assert fit.passes_ == 3
     assert match_components(fit.components_, truth_maps).worst >= 0.88
 
 

@@ -100,6 +100,10 @@ class DictLearning(GroupDecomposition):
         The CanICA maps it started from.
     n_steps_ : int
         Mini-batches processed.
+    passes_ : float
+        Passes over the voxels those mini-batches made (``n_steps_`` over the
+        mini-batches of a pass): below ``n_epochs`` when early stopping ended learning,
+        and below 1 when the dictionary was learned from part of the voxels.
     """
 
     _accumulators = ("unit", "scaled")
@@ -198,6 +202,7 @@ class DictLearning(GroupDecomposition):
             warnings.simplefilter("ignore", ConvergenceWarning)
             codes, learner = self._learn(voxels, dictionary, random_state)
         self.n_steps_ = int(learner.n_steps_)
+        self.passes_ = self.n_steps_ / -(-voxels.shape[0] // int(self.batch_size))
         del voxels
         maps = np.empty((n, codes.shape[0]))
         maps[:, order] = codes.T

@@ -160,6 +160,19 @@ def results(estimator, method: str, pictures: dict, match: dict | None) -> dict:
         "memory": estimator.memory_usage_,
         "pictures": pictures,
         "truth_match": match,
+        "dictionary": _dictionary(estimator),
+    }
+
+
+def _dictionary(estimator) -> dict | None:
+    """How far a DictLearning fit learned its dictionary; None for other methods."""
+    if not isinstance(estimator, DictLearning):
+        return None
+    return {
+        "mini_batches": estimator.n_steps_,
+        "batch_size": int(estimator.batch_size),
+        "passes": estimator.passes_,
+        "stopped_early": estimator.passes_ < int(estimator.n_epochs),
     }
 
 
@@ -391,9 +404,29 @@ def _fit_section(r: dict) -> str:
             else "incremental (MIGP): the buffer was reduced as subjects came",
         ],
         ["subject PCA", "—" if kept is None else f"kept {kept:.1%} of the data's sum of squares"],
+        *_dictionary_rows(r.get("dictionary")),
         ["parameters", _e(", ".join(f"{k}={v}" for k, v in r["parameters"].items()))],
     ]
     return "<h2>Fit</h2>" + _table(["", ""], rows)
+
+
+def _dictionary_rows(learned: dict | None) -> list[list[str]]:
+    """The Fit table's row on how far the dictionary was learned (DictLearning only)."""
+    if learned is None:
+        return []
+    text = (
+        f"{learned['mini_batches']} mini-batches of {learned['batch_size']} voxels, "
+        f"{learned['passes']:.2f} passes over the voxels"
+    )
+    if learned["stopped_early"]:
+        # What a researcher needs to read the maps: learned from part of the voxels, on
+        # a path the early stop fixed (another machine's rounding can move a hard map).
+        text += (
+            ": ended by the early stop (tol, max_no_improvement), as in nilearn; the maps "
+            "depend on the learning's path. tol=0, max_no_improvement=None learns over "
+            "n_epochs full passes"
+        )
+    return [["dictionary learning", _e(text)]]
 
 
 def _maps_section(r: dict) -> str:
