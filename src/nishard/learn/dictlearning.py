@@ -71,17 +71,18 @@ class DictLearning(GroupDecomposition):
     n_components : int
         Maps to learn.
     n_epochs : int
-        Passes over the voxels at most; learning stops earlier when the cost stops
-        improving (``tol``, ``max_no_improvement``). With nilearn's defaults that is
-        after about 110 mini-batches (scikit-learn starts watching the cost after 100),
-        a fraction of a pass for a brain mask: the dictionary then depends on the path
-        (the initial atoms' order, the rounding of BLAS), as nilearn's does. With
-        ``tol=0, max_no_improvement=None`` it makes exactly ``n_epochs`` passes and
-        learns the dictionary the voxels determine, whatever the path. nilearn asks for
-        ``n_epochs`` times as many passes as a pass has mini-batches; the early stop ends
-        both at the same step, except for a mask under 100 mini-batches (2,000 voxels at
-        ``batch_size=20``), whose cost scikit-learn watches only from the second pass:
-        ``n_epochs=1`` then makes one pass where nilearn goes on until the cost stalls.
+        Passes over the voxels at most. Learning stops earlier when the dictionary stops
+        changing (``tol``) or the smoothed cost stops improving (``max_no_improvement``),
+        which scikit-learn checks from its 101st mini-batch: at nilearn's defaults it
+        stops at the earliest after 101 or 111 (after 111 on the test data, 0.60 of a
+        pass over its 3,666 voxels), often a fraction of a pass for a brain mask. The
+        dictionary then depends on the path (the initial atoms' order, the rounding of
+        BLAS), as nilearn's does. With ``tol=0, max_no_improvement=None`` it makes
+        exactly ``n_epochs`` passes, far less dependent on the path. nilearn asks for
+        ``n_epochs`` times as many passes as a pass has mini-batches: the two stop at the
+        same step when the early stop comes within ``n_epochs`` passes; otherwise this
+        one stops after them where nilearn goes on (at ``n_epochs=1``, always for a mask
+        of 100 mini-batches or fewer: 2,000 voxels at ``batch_size=20``).
     alpha : float
         Sparsity of the maps (nilearn: 10).
     batch_size : int
@@ -106,8 +107,8 @@ class DictLearning(GroupDecomposition):
         Mini-batches processed.
     passes_ : float
         Passes over the voxels those mini-batches made (``n_steps_`` over the
-        mini-batches of a pass): below ``n_epochs`` when early stopping ended learning,
-        and below 1 when the dictionary was learned from part of the voxels.
+        mini-batches of a pass): below ``n_epochs`` only when early stopping ended
+        learning, and below 1 when the dictionary was learned from part of the voxels.
     """
 
     _accumulators = ("unit", "scaled")
@@ -230,8 +231,7 @@ class DictLearning(GroupDecomposition):
             # Passes over the voxels, as scikit-learn (>= 1.1) reads max_iter. nilearn
             # 0.14 passes n_epochs times the mini-batches of a pass there (an older
             # scikit-learn's count of mini-batches): a bound its early stopping reaches
-            # long before, so the defaults learn the same dictionary (but for a tiny
-            # mask; see n_epochs).
+            # long before, so the defaults learn the same dictionary (but see n_epochs).
             max_iter=int(self.n_epochs),
             fit_algorithm=self.method,
             batch_size=int(self.batch_size),

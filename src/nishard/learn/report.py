@@ -10,7 +10,7 @@ and writes into ``out``:
   say what the values are, cut coordinates, L/R; the montage in decreasing explained
   variance, flagged maps framed in red);
 - ``results.json``: the figures of the fit (explained variance, time, memory, the flags
-  of each map...);
+  of each map, how far DictLearning learned its dictionary...);
 - ``report.html``: the maps, the explained variance, the time and peak memory of the
   fit, and the shards' manifest summary (splits, counts, quarantined records) as the fit
   recorded it, with the match to ground-truth maps when they are given, and the maps
@@ -160,11 +160,11 @@ def results(estimator, method: str, pictures: dict, match: dict | None) -> dict:
         "memory": estimator.memory_usage_,
         "pictures": pictures,
         "truth_match": match,
-        "dictionary": _dictionary(estimator),
+        "dictionary_learning": _dictionary_learning(estimator),
     }
 
 
-def _dictionary(estimator) -> dict | None:
+def _dictionary_learning(estimator: object) -> dict | None:
     """How far a DictLearning fit learned its dictionary; None for other methods."""
     if not isinstance(estimator, DictLearning):
         return None
@@ -404,7 +404,7 @@ def _fit_section(r: dict) -> str:
             else "incremental (MIGP): the buffer was reduced as subjects came",
         ],
         ["subject PCA", "—" if kept is None else f"kept {kept:.1%} of the data's sum of squares"],
-        *_dictionary_rows(r.get("dictionary")),
+        *_dictionary_rows(r.get("dictionary_learning")),
         ["parameters", _e(", ".join(f"{k}={v}" for k, v in r["parameters"].items()))],
     ]
     return "<h2>Fit</h2>" + _table(["", ""], rows)
