@@ -61,7 +61,7 @@ def learn_dictionary(samples: np.ndarray, atoms: int) -> np.ndarray:
         n_components=atoms,
         alpha=ALPHA,
         batch_size=20,
-        max_iter=-(-len(samples) // 20),
+        max_iter=1,  # passes, as DictLearning(n_epochs=1); the early stop ends it sooner
         shuffle=False,
         random_state=0,
         fit_algorithm="cd",
