@@ -367,3 +367,31 @@ def test_float32_rounding_is_caught_where_the_operator_removes_nearly_everything
     # Without the check, the float32 product alone is far off: the test can fail.
     monkeypatch.setattr(regression, "FLOAT32_ERROR", np.inf)
     assert np.abs(ours(x, **kw) - exact).max() > TOL
+
+
+@pytest.mark.parametrize("explained", [False, True])
+def test_a_run_whose_columns_need_float64_is_computed_in_float64_after_its_first_block(
+    monkeypatch, x, conf, explained
+):
+    """Where the first block's float32 products are mostly redone in float64 (confounds
+    that explain nearly everything), the other blocks skip the float32 route; where they
+    are not (the ordinary data), every block takes it. Both match nilearn."""
+    rng = np.random.default_rng(5)
+    if explained:
+        x = 1000.0 + conf @ rng.normal(size=(24, V)) * 50 + rng.normal(size=(N, V)) * 0.05
+        x = x.astype(np.float32)
+    kw = dict(t_r=T_R, detrend=True, low_pass=0.1, high_pass=0.01, filter="butterworth",
+              confounds=conf, standardize="zscore_sample")  # fmt: skip
+    # Blocks of 100 columns: five for the 500 features.
+    monkeypatch.setitem(regression._BLOCK_BYTES, "numpy", 8 * N * 100)
+    float32_blocks = []
+    block32 = regression._numpy_block32
+
+    def counted(block, *args):
+        float32_blocks.append(block.shape[1])
+        return block32(block, *args)
+
+    monkeypatch.setattr(regression, "_numpy_block32", counted)
+    got = ours(x, **kw)
+    assert float32_blocks == ([100] if explained else [100] * 5)
+    assert np.abs(got - reference(x.astype(np.float64), **kw)).max() <= TOL / 10

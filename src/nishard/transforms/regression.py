@@ -186,7 +186,7 @@ def apply_linear(
     out = np.empty((op.n_out, x.shape[1]), dtype=float_dtype(x.dtype))
     if not x.shape[1]:
         return out
-    run = _numpy_block if backend == "numpy" else _jax_runner(x.dtype)
+    run = _numpy_runner() if backend == "numpy" else _jax_runner(x.dtype)
     itemsize = 8 if backend == "numpy" else out.dtype.itemsize
     means = []  # psc only: (output mean, input mean) per block
     for cols in column_blocks(x.shape[0], x.shape[1], _BLOCK_BYTES[backend], itemsize):
@@ -225,11 +225,31 @@ def _offset_parts(op: LinearOp):
     return op.offset - avg, avg
 
 
-def _numpy_block(block: np.ndarray, op: LinearOp, standardize, ensure_finite):
-    z_scored = standardize in ("zscore", "zscore_sample")
-    if block.dtype == np.float32 and op.dense is not None and z_scored and not ensure_finite:
-        return _numpy_block32(block, op, standardize)
-    return _numpy_block64(block, op, standardize, ensure_finite)
+#: The share of a block's columns computed again in float64 past which the float32 route
+#: is given up for the rest of the run: a redone column costs its float32 product and a
+#: float64 one, so above about a third the float64 route alone is cheaper. Long runs get
+#: there: at 1,200 volumes (an HCP run) the band-pass operator's rows are long enough that
+#: 83-97 % of the columns are redone, and the float32 route took 1.5x the float64 one.
+REDO_LIMIT = 0.3
+
+
+def _numpy_runner():
+    """The NumPy block runner of one :func:`apply_linear` call: float32 products where
+    :func:`_numpy_block32` applies, until a block has more than :data:`REDO_LIMIT` of its
+    columns redone; float64 from then on (the same data always take the same route)."""
+    float32 = True
+
+    def run(block: np.ndarray, op: LinearOp, standardize, ensure_finite):
+        nonlocal float32
+        z_scored = standardize in ("zscore", "zscore_sample")
+        dense32 = block.dtype == np.float32 and op.dense is not None and not ensure_finite
+        if float32 and dense32 and z_scored:
+            y, stats, n_bad, redone = _numpy_block32(block, op, standardize)
+            float32 = redone <= REDO_LIMIT * block.shape[1]
+            return y, stats, n_bad
+        return _numpy_block64(block, op, standardize, ensure_finite)
+
+    return run
 
 
 def _numpy_block64(block: np.ndarray, op: LinearOp, standardize, ensure_finite):
@@ -270,7 +290,7 @@ FLOAT32_ERROR = 1e-5
 
 
 def _numpy_block32(block: np.ndarray, op: LinearOp, standardize: str):
-    """:func:`_numpy_block` for float32 data through a dense operator, z-scored.
+    """A block of float32 data through a dense operator, z-scored (see :func:`_numpy_runner`).
 
     The product, nearly all of the cost, runs in float32 (about 1.5 times as fast as in
     float64) on data centred around float64 column means, so that it never carries the baseline,
@@ -280,10 +300,12 @@ def _numpy_block32(block: np.ndarray, op: LinearOp, standardize: str):
     estimated against its output's spread, and the columns past :data:`FLOAT32_ERROR`
     are computed again in float64. Outputs in the data's own units (no standardization,
     percent signal change) keep the float64 route throughout.
+
+    Returns what :func:`_numpy_block64` does, and the number of columns redone.
     """
     c = block.mean(axis=0, dtype=np.float64)
     if not np.isfinite(c).all() and not np.isfinite(block).all():
-        return None, None, int((~np.isfinite(block).all(axis=0)).sum())
+        return None, None, int((~np.isfinite(block).all(axis=0)).sum()), 0
     b = block - c.astype(np.float32)  # a float32 copy, centred
     const = (b == b[0]).all(axis=0)
     y = op.dense32 @ b
@@ -296,9 +318,10 @@ def _numpy_block32(block: np.ndarray, op: LinearOp, standardize: str):
     error = _EPS32 * op.row_norm * np.sqrt(np.einsum("ij,ij->j", b, b)) / np.maximum(sd, _TINY)
     redo = (error > FLOAT32_ERROR) & ~const
     y /= _std(sd).astype(np.float32)
-    if redo.any():
+    redone = int(redo.sum())
+    if redone:
         y[:, redo] = _numpy_block64(block[:, redo], op, standardize, False)[0]
-    return y, None, 0
+    return y, None, 0, redone
 
 
 def _ddof(method: str) -> int:
