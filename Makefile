@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 DEMO_STAMP := $(VENV)/.installed-demo
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: setup setup-test demo test lint format clean git-annex
+.PHONY: setup setup-test demo test lint format clean git-annex device-wheels
 
 setup: $(DEMO_STAMP)
 setup-test: $(TEST_STAMP)
@@ -49,5 +49,16 @@ format: setup-test
 	$(BIN)/ruff check --fix src tests benchmarks
 	$(BIN)/ruff format src tests benchmarks
 
+# The wheels (CPython 3.12, Linux x86-64) that the lent GPU machine's image lacks, at the
+# versions of constraints.txt, into .whl/ for benchmarks/device.sh (which says how to run it).
+DEVICE_WHEELS = nibabel nilearn webdataset braceexpand isal crc32c
+device-wheels:
+	rm -rf .whl && python3 -m pip download --quiet --no-deps --only-binary=:all: \
+	  --python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64 \
+	  --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl \
+	  $$(for name in $(DEVICE_WHEELS); do grep -i "^$$name==" constraints.txt; done) \
+	  2>&1 | grep -v "is ignored: it is neither" || true
+	@ls .whl
+
 clean:
-	rm -rf $(VENV) nishard-demo .pytest_cache
+	rm -rf $(VENV) nishard-demo .pytest_cache .whl
