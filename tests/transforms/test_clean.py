@@ -395,3 +395,29 @@ def test_a_run_whose_columns_need_float64_is_computed_in_float64_after_its_first
     got = ours(x, **kw)
     assert float32_blocks == ([100] if explained else [100] * 5)
     assert np.abs(got - reference(x.astype(np.float64), **kw)).max() <= TOL / 10
+
+
+def test_an_hcp_length_run_leaves_the_float32_route_and_matches_nilearn(monkeypatch):
+    """1,200 volumes at TR 0.72 s with fMRI's noise and drifts: the band-pass operator's
+    rows are long, most columns of the first block are redone in float64, and the other
+    blocks take the float64 route; every column within 1e-5 of nilearn."""
+    rng = np.random.default_rng(7)
+    n, v = 1200, 300
+    t = np.linspace(0, 1, n)[:, None]
+    x = (1000 + 10 * rng.normal(size=(n, v)) + 10 * t * rng.uniform(-1, 1, v)).astype(np.float32)
+    conf = np.cumsum(rng.normal(size=(n, 24)), axis=0)
+    kw = dict(t_r=0.72, detrend=True, low_pass=0.1, high_pass=0.01, filter="butterworth",
+              confounds=conf, standardize="zscore_sample")  # fmt: skip
+    monkeypatch.setitem(regression._BLOCK_BYTES, "numpy", 8 * n * 100)
+    redone = []
+    block32 = regression._numpy_block32
+
+    def counted(block, *args):
+        out = block32(block, *args)
+        redone.append(out[-1] / block.shape[1])
+        return out
+
+    monkeypatch.setattr(regression, "_numpy_block32", counted)
+    got = ours(x, **kw)
+    assert len(redone) == 1 and redone[0] > 0.5
+    assert np.abs(got - reference(x.astype(np.float64), **kw)).max() <= TOL / 10
