@@ -11,7 +11,8 @@ float32 input) and writes the dtype of the input out (float32 for float32 input)
 exception: float32 data z-scored through a dense operator (a band-pass filter: the usual
 denoising) are centred around float64 means and multiplied in float32 (benchmarks/clean.py:
 the clean step 0.24-0.27 s against 0.38 s), each feature whose estimated rounding error
-exceeds 1e-5 of its output's spread computed again in float64; tests/transforms/
+exceeds 1e-5 of its output's spread computed again in float64 (and the rest of the run
+after a block where more than :data:`REDO_LIMIT` of them were); tests/transforms/
 test_clean.py holds every combination within 1e-5 of nilearn run in float64. Float64
 data, other standardizations and low-rank operators keep float64 throughout. The JAX
 backend runs the same arithmetic in the input's precision (float32 unless ``jax_enable_x64``
@@ -229,7 +230,8 @@ def _offset_parts(op: LinearOp):
 #: is given up for the rest of the run: a redone column costs its float32 product and a
 #: float64 one, so above about a third the float64 route alone is cheaper. Long runs get
 #: there: at 1,200 volumes (an HCP run) the band-pass operator's rows are long enough that
-#: 83-97 % of the columns are redone, and the float32 route took 1.5x the float64 one.
+#: 83-98 % of the columns are redone, and the float32 route took 1.5x the float64 one
+#: (benchmarks/clean_length.py).
 REDO_LIMIT = 0.3
 
 
