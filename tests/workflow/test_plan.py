@@ -153,12 +153,13 @@ def test_a_record_is_computed_on_one_blas_thread_whatever_the_process_allows(rec
 
 
 def test_the_blas_libraries_are_found_again_after_an_import(monkeypatch):
-    """The libraries one_blas_thread limits are found once, and again when a module was
-    imported since (a BLAS comes with an extension: scipy's, torch's)."""
+    """The libraries one_blas_thread (and the learners' blas_threads) limit are found once,
+    and again when a module was imported since (a BLAS comes with an extension: scipy's,
+    torch's)."""
     import sys
     import types
 
-    from nishard.workflow import threads
+    from nishard import threads
 
     with threads.one_blas_thread():
         first = threads._found[1]

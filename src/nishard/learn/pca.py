@@ -32,7 +32,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from scipy import linalg
 from sklearn.utils.extmath import randomized_svd
-from threadpoolctl import ThreadpoolController
+
+from ..threads import threadpools
 
 #: Bytes of the temporary of one block of a blockwise product.
 BLOCK_BYTES = 4 << 20
@@ -92,7 +93,7 @@ def threads_allowed() -> int:
     holds), one off the main thread (see :func:`blas_threads`)."""
     if threading.current_thread() is not threading.main_thread():
         return 1
-    counts = [lib.num_threads for lib in _threadpools().select(user_api="blas").lib_controllers]
+    counts = [lib.num_threads for lib in threadpools().select(user_api="blas").lib_controllers]
     return min(counts, default=1)
 
 
@@ -124,25 +125,13 @@ def leading_eigen(matrix: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     return np.clip(values[::-1], 0.0, None), vectors[:, ::-1]
 
 
-_controller: ThreadpoolController | None = None
-
-
 def blas_threads(limit: int | None) -> contextlib.AbstractContextManager:
     """BLAS limited to ``limit`` threads meanwhile; no change for None or off the main
     thread: the limit is the process's, and a worker thread (``jobs > 1``, already under
     the reduction's own limit) would change it under the other workers' calls."""
     if limit is None or threading.current_thread() is not threading.main_thread():
         return contextlib.nullcontext()
-    return _threadpools().limit(limits=limit, user_api="blas")
-
-
-def _threadpools() -> ThreadpoolController:
-    """The process's thread pools (BLAS, OpenMP), found once: finding them inspects the
-    loaded libraries (milliseconds)."""
-    global _controller
-    if _controller is None:
-        _controller = ThreadpoolController()
-    return _controller
+    return threadpools().limit(limits=limit, user_api="blas")
 
 
 def _flip_rows(rows: np.ndarray) -> np.ndarray:

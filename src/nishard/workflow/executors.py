@@ -17,12 +17,12 @@ from typing import ClassVar, Protocol
 
 from ..records.table import Record
 from ..registry import Registry
+from ..threads import one_blas_thread
 from .cache import NodeCache
 from .handoff import handoff_folder, receive, share
 from .plan import Outcome, Plan, Summarize
 from .pydra import Pydra
 from .task_runners import SlurmArray, Tasks
-from .threads import one_blas_thread
 from .usage import Meter
 
 

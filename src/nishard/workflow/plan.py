@@ -19,6 +19,7 @@ from typing import Any
 
 from ..errors import RecordError, SampleError, SpecError
 from ..records.table import Record
+from ..threads import one_blas_thread
 from ..transforms.base import ArraySpec, Sample, Transform
 from ..units import format_bytes
 from .cache import NodeCache, node_key, step_files
@@ -26,7 +27,6 @@ from .fusion import ByBackend, Fusion, Greedy, chain_specs, masks_as_read, neede
 from .headers import describe_inputs
 from .inputs import LOADERS, input_checksums, load_inputs
 from .qc import QC_KEY, combine, measure_inputs, measure_outputs
-from .threads import one_blas_thread
 from .timing import settle_timing
 from .usage import Usage
 

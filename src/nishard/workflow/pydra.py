@@ -43,11 +43,11 @@ from ..errors import (
 )
 from ..progress import say
 from ..records.table import Record
+from ..threads import one_blas_thread
 from .cache import NodeCache
 from .inputs import input_checksums
 from .plan import Outcome, Plan, Summarize
 from .task_runners import TaskCommand, TaskFailure, last_line
-from .threads import one_blas_thread
 from .timing import settle_timing
 from .usage import Meter, Usage
 

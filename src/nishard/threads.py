@@ -1,4 +1,4 @@
-"""One BLAS thread for a record's math, whichever executor runs it."""
+"""The process's BLAS thread pools: found once, and limited for a record's math or a step."""
 
 from __future__ import annotations
 
@@ -7,11 +7,20 @@ from contextlib import AbstractContextManager
 
 from threadpoolctl import ThreadpoolController
 
-#: The BLAS libraries loaded, found once: finding them (``threadpool_limits`` does it at
+#: The thread pools loaded, found once: finding them (``threadpool_limits`` does it at
 #: every call, inspecting every loaded library) takes 2.5 ms, a limit with them 0.02 ms,
 #: and a build asks twice a record. Keyed by the number of modules imported: a BLAS is
 #: loaded only by importing an extension (numpy, scipy, torch), so a new one is found.
 _found: tuple[int, ThreadpoolController] | None = None
+
+
+def threadpools() -> ThreadpoolController:
+    """The process's thread pools (BLAS, OpenMP), found again after a module's import."""
+    global _found
+    modules = len(sys.modules)
+    if _found is None or _found[0] != modules:
+        _found = (modules, ThreadpoolController())
+    return _found[1]
 
 
 def one_blas_thread() -> AbstractContextManager:
@@ -24,8 +33,4 @@ def one_blas_thread() -> AbstractContextManager:
     Every executor computes a record on one BLAS thread, so the bytes are the same
     wherever it runs; the parallel executors run one record per core, as they did.
     """
-    global _found
-    modules = len(sys.modules)
-    if _found is None or _found[0] != modules:
-        _found = (modules, ThreadpoolController())
-    return _found[1].limit(limits=1, user_api="blas")
+    return threadpools().limit(limits=1, user_api="blas")
