@@ -150,21 +150,3 @@ def test_a_record_is_computed_on_one_blas_thread_whatever_the_process_allows(rec
         outcome = assemble([Mask(), Clean(**BAND)]).run(record)
         assert blas_threads() == {2}  # given back
     assert outcome.error is None and seen and all(threads == {1} for threads in seen)
-
-
-def test_the_blas_libraries_are_found_again_after_an_import(monkeypatch):
-    """The libraries one_blas_thread (and the learners' blas_threads) limit are found once,
-    and again when a module was imported since (a BLAS comes with an extension: scipy's,
-    torch's)."""
-    import sys
-    import types
-
-    from nishard import threads
-
-    with threads.one_blas_thread():
-        first = threads._found[1]
-    with threads.one_blas_thread():
-        assert threads._found[1] is first  # nothing imported: not searched again
-    monkeypatch.setitem(sys.modules, "a_new_extension", types.ModuleType("a_new_extension"))
-    with threads.one_blas_thread():
-        assert threads._found[1] is not first
