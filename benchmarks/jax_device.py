@@ -7,11 +7,11 @@ machine in one call; anywhere else it runs with JAX's CPU as the "device" too, w
 checks the script and gives this machine's CPU figures.
 
 Clean step, at growing sizes (200 volumes of 25,000, 100,000 and 235,375 voxels, the 2 mm
-brain; 1,200 volumes of 91,282 grayordinates, an HCP run). The signals are synthetic
-float32 (a baseline of 1,000, drifts, noise), the operator nishard's own for
-``Clean(detrend=True, low_pass=0.1, high_pass=0.01, confounds=<24 columns>,
-standardize="zscore_sample")`` at a TR of 0.72 s (:func:`~nishard.transforms.signal.
-clean_operator`, a dense (time x time) matrix), applied by
+brain; 1,200 volumes of 91,282 grayordinates, an HCP run). The signals are those of
+``benchmarks/clean_length.py`` (float32 with fMRI's baseline, noise and drifts), the
+operator nishard's own for ``Clean(detrend=True, low_pass=0.1, high_pass=0.01,
+confounds=<24 columns>, standardize="zscore_sample")`` at a TR of 0.72 s
+(:func:`~nishard.transforms.signal.clean_operator`, a dense (time x time) matrix), applied by
 :func:`~nishard.transforms.regression.apply_linear`. Timed, fastest of ``--repeats``
 after a first call that compiles:
 
@@ -47,13 +47,13 @@ import argparse
 import json
 import os
 import platform
-import time
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 import nishard as ns
+from clean_length import fastest, signals  # benchmarks/, this script's folder
 from nishard.transforms.regression import _jax_kernel, _offset_parts, apply_linear
 from nishard.transforms.signal import clean_operator
 
@@ -86,27 +86,6 @@ def host() -> str:
     except OSError:
         pass
     return f"{name}, {os.cpu_count()} cores"
-
-
-def signals(volumes: int, voxels: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Float32 signals on a baseline with drifts, and 24 smooth confounds (float64)."""
-    rng = np.random.default_rng(seed)
-    t = np.linspace(0, 1, volumes, dtype=np.float32)[:, None]
-    x = rng.standard_normal((volumes, voxels), dtype=np.float32)
-    x += 1000 + 5 * t * rng.standard_normal(voxels, dtype=np.float32)
-    confounds = np.cumsum(rng.standard_normal((volumes, 24)), axis=0)
-    return x, confounds
-
-
-def fastest(run, repeats: int) -> float:
-    """Seconds of the fastest of ``repeats`` calls of ``run``, after one untimed call."""
-    run()
-    best = float("inf")
-    for _ in range(repeats):
-        started = time.perf_counter()
-        run()
-        best = min(best, time.perf_counter() - started)
-    return best
 
 
 def kernel_on(device, op, x: np.ndarray):
@@ -143,13 +122,12 @@ def clean_rows(repeats: int) -> list[dict]:
                             low_pass=LOW_PASS, high_pass=HIGH_PASS)  # fmt: skip
         row = {"volumes": volumes, "voxels": voxels, "gb": round(x.nbytes / 1e9, 3)}
         reference = apply_linear(x, op, "zscore_sample", backend="numpy")
-        row["numpy_s"] = fastest(partial(apply_linear, x, op, "zscore_sample"), repeats)
+        row["numpy_s"], _ = fastest(partial(apply_linear, x, op, "zscore_sample"), repeats, True)
         with_jax = partial(apply_linear, x, op, "zscore_sample", backend="jax")
         for name, device in (("cpu", cpu), ("device", accelerator)):
             with jax.default_device(device):
-                row[f"{name}_s"] = fastest(with_jax, repeats)
-                out = with_jax()
-            row[f"{name}_kernel_s"] = fastest(kernel_on(device, op, x), repeats)
+                row[f"{name}_s"], out = fastest(with_jax, repeats, warm=True)
+            row[f"{name}_kernel_s"], _ = fastest(kernel_on(device, op, x), repeats, warm=True)
         row["max_abs_diff"] = float(np.abs(out - reference).max())
         row["ratio"] = row["cpu_s"] / row["device_s"]
         row["ratio_kernel"] = row["cpu_kernel_s"] / row["device_kernel_s"]
@@ -206,8 +184,8 @@ def stream_rows(out: Path, repeats: int) -> list[dict]:
     for length in LENGTHS:
         gb = length * sample_bytes / 1e9
         row = {"samples": length, "gb": round(gb, 3),
-               "host_s": fastest(on_host(length), repeats),
-               "device_s": fastest(on_device(length), repeats)}  # fmt: skip
+               "host_s": fastest(on_host(length), repeats, warm=True)[0],
+               "device_s": fastest(on_device(length), repeats, warm=True)[0]}  # fmt: skip
         for name in ("host", "device"):
             row[f"{name}_gb_s"] = gb / row[f"{name}_s"]
         rows.append(row)
