@@ -53,7 +53,7 @@ format: setup-test
 # versions of constraints.txt, into .whl/ for benchmarks/device.sh (which says how to run it).
 DEVICE_WHEELS = nibabel nilearn webdataset braceexpand isal crc32c
 device-wheels:
-	rm -rf .whl && python3 -m pip download --quiet --no-deps --only-binary=:all: \
+	rm -rf .whl && $(PYTHON) -m pip download --quiet --no-deps --only-binary=:all: \
 	  --python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64 \
 	  --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl \
 	  $$(for name in $(DEVICE_WHEELS); do grep -i "^$$name==" constraints.txt; done) \
