@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 
 def walk(root: str, prefix: str = "", named_folders: bool = False) -> Iterator[str]:
-    """Relative paths (``/``-separated) of every file and symlink under ``root``, unordered.
+    """Relative paths (``/``-separated) of every file and symlink under ``root``.
 
     Parameters
     ----------
@@ -31,6 +31,10 @@ def walk(root: str, prefix: str = "", named_folders: bool = False) -> Iterator[s
     -----
     Symlinks are listed whether or not they resolve: in a DataLad dataset, files whose
     content is not fetched yet are broken symlinks, and they are still records.
+
+    The order is the names' own (each folder's entries sorted), not the order the file
+    system lists them in, which differs between file systems and copies of one dataset:
+    what is made of the list does not depend on where the dataset lies.
     """
     for relative, names in walk_folders(root, prefix, named_folders):
         for name in names:
@@ -43,16 +47,17 @@ def walk_folders(
     """What :func:`walk` lists, a folder at a time: its path and its entries' names.
 
     Each item is ``(relative, names)``: the folder relative to ``root`` (``""`` for the
-    root itself, else ending in ``/``) and, in the order the folder lists them, the names
-    of its files and symlinks, and of its folders named like files (with a trailing
-    ``/``, when ``named_folders``). ``relative + name`` is what :func:`walk` yields, in
-    the same order; a caller that handles most names by their folder and name alone
-    builds no path for them. Parameters and errors as :func:`walk`.
+    root itself, else ending in ``/``) and, sorted, the names of its files and symlinks,
+    and of its folders named like files (with a trailing ``/``, when ``named_folders``);
+    folders come in the order of their paths' parts. ``relative + name`` is what
+    :func:`walk` yields, in the same order; a caller that handles most names by their
+    folder and name alone builds no path for them. Parameters and errors as :func:`walk`.
     """
     stack = [("", root)]
     while stack:
         relative, folder = stack.pop()
         names: list[str] = []
+        below: list[tuple[str, str]] = []
         try:
             # One pass, each entry asked once whether it is a folder (from the listing's
             # own d_type: no stat), as the plainest walk does; most folders of a dataset
@@ -68,7 +73,7 @@ def walk_folders(
                     if named_folders and relative and "." in name:
                         names.append(name + "/")
                     elif relative or name.startswith(prefix):
-                        stack.append((f"{relative}{name}/", entry.path))
+                        below.append((f"{relative}{name}/", entry.path))
         except (FileNotFoundError, NotADirectoryError):
             continue  # gone since it was listed
         except OSError as err:
@@ -78,4 +83,9 @@ def walk_folders(
                 f"cannot list {folder} ({type(err).__name__}: {err.strerror}): the runs in "
                 "it would be missed; make it readable (or move it out of the dataset)"
             ) from err
+        # Sorted: the file system's own order differs between file systems and copies,
+        # and a folder's few dozen names cost far less to sort than to list.
+        names.sort()
+        below.sort(reverse=True)  # popped, so the first in order is listed first
+        stack += below
         yield relative, names

@@ -65,10 +65,6 @@ class BidsScan:
         Every JSON file, relative, for sidecar inheritance (when the scan was asked).
     folders : dict
         Record id to the problems of folders found where its files should be.
-    elsewhere : dict
-        Record id to column to the labels (a space) of its files that ``classify`` marked
-        as found elsewhere (``ELSEWHERE + column``, the label as level), to say why a run
-        lacks a file.
     root : str
         The dataset root, absolute, with a trailing ``/``: the prefix of every path.
     """
@@ -79,8 +75,30 @@ class BidsScan:
     unparsed: list[str] = field(default_factory=list)
     jsons: list[str] = field(default_factory=list)
     folders: dict[str, list[str]] = field(default_factory=dict)
-    elsewhere: dict[str, dict[str, set[str]]] = field(default_factory=dict)
     root: str = "/"
+    _elsewhere: dict[str, dict[str, set[str]]] = field(default_factory=dict, init=False)
+    _noted: list[tuple[str, tuple[_Kind, ...]]] = field(default_factory=list, init=False)
+
+    @property
+    def elsewhere(self) -> dict[str, dict[str, set[str]]]:
+        """Record id to column to the labels (a space) of its files that ``classify``
+        marked as found elsewhere (``ELSEWHERE + column``, the label as level), to say
+        why a run lacks a file."""
+        # Most scans never ask (every run has its files): the notes are put in place
+        # only when asked, not once for every file in another space.
+        for label, kinds in self._noted:
+            for kind in kinds:
+                key = f"sub-{label}{kind.run_key}"
+                self._elsewhere.setdefault(key, {}).setdefault(kind.elsewhere, set()).add(
+                    kind.level
+                )
+        self._noted.clear()
+        return self._elsewhere
+
+    def note_elsewhere(self, label: str, kinds: tuple[_Kind, ...]) -> None:
+        """Note files of subject ``label`` of these kinds, found in another space than
+        the one asked for (see :attr:`elsewhere`)."""
+        self._noted.append((label, kinds))
 
     def parsed(self, record: str, column: str) -> tuple[BidsName, str] | None:
         """The parsed name and relative path of a record's file; None when it has none."""
@@ -154,14 +172,19 @@ def scan_bids(
     root = root.absolute()
     read_sidecar.cache_clear()  # a sidecar fetched or edited since the last scan is read anew
     found = BidsScan(root=f"{root}/")
-    runs, json_names, prefix = found.runs, found.jsons, found.root
-    kinds: dict[str, dict[str, _Kind | object | None]] = {}  # by the folders below the subject's
+    json_names, prefix = found.jsons, found.root
+    # By the folders below the subject's: a name's rest after ``sub-<label>_`` to its
+    # kind, and a folder's rests together (a key no rest can be: it holds NULs) to its plan.
+    kinds: dict[str, dict[str, _Kind | _Plan | object | None]] = {}
     subjects: dict[str, str | None] = {}  # a name's first part to its subject label
+    made = used = 0  # plans made, plans reused
     for folder, listed in walk_folders(str(root), prefix="sub-", named_folders=True):
         if not folder:  # the root: its sidecars apply to every run
             if jsons:
                 json_names += [name for name in listed if name.endswith(".json")]
             continue
+        if not listed:
+            continue  # folders only
         cut = folder.index("/")
         below = kinds.setdefault(folder[cut:], {})
         base = prefix + folder
@@ -171,6 +194,22 @@ def scan_bids(
             own = subjects[folder[:cut]] = _subject_label(folder[:cut])
         mine = f"sub-{own}_" if own is not None else "/"  # no name starts with a slash
         skip = len(mine)
+        # A dataset repeats a few folders' contents for every subject: when every name
+        # here starts with the subject, the names but for it are the plan's key. Plans
+        # stop being made where they are not reused (folders that all differ).
+        if own is not None and (made < _TRIED or used > made):
+            joined = "\0" + "\0".join(listed)
+            rests = joined.replace("\0" + mine, "\0")
+            if len(joined) - len(rests) == skip * len(listed):  # each name lost its ``mine``
+                plan = below.get(rests, _UNSEEN)
+                if plan is _UNSEEN:
+                    plan = below[rests] = _plan(listed, skip, folder, below, classify)
+                    made += 1
+                else:
+                    used += 1
+                if plan is not None:
+                    _follow(found, plan, listed, own, folder, jsons)
+                    continue
         for name in listed:
             if jsons and name.endswith(".json"):
                 json_names.append(folder + name)
@@ -184,42 +223,125 @@ def scan_bids(
                 if label is None or not underscore:
                     _place(found, folder + name, classify)  # on its own
                     continue
-            kind = below.get(rest, _UNSEEN)
-            if kind is _UNSEEN:
-                kind = below[rest] = _kind(name, folder + name, classify)
+            kind = _kind_of(below, rest, name, folder, classify)
             if kind is None:
                 continue  # not one of ours
             if kind is _UNPARSED:
                 found.unparsed.append(folder + name)
-                continue
-            if kind is _FOLDER:
+            elif kind is _FOLDER:
                 _place(found, folder + name, classify)
-                continue
-            if kind.elsewhere:  # one of ours, but not of the space asked for
-                key = f"sub-{label}{kind.run_key}"
-                found.elsewhere.setdefault(key, {}).setdefault(kind.elsewhere, set()).add(
-                    kind.level
-                )
-                continue
-            if kind.level == "subject":
-                key = (label, kind.entities.get("ses"), kind.entities.get("res"))
-                files = found.subject_files.setdefault(key, {})
-                claim(files, kind.column, base + name, f"sub-{label}{kind.where}")
-                continue
-            if kind.level != "run":
+            elif kind.elsewhere:  # one of ours, but not of the space asked for
+                found.note_elsewhere(label, (kind,))
+            elif kind.level == "subject":
+                _put_subject(found, label, kind, base + name)
+            elif kind.level == "run":
+                run = _run(found, label, kind)
+                claim(run.files, kind.column, base + name, run.record)
+                run.kinds[kind.column] = kind
+            else:
                 _put(found, kind.named(label), folder + name, kind.column, kind.level)
-                continue
-            # A run's file, the common case, without building what the general case does.
-            key = f"sub-{label}{kind.run_key}"
-            run = runs.get(key)
-            if run is None:
-                run = runs[key] = Found(key, {"subject": label, **kind.long})
-            files, column = run.files, kind.column
-            if column in files:
-                claim(files, column, base + name, key)  # two files for one place
-            files[column] = base + name
-            run.kinds[column] = kind
     return found
+
+
+#: Plans made before their reuse is asked for (see :func:`scan_bids`).
+_TRIED = 256
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What a folder's names say for every subject whose folder at that place lists the
+    same names but for its label: their kinds, grouped, the name's index with each.
+
+    ``runs`` holds, per run and in the order of its first name, its files'
+    ``(column, kind, index)``.
+    """
+
+    runs: tuple[tuple[tuple[str, _Kind, int], ...], ...]
+    subject: tuple[tuple[_Kind, int], ...]  # subject-level files
+    elsewhere: tuple[_Kind, ...]  # files in another space than the one asked for
+    jsons: tuple[int, ...]  # every JSON file
+
+
+def _plan(
+    listed: list[str], skip: int, folder: str, below: dict, classify: Callable
+) -> _Plan | None:
+    """The plan of a folder whose every name starts with its subject (``skip`` long);
+    None when a name needs the general case: not BIDS, a folder named like a file, a
+    level other than run or subject, or a second file for one place (named there)."""
+    runs: dict[str, list[tuple[str, _Kind, int]]] = {}
+    subject, elsewhere, jsons = [], [], []
+    for index, name in enumerate(listed):
+        if name.endswith(".json"):
+            jsons.append(index)
+        kind = _kind_of(below, name[skip:], name, folder, classify)
+        if kind is None:
+            continue
+        if kind is _UNPARSED or kind is _FOLDER:
+            return None
+        if kind.elsewhere:
+            elsewhere.append(kind)
+        elif kind.level == "subject":
+            place = (kind.entities.get("ses"), kind.entities.get("res"), kind.column)
+            if any(place == (k.entities.get("ses"), k.entities.get("res"), k.column)
+                   for k, _ in subject):  # fmt: skip
+                return None
+            subject.append((kind, index))
+        elif kind.level == "run":
+            members = runs.setdefault(kind.run_key, [])
+            if any(column == kind.column for column, _, _ in members):
+                return None
+            members.append((kind.column, kind, index))
+        else:
+            return None
+    return _Plan(tuple(map(tuple, runs.values())), tuple(subject), tuple(elsewhere), tuple(jsons))
+
+
+def _follow(
+    found: BidsScan, plan: _Plan, listed: list[str], label: str, folder: str, jsons: bool
+) -> None:
+    """Place a folder's files as its plan says: what the general case does, name by
+    name, without the names' parts looked up again."""
+    base = found.root + folder
+    if jsons:
+        found.jsons += [folder + listed[index] for index in plan.jsons]
+    for members in plan.runs:
+        run = _run(found, label, members[0][1])
+        files, kinds = run.files, run.kinds
+        for column, kind, index in members:
+            if column in files:  # a file of another folder in the same place
+                claim(files, column, base + listed[index], run.record)
+            files[column] = base + listed[index]
+            kinds[column] = kind
+    for kind, index in plan.subject:
+        _put_subject(found, label, kind, base + listed[index])
+    if plan.elsewhere:
+        found.note_elsewhere(label, plan.elsewhere)
+
+
+def _kind_of(
+    below: dict, rest: str, name: str, folder: str, classify: Callable
+) -> _Kind | object | None:
+    """The kind of a name whose rest after its subject is ``rest``, worked out once for
+    the folders at that place below the subjects' (``below``)."""
+    kind = below.get(rest, _UNSEEN)
+    if kind is _UNSEEN:
+        kind = below[rest] = _kind(name, folder + name, classify)
+    return kind
+
+
+def _run(found: BidsScan, label: str, kind: _Kind) -> Found:
+    """The run a file of ``kind`` of subject ``label`` belongs to, made if new."""
+    key = f"sub-{label}{kind.run_key}"
+    run = found.runs.get(key)
+    if run is None:
+        run = found.runs[key] = Found(key, {"subject": label, **kind.long})
+    return run
+
+
+def _put_subject(found: BidsScan, label: str, kind: _Kind, path: str) -> None:
+    """Place a subject-level file (an anatomical mask) among its subject's files."""
+    key = (label, kind.entities.get("ses"), kind.entities.get("res"))
+    claim(found.subject_files.setdefault(key, {}), kind.column, path, f"sub-{label}{kind.where}")
 
 
 def _subject_label(part: str) -> str | None:
