@@ -1,14 +1,17 @@
 """The BIDS walk reuses what it learns of a kind of file for every subject: it must find
 exactly what parsing and classifying every name finds, in the same order."""
 
+import contextlib
 import os
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 import nishard as ns
 from nishard.records.entities import parse_bids_name, record_id
 from nishard.records.files import walk
+from nishard.records.schemas import scanning
 from nishard.records.schemas.base import ELSEWHERE, claim, long_entities, subject_key
 from nishard.records.schemas.scanning import scan_bids
 from tests.records import layouts
@@ -181,10 +184,21 @@ def test_the_walk_finds_what_parsing_every_name_finds(tmp_path, layout, schema):
     assert _found(tmp_path, schema.classify) == expected
 
 
-def test_irregular_names_are_in_the_comparison(tmp_path):
+def test_irregular_names_are_in_the_comparison(tmp_path, monkeypatch):
     """The comparison above sees what it must: reordered entities, names parsed on their
-    own, folders, files found elsewhere (a check that the layout is what it says)."""
+    own, folders, files found elsewhere, folders placed by a plan made for another
+    subject's (a check that the layout is what it says)."""
     irregular(tmp_path)
+    followed = []
+    follow = scanning._follow
+
+    def counted(found, plan, *rest):
+        followed.append(plan)
+        follow(found, plan, *rest)
+
+    monkeypatch.setattr(scanning, "_follow", counted)
+    scan_bids(tmp_path, ns.schemas.fmriprep().classify)
+    assert len(followed) > len({id(plan) for plan in followed})  # a plan reused
     for schema in SCHEMAS:
         assert _every_name(tmp_path, schema.classify)["runs"], schema
     found = _every_name(tmp_path, ns.schemas.fmriprep().classify)
@@ -211,3 +225,25 @@ def test_a_folder_alone_in_a_runs_place_is_dropped_saying_so(tmp_path):
             "reason": f"{folder.absolute()} is a directory, expected a file",
         }
     ]
+
+
+@pytest.mark.parametrize("schema", SCHEMAS[:1] + SCHEMAS[-1:], ids=lambda s: s.name)
+def test_what_is_found_does_not_depend_on_the_order_folders_list_their_names(
+    tmp_path, monkeypatch, schema
+):
+    """File systems (and copies of one dataset) list a folder's names in different
+    orders; the walk sorts them, so the runs, their entities' order (from a run's first
+    file: sub-01's run 2 names them in two orders) and the record table are the same."""
+    irregular(tmp_path)
+    forward = _found(tmp_path, schema.classify)
+    table = ns.locate(tmp_path, schema=schema).frame
+    listing = os.scandir
+
+    @contextlib.contextmanager
+    def backwards(path):
+        with listing(path) as entries:
+            yield list(entries)[::-1]
+
+    monkeypatch.setattr(os, "scandir", backwards)
+    assert _found(tmp_path, schema.classify) == forward
+    pd.testing.assert_frame_equal(ns.locate(tmp_path, schema=schema).frame, table)

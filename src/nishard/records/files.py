@@ -57,7 +57,7 @@ def walk_folders(
     while stack:
         relative, folder = stack.pop()
         names: list[str] = []
-        below: list[tuple[str, str]] = []
+        below: list[tuple[str, str]] = []  # subfolders, pushed once sorted
         try:
             # One pass, each entry asked once whether it is a folder (from the listing's
             # own d_type: no stat), as the plainest walk does; most folders of a dataset
@@ -86,6 +86,7 @@ def walk_folders(
         # Sorted: the file system's own order differs between file systems and copies,
         # and a folder's few dozen names cost far less to sort than to list.
         names.sort()
-        below.sort(reverse=True)  # popped, so the first in order is listed first
-        stack += below
+        if below:  # most folders hold files only
+            below.sort(reverse=True)  # popped, so the first in order is listed first
+            stack += below
         yield relative, names
