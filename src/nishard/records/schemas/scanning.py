@@ -79,8 +79,10 @@ class BidsScan:
     jsons: list[str] = field(default_factory=list)
     folders: dict[str, list[str]] = field(default_factory=dict)
     root: str = "/"
-    _elsewhere: dict[str, dict[str, set[str]]] = field(default_factory=dict, init=False)
-    _noted: list[tuple[str, tuple[_Kind, ...]]] = field(default_factory=list, init=False)
+    _elsewhere: dict[str, dict[str, set[str]]] = field(default_factory=dict, init=False, repr=False)
+    _noted: list[tuple[str, tuple[_Kind, ...]]] = field(
+        default_factory=list, init=False, repr=False
+    )
 
     @property
     def elsewhere(self) -> dict[str, dict[str, set[str]]]:
@@ -198,8 +200,9 @@ def scan_bids(
         mine = f"sub-{own}_" if own is not None else "/"  # no name starts with a slash
         skip = len(mine)
         # A dataset repeats a few folders' contents for every subject: when every name
-        # here starts with the subject, the names but for it are the plan's key. Plans
-        # stop being made where they are not reused (folders that all differ).
+        # here starts with the subject, the names but for it are the plan's key. Past
+        # the first plans, none is tried while fewer are reused than made (a dataset
+        # whose folders all differ pays for no plan).
         if own is not None and (made < _TRIED or used > made):
             joined = "\0" + "\0".join(listed)
             rests = joined.replace("\0" + mine, "\0")
