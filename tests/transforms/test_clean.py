@@ -369,6 +369,22 @@ def test_float32_rounding_is_caught_where_the_operator_removes_nearly_everything
     assert np.abs(ours(x, **kw) - exact).max() > TOL
 
 
+def float32_blocks(monkeypatch, volumes: int, columns: int) -> list[tuple[int, int]]:
+    """NumPy blocks of ``columns`` columns of a ``volumes``-long run; the list that gets,
+    for each block taking the float32 route, its columns and how many were redone."""
+    monkeypatch.setitem(regression._BLOCK_BYTES, "numpy", 8 * volumes * columns)
+    seen: list[tuple[int, int]] = []
+    block32 = regression._numpy_block32
+
+    def counted(block, *args):
+        out = block32(block, *args)
+        seen.append((block.shape[1], out[-1]))
+        return out
+
+    monkeypatch.setattr(regression, "_numpy_block32", counted)
+    return seen
+
+
 @pytest.mark.parametrize("explained", [False, True])
 def test_a_run_whose_columns_need_float64_is_computed_in_float64_after_its_first_block(
     monkeypatch, x, conf, explained
@@ -382,18 +398,9 @@ def test_a_run_whose_columns_need_float64_is_computed_in_float64_after_its_first
         x = x.astype(np.float32)
     kw = dict(t_r=T_R, detrend=True, low_pass=0.1, high_pass=0.01, filter="butterworth",
               confounds=conf, standardize="zscore_sample")  # fmt: skip
-    # Blocks of 100 columns: five for the 500 features.
-    monkeypatch.setitem(regression._BLOCK_BYTES, "numpy", 8 * N * 100)
-    float32_blocks = []
-    block32 = regression._numpy_block32
-
-    def counted(block, *args):
-        float32_blocks.append(block.shape[1])
-        return block32(block, *args)
-
-    monkeypatch.setattr(regression, "_numpy_block32", counted)
+    seen = float32_blocks(monkeypatch, N, 100)  # five blocks for the 500 features
     got = ours(x, **kw)
-    assert float32_blocks == ([100] if explained else [100] * 5)
+    assert [columns for columns, _ in seen] == ([100] if explained else [100] * 5)
     assert np.abs(got - reference(x.astype(np.float64), **kw)).max() <= TOL / 10
 
 
@@ -408,16 +415,7 @@ def test_an_hcp_length_run_leaves_the_float32_route_and_matches_nilearn(monkeypa
     conf = np.cumsum(rng.normal(size=(n, 24)), axis=0)
     kw = dict(t_r=0.72, detrend=True, low_pass=0.1, high_pass=0.01, filter="butterworth",
               confounds=conf, standardize="zscore_sample")  # fmt: skip
-    monkeypatch.setitem(regression._BLOCK_BYTES, "numpy", 8 * n * 100)
-    redone = []
-    block32 = regression._numpy_block32
-
-    def counted(block, *args):
-        out = block32(block, *args)
-        redone.append(out[-1] / block.shape[1])
-        return out
-
-    monkeypatch.setattr(regression, "_numpy_block32", counted)
+    seen = float32_blocks(monkeypatch, n, 100)
     got = ours(x, **kw)
-    assert len(redone) == 1 and redone[0] > 0.5
+    assert len(seen) == 1 and seen[0][1] > 0.5 * seen[0][0]
     assert np.abs(got - reference(x.astype(np.float64), **kw)).max() <= TOL / 10
