@@ -46,6 +46,20 @@ def test_sessions_are_a_column_only_where_the_dataset_has_them(tiny, tmp_path):
     assert "session" not in next(iter(flat)).metadata
 
 
+def test_entity_columns_come_first_whichever_runs_have_them(tiny_copy):
+    # The first run (by record id) loses its run entity; the others keep theirs: the
+    # run column is still among the entities, before the timing, and empty for it.
+    first = bold_files(tiny_copy)[0]
+    stem = first.name.split("_space-")[0]
+    assert stem.endswith("_run-1")
+    for path in first.parent.glob(f"{stem}_*"):
+        path.rename(path.with_name(path.name.replace("_run-1_", "_")))
+    frame = _locate(tiny_copy).frame
+    assert list(frame.columns[:6]) == ["subject", "session", "task", "run", "t_r", "t_r_source"]
+    assert frame["run"].isna().tolist() == [True] + [False] * (len(frame) - 1)
+    assert frame.index[0] == stem.removesuffix("_run-1")
+
+
 def test_a_variable_named_like_a_record_column_is_refused(tiny_copy):
     table = (tiny_copy / "participants.tsv").read_text().splitlines()
     table = [line + ("\trun" if i == 0 else "\t1") for i, line in enumerate(table)]

@@ -117,6 +117,27 @@ def test_a_broken_sidecar_drops_its_run_naming_file_key_and_value(fmriprep, cont
     assert found in reason
 
 
+def test_sidecars_with_the_same_bytes_are_each_named_and_each_read(fmriprep):
+    """A study's sidecars repeat their bytes, whose timing is worked out once; a broken
+    one is still said with its own file's name, and an edited one read anew."""
+    sidecars = [
+        fmriprep / f"{FUNC.replace('ses-01', ses)}_{MNI}_res-2_desc-preproc_bold.json"
+        for ses in ("ses-01", "ses-02")
+    ]
+    for sidecar in sidecars:
+        sidecar.write_text('{"RepetitionTime": "2.0s"}')
+    records = _fmriprep(fmriprep)
+    assert len(records) == 0
+    for sidecar in sidecars:
+        record = sidecar.name.split(f"_{MNI}")[0]
+        assert _reason(records, record).startswith(f"{sidecar.absolute()}: RepetitionTime")
+    for sidecar, t_r in zip(sidecars, ("0.8", "1.5"), strict=True):
+        sidecar.write_text(f'{{"RepetitionTime": {t_r}}}')
+    assert _fmriprep(fmriprep).frame["t_r"].tolist() == [0.8, 1.5]
+    sidecars[0].write_text('{"RepetitionTime": 1.5}')
+    assert _fmriprep(fmriprep).frame["t_r"].tolist() == [1.5, 1.5]
+
+
 def test_a_sidecar_longer_than_one_read_is_read_whole(fmriprep):
     """Sidecars are read in one call when they fit its buffer (64 KiB); a longer one (a
     multiband run's SliceTiming, a scanner's whole protocol) is read to its end."""

@@ -97,18 +97,58 @@ def _sidecar(path: str) -> dict | None:
         data = _read_bytes(path, at_once=True)
     except FileNotFoundError:
         return None  # absent, or a broken symlink: not fetched yet
+    content = None if data is None else _object(data)
+    return _explained_sidecar(path) if content is None else content
+
+
+def _object(data: bytes) -> dict | None:
+    """A sidecar's bytes as parsed, when they are the common case: a well-formed object
+    from the first byte. None for anything else (even a file that one read did not
+    return whole), which the caller reads again and explains."""
+    try:
+        text = data.decode("utf-8")
+        content, end = _json_value(text)
+    except ValueError:
+        return None
+    if type(content) is dict and (end == len(text) or text[end:].isspace()):
+        return content
+    return None
+
+
+def _own_timing(path: str) -> Timing | None:
+    """The timing a data file's own sidecar gives (:func:`sidecar_timing`), or None.
+
+    Read for its run alone, so no content is kept; but a study's runs share a few
+    sidecars' bytes (the same task, TR and fields for every subject), and the timing
+    of bytes seen already is not parsed again.
+    """
+    try:
+        data = _read_bytes(path, at_once=True)
+    except FileNotFoundError:
+        return None  # absent, or a broken symlink: not fetched yet
     if data is not None:
-        # The common case, a well-formed object from its first byte, parsed as is;
-        # anything else (even a file that one read did not return whole) is read again
-        # below and explained.
-        try:
-            text = data.decode("utf-8")
-            content, end = _json_value(text)
-        except ValueError:
-            content, end = None, 0
-        if type(content) is dict and (end == len(text) or text[end:].isspace()):
-            return content
-    return _explained_sidecar(path)
+        timing = _timing_of(data)
+        if timing is not _UNSURE:
+            return timing
+    # Not the common case: read again, and what is wrong said with the file's name.
+    return sidecar_timing(_explained_sidecar(path) or {}, path)
+
+
+#: What :func:`_timing_of` answers for bytes it cannot vouch for.
+_UNSURE = object()
+
+
+@lru_cache(maxsize=64)
+def _timing_of(data: bytes) -> Timing | object | None:
+    """The timing that a sidecar's bytes give; ``_UNSURE`` unless they are a well-formed
+    object with usable timing keys (or none), so that errors are said with a path."""
+    content = _object(data)
+    if content is None:
+        return _UNSURE
+    try:
+        return sidecar_timing(content, "")
+    except SidecarError:
+        return _UNSURE
 
 
 #: ``json.loads`` without its wrapper's whitespace checks (two regular expressions a
@@ -146,6 +186,7 @@ def _explained_sidecar(path: str) -> dict | None:
 
 #: What one ``read`` of a sidecar asks for: more than any sidecar holds but the longest.
 _CHUNK = 1 << 16
+_READ = os.O_RDONLY | os.O_CLOEXEC
 
 
 def _read_bytes(path: str, at_once: bool = False) -> bytes | None:
@@ -165,17 +206,19 @@ def _read_bytes(path: str, at_once: bool = False) -> bytes | None:
     if not path:
         return None
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(path, _READ)
     except FileNotFoundError:
         raise
     except OSError:
         return None
     try:
-        chunks = []
-        while chunk := os.read(fd, _CHUNK):
-            chunks.append(chunk)
-            if at_once and len(chunk) < _CHUNK:
-                break
+        data = os.read(fd, _CHUNK)
+        if at_once and len(data) < _CHUNK:
+            return data  # a sidecar, whole in the first read
+        chunks = [data]
+        while data:
+            data = os.read(fd, _CHUNK)
+            chunks.append(data)
         return b"".join(chunks)
     except OSError:
         return None
@@ -387,9 +430,7 @@ def first_timing(
     for path in sidecar_candidates:
         if path is None:
             continue
-        sidecar = sidecar_of(path)
-        # A data file's own sidecar is read for its run alone: no cache to fill.
-        timing = sidecar_timing(_sidecar(sidecar) or {}, sidecar)
+        timing = _own_timing(sidecar_of(path))
         if timing is not None:
             return timing
     pending = False

@@ -15,7 +15,7 @@ ENTITY_COLUMNS: dict[str, str] = {
 }  # fmt: skip
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Run:
     """One run found by a schema.
 

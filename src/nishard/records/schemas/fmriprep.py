@@ -129,12 +129,12 @@ class Fmriprep:
             if not given <= files.keys():
                 res = found.entity(key, "bold", "res", absent=self.res)
                 subject_fallback(run, found.subject_files, res)
-            problems = list(found.folders.get(key, ()))
+            problems = tuple(found.folders.get(key, ()))
             bold, cifti = files.get("bold"), files.get("cifti")
             try:
                 timing = first_timing([bold, cifti, files.get("surface_L")], [bold, cifti])
             except SidecarError as err:
-                timing, problems = Timing(), [*problems, str(err)]
+                timing, problems = Timing(), (*problems, str(err))
             absent = {}
             if "bold" not in run.files:
                 # A run fMRIPrep processed (it has its confounds, a mask, a surface) whose
@@ -143,8 +143,7 @@ class Fmriprep:
                 spaces = sorted(found.elsewhere.get(key, {}).get("bold", ()))
                 where = f"found in {', '.join(spaces)}" if spaces else "not in any space"
                 absent["bold"] = f"desc-preproc_bold in space {self.space}{res}: {where}"
-            out.append(Run(run.record, run.entities, run.files, timing, {}, tuple(problems),
-                           absent))  # fmt: skip
+            out.append(Run(run.record, run.entities, files, timing, {}, problems, absent))
         return Scan(out, tuple(sorted(found.unparsed)))
 
     def hint(self, root: Path) -> str:

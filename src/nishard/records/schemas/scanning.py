@@ -138,6 +138,7 @@ class _Kind:
     run_key: str  # its record id after ``sub-<label>``
     long: dict[str, str]  # its run-identifying entities but the subject, long names
     where: str  # a subject-level file's place after ``sub-<label>``, for errors
+    place: tuple[str | None, str | None]  # a subject-level file's session and resolution
     elsewhere: str  # the column of a file found in another space, else ""
 
     def named(self, label: str) -> BidsName:
@@ -191,8 +192,9 @@ def scan_bids(
         if not listed:
             continue  # folders only
         cut = folder.index("/")
-        below = kinds.setdefault(folder[cut:], {})
-        base = prefix + folder
+        below = kinds.get(folder[cut:])
+        if below is None:
+            below = kinds[folder[cut:]] = {}
         # Most names start with their folder's subject: ``sub-<label>_``, cut off whole.
         own = subjects.get(folder[:cut], _UNSEEN)
         if own is _UNSEEN:
@@ -216,6 +218,7 @@ def scan_bids(
                 if plan is not None:
                     _follow(found, plan, listed, own, folder, jsons)
                     continue
+        base = prefix + folder
         for name in listed:
             if jsons and name.endswith(".json"):
                 json_names.append(folder + name)
@@ -287,9 +290,7 @@ def _plan(
         if kind.elsewhere:
             elsewhere.append(kind)
         elif kind.level == "subject":
-            place = (kind.entities.get("ses"), kind.entities.get("res"), kind.column)
-            if any(place == (k.entities.get("ses"), k.entities.get("res"), k.column)
-                   for k, _ in subject):  # fmt: skip
+            if any((kind.place, kind.column) == (k.place, k.column) for k, _ in subject):
                 return None
             subject.append((kind, index))
         elif kind.level == "run":
@@ -310,8 +311,13 @@ def _follow(
     base = found.root + folder
     if jsons:
         found.jsons += [folder + listed[index] for index in plan.jsons]
+    runs = found.runs
     for members in plan.runs:
-        run = _run(found, label, members[0][1])
+        first = members[0][1]
+        key = f"sub-{label}{first.run_key}"
+        run = runs.get(key)
+        if run is None:  # as _run does, inline: once for every run of the dataset
+            run = runs[key] = Found(key, {"subject": label, **first.long})
         files, kinds = run.files, run.kinds
         for column, kind, index in members:
             if column in files:  # a file of another folder in the same place
@@ -346,8 +352,12 @@ def _run(found: BidsScan, label: str, kind: _Kind) -> Found:
 
 def _put_subject(found: BidsScan, label: str, kind: _Kind, path: str) -> None:
     """Place a subject-level file (an anatomical mask) among its subject's files."""
-    key = (label, kind.entities.get("ses"), kind.entities.get("res"))
-    claim(found.subject_files.setdefault(key, {}), kind.column, path, f"sub-{label}{kind.where}")
+    key = (label, *kind.place)
+    files = found.subject_files.get(key)
+    if files is None:
+        found.subject_files[key] = {kind.column: path}
+    else:
+        claim(files, kind.column, path, f"sub-{label}{kind.where}")
 
 
 def _subject_label(part: str) -> str | None:
@@ -373,7 +383,10 @@ def _kind(name: str, relative: str, classify: Callable) -> _Kind | object | None
     where = "".join(f"_{k}-{rest[k]}" for k in ("ses", "res") if rest.get(k))
     column, level = match
     elsewhere = column.removeprefix(ELSEWHERE) if column.startswith(ELSEWHERE) else ""
-    return _Kind(rest, bids.suffix, bids.extension, column, level, run_key, long, where, elsewhere)
+    place = (rest.get("ses"), rest.get("res"))
+    return _Kind(
+        rest, bids.suffix, bids.extension, column, level, run_key, long, where, place, elsewhere
+    )
 
 
 def _place(found: BidsScan, listed: str, classify: Callable) -> None:
