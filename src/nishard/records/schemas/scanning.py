@@ -311,13 +311,8 @@ def _follow(
     base = found.root + folder
     if jsons:
         found.jsons += [folder + listed[index] for index in plan.jsons]
-    runs = found.runs
     for members in plan.runs:
-        first = members[0][1]
-        key = f"sub-{label}{first.run_key}"
-        run = runs.get(key)
-        if run is None:  # as _run does, inline: once for every run of the dataset
-            run = runs[key] = Found(key, {"subject": label, **first.long})
+        run = _run(found, label, members[0][1])
         files, kinds = run.files, run.kinds
         for column, kind, index in members:
             if column in files:  # a file of another folder in the same place
