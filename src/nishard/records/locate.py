@@ -201,7 +201,7 @@ def _frame(runs: list, index: pd.Index, columns: tuple[str, ...]) -> pd.DataFram
     data["t_r"] = pd.Series([t.t_r for t in timings], dtype="float64")
     data["t_r_source"] = _strings([t.source for t in timings])
     if any(t.volume_timing is not None for t in timings):  # irregular runs only
-        onsets = [t.columns().get("volume_timing", math.nan) for t in timings]
+        onsets = [math.nan if t.volume_timing is None else list(t.volume_timing) for t in timings]
         data["volume_timing"] = pd.Series(onsets, dtype=object)
     if any(r.metadata for r in runs):
         # Any JSON value: pandas infers each column's type as it does for rows of dicts.

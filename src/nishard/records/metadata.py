@@ -57,14 +57,6 @@ class Timing:
     source: str = "none"
     volume_timing: tuple[float, ...] | None = None
 
-    def columns(self) -> dict[str, object]:
-        """The record table columns it gives: ``t_r``, ``t_r_source`` (and
-        ``volume_timing`` for an irregular run)."""
-        out: dict[str, object] = {"t_r": self.t_r, "t_r_source": self.source}
-        if self.volume_timing is not None:
-            out["volume_timing"] = list(self.volume_timing)
-        return out
-
 
 def not_fetched(path: str) -> bool:
     """A file whose content is not there yet: a broken symlink (a DataLad or git-annex
@@ -127,7 +119,9 @@ def _own_timing(path: str) -> Timing | None:
     except FileNotFoundError:
         return None  # absent, or a broken symlink: not fetched yet
     if data is not None:
-        timing = _timing_of(data)
+        # Only a sidecar's usual size is kept (64 of them at most): a rare long one (a
+        # whole scanner protocol) is worked out and let go.
+        timing = (_timing_of if len(data) < _CHUNK else _timing_of.__wrapped__)(data)
         if timing is not _UNSURE:
             return timing
     # Not the common case: read again, and what is wrong said with the file's name.

@@ -9,9 +9,8 @@ subject's label for every other subject; every other name (and a folder named li
 file) is parsed and classified on its own. A folder whose names all start with its
 subject (a UK Biobank subject's ``func/``: the same 16 names but for the label) is placed
 by a plan made once for that set of names, no name of it looked up on its own. What is
-found is what parsing every name finds, in the same order, at a fraction of the cost: a
-UK Biobank-sized layout's 1.2 million names are sorted into runs in a quarter of the time
-its folders take to list.
+found is what parsing every name finds, in the same order, at a fraction of the cost
+(``benchmarks/growth.py`` times it on a UK Biobank-sized layout).
 """
 
 from __future__ import annotations
@@ -137,9 +136,13 @@ class _Kind:
     level: str
     run_key: str  # its record id after ``sub-<label>``
     long: dict[str, str]  # its run-identifying entities but the subject, long names
-    where: str  # a subject-level file's place after ``sub-<label>``, for errors
     place: tuple[str | None, str | None]  # a subject-level file's session and resolution
     elsewhere: str  # the column of a file found in another space, else ""
+
+    @property
+    def where(self) -> str:
+        """A subject-level file's place after ``sub-<label>``, for errors."""
+        return "".join(f"_{k}-{v}" for k, v in zip(("ses", "res"), self.place, strict=True) if v)
 
     def named(self, label: str) -> BidsName:
         """The parsed name of the file of this kind of subject ``label``."""
@@ -375,13 +378,10 @@ def _kind(name: str, relative: str, classify: Callable) -> _Kind | object | None
     rest = {k: v for k, v in bids.entities.items() if k != "sub"}
     run_key = record_id({"sub": "", **rest})[len("sub-") :]
     long = {k: v for k, v in long_entities(bids).items() if k != "subject"}
-    where = "".join(f"_{k}-{rest[k]}" for k in ("ses", "res") if rest.get(k))
     column, level = match
     elsewhere = column.removeprefix(ELSEWHERE) if column.startswith(ELSEWHERE) else ""
     place = (rest.get("ses"), rest.get("res"))
-    return _Kind(
-        rest, bids.suffix, bids.extension, column, level, run_key, long, where, place, elsewhere
-    )
+    return _Kind(rest, bids.suffix, bids.extension, column, level, run_key, long, place, elsewhere)
 
 
 def _place(found: BidsScan, listed: str, classify: Callable) -> None:
